@@ -1,0 +1,13 @@
+"""``facerecon bench WHAT``: speed and memory benchmarks (figures go to BENCHMARKS.md)."""
+
+from facerecon.cli._dispatch import register_group
+
+BENCHES = {
+    "render": ("facerecon.cli.bench_render", "rasterize + shade forward/backward time per image"),
+    "input": ("facerecon.cli.bench_input", "photo loading, detection, landmarks, alignment: time by stage"),
+    "fit": ("facerecon.cli.bench_fit", "single-image fitting time per photo"),
+}
+
+
+def register(subparsers) -> None:
+    register_group(subparsers, "bench", "speed benchmarks", BENCHES)

@@ -1,0 +1,100 @@
+"""Typed dataclass configs whose attribute docstrings become the command-line help.
+
+Write a config as a dataclass with a docstring under each field::
+
+    @dataclass
+    class FitConfig:
+        steps: int = 100
+        \"\"\"Gradient steps per image.\"\"\"
+
+``add_arguments(parser, FitConfig)`` adds ``--steps`` with that help text and
+``from_args(FitConfig, namespace)`` builds the instance back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each field of a dataclass to the string literal written under it in the source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _flag(prefix: str, name: str) -> str:
+    return "--" + (prefix + name).replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add one option per dataclass field; help = the field's docstring, default shown."""
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        )
+        helptext = docs.get(f.name, "")
+        kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default}
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin is typing.Union and type(None) in args:  # Optional[X]
+            tp = next(a for a in args if a is not type(None))
+            origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is typing.Literal:
+            kwargs["choices"] = list(args)
+            kwargs["type"] = type(args[0])
+        elif origin in (list, tuple):
+            kwargs["nargs"] = "+"
+            kwargs["type"] = args[0] if args and args[0] is not Ellipsis else str
+        elif tp in (int, float, str, Path):
+            kwargs["type"] = tp
+        else:
+            kwargs["type"] = str
+        kwargs["help"] = f"{helptext} (default: {default})" if helptext else f"(default: {default})"
+        parser.add_argument(_flag(prefix, f.name), **kwargs)
+
+
+def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "") -> T:
+    """Build a dataclass instance from parsed arguments added by :func:`add_arguments`."""
+    values = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.init and hasattr(ns, prefix + f.name):
+            v = getattr(ns, prefix + f.name)
+            if isinstance(v, list) and isinstance(f.default, tuple):
+                v = tuple(v)
+            values[f.name] = v
+    return cls(**values)
