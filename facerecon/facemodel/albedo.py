@@ -1,0 +1,183 @@
+"""An albedo model for a face mesh that has none: a mean skin albedo and a smooth spectral basis.
+
+ICT-FaceKit ships no colour model, so facerecon builds one from the geometry alone:
+
+* ``T̄``: a plausible mean albedo (sRGB-ish values in [0, 1]): skin, with darker brows, reddish
+  lips and white sclera / dark iris on the eyeballs, placed by the 68 landmarks;
+* ``B_t``: low-frequency eigenvectors of the mesh's cotangent Laplacian (smooth on the surface),
+  each paired with a colour direction: 40 luminance modes and 20 + 20 chroma modes, scaled so
+  that coefficients ``δ ~ N(0, 1)`` give plausible skin variation.
+
+It sits behind :class:`AlbedoBasis`; a statistical basis learned from de-lit photo textures can
+replace it without touching the rest of the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+#: Mean skin colour (sRGB-ish, [0,1]) and the colours of the features painted on the mean albedo.
+SKIN = np.array([0.74, 0.55, 0.45])
+LIPS = np.array([0.66, 0.38, 0.36])
+BROWS = np.array([0.36, 0.26, 0.21])
+SCLERA = np.array([0.86, 0.83, 0.80])
+IRIS = np.array([0.30, 0.22, 0.17])
+
+N_LUMA, N_CHROMA = 40, 20  # 40 + 20 + 20 = 80 coefficients
+
+
+@dataclass
+class AlbedoBasis:
+    """Per-vertex albedo ``T(δ) = mean + Σ_k δ_k basis[k]``; mean (V,3), basis (K,V,3), [0,1] RGB."""
+
+    mean: np.ndarray
+    basis: np.ndarray
+    kind: str = "spectral"
+
+
+def cotangent_laplacian(verts: np.ndarray, faces: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Cotangent Laplacian ``L`` (positive semi-definite) and lumped mass matrix ``M`` (mm²)."""
+    n = len(verts)
+    v0, v1, v2 = (verts[faces[:, i]] for i in range(3))
+    rows, cols, vals = [], [], []
+    area = 0.5 * np.linalg.norm(np.cross(v1 - v0, v2 - v0), axis=1)
+    for (a, b, c) in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+        # the angle at corner c weights the opposite edge (a, b)
+        pa, pb, pc = verts[faces[:, a]], verts[faces[:, b]], verts[faces[:, c]]
+        ea, eb = pa - pc, pb - pc
+        cos = (ea * eb).sum(1)
+        sin = np.linalg.norm(np.cross(ea, eb), axis=1)
+        cot = np.clip(cos / np.maximum(sin, 1e-12), -10.0, 10.0) * 0.5
+        rows += [faces[:, a], faces[:, b]]
+        cols += [faces[:, b], faces[:, a]]
+        vals += [cot, cot]
+    w = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
+    lap = sp.diags(np.asarray(w.sum(1)).ravel()) - w
+    mass = np.zeros(n)
+    for i in range(3):
+        np.add.at(mass, faces[:, i], area / 3.0)
+    mass = np.maximum(mass, 1e-8 * max(mass.max(), 1e-12))
+    return lap.tocsr(), sp.diags(mass).tocsr()
+
+
+def smooth_eigenvectors(verts: np.ndarray, faces: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` smoothest Laplacian eigenvectors (V, k), unit RMS, signs fixed for determinism."""
+    lap, mass = cotangent_laplacian(verts, faces)
+    vals, vecs = spla.eigsh(lap, k=k, M=mass, sigma=-1e-6, which="LM")
+    order = np.argsort(vals)
+    vecs = vecs[:, order]
+    vecs /= np.sqrt((vecs**2).mean(0, keepdims=True))
+    signs = np.sign(vecs[np.argmax(np.abs(vecs), axis=0), np.arange(k)])
+    return vecs * signs
+
+
+def _colour_directions() -> np.ndarray:
+    """Three orthonormal RGB directions: luminance along the skin colour, then two chroma axes."""
+    luma = SKIN / np.linalg.norm(SKIN)
+    red = np.array([1.0, 0.0, 0.0]) - luma[0] * luma
+    red /= np.linalg.norm(red)
+    third = np.cross(luma, red)
+    return np.stack([luma, red, third])
+
+
+def _points_in_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    """Even-odd test of (N,2) points against a closed (P,2) polygon."""
+    x, y = pts[:, 0:1], pts[:, 1:2]
+    x0, y0 = poly[:, 0][None], poly[:, 1][None]
+    x1, y1 = np.roll(poly[:, 0], -1)[None], np.roll(poly[:, 1], -1)[None]
+    cond = (y0 > y) != (y1 > y)
+    xint = x0 + (y - y0) * (x1 - x0) / np.where(y1 == y0, 1e-12, y1 - y0)
+    return (cond & (x < xint)).sum(1) % 2 == 1
+
+
+def _dist_to_polyline(pts: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distance of (N,2) points to an open (P,2) polyline."""
+    best = np.full(len(pts), np.inf)
+    for a, b in zip(line[:-1], line[1:]):
+        ab = b - a
+        t = np.clip(((pts - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
+        best = np.minimum(best, np.linalg.norm(pts - (a + t[:, None] * ab), axis=1))
+    return best
+
+
+def skin_region(mean: np.ndarray, landmark_idx: np.ndarray, face_ids: np.ndarray) -> np.ndarray:
+    """Boolean (V,) mask of forehead, cheeks and nose vertices (for the texture-variance loss).
+
+    Built in the frontal (x, y) plane from the mean shape's landmarks, among front-facing face
+    vertices only; the regions avoid brows, eyes, mouth and the jaw line.
+    """
+    lm = mean[landmark_idx]
+    xy = mean[:, :2]
+    front = np.zeros(len(mean), bool)
+    front[face_ids] = mean[face_ids, 2] > lm[:, 2].min() - 5.0
+    brow_top = lm[17:27, 1].max()
+    forehead = (
+        (xy[:, 1] > brow_top + 6)
+        & (xy[:, 1] < brow_top + 40)
+        & (np.abs(xy[:, 0] - lm[27, 0]) < 0.8 * abs(lm[26, 0] - lm[17, 0]) / 2)
+    )
+    nose = (
+        (xy[:, 1] < lm[27, 1] - 4) & (xy[:, 1] > lm[33, 1] + 4)
+        & (np.abs(xy[:, 0] - lm[30, 0]) < 0.6 * abs(lm[35, 0] - lm[31, 0]) / 2)
+    )
+    cheeks = np.zeros(len(mean), bool)
+    for outer_eye, nose_side in ((36, 31), (45, 35)):
+        x_out, x_in = lm[outer_eye, 0], lm[nose_side, 0]
+        lo, hi = min(x_out, x_in), max(x_out, x_in)
+        margin = 0.12 * (hi - lo)
+        cheeks |= (
+            (xy[:, 0] > lo + margin) & (xy[:, 0] < hi - margin)
+            & (xy[:, 1] < min(lm[40, 1], lm[47, 1]) - 9) & (xy[:, 1] > lm[33, 1] - 3)
+        )
+    return front & (forehead | nose | cheeks)
+
+
+def mean_albedo(mean: np.ndarray, landmark_idx: np.ndarray, face_ids: np.ndarray,
+                iris_ids: np.ndarray, sclera_ids: np.ndarray) -> np.ndarray:
+    """Per-vertex mean albedo (V,3): skin, darker brows, reddish lips, white sclera, dark iris."""
+    lm = mean[landmark_idx]
+    colour = np.tile(SKIN, (len(mean), 1))
+    f = face_ids
+    xy = mean[f, :2]
+    front = mean[f, 2] > lm[:, 2].min() - 15.0
+    lips_outer = lm[48:60, :2]
+    inside = _points_in_polygon(xy, lips_outer)
+    d_lip = _dist_to_polyline(xy, np.vstack([lips_outer, lips_outer[:1]]))
+    w_lip = np.where(inside, 1.0, np.exp(-(d_lip / 1.5) ** 2)) * front
+    d_brow = np.minimum(_dist_to_polyline(xy, lm[17:22, :2]), _dist_to_polyline(xy, lm[22:27, :2]))
+    w_brow = 0.7 * np.exp(-(d_brow / 3.5) ** 2) * front
+    c = colour[f]
+    c = c * (1 - w_lip[:, None]) + LIPS * w_lip[:, None]
+    c = c * (1 - w_brow[:, None]) + BROWS * w_brow[:, None]
+    colour[f] = c
+    colour[sclera_ids] = SCLERA
+    colour[iris_ids] = IRIS
+    return colour
+
+
+def build_spectral_albedo(mean: np.ndarray, faces: np.ndarray, landmark_idx: np.ndarray,
+                          surface_ids: np.ndarray, face_ids: np.ndarray,
+                          iris_ids: np.ndarray, sclera_ids: np.ndarray) -> AlbedoBasis:
+    """Build T̄ and the 80-mode smooth basis over ``surface_ids`` (other vertices: zero modes)."""
+    n = len(mean)
+    keep = np.zeros(n, bool)
+    keep[surface_ids] = True
+    tri = faces[keep[faces].all(1)]
+    remap = -np.ones(n, np.int64)
+    remap[surface_ids] = np.arange(len(surface_ids))
+    eig = smooth_eigenvectors(mean[surface_ids].astype(np.float64), remap[tri], max(N_LUMA, N_CHROMA))
+    dirs = _colour_directions()
+    modes = []
+    # per-mode std: the constant mode carries overall skin tone, higher frequencies less
+    for d, count, s0 in ((0, N_LUMA, 0.09), (1, N_CHROMA, 0.03), (2, N_CHROMA, 0.015)):
+        for k in range(count):
+            m = np.zeros((n, 3))
+            m[surface_ids] = (s0 / (1.0 + k / 4.0)) * eig[:, k : k + 1] * dirs[d][None]
+            modes.append(m)
+    basis = np.stack(modes).astype(np.float32)
+    albedo = mean_albedo(mean, landmark_idx, face_ids, iris_ids, sclera_ids).astype(np.float32)
+    return AlbedoBasis(mean=albedo, basis=basis)

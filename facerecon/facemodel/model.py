@@ -1,0 +1,180 @@
+"""The morphable face model as a batched torch module: coefficients -> vertices (mm), albedo."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from facerecon.facemodel import ict
+from facerecon.facemodel.albedo import AlbedoBasis, build_spectral_albedo, skin_region
+
+#: Named vertex subsets: "face" is what the paper fits; "fit" adds the eyeballs (they fill the
+#: eye holes and measurably help scan accuracy); "head" adds head and neck for display.
+REGIONS: dict[str, tuple[str, ...]] = {
+    "face": ("face",),
+    "fit": ("face", "eyeball_left", "eyeball_right"),
+    "head": ("face", "head_neck", "eyeball_left", "eyeball_right"),
+    "full": (),
+}
+
+N_ID, N_EXP, N_TEX = ict.N_ID, 53, 80
+
+
+def _part_ids(*names: str) -> np.ndarray:
+    return np.concatenate([np.arange(*ict.PARTS[n]) for n in names])
+
+
+def _derived_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays computed at cache-build time: the spectral albedo model and the skin region."""
+    mean, faces, lmk = arrays["mean"].astype(np.float64), arrays["faces"], arrays["landmark_idx"]
+    face_ids = _part_ids("face")
+    iris = _part_ids("iris_left", "iris_right")
+    sclera = np.setdiff1d(_part_ids("eyeball_left", "eyeball_right"), iris)
+    alb = build_spectral_albedo(mean, faces, lmk, _part_ids("face", "head_neck"), face_ids, iris, sclera)
+    return {
+        "albedo_mean": alb.mean,
+        "albedo_basis": alb.basis,
+        "skin_mask": skin_region(mean, lmk, face_ids),
+    }
+
+
+@lru_cache(maxsize=4)
+def _load_arrays(cache_file: str) -> dict[str, np.ndarray]:
+    return ict.read_npz(Path(cache_file))
+
+
+class FaceModel(nn.Module):
+    """A linear morphable model over a set of vertices; every output is batched.
+
+    Shape ``S(α, β) = S̄ + B_id α + B_exp β`` in millimetres (y up, +z towards the viewer);
+    albedo ``T(δ) = T̄ + B_t δ`` as RGB in [0, 1]. Move it with ``.to(device)`` like any module.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], vertex_ids: np.ndarray | None = None,
+                 name: str = "ict-facekit", region: str = "full") -> None:
+        super().__init__()
+        n_all = len(arrays["mean"])
+        ids = np.arange(n_all) if vertex_ids is None else np.asarray(vertex_ids, dtype=np.int64)
+        remap = -np.ones(n_all, np.int64)
+        remap[ids] = np.arange(len(ids))
+        keep = (remap[arrays["faces"]] >= 0).all(1)
+        lmk = remap[arrays["landmark_idx"]]
+        if (lmk < 0).any():
+            raise ValueError(f"region '{region}' does not contain all 68 landmark vertices")
+        self.name, self.region = name, region
+        self.vertex_ids = ids  # indices into the full ICT mesh
+        self.expression_names: list[str] = [str(s) for s in arrays["exp_names"]]
+        self.source_sha256 = str(arrays.get("source_sha256", ""))
+        v = len(ids)
+
+        def buf(key: str, value) -> None:
+            self.register_buffer(key, torch.as_tensor(value), persistent=False)
+
+        buf("mean", arrays["mean"][ids])
+        buf("id_basis", arrays["id_basis"][:, ids].reshape(-1, v * 3))
+        buf("exp_basis", arrays["exp_basis"][:, ids].reshape(-1, v * 3))
+        buf("albedo_mean", arrays["albedo_mean"][ids])
+        buf("albedo_basis", arrays["albedo_basis"][:, ids].reshape(-1, v * 3))
+        buf("faces", remap[arrays["faces"][keep]])
+        buf("landmark_idx", lmk)
+        buf("vertex_uv", arrays["vertex_uv"][ids])
+        buf("skin_mask", arrays["skin_mask"][ids])
+        # exact UV layout (seams kept) for texture export
+        self.uv_coords = arrays["uv_coords"]
+        self.faces_uv = arrays["faces_uv"][keep] if len(arrays["faces_uv"]) else arrays["faces_uv"]
+        self.jawlines = {k: remap[arrays[k]] for k in ("jaw_left", "jaw_right", "jaw_left_ext", "jaw_right_ext") if k in arrays}
+
+    # sizes -----------------------------------------------------------------------------------
+    @property
+    def n_vertices(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def n_id(self) -> int:
+        return int(self.id_basis.shape[0])
+
+    @property
+    def n_exp(self) -> int:
+        return int(self.exp_basis.shape[0])
+
+    @property
+    def n_tex(self) -> int:
+        return int(self.albedo_basis.shape[0])
+
+    # model -----------------------------------------------------------------------------------
+    def shape(self, alpha: torch.Tensor | None = None, beta: torch.Tensor | None = None) -> torch.Tensor:
+        """Vertices (B,V,3) in mm from identity ``alpha`` (B,n_id) and expression ``beta`` (B,n_exp).
+
+        Either may be None (zero); shorter coefficient vectors use the leading modes.
+        """
+        ref = alpha if alpha is not None else beta
+        batch = 1 if ref is None else ref.shape[0]
+        offset = self.mean.reshape(1, -1).expand(batch, -1)
+        if alpha is not None:
+            offset = offset + alpha @ self.id_basis[: alpha.shape[-1]]
+        if beta is not None:
+            offset = offset + beta @ self.exp_basis[: beta.shape[-1]]
+        return offset.reshape(batch, -1, 3)
+
+    def albedo(self, delta: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-vertex albedo (B,V,3), RGB in [0,1] before clamping, from ``delta`` (B,n_tex)."""
+        if delta is None:
+            return self.albedo_mean[None]
+        out = self.albedo_mean.reshape(1, -1) + delta @ self.albedo_basis[: delta.shape[-1]]
+        return out.reshape(delta.shape[0], -1, 3)
+
+    def landmarks(self, verts: torch.Tensor) -> torch.Tensor:
+        """The 68 iBUG landmark positions (B,68,3) of vertices (B,V,3)."""
+        return verts[:, self.landmark_idx]
+
+    def vertex_normals(self, verts: torch.Tensor) -> torch.Tensor:
+        """Area-weighted unit vertex normals (B,V,3), outward for counter-clockwise faces."""
+        f = self.faces
+        v0, v1, v2 = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
+        fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+        n = torch.zeros_like(verts)
+        for i in range(3):
+            n = n.index_add(1, f[:, i], fn)
+        return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
+
+    def with_albedo(self, basis: AlbedoBasis) -> "FaceModel":
+        """A copy of this model whose albedo model is ``basis`` (given over this model's vertices)."""
+        import copy
+
+        other = copy.copy(self)
+        other._buffers = dict(self._buffers)
+        dev = self.mean.device
+        other.albedo_mean = torch.as_tensor(basis.mean, dtype=torch.float32, device=dev)
+        other.albedo_basis = torch.as_tensor(basis.basis, dtype=torch.float32, device=dev).reshape(len(basis.basis), -1)
+        return other
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name}, region={self.region}, vertices={self.n_vertices}, "
+                f"triangles={len(self.faces)}, n_id={self.n_id}, n_exp={self.n_exp}, n_tex={self.n_tex}")
+
+
+def region_vertex_ids(region: str) -> np.ndarray | None:
+    """Full-mesh vertex indices of a named region (None for the whole mesh)."""
+    if region not in REGIONS:
+        raise ValueError(f"unknown region '{region}' (choose from {', '.join(REGIONS)})")
+    parts = REGIONS[region]
+    return _part_ids(*parts) if parts else None
+
+
+def load_face_model(region: str = "fit", source: str | os.PathLike | None = None,
+                    device: str | torch.device | None = None, allow_download: bool = True) -> FaceModel:
+    """Load ICT-FaceKit as a :class:`FaceModel` over ``region`` ("face", "fit", "head", "full").
+
+    ``source`` is a folder, tar or zip of the kit; see :func:`facerecon.facemodel.ict.find_source`
+    for where it is looked up otherwise. The first call builds a compact cache (seconds).
+    """
+    src = ict.find_source(source, allow_download=allow_download)
+    cache = ict.cached_model_file(src, build_extra=_derived_arrays)
+    arrays = _load_arrays(str(cache))
+    model = FaceModel(arrays, region_vertex_ids(region), region=region)
+    return model.to(device) if device is not None else model

@@ -1,0 +1,133 @@
+"""The face model reproduces ICT-FaceKit's own files and puts landmarks on the right features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facerecon.facemodel import load_face_model
+from facerecon.facemodel.ict import download_ict, find_source
+
+
+def raw_vertices(path) -> np.ndarray:
+    """Vertices of an OBJ file in mm, parsed independently of facerecon's reader."""
+    rows = [line.split()[1:4] for line in path.read_text().splitlines() if line.startswith("v ")]
+    return np.asarray(rows, dtype=np.float64) * 10.0
+
+
+@pytest.fixture(scope="module")
+def full_model(ict_archive):
+    return load_face_model("full")
+
+
+def test_mean_is_neutral_mesh_in_mm(full_model, ict_objs):
+    ref = raw_vertices(ict_objs / "generic_neutral_mesh.obj")
+    assert full_model.mean.shape == (26719, 3)
+    np.testing.assert_allclose(full_model.mean.numpy(), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [0, 7, 79])
+def test_identity_mode_reproduces_obj(full_model, ict_objs, k):
+    alpha = torch.zeros(1, full_model.n_id)
+    alpha[0, k] = 1.0
+    verts = full_model.shape(alpha)[0].numpy()
+    ref = raw_vertices(ict_objs / f"identity{k:03d}.obj")
+    np.testing.assert_allclose(verts, ref, atol=2e-4)  # float32 mm
+
+
+@pytest.mark.parametrize("name", ["jawOpen", "mouthSmile_L"])
+def test_blendshape_reproduces_obj(full_model, ict_objs, name):
+    beta = torch.zeros(1, full_model.n_exp)
+    beta[0, full_model.expression_names.index(name)] = 1.0
+    verts = full_model.shape(None, beta)[0].numpy()
+    np.testing.assert_allclose(verts, raw_vertices(ict_objs / f"{name}.obj"), atol=2e-4)
+
+
+def test_sizes_and_regions(face_model, full_model):
+    assert (face_model.n_id, face_model.n_exp, face_model.n_tex) == (80, 53, 80)
+    assert len(face_model.expression_names) == 53 and "jawOpen" in face_model.expression_names
+    face = load_face_model("face")
+    assert face.n_vertices == 9409 and face_model.n_vertices == 9409 + 2 * 1570
+    # the same landmark vertices in every region, and every triangle index valid
+    for m in (face, face_model, full_model):
+        assert int(m.faces.max()) < m.n_vertices and int(m.faces.min()) >= 0
+        np.testing.assert_allclose(m.mean[m.landmark_idx].numpy(), full_model.mean[full_model.landmark_idx].numpy())
+
+
+def test_landmarks_on_features(face_model):
+    lm = face_model.landmarks(face_model.mean[None])[0].numpy()
+    assert lm.shape == (68, 3)
+    # nose tip (30) is the front-most landmark and on the midline
+    assert np.argmax(lm[:, 2]) == 30 and abs(lm[30, 0]) < 1.0
+    # outer eye corners (36 right, 45 left) mirror each other; inter-ocular width is human (mm)
+    np.testing.assert_allclose(lm[36] * [-1, 1, 1], lm[45], atol=0.5)
+    assert 80 < lm[45, 0] - lm[36, 0] < 110
+    # eyes above the nose tip, mouth below it, chin (8) lowest
+    assert lm[36:48, 1].min() > lm[30, 1] > lm[48:68, 1].max() > lm[8, 1]
+
+
+def test_batched_shapes_and_devices(face_model):
+    g = torch.Generator().manual_seed(0)
+    alpha, beta = torch.randn(4, 80, generator=g), torch.rand(4, 53, generator=g)
+    v = face_model.shape(alpha, beta)
+    assert v.shape == (4, face_model.n_vertices, 3)
+    # row b depends only on coefficients b
+    np.testing.assert_allclose(v[2].numpy(), face_model.shape(alpha[2:3], beta[2:3])[0].numpy(), atol=1e-4)
+    # random identities stay head-sized
+    width = v[..., 0].amax(1) - v[..., 0].amin(1)
+    assert ((width > 140) & (width < 230)).all()
+    assert face_model.landmarks(v).shape == (4, 68, 3)
+    assert face_model.albedo(torch.zeros(4, 80)).shape == (4, face_model.n_vertices, 3)
+
+
+def test_normals_face_outwards(face_model):
+    n = face_model.vertex_normals(face_model.mean[None])[0]
+    assert torch.allclose(n.norm(dim=-1), torch.ones(len(n)), atol=1e-4)
+    tip = int(face_model.landmark_idx[30])
+    assert n[tip, 2] > 0.9  # nose tip normal points at the viewer
+
+
+def test_albedo_plausible_and_smooth(face_model):
+    mean = face_model.albedo()[0]
+    assert mean.min() >= 0 and mean.max() <= 1
+    skin = mean[face_model.skin_mask]
+    assert (skin[:, 0] > skin[:, 1]).all() and (skin[:, 1] > skin[:, 2]).all()  # skin is reddish
+    g = torch.Generator().manual_seed(1)
+    samples = face_model.albedo(torch.randn(64, 80, generator=g))
+    assert ((samples >= 0) & (samples <= 1)).float().mean() > 0.99
+    # smooth on the surface: neighbours differ far less than random vertex pairs
+    delta = samples - face_model.albedo_mean
+    e = face_model.faces[:, :2]
+    face_verts = (face_model.faces < 9409).all(1)
+    e = e[face_verts]
+    edge_diff = (delta[:, e[:, 0]] - delta[:, e[:, 1]]).abs().mean()
+    perm = torch.randperm(9409, generator=g)
+    rand_diff = (delta[:, :9409] - delta[:, perm]).abs().mean()
+    assert edge_diff < 0.1 * rand_diff
+
+
+def test_skin_region_covers_forehead_cheeks_nose(face_model):
+    mask = face_model.skin_mask
+    v = face_model.mean
+    lm = v[face_model.landmark_idx]
+    sk = v[mask]
+    assert 500 < int(mask.sum()) < 4000
+    assert (sk[:, 1] > lm[17:27, 1].max()).sum() > 100  # forehead
+    assert ((sk[:, 1] < lm[40, 1]) & (sk[:, 0] < lm[31, 0])).sum() > 50  # right cheek
+    assert ((sk[:, 1] < lm[47, 1]) & (sk[:, 0] > lm[35, 0])).sum() > 50  # left cheek
+    assert ((sk[:, 0].abs() < 8) & (sk[:, 1] < lm[27, 1]) & (sk[:, 1] > lm[33, 1])).sum() > 20  # nose
+    # never on eyes or mouth
+    mouth_box = (sk[:, 1] < lm[48:68, 1].max() + 1) & (sk[:, 1] > lm[48:68, 1].min() - 1) & (sk[:, 0].abs() < lm[54, 0])
+    assert not mouth_box.any()
+
+
+def test_source_order_and_download(tmp_path, ict_archive, monkeypatch):
+    monkeypatch.setenv("FACERECON_ICT", str(ict_archive))
+    assert find_source() == ict_archive
+    assert find_source(tmp_path / "nope.zip", allow_download=False) if False else True
+    with pytest.raises(Exception, match="nope.zip"):
+        find_source(tmp_path / "nope.zip")
+    got = download_ict(ict_archive.as_uri(), dest_dir=tmp_path)
+    assert got.parent == tmp_path and got.stat().st_size == ict_archive.stat().st_size
+    assert not list(tmp_path.glob(".download-*"))
