@@ -1,0 +1,76 @@
+"""Perspective camera and rigid pose for 224×224 face crops.
+
+Camera space: camera at the origin looking down −z, x right, y up (model space is the same
+frame: faces look along +z). Pixels: u right, v down, pixel (i, j) has its centre at (j+0.5, i+0.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: Default distance from the camera to the model origin, mm; with the default focal length the
+#: mean ICT face then spans roughly the aligned-crop template.
+DEFAULT_DISTANCE = 1000.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera for square images: focal length and size in pixels, centred principal point."""
+
+    focal: float = 1015.0
+    """Focal length in pixels (1015 px at 224 px ≈ 12.6° field of view)."""
+    size: int = 224
+    """Image width and height in pixels."""
+    near: float = 1.0
+    """Points closer than this (mm) are not drawn."""
+
+    @property
+    def center(self) -> float:
+        return self.size / 2.0
+
+    def scaled(self, size: int) -> "Camera":
+        """The same field of view at another image size."""
+        return Camera(focal=self.focal * size / self.size, size=size, near=self.near)
+
+
+def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (B,3,3) from (B,3) angles in radians: pitch about x, yaw about y,
+    roll about z, applied in that order (R = Rz·Ry·Rx). Positive yaw turns the face to its left."""
+    p, y, r = angles.unbind(-1)
+    cp, sp, cy, sy, cr, sr = p.cos(), p.sin(), y.cos(), y.sin(), r.cos(), r.sin()
+    one, zero = torch.ones_like(p), torch.zeros_like(p)
+    rx = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).reshape(-1, 3, 3)
+    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(-1, 3, 3)
+    rz = torch.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return rz @ ry @ rx
+
+
+def matrix_to_euler(rot: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`euler_to_matrix` for |pitch|, |yaw| < 90°: (B,3,3) -> (B,3) radians."""
+    yaw = -torch.asin(rot[:, 2, 0].clamp(-1, 1))
+    pitch = torch.atan2(rot[:, 2, 1], rot[:, 2, 2])
+    roll = torch.atan2(rot[:, 1, 0], rot[:, 0, 0])
+    return torch.stack([pitch, yaw, roll], -1)
+
+
+def default_translation(batch: int = 1, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(B,3) translation putting the model origin at DEFAULT_DISTANCE in front of the camera."""
+    t = torch.zeros(batch, 3, device=device, dtype=dtype)
+    t[:, 2] = -DEFAULT_DISTANCE
+    return t
+
+
+def transform(verts: torch.Tensor, angles: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Model-space vertices (B,V,3) mm -> camera space: ``R(angles) v + trans``."""
+    return verts @ euler_to_matrix(angles).transpose(1, 2) + trans[:, None, :]
+
+
+def project(verts_cam: torch.Tensor, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera-space points (B,V,3) -> pixel coordinates (B,V,2) and depth (B,V) in mm (> 0 in front)."""
+    depth = -verts_cam[..., 2]
+    inv = 1.0 / depth.clamp(min=1e-6)
+    u = camera.center + camera.focal * verts_cam[..., 0] * inv
+    v = camera.center - camera.focal * verts_cam[..., 1] * inv
+    return torch.stack([u, v], -1), depth

@@ -1,0 +1,54 @@
+"""The renderer: camera-space mesh + vertex colours -> image, coverage mask, depth, triangle ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from facerecon.render.camera import Camera, project
+from facerecon.render.raster import Fragments, rasterize
+
+
+@dataclass
+class RenderOutput:
+    """One rendered batch. Images are (B,C,H,W); ``tri_id`` is (B,H,W) with −1 for background."""
+
+    image: torch.Tensor
+    """Interpolated vertex colours over ``background`` (B,3,H,W)."""
+    mask: torch.Tensor
+    """Coverage, 1 where a triangle covers the pixel centre (B,1,H,W)."""
+    depth: torch.Tensor
+    """Depth along the optical axis in mm, 0 on background (B,1,H,W)."""
+    tri_id: torch.Tensor
+    """Front triangle per pixel (B,H,W), −1 on background."""
+    fragments: Fragments
+    """Covered pixels with their barycentrics, to interpolate further attributes."""
+    xy: torch.Tensor
+    """Projected vertices (B,V,2) in pixels."""
+
+
+class Renderer(nn.Module):
+    """Rasterize and interpolate: ``Renderer(camera)(verts_cam, faces, colors)``.
+
+    Works on any device: the z-buffer runs in numba for CPU tensors and in vectorised torch
+    otherwise (``backend`` forces one). Gradients flow to vertex positions, colours and
+    anything the colours were computed from (lights, albedo).
+    """
+
+    def __init__(self, camera: Camera | None = None, backend: str = "auto") -> None:
+        super().__init__()
+        self.camera = camera or Camera()
+        self.backend = backend
+
+    def forward(self, verts_cam: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
+                background: torch.Tensor | float = 0.0) -> RenderOutput:
+        cam = self.camera
+        xy, depth = project(verts_cam, cam)
+        tri_id = rasterize(xy, depth, faces, cam.size, cam.size, near=cam.near, backend=self.backend)
+        frags = Fragments(xy, depth, faces, tri_id)
+        image = frags.to_image(frags.interpolate(colors), background)
+        mask = (tri_id >= 0).unsqueeze(1).to(colors.dtype)
+        depth_img = frags.to_image(frags.depth[:, None].detach(), 0.0)
+        return RenderOutput(image=image, mask=mask, depth=depth_img, tri_id=tri_id, fragments=frags, xy=xy)
