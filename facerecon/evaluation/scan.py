@@ -1,0 +1,705 @@
+"""Predicted mesh vs 3D scan, MICC-style: crop, align (landmarks or principal axes), ICP, error in mm.
+
+The protocol (SPEC §6):
+
+1. Both meshes are brought to millimetres (``units_to_mm``).
+2. The scan is cropped to a sphere of ``crop_radius_mm`` (95 mm) around its nose tip, plus a small
+   margin (``scan_margin_mm``) so that prediction points near the sphere's edge still find their
+   true closest scan point rather than the cut.
+3. Initial alignment of the prediction to the scan: from corresponding 3D landmarks when both sets
+   are given (Umeyama; similarity when scale is allowed, else rigid); otherwise from centroids
+   and principal axes of the two nose-tip crops, trying every axis flip/permutation (24 proper
+   rotations) plus the identity (both meshes already in the canonical frame: y up, +z towards the
+   viewer) and keeping the candidate with the lowest error after a short ICP.
+4. Point-to-plane ICP (scipy ``cKDTree`` on a dense, deterministic sampling of the scan surface
+   with face normals), rigid or with one isotropic scale. At every iteration the prediction is
+   cropped to the same sphere, centred on the *scan's* nose tip, in the scan's frame, so both
+   meshes are compared over one physical region. Pairs farther apart than
+   ``max(trim_factor * median, trim_min_mm)`` are left out of the fit (never out of the figures).
+5. The error of each prediction vertex inside the sphere is its exact distance to the scan
+   surface (closest point on a triangle, ``trimesh.proximity``); when that closest point lies
+   inside a triangle this is the point-to-plane distance to that triangle's plane. RMSE, mean,
+   median and 90th percentile are over all those vertices, in mm.
+
+Nose tips come from landmark 30 (iBUG-68 order) when landmarks are given, else from the vertex
+farthest along +z (the canonical frame of facerecon's outputs and of most scans).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+NOSE_TIP_INDEX = 30  # iBUG-68 landmark of the nose tip
+DEFAULT_CROP_RADIUS_MM = 95.0
+
+
+class MeshError(ValueError):
+    """A mesh or landmark file that cannot be used; the message names the file and the reason."""
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def load_mesh(path: str | os.PathLike, units_to_mm: float = 1.0) -> trimesh.Trimesh:
+    """Load a triangle mesh (OBJ, PLY, GLB/GLTF, STL, OFF ...) and scale it to millimetres.
+
+    Scenes (GLB) are flattened with their node transforms applied. Vertex order is kept
+    (``process=False``) so that per-vertex data such as landmark indices stay valid.
+
+    Args:
+        path: mesh file.
+        units_to_mm: factor from the file's units to millimetres (1.0 for files already in mm,
+            10.0 for centimetres).
+
+    Raises:
+        MeshError: missing file, unreadable file, or no triangles.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MeshError(f"{p}: no such file")
+    if not (units_to_mm > 0 and math.isfinite(units_to_mm)):
+        raise MeshError(f"{p}: units-to-mm factor must be a positive number, got {units_to_mm}")
+    kwargs = {"maintain_order": True, "skip_materials": True} if p.suffix.lower() == ".obj" else {}
+    try:
+        obj = trimesh.load(str(p), process=False, **kwargs)
+    except Exception as exc:  # trimesh raises many types for bad files
+        raise MeshError(f"{p}: cannot read mesh ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, trimesh.Scene):
+        meshes = [g for g in obj.geometry.values() if isinstance(g, trimesh.Trimesh)]
+        if not meshes:
+            raise MeshError(f"{p}: the file holds no triangle mesh")
+        obj = obj.to_mesh()
+    if not isinstance(obj, trimesh.Trimesh) or len(obj.faces) == 0:
+        raise MeshError(f"{p}: the file holds no triangles (a point cloud?)")
+    verts = np.asarray(obj.vertices, dtype=np.float64) * float(units_to_mm)
+    if not np.isfinite(verts).all():
+        raise MeshError(f"{p}: vertices contain NaN or infinity")
+    return trimesh.Trimesh(verts, np.asarray(obj.faces, dtype=np.int64), process=False)
+
+
+def load_landmarks(path: str | os.PathLike, vertices: np.ndarray | None = None,
+                   units_to_mm: float = 1.0) -> np.ndarray:
+    """Load 3D landmarks as an (N,3) float64 array in mm.
+
+    Accepted formats:
+
+    - JSON: a list of [x, y, z] rows, or a dict with ``"landmarks"`` / ``"landmarks_mm"`` (rows)
+      or ``"vertex_indices"`` (indices into ``vertices``);
+    - text (``.txt``, ``.xyz``, ``.csv``, ``.pts`` ...): N rows of 3 numbers, or N rows of one
+      integer vertex index each (``vertices`` needed). Lines starting with ``#`` are ignored.
+
+    Rows may be NaN for landmarks that are missing; they are left out of the alignment.
+    Coordinates given as numbers are multiplied by ``units_to_mm``; indexed ones take the
+    (already scaled) ``vertices``.
+    """
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise MeshError(f"{p}: no such file")
+    idx = None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(p.read_text())
+            if isinstance(data, dict):
+                if "vertex_indices" in data:
+                    idx = np.asarray(data["vertex_indices"], dtype=np.int64)
+                    rows = None
+                else:
+                    rows = data.get("landmarks_mm", data.get("landmarks"))
+                    if rows is None:
+                        raise MeshError(f"{p}: JSON needs 'landmarks', 'landmarks_mm' or "
+                                        f"'vertex_indices'")
+            else:
+                rows = data
+            arr = None if rows is None else np.asarray(
+                [[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
+        else:
+            lines = [ln.split("#")[0].replace(",", " ").split() for ln in p.read_text().splitlines()]
+            lines = [ln for ln in lines if ln]
+            # 300-W style header lines ("version: 1", "n_points: 68", "{", "}") are skipped
+            lines = [ln for ln in lines if not (ln[0].endswith(":") or ln[0] in "{}")]
+            if lines and all(len(ln) == 1 for ln in lines):
+                idx = np.asarray([int(ln[0]) for ln in lines], dtype=np.int64)
+                arr = None
+            else:
+                arr = np.asarray([[float(v) for v in ln] for ln in lines], dtype=np.float64)
+    except MeshError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise MeshError(f"{p}: cannot read landmarks ({exc})") from None
+    if idx is not None:
+        if vertices is None:
+            raise MeshError(f"{p}: landmarks given as vertex indices but no mesh to index")
+        if idx.ndim != 1 or idx.min(initial=0) < 0 or idx.max(initial=0) >= len(vertices):
+            raise MeshError(f"{p}: vertex indices out of range for a mesh of {len(vertices)} vertices")
+        return np.asarray(vertices, dtype=np.float64)[idx]
+    if arr is None or arr.ndim != 2 or arr.shape[1] != 3 or len(arr) < 3:
+        shape = None if arr is None else arr.shape
+        raise MeshError(f"{p}: expected N>=3 rows of x y z, got shape {shape}")
+    return arr * float(units_to_mm)
+
+
+# --------------------------------------------------------------------------------------------
+# geometry helpers
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True
+            ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (or rigid) transform taking ``src`` points onto ``dst``.
+
+    Minimises ``sum ||s R src_i + t - dst_i||^2`` over rotations R (det +1), translation t and,
+    when ``with_scale``, one scale s (Umeyama 1991). Rows with a NaN in either set are ignored.
+
+    Args:
+        src, dst: (N,3) corresponding points, N >= 3 after dropping NaN rows, same units.
+
+    Returns:
+        (s, R (3,3), t (3,)) with s = 1 when ``with_scale`` is False.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3:
+        raise ValueError(f"umeyama: need two (N,3) arrays of equal shape, got {src.shape}, {dst.shape}")
+    ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1)
+    src, dst = src[ok], dst[ok]
+    if len(src) < 3:
+        raise ValueError("umeyama: fewer than 3 valid point pairs")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    e = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        e[2] = -1.0
+    rot = u @ np.diag(e) @ vt
+    var_s = (a ** 2).sum() / len(src)
+    s = float((d * e).sum() / var_s) if with_scale and var_s > 0 else 1.0
+    t = mu_d - s * rot @ mu_s
+    return s, rot, t
+
+
+def _rodrigues(w: np.ndarray) -> np.ndarray:
+    """Rotation matrix for a rotation vector ``w`` (radians)."""
+    theta = float(np.linalg.norm(w))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = w / theta
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(theta) * kx + (1 - math.cos(theta)) * (kx @ kx)
+
+
+def _cube_rotations() -> list[np.ndarray]:
+    """The 24 signed permutation matrices with determinant +1."""
+    import itertools
+
+    out = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            m[np.arange(3), perm] = signs
+            if np.linalg.det(m) > 0:
+                out.append(m)
+    return out
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float = 1.0,
+                   max_points: int = 400_000) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic dense samples of a triangle surface with their face normals.
+
+    Each triangle gets a regular barycentric grid of level k = ceil(longest edge / spacing)
+    (vertices and edges included), so sample spacing is at most about ``spacing_mm``.
+    The spacing is widened if that would exceed ``max_points``.
+
+    Returns:
+        points (P,3) and unit normals (P,3), same units as ``vertices``.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    tri = v[f]
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area2 = np.linalg.norm(n, axis=1)
+    keep = area2 > 1e-12
+    tri, n = tri[keep], n[keep] / area2[keep, None]
+    edges = np.stack([np.linalg.norm(tri[:, i] - tri[:, (i + 1) % 3], axis=1) for i in range(3)], 1)
+    longest = edges.max(1)
+    spacing = float(spacing_mm)
+    while True:
+        k = np.clip(np.ceil(longest / spacing), 1, 64).astype(np.int64)
+        total = int(((k + 1) * (k + 2) // 2).sum())
+        if total <= max_points or spacing > 1e6:
+            break
+        spacing *= 1.25
+    pts, nrm = [], []
+    for level in np.unique(k):
+        sel = k == level
+        ij = [(i, j) for i in range(level + 1) for j in range(level + 1 - i)]
+        bary = np.array([[i / level, j / level, 1 - (i + j) / level] for i, j in ij])
+        t = tri[sel]
+        p = np.einsum("bk,tkc->tbc", bary, t).reshape(-1, 3)
+        pts.append(p)
+        nrm.append(np.repeat(n[sel], len(bary), axis=0))
+    return np.concatenate(pts), np.concatenate(nrm)
+
+
+def crop_mesh(mesh: trimesh.Trimesh, center: np.ndarray, radius: float) -> trimesh.Trimesh:
+    """The triangles of ``mesh`` whose three vertices lie within ``radius`` of ``center``."""
+    inside = np.linalg.norm(np.asarray(mesh.vertices) - center, axis=1) <= radius
+    fsel = inside[mesh.faces].all(1)
+    if not fsel.any():
+        return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), process=False)
+    faces = np.asarray(mesh.faces)[fsel]
+    used, inv = np.unique(faces, return_inverse=True)
+    return trimesh.Trimesh(np.asarray(mesh.vertices)[used], inv.reshape(-1, 3), process=False)
+
+
+def nose_tip_of(vertices: np.ndarray, landmarks: np.ndarray | None,
+                nose_index: int = NOSE_TIP_INDEX) -> np.ndarray:
+    """Nose tip (3,): landmark ``nose_index`` when available, else the vertex with the largest z."""
+    if landmarks is not None and len(landmarks) > nose_index and np.isfinite(landmarks[nose_index]).all():
+        return np.asarray(landmarks[nose_index], dtype=np.float64)
+    v = np.asarray(vertices, dtype=np.float64)
+    return v[int(np.argmax(v[:, 2]))].copy()
+
+
+# --------------------------------------------------------------------------------------------
+# ICP
+
+
+@dataclass
+class _Similarity:
+    s: float
+    R: np.ndarray
+    t: np.ndarray
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return self.s * (x @ self.R.T) + self.t
+
+
+def _solve_step(p: np.ndarray, q: np.ndarray, n: np.ndarray, with_scale: bool
+                ) -> tuple[np.ndarray, np.ndarray, float]:
+    """One Gauss-Newton step of sum(((s R p + t - q) . n)^2) about the identity, linearised
+    around the centroid c of ``p``: returns (rotation vector, translation, log-scale)."""
+    c = p.mean(0)
+    pc = p - c
+    cols = [np.cross(pc, n), n]
+    if with_scale:
+        cols.append((pc * n).sum(1, keepdims=True))
+    a = np.concatenate(cols, axis=1)
+    r = ((p - q) * n).sum(1)
+    ata = a.T @ a
+    ata += np.eye(len(ata)) * 1e-9 * np.trace(ata)
+    x = np.linalg.solve(ata, -a.T @ r)
+    sig = float(np.clip(x[6], -0.2, 0.2)) if with_scale else 0.0
+    return x[:3], x[3:6], sig
+
+
+def _compose(T: _Similarity, c: np.ndarray, w: np.ndarray, tau: np.ndarray, sig: float) -> _Similarity:
+    """new(x) = c + e^sig R(w) (T(x) - c) + tau."""
+    r_inc = _rodrigues(w)
+    s_inc = math.exp(sig)
+    return _Similarity(T.s * s_inc, r_inc @ T.R, s_inc * (r_inc @ (T.t - c)) + c + tau)
+
+
+def _icp(src: np.ndarray, tree: cKDTree, tpts: np.ndarray, tnrm: np.ndarray, init: _Similarity,
+         center: np.ndarray, radius: float, with_scale: bool, max_iter: int,
+         trim_factor: float, trim_min_mm: float, tol: float = 1e-7) -> tuple[_Similarity, int, bool]:
+    """Point-to-plane ICP of ``src`` (cropped each step to ``radius`` around ``center`` after
+    transforming) onto the kd-tree of surface samples ``tpts`` with their face normals ``tnrm``.
+    Returns (transform, iterations, converged)."""
+    T = _Similarity(init.s, init.R.copy(), init.t.copy())
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        p = T.apply(src)
+        p = p[np.linalg.norm(p - center, axis=1) <= radius]
+        if len(p) < 6:
+            break
+        d, idx = tree.query(p)
+        thr = max(trim_factor * float(np.median(d)), trim_min_mm)
+        keep = d <= thr
+        if keep.sum() < 6:
+            break
+        p, q, n = p[keep], tpts[idx[keep]], tnrm[idx[keep]]
+        w, tau, sig = _solve_step(p, q, n, with_scale)
+        T = _compose(T, p.mean(0), w, tau, sig)
+        if _step_size(w, tau, sig, radius) < tol:
+            converged = True
+            break
+    return T, it, converged
+
+
+def _step_size(w: np.ndarray, tau: np.ndarray, sig: float, radius: float) -> float:
+    """Size of an increment: radians + translation relative to the crop radius + log-scale."""
+    return float(np.linalg.norm(w)) + float(np.linalg.norm(tau)) / max(min(radius, 1e3), 1.0) + abs(sig)
+
+
+def _refine_exact(src: np.ndarray, surface: trimesh.Trimesh, init: _Similarity, center: np.ndarray,
+                  radius: float, with_scale: bool, max_iter: int, trim_factor: float,
+                  trim_min_mm: float, tol: float = 1e-6) -> tuple[_Similarity, int, bool]:
+    """Gauss-Newton on exact point-to-triangle distances with step halving, so the robust error
+    ``mean(min(d, thr)^2)`` over the cropped points never increases. Returns as :func:`_icp`."""
+
+    def correspond(T):
+        p = T.apply(src)
+        p = p[np.linalg.norm(p - center, axis=1) <= radius]
+        q, d, tri = trimesh.proximity.closest_point(surface, p)
+        return p, np.asarray(q), np.asarray(d), np.asarray(tri)
+
+    T = init
+    p, q, d, tri = correspond(T)
+    if len(p) < 6:
+        return T, 0, False
+    thr = max(trim_factor * float(np.median(d)), trim_min_mm)
+
+    def cost(d):
+        return float(np.mean(np.minimum(d, thr) ** 2))
+
+    current = cost(d)
+    converged, it = False, 0
+    for it in range(1, max_iter + 1):
+        keep = d <= thr
+        if keep.sum() < 6:
+            break
+        n = np.asarray(surface.face_normals)[tri]
+        off = d > 1e-9
+        n[off] = (p[off] - q[off]) / d[off, None]  # gradient of the exact distance
+        pk, qk, nk = p[keep], q[keep], n[keep]
+        w, tau, sig = _solve_step(pk, qk, nk, with_scale)
+        c = pk.mean(0)
+        for _ in range(6):
+            T_new = _compose(T, c, w, tau, sig)
+            p2, q2, d2, tri2 = correspond(T_new)
+            if len(p2) >= 6 and cost(d2) <= current:
+                break
+            w, tau, sig = w / 2, tau / 2, sig / 2
+        else:
+            converged = True  # no decrease along the Gauss-Newton direction: at a minimum
+            break
+        T, p, q, d, tri, current = T_new, p2, q2, d2, tri2, cost(d2)
+        if _step_size(w, tau, sig, radius) < tol:
+            converged = True
+            break
+    return T, it, converged
+
+
+# --------------------------------------------------------------------------------------------
+# the evaluation
+
+
+@dataclass
+class ScanEvalResult:
+    """Prediction-to-scan error after alignment. All lengths in millimetres.
+
+    The alignment maps prediction coordinates x (mm) to scan coordinates: ``scale * R @ x + t``.
+    """
+
+    rmse_mm: float
+    mean_mm: float
+    median_mm: float
+    p90_mm: float
+    max_mm: float
+    n_points: int                 # prediction vertices inside the crop sphere (all used for figures)
+    crop_radius_mm: float
+    scale_allowed: bool
+    scale: float                  # 1.0 when scale was not allowed
+    rotation: np.ndarray          # (3,3)
+    translation: np.ndarray       # (3,) mm
+    init: str                     # "landmarks", "axes" or "none"
+    icp_iterations: int
+    icp_converged: bool
+    scan_nose_tip_mm: np.ndarray  # (3,) crop centre, scan frame
+    errors_mm: np.ndarray         # (n_points,) unsigned distance of each used vertex to the scan
+    signed_errors_mm: np.ndarray  # (n_points,) + outside the scan surface (along its normal)
+    vertex_indices: np.ndarray    # (n_points,) indices of the used vertices in the prediction
+    aligned_pred: trimesh.Trimesh = field(repr=False)  # whole prediction in the scan frame (mm)
+
+    def summary(self) -> dict:
+        """The scalar figures and the transform as plain JSON-able values."""
+        d: dict = {}
+        for k in ("rmse_mm", "mean_mm", "median_mm", "p90_mm", "max_mm", "n_points",
+                  "crop_radius_mm", "scale_allowed", "scale", "init", "icp_iterations",
+                  "icp_converged"):
+            d[k] = getattr(self, k)
+        d["rotation"] = np.round(self.rotation, 8).tolist()
+        d["translation_mm"] = np.round(self.translation, 6).tolist()
+        d["scan_nose_tip_mm"] = np.round(self.scan_nose_tip_mm, 6).tolist()
+        return d
+
+
+def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
+                  pred_landmarks: np.ndarray | None = None,
+                  scan_landmarks: np.ndarray | None = None,
+                  *, allow_scale: bool = False,
+                  crop_radius_mm: float = DEFAULT_CROP_RADIUS_MM,
+                  scan_margin_mm: float = 10.0,
+                  align: str = "auto",
+                  nose_index: int = NOSE_TIP_INDEX,
+                  max_iterations: int = 100,
+                  refine_iterations: int = 15,
+                  sample_spacing_mm: float = 1.0,
+                  trim_factor: float = 3.0,
+                  trim_min_mm: float = 5.0) -> ScanEvalResult:
+    """Align ``pred`` to ``scan`` and measure the point-to-surface error of its vertices (mm).
+
+    Args:
+        pred: predicted mesh in mm (any rigid placement).
+        scan: ground-truth scan in mm.
+        pred_landmarks, scan_landmarks: optional (N,3) corresponding 3D points in mm (iBUG-68
+            order for the nose tip); rows may be NaN. Both are needed for the landmark
+            initialisation; each alone still gives its mesh's nose tip.
+        allow_scale: let the alignment use one isotropic scale (reported in the result).
+        crop_radius_mm: radius of the comparison sphere around the scan's nose tip
+            (``math.inf``: no crop).
+        scan_margin_mm: extra radius kept on the scan so points near the sphere's edge find
+            their true closest scan point.
+        align: "auto" (landmarks if both given, else principal axes), "landmarks", "axes", or
+            "none" (no alignment at all: measures the meshes where they are; for tests).
+        nose_index: index of the nose tip in the landmark arrays.
+        max_iterations: ICP iteration limit (kd-tree phase).
+        refine_iterations: iteration limit of the final phase on exact closest points.
+        sample_spacing_mm: spacing of the scan samples used by ICP.
+        trim_factor, trim_min_mm: pairs farther apart than max(trim_factor * median, trim_min_mm)
+            are left out of each ICP step (not out of the reported figures).
+
+    Raises:
+        MeshError: nothing of a mesh inside the crop sphere, or unusable landmarks.
+    """
+    pv = np.asarray(pred.vertices, dtype=np.float64)
+    sv = np.asarray(scan.vertices, dtype=np.float64)
+    if align not in ("auto", "landmarks", "axes", "none"):
+        raise ValueError(f"align must be auto, landmarks, axes or none, got {align!r}")
+    if align == "landmarks" and (pred_landmarks is None or scan_landmarks is None):
+        raise MeshError("landmark alignment needs landmarks for both the prediction and the scan")
+    if pred_landmarks is not None and scan_landmarks is not None \
+            and np.shape(pred_landmarks) != np.shape(scan_landmarks):
+        raise MeshError(f"prediction has {len(pred_landmarks)} landmarks but the scan has "
+                        f"{len(scan_landmarks)}")
+    radius = float(crop_radius_mm)
+    scan_tip = nose_tip_of(sv, scan_landmarks, nose_index)
+    pred_tip = nose_tip_of(pv, pred_landmarks, nose_index)
+
+    scan_crop = crop_mesh(scan, scan_tip, radius + scan_margin_mm)
+    if len(scan_crop.faces) == 0:
+        raise MeshError(f"the scan has no triangles within {radius:g} mm of its nose tip "
+                        f"(wrong units? use the units-to-mm factor)")
+    tpts, tnrm = sample_surface(scan_crop.vertices, scan_crop.faces, sample_spacing_mm)
+    tree = cKDTree(tpts)
+
+    pred_in = pv[np.linalg.norm(pv - pred_tip, axis=1) <= radius]
+    if len(pred_in) < 3:
+        raise MeshError(f"the prediction has fewer than 3 vertices within {radius:g} mm of its "
+                        f"nose tip (wrong units?)")
+    # ICP runs on the crop-sized part of the prediction plus a margin (fast, and independent of
+    # whatever else the prediction file holds far away).
+    icp_src = pv[np.linalg.norm(pv - pred_tip, axis=1) <= radius * 1.5 + 20.0] \
+        if math.isfinite(radius) else pv
+
+    use_landmarks = align == "landmarks" or (
+        align == "auto" and pred_landmarks is not None and scan_landmarks is not None)
+    icp_args = dict(center=scan_tip, radius=radius, with_scale=allow_scale,
+                    trim_factor=trim_factor, trim_min_mm=trim_min_mm)
+    iterations, converged = 0, True
+    if align == "none":
+        T = _Similarity(1.0, np.eye(3), np.zeros(3))
+        init = "none"
+    elif use_landmarks:
+        try:
+            s, R, t = umeyama(np.asarray(pred_landmarks), np.asarray(scan_landmarks), allow_scale)
+        except ValueError as exc:
+            raise MeshError(f"landmark alignment failed: {exc}") from None
+        T0 = _Similarity(s, R, t)
+        T, iterations, converged = _icp(icp_src, tree, tpts, tnrm, T0, max_iter=max_iterations,
+                                        **icp_args)
+        init = "landmarks"
+    else:
+        T, iterations, converged = _align_by_axes(pred_in, icp_src, sv, scan_tip, radius, tree,
+                                                  tpts, tnrm, allow_scale, max_iterations,
+                                                  icp_args)
+        init = "axes"
+
+    if align != "none":
+        # finish on exact point-to-triangle distances: the kd-tree phase minimises distances to
+        # the planes of nearby samples, which slightly under-measures near mesh edges
+        T, it2, converged = _refine_exact(icp_src, scan_crop, T, max_iter=refine_iterations,
+                                          **icp_args)
+        iterations += it2
+    aligned = T.apply(pv)
+    used = np.flatnonzero(np.linalg.norm(aligned - scan_tip, axis=1) <= radius)
+    if len(used) == 0:
+        raise MeshError(f"after alignment no prediction vertex lies within {radius:g} mm of the "
+                        f"scan's nose tip")
+    err, signed = point_to_surface(aligned[used], scan_crop)
+    return ScanEvalResult(
+        rmse_mm=float(np.sqrt(np.mean(err ** 2))),
+        mean_mm=float(err.mean()),
+        median_mm=float(np.median(err)),
+        p90_mm=float(np.percentile(err, 90)),
+        max_mm=float(err.max()),
+        n_points=int(len(used)),
+        crop_radius_mm=radius,
+        scale_allowed=bool(allow_scale),
+        scale=float(T.s),
+        rotation=T.R,
+        translation=T.t,
+        init=init,
+        icp_iterations=int(iterations),
+        icp_converged=bool(converged),
+        scan_nose_tip_mm=scan_tip,
+        errors_mm=err,
+        signed_errors_mm=signed,
+        vertex_indices=used,
+        aligned_pred=trimesh.Trimesh(aligned, np.asarray(pred.faces), process=False),
+    )
+
+
+def _align_by_axes(pred_in, icp_src, scan_v, scan_tip, radius, tree, tpts, tnrm, allow_scale,
+                   max_iterations, icp_args):
+    """Candidates from principal axes (24 proper axis flips/permutations) and the identity; each
+    refined by a short ICP on a subsample, scored on a fixed point set; the best finishes ICP."""
+    scan_in = scan_v[np.linalg.norm(scan_v - scan_tip, axis=1) <= radius]
+    if len(scan_in) < 3:
+        scan_in = scan_v
+    cp, cs = pred_in.mean(0), scan_in.mean(0)
+
+    def frame(x):
+        w, e = np.linalg.eigh(np.cov((x - x.mean(0)).T))
+        e = e[:, ::-1]
+        if np.linalg.det(e) < 0:
+            e[:, 2] *= -1
+        return e
+
+    ep, es = frame(pred_in), frame(scan_in)
+    s0 = 1.0
+    if allow_scale:
+        rp = np.sqrt(((pred_in - cp) ** 2).sum(1).mean())
+        rs = np.sqrt(((scan_in - cs) ** 2).sum(1).mean())
+        s0 = float(rs / rp) if rp > 0 else 1.0
+    cands = [np.eye(3)] + [es @ m @ ep.T for m in _cube_rotations()]
+    rng = np.random.default_rng(0)
+
+    def subsample(x, n):
+        return x if len(x) <= n else x[rng.choice(len(x), n, replace=False)]
+
+    sub, score_pts = subsample(icp_src, 1000), subsample(pred_in, 1000)
+    cap = 0.1 * radius if math.isfinite(radius) else 20.0
+
+    def score(T):
+        d, _ = tree.query(T.apply(score_pts), distance_upper_bound=cap)
+        return float(np.minimum(d, cap).mean())
+
+    # coarse screen of all candidates, then a short ICP from the most promising few
+    starts = [_Similarity(s0, R, cs - s0 * R @ cp) for R in cands]
+    ranked = sorted(starts, key=score)[:4]
+    best, best_score = None, math.inf
+    for T0 in ranked:
+        T, _, _ = _icp(sub, tree, tpts, tnrm, T0, max_iter=12, **icp_args)
+        sc = score(T)
+        if sc < best_score:
+            best, best_score = T, sc
+    return _icp(icp_src, tree, tpts, tnrm, best, max_iter=max_iterations, **icp_args)
+
+
+def point_to_surface(points: np.ndarray, surface: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
+    """Exact distance (same units, mm here) from each point to the closest point of ``surface``.
+
+    Returns (unsigned (N,), signed (N,)); the sign is + on the side the closest triangle's normal
+    points to (outside a consistently oriented scan).
+    """
+    closest, dist, tri = trimesh.proximity.closest_point(surface, np.asarray(points, dtype=np.float64))
+    normals = np.asarray(surface.face_normals)[tri]
+    sign = np.sign(((points - closest) * normals).sum(1))
+    sign[sign == 0] = 1.0
+    return np.asarray(dist, dtype=np.float64), np.asarray(dist * sign, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# heatmap
+
+
+def render_error_heatmap(result: ScanEvalResult, path: str | os.PathLike, *,
+                         vmax_mm: float | None = 5.0, size: int = 512) -> Path:
+    """Write a PNG of the aligned prediction coloured by per-vertex error (mm), with a colour bar.
+
+    Frontal orthographic view of the scan frame (+z towards the viewer, y up); vertices outside
+    the crop sphere are grey. ``vmax_mm`` is the top of the colour scale (None: the 95th
+    percentile of the errors, rounded up). Written atomically.
+    """
+    import cv2
+
+    mesh = result.aligned_pred
+    v = np.asarray(mesh.vertices, dtype=np.float64)
+    f = np.asarray(mesh.faces, dtype=np.int64)
+    if vmax_mm is None or vmax_mm <= 0:
+        vmax_mm = max(float(np.ceil(np.percentile(result.errors_mm, 95) * 2) / 2), 0.5)
+    err = np.full(len(v), np.nan)
+    err[result.vertex_indices] = result.errors_mm
+    # colour of each vertex (RGB 0..255)
+    lev = np.clip(np.nan_to_num(err, nan=0.0) / vmax_mm, 0, 1)
+    cmap = cv2.applyColorMap((lev * 255).astype(np.uint8)[:, None], cv2.COLORMAP_TURBO)[:, 0, ::-1]
+    vcol = cmap.astype(np.float64)
+    vcol[np.isnan(err)] = 170.0
+    # faces: only those near the crop sphere (the rest of a head would dominate the picture)
+    keep = np.isfinite(err)[f].any(1)
+    if not keep.any():
+        keep = np.ones(len(f), dtype=bool)
+    f = f[keep]
+    used = v[np.unique(f)]
+    lo, hi = used[:, :2].min(0), used[:, :2].max(0)
+    plot = size - 40
+    scale = plot / max(hi[0] - lo[0], hi[1] - lo[1], 1e-6)
+    cx = (lo + hi) / 2
+    px = np.stack([(v[:, 0] - cx[0]) * scale + size / 2, size / 2 - (v[:, 1] - cx[1]) * scale], 1)
+    tri = v[f]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+    shade = 0.35 + 0.65 * np.abs(fn[:, 2])
+    fcol = vcol[f].mean(1) * shade[:, None]
+    order = np.argsort(tri[:, :, 2].mean(1))  # painter's algorithm: far to near
+    img = np.full((size, size + 110, 3), 255, dtype=np.uint8)
+    canvas = np.ascontiguousarray(img[:, :size])
+    pts = np.round(px[f] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+    for i in order:
+        cv2.fillConvexPoly(canvas, pts[i], tuple(int(c) for c in fcol[i][::-1]), cv2.LINE_AA, 2)
+    img[:, :size] = canvas
+    # colour bar
+    x0, y0, y1 = size + 15, 30, size - 30
+    ramp = np.linspace(1, 0, y1 - y0)
+    bar = cv2.applyColorMap((ramp * 255).astype(np.uint8)[:, None], cv2.COLORMAP_TURBO)
+    img[y0:y1, x0:x0 + 20] = np.repeat(bar, 20, axis=1)
+    for k in range(6):
+        val = vmax_mm * k / 5
+        y = int(round(y1 - (y1 - y0) * k / 5))
+        cv2.line(img, (x0 + 20, y), (x0 + 26, y), (0, 0, 0), 1)
+        label = f"{val:.1f}" + (" mm" if k == 5 else "")
+        cv2.putText(img, label, (x0 + 29, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    text = f"RMSE {result.rmse_mm:.2f} mm  median {result.median_mm:.2f}  p90 {result.p90_mm:.2f}"
+    cv2.putText(img, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return _write_png_atomic(img, path)
+
+
+def _write_png_atomic(bgr: np.ndarray, path: str | os.PathLike) -> Path:
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent, prefix=f".{path.stem}.")
+    os.close(fd)
+    try:
+        if not cv2.imwrite(tmp, bgr):
+            raise OSError(f"{path}: cannot write PNG")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

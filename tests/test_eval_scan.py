@@ -1,0 +1,198 @@
+"""The scan-comparison instrument (facerecon.evaluation.scan) measured against known answers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import trimesh
+
+from facerecon.evaluation.scan import (
+    MeshError,
+    evaluate_scan,
+    load_landmarks,
+    load_mesh,
+    render_error_heatmap,
+    umeyama,
+)
+
+
+def _rotation(pitch_deg: float, yaw_deg: float, roll_deg: float) -> np.ndarray:
+    a, b, c = np.radians([pitch_deg, yaw_deg, roll_deg])
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _head_like(subdivisions: int = 5, bumps: bool = True, uv: bool = False) -> trimesh.Trimesh:
+    """A closed head-sized surface in mm (y up, +z front) with a nose and brow (asymmetric
+    in every axis) so that the alignment has a unique answer. ``uv``: tessellate a UV sphere
+    instead of an icosphere (vertices that are not on the other tessellation)."""
+    sphere = trimesh.creation.uv_sphere(count=(96, 96)) if uv else \
+        trimesh.creation.icosphere(subdivisions=subdivisions)
+    v = np.asarray(sphere.vertices) * np.array([75.0, 100.0, 85.0])
+    if bumps:
+        front = v[:, 2] > 0
+        d = np.linalg.norm(v[:, :2] - np.array([0.0, -10.0]), axis=1)
+        v[:, 2] += 25.0 * np.exp(-(d / 18.0) ** 2) * front
+        v[:, 2] += 8.0 * np.exp(-((v[:, 1] - 30.0) / 10.0) ** 2) * np.exp(-(v[:, 0] / 50.0) ** 2) * front
+    return trimesh.Trimesh(v, np.asarray(sphere.faces), process=False)
+
+
+def _moved(mesh: trimesh.Trimesh, rot: np.ndarray, t: np.ndarray, s: float = 1.0) -> trimesh.Trimesh:
+    return trimesh.Trimesh(s * np.asarray(mesh.vertices) @ rot.T + t, np.asarray(mesh.faces), process=False)
+
+
+@pytest.fixture(scope="module")
+def head() -> trimesh.Trimesh:
+    return _head_like()
+
+
+def test_identical_meshes_give_zero(head):
+    r = evaluate_scan(head, head)
+    assert r.rmse_mm < 1e-9 and r.max_mm < 1e-9
+    assert r.n_points > 1000
+    np.testing.assert_allclose(r.rotation, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(r.translation, 0.0, atol=1e-9)
+    assert r.scale == 1.0 and not r.scale_allowed
+
+
+@pytest.mark.parametrize("init", ["axes", "landmarks"])
+def test_known_rigid_motion_is_recovered(head, init):
+    rot, t = _rotation(10, 25, -5), np.array([5.0, -3.0, 20.0])
+    pred = _moved(head, rot, t)
+    kwargs = {}
+    if init == "landmarks":
+        # 68 "landmarks": any vertices, the nose tip (max z) at index 30
+        ids = np.linspace(0, len(head.vertices) - 1, 68).astype(int)
+        ids[30] = int(np.argmax(head.vertices[:, 2]))
+        kwargs = dict(pred_landmarks=np.asarray(pred.vertices)[ids],
+                      scan_landmarks=np.asarray(head.vertices)[ids])
+    r = evaluate_scan(pred, head, **kwargs)
+    assert r.init == init
+    assert r.rmse_mm < 1e-6
+    # the alignment is the inverse motion
+    np.testing.assert_allclose(r.rotation @ rot, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(r.rotation @ t + r.translation, 0.0, atol=1e-5)
+
+
+def test_large_rotation_needs_the_axis_candidates(head):
+    """A half-turn about y: the principal-axes start with its flips must still find it."""
+    rot = _rotation(0, 170, 0)
+    pred = _moved(head, rot, np.array([10.0, 0.0, 0.0]))
+    r = evaluate_scan(pred, head, crop_radius_mm=math.inf)
+    assert r.rmse_mm < 1e-6
+    np.testing.assert_allclose(r.rotation @ rot, np.eye(3), atol=1e-6)
+
+
+def test_remeshed_surface_error_is_small():
+    """Same analytic surface, different tessellation: the instrument sees only facet error."""
+    scan = _head_like(subdivisions=5)
+    pred = _moved(_head_like(uv=True), _rotation(3, -8, 2), np.array([2.0, 1.0, -4.0]))
+    r = evaluate_scan(pred, scan)
+    assert 1e-3 < r.rmse_mm < 0.2
+    np.testing.assert_allclose(r.rotation @ _rotation(3, -8, 2), np.eye(3), atol=5e-3)
+
+
+def test_one_mm_normal_offset_measures_one_mm(head):
+    offset = trimesh.Trimesh(np.asarray(head.vertices) + head.vertex_normals, np.asarray(head.faces),
+                             process=False)
+    # the distance measure alone (no alignment): vertices 1 mm off a fine convex-ish surface
+    r = evaluate_scan(offset, head, align="none")
+    assert abs(r.median_mm - 1.0) < 1e-3
+    assert abs(r.rmse_mm - 1.0) < 5e-3
+    assert abs(r.p90_mm - 1.0) < 5e-3
+    assert (r.signed_errors_mm > 0).mean() > 0.99  # outside the scan
+    # with ICP on a closed ellipsoid (no rigid motion can undo an offset) and no crop
+    ell = _head_like(bumps=False)
+    off = trimesh.Trimesh(np.asarray(ell.vertices) + ell.vertex_normals, np.asarray(ell.faces),
+                          process=False)
+    r = evaluate_scan(off, ell, crop_radius_mm=math.inf)
+    assert abs(r.rmse_mm - 1.0) < 5e-3 and abs(r.mean_mm - 1.0) < 5e-3
+    np.testing.assert_allclose(r.translation, 0.0, atol=1e-2)
+
+
+def test_scale_is_recovered_only_when_allowed(head):
+    rot, t = _rotation(-6, 15, 4), np.array([-4.0, 7.0, 12.0])
+    pred = _moved(head, rot, t, s=1.1)
+    scaled = evaluate_scan(pred, head, allow_scale=True)
+    assert scaled.scale_allowed
+    assert abs(scaled.scale - 1 / 1.1) < 1e-6
+    assert scaled.rmse_mm < 1e-6
+    rigid = evaluate_scan(pred, head, allow_scale=False)
+    assert rigid.scale == 1.0 and not rigid.scale_allowed
+    assert rigid.rmse_mm > 0.5  # a 10% larger face cannot fit rigidly
+    assert scaled.summary()["scale"] == pytest.approx(1 / 1.1)
+
+
+def test_crop_radius_is_respected(head):
+    tip = head.vertices[np.argmax(head.vertices[:, 2])]
+    for radius in (40.0, 95.0):
+        r = evaluate_scan(head, head, crop_radius_mm=radius)
+        dist = np.linalg.norm(head.vertices - tip, axis=1)
+        assert r.n_points == int((dist <= radius).sum())
+        assert set(r.vertex_indices) == set(np.flatnonzero(dist <= radius))
+        assert np.all(np.linalg.norm(r.aligned_pred.vertices[r.vertex_indices] - tip, axis=1) <= radius)
+    # scan geometry far outside the sphere (shoulders, a stray object) changes nothing
+    box = trimesh.creation.box(extents=(50, 50, 50))
+    box.apply_translation([0, -300, 0])
+    scan = trimesh.util.concatenate([head, box])
+    pred = _moved(head, _rotation(0, 10, 0), np.array([0.0, 0.0, 5.0]))
+    a = evaluate_scan(pred, head)
+    b = evaluate_scan(pred, scan)
+    assert b.rmse_mm == pytest.approx(a.rmse_mm, abs=1e-9)
+    assert b.n_points == a.n_points
+
+
+def test_umeyama_similarity():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(20, 3)) * 30
+    rot, t = _rotation(20, -40, 70), np.array([1.0, 2.0, 3.0])
+    dst = 1.3 * src @ rot.T + t
+    dst[5] = np.nan  # missing landmark is ignored
+    s, r, tt = umeyama(src, dst)
+    assert s == pytest.approx(1.3)
+    np.testing.assert_allclose(r, rot, atol=1e-9)
+    np.testing.assert_allclose(tt, t, atol=1e-9)
+    s, r, _ = umeyama(src, dst, with_scale=False)
+    assert s == 1.0 and np.linalg.det(r) == pytest.approx(1.0)
+
+
+def test_files_units_landmarks_and_heatmap(tmp_path, head):
+    # mesh in centimetres, read back in mm
+    cm = trimesh.Trimesh(np.asarray(head.vertices) / 10.0, np.asarray(head.faces), process=False)
+    (tmp_path / "scan.ply").write_bytes(cm.export(file_type="ply"))
+    (tmp_path / "pred.obj").write_text(head.export(file_type="obj"))
+    scan = load_mesh(tmp_path / "scan.ply", units_to_mm=10.0)
+    pred = load_mesh(tmp_path / "pred.obj")
+    np.testing.assert_allclose(scan.vertices, head.vertices, atol=1e-4)
+    assert len(pred.vertices) == len(head.vertices)  # vertex order kept
+    # landmarks as vertex indices (JSON) and as coordinates (text)
+    ids = np.arange(68) * 100
+    (tmp_path / "lm.json").write_text(json.dumps({"vertex_indices": ids.tolist()}))
+    np.savetxt(tmp_path / "lm.txt", np.asarray(head.vertices)[ids] / 10.0)
+    a = load_landmarks(tmp_path / "lm.json", pred.vertices)
+    b = load_landmarks(tmp_path / "lm.txt", units_to_mm=10.0)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    r = evaluate_scan(pred, scan)
+    out = render_error_heatmap(r, tmp_path / "heat.png")
+    from PIL import Image
+
+    img = Image.open(out)
+    assert img.size[0] > img.size[1] > 100
+    # bad inputs: one clear error naming the file
+    (tmp_path / "bad.obj").write_text("this is not a mesh\n")
+    with pytest.raises(MeshError, match="bad.obj"):
+        load_mesh(tmp_path / "bad.obj")
+    with pytest.raises(MeshError, match="missing.ply: no such file"):
+        load_mesh(tmp_path / "missing.ply")
+    (tmp_path / "lm_bad.txt").write_text("1 2\n3 4\n5 6\n")
+    with pytest.raises(MeshError, match="lm_bad.txt"):
+        load_landmarks(tmp_path / "lm_bad.txt")
+    with pytest.raises(MeshError, match="units"):
+        evaluate_scan(pred, trimesh.Trimesh(np.asarray(head.vertices) * 1000, head.faces,
+                                            process=False), crop_radius_mm=95.0,
+                      scan_landmarks=np.full((68, 3), 1e6))
