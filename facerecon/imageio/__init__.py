@@ -1,1 +1,103 @@
-"""imageio"""
+"""Photos in: turn any photo into what the reconstruction needs.
+
+For each face in a photo: an aligned 224×224 RGB crop (the frame R-Net expects), its 68 iBUG
+landmarks in crop and photo pixels, a skin-attention map (SPEC §4) and the 2×3 transforms
+photo→crop (``M``) and crop→photo (``M_inv``), so every result can be drawn on the original.
+
+Stages, each usable alone: :func:`load_image` (robust decoding, one-line :class:`ImageError`),
+:class:`FaceDetector` (dlib HOG + 68-point predictor, :class:`NoFaceError`), :func:`align`
+(similarity to a canonical template), :class:`SkinClassifier` (Gaussian naive Bayes).
+:class:`Preparer` holds the loaded models and runs them all; :func:`prepare` is the one-call form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import os
+
+import numpy as np
+
+from facerecon.imageio.align import AlignedFace, align, template_landmarks
+from facerecon.imageio.detect import DetectedFace, FaceDetector, NoFaceError
+from facerecon.imageio.load import ImageError, ImageSource, describe_source, load_image
+from facerecon.imageio.skin import SkinClassifier
+
+__all__ = [
+    "AlignedFace", "DetectedFace", "FaceDetector", "ImageError", "NoFaceError", "PreparedFace",
+    "Preparer", "SkinClassifier", "align", "load_image", "prepare", "template_landmarks",
+]
+
+
+@dataclass
+class PreparedFace:
+    """One face of one photo, ready for fitting (pixel coordinates: x right, y down)."""
+
+    source: str | None  #: the photo's path, or None for an in-memory image
+    image_size: tuple[int, int]  #: (height, width) of the photo, pixels
+    crop: np.ndarray  #: (224, 224, 3) uint8 RGB aligned face
+    landmarks_crop: np.ndarray  #: (68, 2) float32, crop pixels
+    landmarks_photo: np.ndarray  #: (68, 2) float32, photo pixels
+    attention: np.ndarray  #: (224, 224) float32 skin attention A in [0, 1]
+    M: np.ndarray  #: (2, 3) photo -> crop
+    M_inv: np.ndarray  #: (2, 3) crop -> photo
+    box: tuple[float, float, float, float]  #: detector box (x0, y0, x1, y1), photo pixels
+    score: float  #: detector score
+
+    def to_photo(self, points: np.ndarray) -> np.ndarray:
+        """Map crop-pixel points (..., 2) to photo pixels."""
+        p = np.asarray(points, dtype=np.float64)
+        return p @ self.M_inv[:, :2].T + self.M_inv[:, 2]
+
+
+class Preparer:
+    """Holds the detector and skin model; ``prepare(photo)`` returns one :class:`PreparedFace`
+    per face (the largest only unless ``all_faces``)."""
+
+    def __init__(
+        self,
+        detector: FaceDetector | None = None,
+        skin: SkinClassifier | None = None,
+        size: int = 224,
+    ):
+        self.detector = detector if detector is not None else FaceDetector()
+        self.skin = skin if skin is not None else SkinClassifier.load()
+        self.size = int(size)
+
+    def prepare(self, image_or_path: ImageSource, all_faces: bool = False) -> list[PreparedFace]:
+        """Load, detect, align and compute attention. Raises ImageError / NoFaceError (one line)."""
+        is_path = isinstance(image_or_path, (str, os.PathLike))
+        source = os.fspath(image_or_path) if is_path else None
+        name = describe_source(image_or_path)
+        rgb = load_image(image_or_path)
+        faces = self.detector.detect(rgb, all_faces=all_faces, source=name)
+        out = []
+        for face in faces:
+            aligned = align(rgb, face.landmarks, size=self.size)
+            out.append(PreparedFace(
+                source=source,
+                image_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+                crop=aligned.crop,
+                landmarks_crop=aligned.landmarks,
+                landmarks_photo=face.landmarks,
+                attention=self.skin.attention(aligned.crop),
+                M=aligned.M,
+                M_inv=aligned.M_inv,
+                box=face.box,
+                score=face.score,
+            ))
+        return out
+
+    __call__ = prepare
+
+
+def prepare(
+    image_or_path: ImageSource,
+    detector: FaceDetector | None = None,
+    all_faces: bool = False,
+    skin: SkinClassifier | None = None,
+) -> list[PreparedFace]:
+    """One-call pipeline: photo (path, array or PIL image) -> list of :class:`PreparedFace`.
+
+    Pass a ``detector`` you keep when preparing many photos (loading it takes ~1 s).
+    """
+    return Preparer(detector=detector, skin=skin).prepare(image_or_path, all_faces=all_faces)
