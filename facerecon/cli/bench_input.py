@@ -1,0 +1,147 @@
+"""``facerecon bench input``: time per photo of each input stage, and detection rate per folder.
+
+Stages: load (decode + EXIF + RGB), detect (HOG boxes, with upsampling retries), landmarks
+(68-point predictor), align (similarity fit + 224 warp), skin (attention map of the crop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facerecon.assets import shared_path
+
+STAGES = ("load", "detect", "landmarks", "align", "skin")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options: folders of photos, a per-folder limit, JSON output."""
+    parser.add_argument("--images", type=Path, nargs="+", default=None,
+                        help="folders of photos (searched recursively); "
+                             "default: ../shared/faces/lfw and ../shared/faces/utkface")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most N photos per folder, evenly spaced over the sorted list")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def list_images(folder: Path, limit: int | None) -> list[Path]:
+    """Image files under ``folder`` (sorted); ``limit`` picks that many, evenly spaced."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if limit is not None and len(files) > limit:
+        idx = np.linspace(0, len(files) - 1, limit).round().astype(int)
+        files = [files[i] for i in idx]
+    return files
+
+
+def bench_folder(folder: Path, files: list[Path], detector, skin, progress: bool) -> dict:
+    """Run every stage on every photo; return timings (seconds per photo) and counts."""
+    from tqdm import tqdm
+
+    from facerecon.imageio.align import align
+    from facerecon.imageio.load import ImageError, load_image
+
+    times: dict[str, list[float]] = {s: [] for s in STAGES}
+    failures: list[str] = []
+    n_faces = n_detected = 0
+    bar = tqdm(files, desc=folder.name, unit="photo", file=sys.stderr, disable=not progress)
+    for path in bar:
+        t0 = time.perf_counter()
+        try:
+            rgb = load_image(path)
+        except ImageError as exc:
+            failures.append(str(exc))
+            tqdm.write(str(exc), file=sys.stderr)
+            continue
+        t1 = time.perf_counter()
+        boxes = detector.find_boxes(rgb)
+        t2 = time.perf_counter()
+        times["load"].append(t1 - t0)
+        times["detect"].append(t2 - t1)
+        if not boxes:
+            continue
+        n_detected += 1
+        n_faces += len(boxes)
+        lm = detector.landmarks(rgb, boxes[0][0])
+        t3 = time.perf_counter()
+        face = align(rgb, lm)
+        t4 = time.perf_counter()
+        skin.attention(face.crop)
+        t5 = time.perf_counter()
+        times["landmarks"].append(t3 - t2)
+        times["align"].append(t4 - t3)
+        times["skin"].append(t5 - t4)
+    n_ok = len(times["load"])
+    return {
+        "folder": str(folder),
+        "photos": len(files),
+        "loaded": n_ok,
+        "load_failures": failures,
+        "detected": n_detected,
+        "detection_rate": n_detected / n_ok if n_ok else float("nan"),
+        "faces_per_detected_photo": n_faces / n_detected if n_detected else float("nan"),
+        "ms_per_photo": {s: 1000 * float(np.mean(v)) if v else float("nan") for s, v in times.items()},
+        "ms_total_per_detected_photo": 1000 * float(sum(np.mean(v) for v in times.values() if v)),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark the input stages on each folder and print a table; 0 on success."""
+    from facerecon.cli import UserError
+    from facerecon.imageio.detect import FaceDetector
+    from facerecon.imageio.skin import SkinClassifier
+
+    folders = args.images
+    if folders is None:
+        folders = [p for p in (shared_path("faces", "lfw"), shared_path("faces", "utkface")) if p]
+        if not folders:
+            raise UserError("no --images given and ../shared/faces/{lfw,utkface} were not found")
+    for f in folders:
+        if not f.is_dir():
+            raise UserError(f"{f}: not a folder")
+    if args.limit is not None and args.limit <= 0:
+        raise UserError("--limit must be positive")
+    t0 = time.perf_counter()
+    detector = FaceDetector()
+    skin = SkinClassifier.load()
+    setup_s = time.perf_counter() - t0
+    results = []
+    for folder in folders:
+        files = list_images(folder, args.limit)
+        if not files:
+            print(f"{folder}: no image files", file=sys.stderr)
+            continue
+        results.append(bench_folder(folder, files, detector, skin, progress=not args.no_progress))
+
+    print(f"machine: {platform.machine()}, {_cpu_count()} CPU cores; model loading {setup_s:.2f} s")
+    head = f"{'folder':<28}{'photos':>7}{'detected':>10}" + "".join(f"{s:>11}" for s in STAGES) + f"{'total':>9}"
+    print(head)
+    print(" " * 45 + "(ms per photo)")
+    for r in results:
+        ms = r["ms_per_photo"]
+        print(f"{Path(r['folder']).name:<28}{r['loaded']:>7}{100 * r['detection_rate']:>9.1f}%"
+              + "".join(f"{ms[s]:>11.2f}" for s in STAGES) + f"{r['ms_total_per_detected_photo']:>9.1f}")
+    failures = [f for r in results for f in r["load_failures"]]
+    if failures:
+        print(f"{len(failures)} photo(s) could not be loaded:")
+        for line in failures:
+            print(f"  {line}")
+    if args.json:
+        print(json.dumps({"setup_s": setup_s, "folders": results}, indent=1))
+    return 0
+
+
+def _cpu_count() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1

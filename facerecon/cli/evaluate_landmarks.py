@@ -1,0 +1,47 @@
+"""``facerecon evaluate landmarks``: 68-point NME of the dlib detector against 300-W ``.pts`` files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from facerecon.assets import shared_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options: the folder of images + .pts, JSON output, a limit on the number of images."""
+    default = shared_path("faces", "300w", "test")
+    parser.add_argument("--images", type=Path, default=default,
+                        help="folder of images with same-named .pts files "
+                             "(default: ../shared/faces/300w/test)")
+    parser.add_argument("--json", action="store_true", help="print a JSON report (with per-image NME)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images by name")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print NME (eyes, box), failure rate and detection rate; 0 on success."""
+    from facerecon.cli import UserError
+    from facerecon.evaluation.landmarks import evaluate_folder, labelled_images
+
+    folder = args.images
+    if folder is None:
+        raise UserError("no --images folder given and ../shared/faces/300w/test was not found")
+    if not Path(folder).is_dir():
+        raise UserError(f"{folder}: not a folder")
+    if not labelled_images(folder):
+        raise UserError(f"{folder}: no images with .pts landmark files")
+    if args.limit is not None and args.limit <= 0:
+        raise UserError("--limit must be positive")
+    report = evaluate_folder(folder, limit=args.limit, progress=not args.no_progress and not args.json)
+    if args.json:
+        doc = report.to_dict()
+        doc = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in doc.items()}
+        json.dump(doc, sys.stdout, indent=1)
+        print()
+    else:
+        print(report.summary())
+    return 0
