@@ -1,0 +1,98 @@
+"""The paper's hybrid loss (SPEC §4): each term a plain function, the weights in one dataclass.
+
+All functions are batched and return one value per image (B,) so that callers can weight,
+mask or average images as they need; :class:`HybridLoss` sums the weighted terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: iBUG-68 indices of the nose (27–35) and mouth (48–67): landmark weight ω = 20 there.
+NOSE_MOUTH = list(range(27, 36)) + list(range(48, 68))
+
+
+@dataclass
+class LossWeights:
+    """Weights of the hybrid loss; defaults are the paper's."""
+
+    photo: float = 1.9
+    """Skin-attention-weighted photometric term."""
+    landmark: float = 1.6e-3
+    """68-point landmark term (squared pixels of the 224 crop)."""
+    perceptual: float = 0.2
+    """FaceNet cosine distance between photo and render."""
+    coef: float = 3e-4
+    """Coefficient regulariser."""
+    texture: float = 5.0
+    """Albedo variance over the skin region."""
+
+
+def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None) -> torch.Tensor:
+    """ω (68,): ``nose_mouth`` on nose and mouth points, ``jaw`` on the 17 contour points, 1 elsewhere."""
+    w = torch.ones(68, device=device)
+    w[NOSE_MOUTH] = nose_mouth
+    w[:17] = jaw
+    return w
+
+
+def photo_loss(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+               attention: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ_{i∈M} A_i ‖I_i − I'_i‖₂ / Σ_{i∈M} A_i`` per image (B,).
+
+    Images (B,3,H,W) in [0,1]; ``mask`` (B,1,H,W) the rendered face coverage M; ``attention``
+    (B,1,H,W) the skin attention A (1 where skin probability > 0.5, else the probability).
+    """
+    w = mask if attention is None else mask * attention
+    dist = torch.sqrt(((render - target) ** 2).sum(1, keepdim=True) + 1e-8)
+    return (w * dist).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp(min=1e-6)
+
+
+def landmark_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``(1/68) Σ ω_n ‖q_n − q'_n‖²`` per image (B,), points (B,68,2) in pixels."""
+    sq = ((pred - target) ** 2).sum(-1)
+    if weights is not None:
+        sq = sq * weights
+    return sq.mean(-1)
+
+
+def perceptual_loss(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
+    """``1 − cos(f(I), f(I'))`` per image (B,) from embeddings (B,D)."""
+    return 1.0 - torch.nn.functional.cosine_similarity(emb_a, emb_b, dim=-1)
+
+
+def coef_loss(alpha: torch.Tensor, beta: torch.Tensor, delta: torch.Tensor,
+              w_id: float = 1.0, w_exp: float = 0.8, w_tex: float = 1.7e-3) -> torch.Tensor:
+    """``1.0‖α‖² + 0.8‖β‖² + 1.7e-3‖δ‖²`` per image (B,)."""
+    return w_id * alpha.square().sum(-1) + w_exp * beta.square().sum(-1) + w_tex * delta.square().sum(-1)
+
+
+def texture_loss(albedo: torch.Tensor, skin_mask: torch.Tensor) -> torch.Tensor:
+    """``Σ_c var(T_c over the skin region R)`` per image (B,); albedo (B,V,3), mask (V,) bool."""
+    return albedo[:, skin_mask].var(dim=1, unbiased=False).sum(-1)
+
+
+@dataclass
+class LossTerms:
+    """Per-image values (B,) of each term (unweighted) and the weighted total."""
+
+    total: torch.Tensor
+    photo: torch.Tensor
+    landmark: torch.Tensor
+    perceptual: torch.Tensor
+    coef: torch.Tensor
+    texture: torch.Tensor
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach().mean()) for k in ("total", "photo", "landmark", "perceptual", "coef", "texture")}
+
+
+def hybrid_loss(weights: LossWeights, *, photo: torch.Tensor, landmark: torch.Tensor,
+                perceptual: torch.Tensor | None, coef: torch.Tensor, texture: torch.Tensor) -> LossTerms:
+    """Weighted sum of the terms (each (B,)); a missing perceptual term counts as 0."""
+    per = perceptual if perceptual is not None else torch.zeros_like(photo)
+    total = (weights.photo * photo + weights.landmark * landmark + weights.perceptual * per
+             + weights.coef * coef + weights.texture * texture)
+    return LossTerms(total, photo, landmark, per, coef, texture)
