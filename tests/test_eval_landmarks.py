@@ -1,0 +1,101 @@
+"""Landmark evaluation: .pts reading, NME definitions, and the dlib NME bound on 300-W test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerecon.assets import shared_path
+from facerecon.evaluation.landmarks import (
+    FAILURE_THRESHOLD, ImageResult, evaluate_folder, labelled_images, nme, normaliser, read_pts, summarise,
+)
+
+
+def need(*parts: str) -> Path:
+    p = shared_path(*parts)
+    if p is None:
+        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
+    return p
+
+
+def _write_pts(path: Path, pts: np.ndarray) -> None:
+    body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
+    path.write_text(f"version: 1\nn_points:  {len(pts)}\n{{\n{body}\n}}\n")
+
+
+def _face(rng=None) -> np.ndarray:
+    rng = rng or np.random.default_rng(0)
+    pts = rng.uniform(50, 150, (68, 2))
+    pts[36] = (60, 80)
+    pts[45] = (140, 80)  # outer eye corners 80 px apart
+    return pts
+
+
+def test_read_pts_roundtrip_and_errors(tmp_path):
+    pts = _face()
+    _write_pts(tmp_path / "a.pts", pts)
+    out = read_pts(tmp_path / "a.pts")
+    assert out.shape == (68, 2) and out.dtype == np.float32
+    assert np.allclose(out, pts, atol=1e-3)
+    (tmp_path / "bad.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
+    with pytest.raises(ValueError, match="68"):
+        read_pts(tmp_path / "bad.pts")
+    (tmp_path / "junk.pts").write_text("hello")
+    with pytest.raises(ValueError):
+        read_pts(tmp_path / "junk.pts")
+
+
+def test_read_pts_real_file():
+    pairs = labelled_images(need("faces", "300w", "test"))
+    assert len(pairs) == 330
+    pts = read_pts(pairs[0][1])
+    assert pts.shape == (68, 2) and 0 < pts.min() and pts.max() < 256
+
+
+def test_nme_definitions():
+    gt = _face()
+    pred = gt + np.array([3.0, 4.0])  # every point 5 px off
+    assert normaliser(gt, "eyes") == pytest.approx(80.0)
+    assert nme(pred, gt, "eyes") == pytest.approx(5 / 80)
+    w, h = gt.max(0) - gt.min(0)
+    assert nme(pred, gt, "box") == pytest.approx(5 / np.sqrt(w * h))
+    batch = nme(np.stack([pred, gt]), np.stack([gt, gt]))
+    assert batch.shape == (2,) and batch[1] == 0 and batch[0] == pytest.approx(5 / 80)
+    with pytest.raises(ValueError):
+        nme(pred, gt, "ears")
+    with pytest.raises(ValueError):
+        nme(pred[:5], gt[:5])
+
+
+def test_summary_counts_misses_and_failures():
+    res = [ImageResult("a", 0.02, 0.01), ImageResult("b", 0.10, 0.06), ImageResult("c", None, None),
+           ImageResult("d", 0.04, 0.02)]
+    r = summarise("f", res)
+    assert r.n_images == 4 and r.n_detected == 3 and r.detection_rate == 0.75
+    assert r.mean_nme_eyes == pytest.approx((0.02 + 0.10 + 0.04) / 3)
+    assert r.failure_rate == pytest.approx(1 / 3) and r.failure_rate_all == pytest.approx(2 / 4)
+    assert FAILURE_THRESHOLD == 0.08
+
+
+def test_pluggable_predictors_on_real_folder():
+    folder = need("faces", "300w", "test")
+    pairs = labelled_images(folder)[:5]
+    truth = {p.name: read_pts(q) for p, q in pairs}
+    order = iter(truth.values())
+    perfect = evaluate_folder(folder, predictor=lambda img: next(order), pairs=pairs)
+    assert perfect.detection_rate == 1.0 and perfect.mean_nme_eyes == pytest.approx(0.0, abs=1e-7)
+    blind = evaluate_folder(folder, predictor=lambda img: None, pairs=pairs)
+    assert blind.n_detected == 0 and blind.detection_rate == 0.0 and blind.failure_rate_all == 1.0
+
+
+def test_dlib_nme_bound_on_300w_test_sample():
+    folder = need("faces", "300w", "test")
+    report = evaluate_folder(folder, pairs=labelled_images(folder)[::11][:30])
+    assert report.n_images == 30
+    # measured on these 30 photos: detection 100 %, NME 2.70 % (eyes), 1.65 % (box), no failures
+    assert report.detection_rate >= 0.9
+    assert report.mean_nme_eyes < 0.04
+    assert report.mean_nme_box < 0.025
+    assert report.failure_rate <= 0.07

@@ -1,0 +1,94 @@
+"""prepare()/Preparer: photo -> crops, landmarks both ways, attention; and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerecon.assets import shared_path
+from facerecon.imageio import FaceDetector, ImageError, NoFaceError, PreparedFace, Preparer, prepare
+from facerecon.imageio.load import load_image
+
+
+def need(*parts: str) -> Path:
+    p = shared_path(*parts)
+    if p is None:
+        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def preparer() -> Preparer:
+    return Preparer()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Path:
+    return sorted(need("faces", "lfw").glob("A*/*_0001.jpg"))[0]
+
+
+def test_prepare_path(preparer, photo):
+    faces = preparer.prepare(photo)
+    assert len(faces) == 1
+    f = faces[0]
+    assert isinstance(f, PreparedFace)
+    assert f.source == str(photo) and f.image_size == (250, 250)
+    assert f.crop.shape == (224, 224, 3) and f.crop.dtype == np.uint8
+    assert f.attention.shape == (224, 224) and f.attention.dtype == np.float32
+    assert 0.0 <= f.attention.min() and f.attention.max() == 1.0
+    # the cheeks (between eyes and mouth, beside the nose) are mostly classified as skin
+    lm = f.landmarks_crop
+    cheek = f.attention[int(lm[29, 1]) - 5:int(lm[33, 1]), int(lm[2, 0]) + 8:int(lm[31, 0]) - 4]
+    assert cheek.mean() > 0.7
+    assert f.landmarks_crop.shape == (68, 2) and f.landmarks_photo.shape == (68, 2)
+    assert np.allclose(f.to_photo(f.landmarks_crop), f.landmarks_photo, atol=1e-3)
+    assert np.allclose(f.M @ np.r_[f.M_inv, [[0, 0, 1]]], np.c_[np.eye(2), np.zeros(2)], atol=1e-9)
+    assert f.score > 0 and len(f.box) == 4
+
+
+def test_prepare_function_with_array_and_errors(preparer, photo, tmp_path):
+    rgb = load_image(photo)
+    faces = prepare(rgb, preparer.detector, skin=preparer.skin)
+    assert faces[0].source is None
+    assert np.array_equal(faces[0].crop, preparer.prepare(photo)[0].crop)
+    (tmp_path / "x.jpg").write_text("not a photo")
+    with pytest.raises(ImageError, match=r"x\.jpg: not a recognised image"):
+        preparer.prepare(tmp_path / "x.jpg")
+    flat = tmp_path / "flat.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(flat)
+    with pytest.raises(NoFaceError, match=r"flat\.png: no face found"):
+        preparer.prepare(flat)
+
+
+def test_cli_evaluate_landmarks_json(capsys):
+    from facerecon.cli import main
+
+    need("faces", "300w", "test")
+    assert main(["evaluate", "landmarks", "--limit", "4", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["n_images"] == 4 and len(doc["per_image"]) == 4
+    assert 0 < doc["mean_nme_eyes"] < 0.06 and doc["detection_rate"] == 1.0
+
+
+def test_cli_bench_input_survives_bad_files(tmp_path, photo, capsys):
+    from facerecon.cli import main
+
+    (tmp_path / "good.jpg").write_bytes(photo.read_bytes())
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    from PIL import Image
+
+    Image.new("RGB", (80, 80), (200, 200, 200)).save(tmp_path / "noface.png")
+    assert main(["bench", "input", "--images", str(tmp_path), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    out, err = captured.out, captured.err
+    assert "Traceback" not in out + err
+    assert "2 photo(s) could not be loaded" in out
+    assert f"{tmp_path / 'empty.jpg'}: empty file" in out
+    row = next(line for line in out.splitlines() if line.startswith(tmp_path.name))
+    assert "50.0%" in row  # 2 loaded photos, 1 with a face
