@@ -62,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") 
         if not f.init:
             continue
         tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):  # nested config: --<field>-<subfield>
+            add_arguments(parser, tp, prefix=f"{prefix}{f.name}_")
+            continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         )
@@ -84,15 +87,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") 
             kwargs["type"] = tp
         else:
             kwargs["type"] = str
-        kwargs["help"] = f"{helptext} (default: {default})" if helptext else f"(default: {default})"
+        kwargs["help"] = f"{helptext} (default: %(default)s)" if helptext else "(default: %(default)s)"
         parser.add_argument(_flag(prefix, f.name), **kwargs)
 
 
 def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "") -> T:
     """Build a dataclass instance from parsed arguments added by :func:`add_arguments`."""
     values = {}
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.init and hasattr(ns, prefix + f.name):
+        if f.init and dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = from_args(hints[f.name], ns, prefix=f"{prefix}{f.name}_")
+        elif f.init and hasattr(ns, prefix + f.name):
             v = getattr(ns, prefix + f.name)
             if isinstance(v, list) and isinstance(f.default, tuple):
                 v = tuple(v)

@@ -36,6 +36,7 @@ CM_TO_MM = 10.0
 #: Vertex ranges of the kit's geometry parts (inclusive start, exclusive end), from its README.
 PARTS: dict[str, tuple[int, int]] = {
     "face": (0, 9409),
+    "face_narrow": (0, 6706),
     "head_neck": (9409, 11248),
     "mouth_socket": (11248, 13294),
     "eye_socket_left": (13294, 13678),

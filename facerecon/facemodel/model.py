@@ -13,11 +13,14 @@ from torch import nn
 from facerecon.facemodel import ict
 from facerecon.facemodel.albedo import AlbedoBasis, build_spectral_albedo, skin_region
 
-#: Named vertex subsets: "face" is what the paper fits; "fit" adds the eyeballs (they fill the
-#: eye holes and measurably help scan accuracy); "head" adds head and neck for display.
+#: Named vertex subsets. ICT's "face" part (0–9408) reaches the ears and the scalp; its "narrow"
+#: face area (0–6705) is the face proper (brows to chin, no ears), as in the paper's face model.
+#: "fit" and "narrow" add the eyeballs (they fill the eye holes and measurably help scan
+#: accuracy); "head" adds head and neck for display.
 REGIONS: dict[str, tuple[str, ...]] = {
     "face": ("face",),
     "fit": ("face", "eyeball_left", "eyeball_right"),
+    "narrow": ("face_narrow", "eyeball_left", "eyeball_right"),
     "head": ("face", "head_neck", "eyeball_left", "eyeball_right"),
     "full": (),
 }
@@ -168,7 +171,7 @@ def region_vertex_ids(region: str) -> np.ndarray | None:
 
 def load_face_model(region: str = "fit", source: str | os.PathLike | None = None,
                     device: str | torch.device | None = None, allow_download: bool = True) -> FaceModel:
-    """Load ICT-FaceKit as a :class:`FaceModel` over ``region`` ("face", "fit", "head", "full").
+    """Load ICT-FaceKit as a :class:`FaceModel` over ``region`` (a key of :data:`REGIONS`).
 
     ``source`` is a folder, tar or zip of the kit; see :func:`facerecon.facemodel.ict.find_source`
     for where it is looked up otherwise. The first call builds a compact cache (seconds).

@@ -30,6 +30,8 @@ from facerecon.render import Camera, Renderer, matrix_to_euler, project, sh_shad
 class FitConfig:
     """How the fitting engine runs; defaults chosen by measurement (see BENCHMARKS.md)."""
 
+    region: str = "narrow"
+    """Face-model region rendered for the photometric and perceptual terms ("narrow" or "fit")."""
     landmark_steps: int = 120
     """Steps of stage 1 (pose and expression from landmarks only)."""
     steps: int = 60
