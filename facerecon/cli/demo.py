@@ -1,0 +1,103 @@
+"""``facerecon demo``: show what the tool does on real photos, into ``out/``.
+
+1. ``out/model/``: the face model itself — mean face and random identities/expressions as
+   OBJ/PLY meshes and a PNG gallery of renders;
+2. ``out/<photo>/``: full reconstructions (``facerecon reconstruct``) of scikit-image's bundled
+   astronaut photo and, when ``../shared/faces/lfw`` exists, a few people from LFW.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: LFW photos reconstructed by the demo when the shared data is present.
+LFW_DEMO = ("Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Serena_Williams/Serena_Williams_0001.jpg",
+            "Zhu_Rongji/Zhu_Rongji_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="reconstruct bundled and shared photos into OUT",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--max-lfw", type=int, default=len(LFW_DEMO), help="how many LFW photos to add")
+    p.set_defaults(func=run)
+
+
+def model_gallery(out: Path, seed: int = 0) -> list[Path]:
+    """Write the mean face and a few random identities/expressions (OBJ, PLY) and a render grid."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from facerecon.export.mesh import write_obj, write_ply
+    from facerecon.facemodel import load_face_model
+    from facerecon.render import Camera, Renderer, ambient_gamma, default_translation, sh_shading, transform
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_face_model("head")
+    g = torch.Generator().manual_seed(seed)
+    names = ["mean", "identity_1", "identity_2", "identity_3", "smile", "jaw_open", "brows_up"]
+    alpha = torch.zeros(len(names), model.n_id)
+    alpha[1:4] = torch.randn(3, model.n_id, generator=g)
+    beta = torch.zeros(len(names), model.n_exp)
+    ex = model.expression_names
+    beta[4, [ex.index("mouthSmile_L"), ex.index("mouthSmile_R")]] = 1.0
+    beta[5, ex.index("jawOpen")] = 0.7
+    beta[6, [ex.index("browInnerUp_L"), ex.index("browInnerUp_R"), ex.index("browOuterUp_L"), ex.index("browOuterUp_R")]] = 1.0
+    delta = torch.zeros(len(names), model.n_tex)
+    delta[1:4] = torch.randn(3, model.n_tex, generator=g)
+    with torch.no_grad():
+        verts = model.shape(alpha, beta)
+        albedo = model.albedo(delta).clamp(0, 1)
+        written = []
+        for i, name in enumerate(names):
+            v, c = verts[i].numpy(), albedo[i].numpy()
+            written.append(write_obj(out / f"{name}.obj", v, model.faces.numpy()))
+            written.append(write_ply(out / f"{name}.ply", v, model.faces.numpy(), c))
+        cam = Camera(size=320)
+        renders = []
+        for yaw in (0.0, 0.6):
+            ang = torch.zeros(len(names), 3)
+            ang[:, 1] = yaw
+            vc = transform(verts, ang, default_translation(len(names)) * 1.25)
+            gamma = ambient_gamma(len(names), 0.75)
+            gamma[:, 2], gamma[:, 1] = 0.45, 0.15
+            col = sh_shading(albedo, model.vertex_normals(vc), gamma)
+            renders.append(Renderer(cam)(vc, model.faces, col, background=1.0).image)
+        grid = torch.cat([torch.cat(list(r), 2) for r in renders], 1).permute(1, 2, 0).numpy()
+        Image.fromarray((grid * 255).round().astype(np.uint8)).save(out / "gallery.png")
+    written.append(out / "gallery.png")
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from facerecon.assets import shared_path
+    from facerecon.cli import main as cli_main
+
+    out: Path = args.out
+    print(f"demo: face model gallery -> {out / 'model'}")
+    model_gallery(out / "model")
+    inputs = out / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    photos = []
+    try:
+        import skimage.data
+
+        astronaut = inputs / "astronaut.png"
+        Image.fromarray(np.asarray(skimage.data.astronaut())).save(astronaut)
+        photos.append(astronaut)
+    except Exception as exc:  # skimage without its bundled data: go on with the rest
+        print(f"demo: scikit-image's astronaut photo unavailable ({exc})")
+    lfw = shared_path("faces", "lfw")
+    if lfw is not None:
+        photos += [lfw / rel for rel in LFW_DEMO[: args.max_lfw] if (lfw / rel).exists()]
+    if not photos:
+        print("demo: no photos to reconstruct")
+        return 1
+    print(f"demo: reconstructing {len(photos)} photos -> {out}")
+    return cli_main(["reconstruct", *map(str, photos), "-o", str(out), "--overwrite", "--device", args.device])
