@@ -115,6 +115,27 @@ def test_16bit_greyscale_scaled_to_8bit(tmp_path, ext):
     assert list(out[0, :, 0]) == [0, 128, 255, 10]
 
 
+def test_16bit_rgb_png_scaled_to_8bit(tmp_path):
+    import cv2
+
+    bgr16 = np.zeros((4, 5, 3), np.uint16)
+    bgr16[..., 2] = 65535  # red
+    bgr16[..., 1] = 32896  # half green
+    cv2.imwrite(str(tmp_path / "rgb16.png"), bgr16)
+    out = load_image(tmp_path / "rgb16.png")
+    assert out.dtype == np.uint8 and out.shape == (4, 5, 3)
+    assert list(out[0, 0]) == [255, 128, 0]
+
+
+def test_path_with_line_break_still_gives_one_line(tmp_path):
+    odd = tmp_path / "two\nlines.jpg"
+    odd.write_bytes(b"")
+    with pytest.raises(ImageError) as info:
+        load_image(odd)
+    assert "\n" not in str(info.value) and "empty" in info.value.reason
+    assert info.value.path == str(odd)
+
+
 def test_in_memory_arrays_and_pil_images():
     rgb = _gradient()
     assert load_image(rgb) is rgb  # already right: no copy

@@ -15,8 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options: the folder of images + .pts, JSON output, a limit on the number of images."""
     default = shared_path("faces", "300w", "test")
     parser.add_argument("--images", type=Path, default=default,
-                        help="folder of images with same-named .pts files "
-                             "(default: ../shared/faces/300w/test)")
+                        help="folder of images with same-named .pts files")
     parser.add_argument("--json", action="store_true", help="print a JSON report (with per-image NME)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images by name")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from facerecon.imageio.load import ImageSource, describe_source, load_image
+from facerecon.imageio.load import ImageSource, describe_source, load_image, one_line
 
 #: Minimum HOG score to accept a box at upsampling 0, 1, 2 (measured, see module docstring).
 DEFAULT_MIN_SCORES: tuple[float, ...] = (-0.2, 0.0, 0.1)
@@ -31,7 +31,7 @@ class NoFaceError(ValueError):
     def __init__(self, path: object, reason: str = "no face found"):
         self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(f"{one_line(self.path)}: {reason}")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,12 @@ class ImageError(ValueError):
     def __init__(self, path: object, reason: str):
         self.path = str(path)
         self.reason = " ".join(str(reason).split()) or "unreadable image"
-        super().__init__(f"{self.path}: {self.reason}")
+        super().__init__(f"{one_line(self.path)}: {self.reason}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, for one-line messages."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def describe_source(source: object) -> str:
@@ -57,10 +62,12 @@ def load_image(
     """Load a photo as an (H, W, 3) uint8 RGB array, pixels in their upright (EXIF) orientation.
 
     ``source`` is a file path, a numpy array ((H,W), (H,W,1|3|4); uint8, uint16, bool or float
-    in [0, 1]) or a PIL image; an array that already is (H, W, 3) uint8 is returned as is. Greyscale, palette, CMYK and 16-bit images are converted to RGB;
-    transparent pixels are composited over ``background``. Files whose width·height exceeds
+    in [0, 1]) or a PIL image; an array that already is (H, W, 3) uint8 is returned as is.
+    Greyscale, palette, CMYK and 16-bit images are converted to RGB; transparent pixels are
+    composited over ``background`` (RGB, 0-255). Files whose width·height exceeds
     ``max_pixels`` are refused before decoding (Pillow's own hard limit, twice its
-    ``Image.MAX_IMAGE_PIXELS`` ≈ 179 MP, still applies above that). Raises :class:`ImageError` for any bad input.
+    ``Image.MAX_IMAGE_PIXELS`` ≈ 179 MP, still applies above that).
+    Raises :class:`ImageError` (one line, ``"<path>: <reason>"``) for any bad input.
     """
     name = describe_source(source)
     if isinstance(source, np.ndarray):
@@ -91,8 +98,11 @@ def load_image(
         raise ImageError(
             name, "not a recognised image file (accepted: JPEG, PNG, WebP, BMP, TIFF, GIF, PPM)"
         ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageError(name, f"refused as a possible decompression bomb ({exc})") from None
+    except Image.DecompressionBombError:
+        raise ImageError(
+            name, f"image is over Pillow's hard limit of {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+                  "(possible decompression bomb)",
+        ) from None
     except MemoryError:
         raise ImageError(name, "out of memory while decoding") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file, not a crash
