@@ -360,6 +360,12 @@ def state_dict_from_graph(nodes: Sequence[GraphNode], model: InceptionResNetV1) 
     return out
 
 
+def _meta_model() -> InceptionResNetV1:
+    """An InceptionResNetV1 without storage (names and shapes only), built without random init."""
+    with torch.device("meta"):
+        return InceptionResNetV1()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -382,11 +388,11 @@ def load_state_dict(graph_path: str | Path | None = None, use_cache: bool = True
         if cache_file.is_file():
             try:
                 sd = torch.load(cache_file, map_location="cpu", weights_only=True)
-                if set(sd) == set(InceptionResNetV1().state_dict()):
+                if set(sd) == set(_meta_model().state_dict()):
                     return sd
             except Exception as exc:  # corrupt or foreign file: convert again
                 warnings.warn(f"ignoring unreadable FaceNet cache {cache_file}: {exc}")
-    sd = state_dict_from_graph(load_graph_def(path), InceptionResNetV1())
+    sd = state_dict_from_graph(load_graph_def(path), _meta_model())
     if cache_file is not None:
         try:
             fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
@@ -476,22 +482,33 @@ class FaceNet(nn.Module):
 
         ``device`` None means CPU.
         """
-        net = InceptionResNetV1()
-        net.load_state_dict(load_state_dict(graph_path, use_cache=use_cache), strict=True)
+        net = _meta_model()
+        net.load_state_dict(load_state_dict(graph_path, use_cache=use_cache), strict=True, assign=True)
         return cls(net).to(device=torch.device(device) if device is not None else "cpu", dtype=dtype)
 
     def preprocess(
         self, images: torch.Tensor, box: torch.Tensor | Sequence[float] | None = None
     ) -> torch.Tensor:
-        """(B, 3, H, W) RGB in [0, 1] -> (B, 3, 160, 160) prewhitened network input."""
+        """(B, 3, H, W) float RGB in [0, 1] -> (B, 3, 160, 160) prewhitened network input.
+
+        Images are cast to the network's dtype (differentiably); they must be on its device.
+        """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) RGB images, got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise TypeError(f"expected float images in [0, 1], got {images.dtype}")
+        images = images.to(self.net.bottleneck.weight.dtype)
         return prewhiten(crop_resize(images, INPUT_SIZE, box))
 
     def embed(
         self, images: torch.Tensor, box: torch.Tensor | Sequence[float] | None = None
     ) -> torch.Tensor:
-        """(B, 3, H, W) RGB in [0, 1] (optional relative crop ``box``) -> (B, 512) unit vectors."""
+        """(B, 3, H, W) RGB in [0, 1] (optional relative crop ``box``) -> (B, 512) unit vectors.
+
+        The image (or box) is stretched to 160x160, so pass square crops to keep the aspect
+        ratio. On 250x250 LFW deep-funneled photos the central box (0.2, 0.2, 0.8, 0.8)
+        separates people far better than the whole image (AUC 0.988 vs 0.753, 300 pairs).
+        """
         return self.net(self.preprocess(images, box))
 
     def forward(
