@@ -1,0 +1,264 @@
+"""Everything ``facerecon reconstruct`` writes for one face, into one folder:
+
+===================  ===============================================================
+``face.obj``         textured mesh (+ ``face.mtl``, ``face_texture.png``), opens in Blender
+``face.ply``         binary PLY, vertex colours = fitted albedo
+``face.glb``         binary glTF with the texture embedded (node scale 0.001: glTF is in m)
+``overlay.png``      the shaded fit over the original photo, landmarks drawn
+``params.json``      every coefficient by name, pose, light, camera, face model, conventions
+``landmarks.json``   68 points: detected and fitted in photo pixels, 3D in the mesh (mm)
+===================  ===============================================================
+
+Meshes are in model space: millimetres, head upright (+y), facing +z, neutral pose (identity +
+expression; the fitted rotation and translation are in ``params.json``). All files are staged
+and appear together: a failure leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import facerecon
+from facerecon.export.atomic import AtomicFiles
+from facerecon.export.atlas import model_atlas
+from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
+from facerecon.export.overlay import fitted_landmarks_photo, overlay
+from facerecon.export.photo import posed_mesh
+from facerecon.export.texture import bake_texture_maps
+from facerecon.params import PARTS, FaceParams
+from facerecon.render.camera import Camera, euler_to_matrix
+
+#: Output file names inside the folder.
+FILES = {
+    "obj": "face.obj", "mtl": "face.mtl", "texture": "face_texture.png", "ply": "face.ply",
+    "glb": "face.glb", "overlay": "overlay.png", "params": "params.json", "landmarks": "landmarks.json",
+}
+
+#: Names of the 9 SH irradiance coefficients, in :func:`facerecon.render.sh_basis` order.
+SH_NAMES = ("sh0_1", "sh1_y", "sh2_z", "sh3_x", "sh4_xy", "sh5_yz", "sh6_3zz-1", "sh7_xz", "sh8_xx-yy")
+
+CONVENTIONS = {
+    "model_space": "right-handed, millimetres; +x to the subject's left (image right in a frontal view), "
+                   "+y up, +z out of the face towards the viewer",
+    "meshes": "face.obj/face.ply/face.glb hold model-space vertices in the neutral pose "
+              "(identity + expression, no rotation or translation); face.glb stores mm under a root node "
+              "scaled by 0.001 because glTF's unit is the metre",
+    "uv": "OBJ convention: u right, v up, (0,0) = bottom-left corner of face_texture.png",
+    "camera_space": "camera at the origin looking down -z, +x right, +y up; v_cam = R(angles) v + translation",
+    "rotation": "R = Rz(roll) Ry(yaw) Rx(pitch); positive yaw turns the face to its left",
+    "crop_pixels": "224x224 aligned crop: u = size/2 + focal x/(-z), v = size/2 - focal y/(-z)",
+    "photo_pixels": "x right, y down, centre of the top-left pixel at (0,0) (OpenCV); "
+                    "photo = crop_to_photo @ [u, v, 1]",
+    "color": "albedo and shading act on the photo's RGB values in [0,1] (no gamma conversion)",
+    "shading": "colour = albedo * sum_k gamma_k H_k(n_cam), H = 3-band SH irradiance basis with H_0 = 1",
+}
+
+
+def _num(x: Any) -> Any:
+    """Plain JSON numbers: float32 values written with their shortest exact repr."""
+    a = np.asarray(x)
+    if a.ndim == 0:
+        return float(str(np.float32(a))) if a.dtype.kind == "f" else a.item()
+    return [_num(v) for v in a]
+
+
+def _named(names: list[str], values: np.ndarray) -> dict[str, float]:
+    if len(names) != len(values):
+        raise ValueError(f"{len(values)} values for {len(names)} names")
+    return {n: _num(v) for n, v in zip(names, values)}
+
+
+def light_names(n: int) -> list[str]:
+    """Names of ``n`` = 9 (monochrome) or 27 (RGB, per channel) SH light coefficients."""
+    if n == 9:
+        return list(SH_NAMES)
+    if n == 27:
+        return [f"{c}_{s}" for c in "rgb" for s in SH_NAMES]
+    return [f"light_{i:03d}" for i in range(n)]
+
+
+def params_document(params: FaceParams, model, camera: Camera, *, aligned=None, photo_shape=None,
+                    source_path: str | os.PathLike | None = None, extra: dict | None = None) -> dict:
+    """The content of ``params.json`` for one face (see :func:`write_reconstruction`)."""
+    p = params.map(lambda t: t.detach().float().cpu())
+    ang = p.angles[0].numpy().astype(np.float64)
+    doc: dict[str, Any] = {
+        "format": "facerecon.params",
+        "format_version": 1,
+        "facerecon_version": facerecon.__version__,
+        "face_model": {
+            "name": model.name,
+            "source_sha256": model.source_sha256,
+            "exported_region": model.region,
+            "vertices": int(model.n_vertices),
+            "triangles": int(len(model.faces)),
+        },
+        "units": {"shape": "mm", "translation": "mm", "angles": "radians (angles_deg: degrees)",
+                  "focal": "pixels of the crop", "albedo": "RGB in [0,1]"},
+        "conventions": CONVENTIONS,
+        "identity": _named([f"identity_{i:03d}" for i in range(p.alpha.shape[1])], p.alpha[0].numpy()),
+        "expression": _named(list(model.expression_names)[: p.beta.shape[1]], p.beta[0].numpy()),
+        "albedo": _named([f"albedo_{i:03d}" for i in range(p.delta.shape[1])], p.delta[0].numpy()),
+        "light": {
+            "model": "spherical harmonics, 3 bands, " + ("RGB" if p.gamma.shape[1] == 27 else "monochromatic"),
+            "coefficients": _named(light_names(p.gamma.shape[1]), p.gamma[0].numpy()),
+        },
+        "pose": {
+            "angles_rad": {k: _num(v) for k, v in zip(("pitch", "yaw", "roll"), ang)},
+            "angles_deg": {k: _num(math.degrees(v)) for k, v in zip(("pitch", "yaw", "roll"), ang)},
+            "translation_mm": {k: _num(v) for k, v in zip("xyz", p.trans[0].numpy())},
+            "rotation_matrix": [_num(r) for r in euler_to_matrix(p.angles.double())[0].numpy()],
+        },
+        "camera": {"model": "pinhole, principal point at the crop centre", "focal_px": float(camera.focal),
+                   "size_px": int(camera.size), "near_mm": float(camera.near)},
+        "vector": {"layout": [[name, int(getattr(p, name).shape[1])] for name in PARTS],
+                   "values": _num(p.to_vector()[0].numpy())},
+    }
+    if aligned is not None:
+        doc["crop_to_photo"] = [_num(r) for r in np.asarray(aligned.M_inv, dtype=np.float64)]
+        doc["photo_to_crop"] = [_num(r) for r in np.asarray(aligned.M, dtype=np.float64)]
+    if photo_shape is not None or source_path is not None:
+        doc["photo"] = {"path": None if source_path is None else str(source_path)}
+        if photo_shape is not None:
+            doc["photo"].update(width=int(photo_shape[1]), height=int(photo_shape[0]))
+    if extra:
+        doc["extra"] = extra
+    return doc
+
+
+def params_from_document(doc: dict) -> FaceParams:
+    """Read :class:`FaceParams` (batch 1) back from a ``params.json`` document."""
+    import torch
+
+    vec = torch.tensor(doc["vector"]["values"], dtype=torch.float32)[None]
+    return FaceParams.from_vector(vec, {name: int(n) for name, n in doc["vector"]["layout"]})
+
+
+def _json_bytes(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=1, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.generic, np.ndarray)):
+        return _num(o)
+    if hasattr(o, "detach"):
+        return _num(o.detach().cpu().numpy())
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def region_faces(model, region: str = "fit") -> np.ndarray:
+    """The triangles of ``model`` whose vertices all belong to another named region of the same
+    face model (e.g. the face and eyes of the "head" mesh, without scalp and neck)."""
+    from facerecon.facemodel.model import region_vertex_ids
+
+    ids = region_vertex_ids(region)
+    faces = model.faces.detach().cpu().numpy()
+    if ids is None:
+        return faces
+    keep = np.isin(np.asarray(model.vertex_ids)[faces], ids).all(1)
+    return faces[keep]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, aligned, params: FaceParams,
+                         face_model_head, camera: Camera | None = None, landmarks_photo: np.ndarray | None = None,
+                         source_path: str | os.PathLike | None = None, extra: dict | None = None,
+                         texture_size: int = 1024, fitted_landmarks_photo_px: np.ndarray | None = None,
+                         overlay_region: str | None = "fit") -> dict[str, Path]:
+    """Write every output for one fitted face into ``out_dir`` (created if missing).
+
+    Args:
+        out_dir: the folder; existing files of the same names are replaced (atomically).
+        photo: (H,W,3) uint8 RGB, the original photo.
+        aligned: its :class:`~facerecon.imageio.align.AlignedFace` (``M``, ``M_inv``).
+        params: the fitted :class:`FaceParams`, batch 1.
+        face_model_head: the face model to export (the "head" region: face, head, neck, eyes).
+        camera: the camera of the fit (crop pixels), default ``Camera()``.
+        landmarks_photo: (68,2) detected landmarks in photo pixels (optional).
+        source_path: where the photo came from (recorded; never written to).
+        extra: JSON-serialisable details to record under ``"extra"`` (losses, timings, …).
+        texture_size: side of ``face_texture.png`` in texels.
+        fitted_landmarks_photo_px: (68,2) fitted landmarks to record instead of the projections
+            of the model's fixed landmark vertices (e.g. with a sliding jaw contour).
+        overlay_region: the face-model region drawn in ``overlay.png`` ("fit": face and eyes;
+            None: the whole exported mesh).
+
+    Returns:
+        {key: path} for the keys of :data:`FILES`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / name for k, name in FILES.items()}
+    if source_path is not None:
+        src = Path(source_path)
+        for p in paths.values():
+            if _same_file(p, src):
+                raise ValueError(f"refusing to overwrite the input file {src} with an output")
+    camera = camera or Camera()
+    photo = np.asarray(photo)
+    model = face_model_head
+    params = params.map(lambda t: t.detach().cpu())
+    M_inv = np.asarray(aligned.M_inv, dtype=np.float64)
+
+    posed = posed_mesh(model, params)
+    atlas = model_atlas(model)
+    bake = bake_texture_maps(model, params, photo, M_inv, camera, size=texture_size, atlas=atlas, posed=posed)
+    faces = model.faces.detach().cpu().numpy()
+
+    lmk_idx = model.landmark_idx.detach().cpu().numpy()
+    fitted = (fitted_landmarks_photo(model, posed.verts_cam, M_inv, camera) if fitted_landmarks_photo_px is None
+              else np.asarray(fitted_landmarks_photo_px, dtype=np.float64).reshape(68, 2))
+    detected = None if landmarks_photo is None else np.asarray(landmarks_photo, dtype=np.float64).reshape(68, 2)
+    over = overlay(photo, model, params, M_inv, camera,
+                   faces=None if overlay_region is None else region_faces(model, overlay_region),
+                   detected_landmarks=detected, fitted_landmarks=fitted, posed=posed)
+
+    pdoc = params_document(params, model, camera, aligned=aligned, photo_shape=photo.shape,
+                           source_path=source_path, extra=extra)
+    ldoc: dict[str, Any] = {
+        "format": "facerecon.landmarks",
+        "format_version": 1,
+        "scheme": "iBUG 300-W 68 points, 0-based",
+        "units": {"photo_px": "pixels of the original photo", "model_mm": "mm"},
+        "conventions": {"photo_px": CONVENTIONS["photo_pixels"],
+                        "model_mm": "coordinates of the face.obj / face.ply vertices: " + CONVENTIONS["model_space"]},
+        "photo": pdoc.get("photo"),
+        "detected_photo_px": None if detected is None else _num(detected),
+        "fitted_photo_px": _num(fitted),
+        "model_mm": _num(posed.verts[lmk_idx]),
+        "mesh_vertex_index": [int(i) for i in lmk_idx],
+    }
+    if detected is not None:
+        err = np.linalg.norm(detected - fitted, axis=1)
+        ldoc["fit_error_px"] = {"mean": _num(err.mean()), "per_point": _num(err)}
+
+    written: dict[str, Path] = {}
+    png = encode_png(bake.texture)
+    with AtomicFiles() as files:
+        written.update(write_obj(paths["obj"], posed.verts, faces, atlas.uv, atlas.faces_uv, bake.texture,
+                                 normals=posed.normals, files=files, texture_png=png))
+        written["ply"] = write_ply(paths["ply"], posed.verts, faces, posed.albedo, normals=posed.normals, files=files)
+        written["glb"] = write_glb(paths["glb"], posed.verts, faces, atlas.uv, atlas.faces_uv, bake.texture,
+                                   normals=posed.normals, files=files, texture_png=png)
+        written["overlay"] = files.write_bytes(paths["overlay"], encode_png(over))
+        written["params"] = files.write_bytes(paths["params"], _json_bytes(pdoc))
+        written["landmarks"] = files.write_bytes(paths["landmarks"], _json_bytes(ldoc))
+    return written
+
+
+__all__ = ["FILES", "SH_NAMES", "CONVENTIONS", "light_names", "params_document", "params_from_document",
+           "region_faces", "write_reconstruction"]
