@@ -302,18 +302,19 @@ def state_dict_from_graph(nodes: Sequence[GraphNode], model: InceptionResNetV1) 
             hwio = take(f"{mod.tf_scope}/weights", (kh, kw, cin, cout))
             bias = take(f"{mod.tf_scope}/{mod.bias_name}", (cout,))
             if hwio is not None:
-                out[f"{mod_name}.conv.weight"] = torch.from_numpy(np.ascontiguousarray(hwio.transpose(3, 2, 0, 1)))
+                oihw = np.ascontiguousarray(hwio.transpose(3, 2, 0, 1))  # TF HWIO -> torch OIHW
+                out[f"{mod_name}.conv.weight"] = torch.from_numpy(oihw)
             if bias is not None:
                 out[f"{mod_name}.conv.bias"] = torch.from_numpy(bias.copy())
             node = by_name.get(f"{mod.tf_scope}/Conv2D")
             s = mod.conv.stride
             if node is None:
                 errors.append(f"missing node {mod.tf_scope}/Conv2D")
-            elif list(node.attrs.get("strides", [])) != [1, s[0], s[1], 1] or node.attrs.get(
-                "padding"
-            ) != mod.tf_padding.encode():
-                errors.append(f"{mod.tf_scope}: graph has strides {node.attrs.get('strides')} "
-                              f"padding {node.attrs.get('padding')}, module {s} {mod.tf_padding}")
+            else:
+                strides, padding = node.attrs.get("strides"), node.attrs.get("padding")
+                if strides != [1, s[0], s[1], 1] or padding != mod.tf_padding.encode():
+                    errors.append(f"{mod.tf_scope}: graph has strides {strides} padding {padding}, "
+                                  f"module {s} {mod.tf_padding}")
         elif isinstance(mod, (Block35, Block17, Block8)):
             scale = take(f"{mod.tf_scope}/mul/x", ())
             if scale is not None and float(scale) != float(np.float32(mod.scale)):
@@ -333,7 +334,8 @@ def state_dict_from_graph(nodes: Sequence[GraphNode], model: InceptionResNetV1) 
     if bn_node is None or bn_node.attrs.get("is_training") is not False:
         errors.append("bottleneck FusedBatchNorm missing or not in inference mode")
     elif abs(bn_node.attrs["epsilon"] - model.bottleneck_bn.eps) > 1e-9:
-        errors.append(f"bottleneck batch-norm epsilon {bn_node.attrs['epsilon']} != {model.bottleneck_bn.eps}")
+        eps = bn_node.attrs["epsilon"]
+        errors.append(f"bottleneck batch-norm epsilon {eps} != {model.bottleneck_bn.eps}")
     floor = take("embeddings/Maximum/y", ())
     if floor is not None and float(floor) != float(np.float32(model.l2_floor)):
         errors.append(f"embedding norm floor {float(floor)} != {model.l2_floor}")
