@@ -222,7 +222,10 @@ class TextureBake:
     covered: np.ndarray
     """(S,S) bool: texel inside a UV triangle (the rest was filled from neighbours)."""
     model_color: np.ndarray
-    """(S,S,3) float32 in [0,1]: fitted albedo × fitted shading (0 on uncovered texels)."""
+    """(S,S,3) float32 in [0,1]: fitted albedo × fitted shading × ``color_gain`` (0 on uncovered
+    texels)."""
+    color_gain: np.ndarray
+    """(3,) per-channel gain applied to the model colour to match the photo (1 if not matched)."""
     photo_scale: float
     """Photo pixels per texel on the visible face; the photo was pre-filtered where > 1.25."""
     atlas: UVAtlas
@@ -230,8 +233,9 @@ class TextureBake:
 
 def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.ndarray,
                       camera: Camera | None = None, *, size: int = 1024, atlas: UVAtlas | None = None,
-                      min_facing: float = 0.2, full_facing: float = 0.5, feather: float = 1 / 64,
+                      min_facing: float = 0.2, full_facing: float = 0.5, feather: float = 1 / 32,
                       depth_tolerance: float = 1.0, photo_region: str | None = "fit", neck_mm: float | None = 10.0,
+                      contour_mm: float = 4.0, match_colors: bool = True, max_gain: float = 1.5,
                       posed: PosedMesh | None = None) -> TextureBake:
     """Bake the UV texture of a fitted face and return it with its blending maps.
 
@@ -246,11 +250,16 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
         atlas: UV layout (default :func:`~facerecon.export.atlas.model_atlas` of ``model``).
         min_facing: texels whose normal·view-direction is below this take the model colour.
         full_facing: above this the facing term of the photo weight is 1 (smoothstep between).
-        feather: width of the fade next to occluded texels, as a fraction of S (1/64 → 16 texels
-            at 1024²).
+        feather: width of the fade next to occluded texels, as a fraction of S (1/32 → 32 texels
+            at 1024², about 1 cm on the face).
         depth_tolerance: mm a texel may lie behind the front surface and still count as visible
             (plus a slope term: one photo pixel × tan(view angle)).
         photo_region, neck_mm: where the photo may be used at all (see :func:`photo_vertex_weight`).
+        contour_mm: the photo weight rises from 0 to 1 over this distance (mm, converted to photo
+            pixels) from the mesh's outlines in the image: silhouette and depth jumps.
+        match_colors: scale the model colour per channel by the median photo/model ratio over the
+            texels taken fully from the photo (clipped to [1/max_gain, max_gain]), so that a fit
+            whose albedo or light is a little off still meets the photo without a visible seam.
         posed: ``posed_mesh(model, params)`` if already computed.
     """
     if params.batch != 1:
@@ -296,6 +305,7 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
     window = photo[y0:y0 + win_h, x0:x0 + win_w]
     offset = (0, 0)  # of the z-buffer window inside ``window``
     visible = np.zeros(n_tex, bool)
+    w_contour = np.ones(n_tex, np.float32)
     photo_c = np.zeros_like(model_c)
     cand = np.flatnonzero((facing > min_facing) & (w_region > 0))
     if win_h > 0 and win_w > 0 and len(cand):
@@ -319,6 +329,15 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
         tol = depth_tolerance + pix_mm * np.sqrt(1.0 - c * c) / c
         vis = depth_t <= front + tol
         visible[cand[vis]] = True
+        # distrust the photo next to the mesh's outlines in the image (silhouette, depth jumps
+        # such as the nose over the cheek): a fit a few pixels off samples background there
+        if contour_mm > 0:
+            px_per_mm = float(np.median(1.0 / pix_mm[vis])) if vis.any() else 1.0
+            dist = _contour_distance(work, jump_mm=max(10.0, 6.0 / px_per_mm))
+            wh, ww = dist.shape
+            rows = np.clip(np.floor(ry).astype(np.int64), 0, wh - 1)
+            cols = np.clip(np.floor(rx).astype(np.int64), 0, ww - 1)
+            w_contour[cand] = _smoothstep(dist[rows, cols] / (contour_mm * px_per_mm))
         # bilinear samples of the (window of the) photo, OpenCV pixel-centre convention
         map_xy = np.full((size * size, 2), -1.0, np.float32)
         map_xy[ras.pix[cand[vis]]] = np.stack([rx[vis] - 0.5 + offset[0], ry[vis] - 0.5 + offset[1]], 1)
@@ -333,8 +352,15 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
     dist = cv2.distanceTransform((1 - occluded).astype(np.uint8), cv2.DIST_L2, 5).reshape(-1)[ras.pix]
     w_face = _smoothstep((facing - min_facing) / max(full_facing - min_facing, 1e-6))
     w_dist = _smoothstep(dist / max(feather * size, 1e-6))
-    weight = np.where(visible, w_face * w_dist * w_region, 0.0).astype(np.float32)
+    weight = np.where(visible, w_face * w_dist * w_region * w_contour, 0.0).astype(np.float32)
 
+    gain = np.ones(3, np.float32)
+    if match_colors:  # robust per-channel gain: model colour -> the photo's, where both are trusted
+        sure = weight > 0.9
+        if sure.sum() >= 100:
+            ratio = photo_c[sure] / np.maximum(model_c[sure], 1.0 / 255.0)
+            gain = np.clip(np.median(ratio, axis=0), 1.0 / max_gain, max_gain).astype(np.float32)
+            model_c = np.clip(model_c * gain, 0.0, 1.0)
     blend = model_c + weight[:, None] * (photo_c - model_c)
     tex = np.zeros((size * size, 3), np.uint8)
     tex[ras.pix] = np.clip(np.rint(blend * 255.0), 0, 255).astype(np.uint8)
@@ -347,8 +373,29 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
         return out.reshape((size, size) + values.shape[1:])
 
     return TextureBake(texture=texture, photo_weight=image(weight, np.float32), visible=image(visible, bool),
-                       covered=covered, model_color=image(model_c, np.float32),
+                       covered=covered, model_color=image(model_c, np.float32), color_gain=gain,
                        photo_scale=float(photo_scale), atlas=atlas)
+
+
+def _contour_distance(ras, jump_mm: float) -> np.ndarray:
+    """(h,w) float32 distance in pixels from each pixel of a photo raster to the nearest outline:
+    a pixel off the mesh, or one whose depth differs from a neighbour's by more than ``jump_mm``."""
+    depth = ras.depth()
+    h, w = depth.shape
+    if h == 0 or w == 0:
+        return np.zeros((h, w), np.float32)
+    covered = np.isfinite(depth)
+    d = np.where(covered, depth, np.float32(1e9))
+    edge = ~covered
+    jx = np.abs(np.diff(d, axis=1)) > jump_mm
+    jy = np.abs(np.diff(d, axis=0)) > jump_mm
+    edge[:, 1:] |= jx
+    edge[:, :-1] |= jx
+    edge[1:] |= jy
+    edge[:-1] |= jy
+    # pixels beyond the window's border count as off the mesh
+    padded = np.pad((~edge).astype(np.uint8), 1, constant_values=0)
+    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
 
 
 def _photo_pixels_per_texel(xy: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, v_cam: np.ndarray,
