@@ -377,6 +377,7 @@ def test_write_reconstruction(head, scene, tmp_path):
     assert doc["expression"]["jawOpen"] == pytest.approx(0.2)
     assert doc["photo"] == {"path": "/data/photo1.jpg", "width": scene.photo.shape[1], "height": scene.photo.shape[0]}
     assert doc["extra"] == {"loss": 0.5}
+    assert doc["texture"]["size_px"] == 256 and 0 < doc["texture"]["photo_fraction"] < 1
     back = params_from_document(doc)
     for name in ("alpha", "beta", "delta", "gamma", "angles", "trans"):
         torch.testing.assert_close(getattr(back, name), getattr(scene.params, name))

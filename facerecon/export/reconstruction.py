@@ -5,7 +5,7 @@
 ``face.ply``         binary PLY, vertex colours = fitted albedo
 ``face.glb``         binary glTF with the texture embedded (node scale 0.001: glTF is in m)
 ``overlay.png``      the shaded fit over the original photo, landmarks drawn
-``params.json``      every coefficient by name, pose, light, camera, face model, conventions
+``params.json``      every coefficient by name, pose, light, camera, face model, texture, conventions
 ``landmarks.json``   68 points: detected and fitted in photo pixels, 3D in the mesh (mm)
 ===================  ===============================================================
 
@@ -184,7 +184,8 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
     Args:
         out_dir: the folder; existing files of the same names are replaced (atomically).
         photo: (H,W,3) uint8 RGB, the original photo.
-        aligned: its :class:`~facerecon.imageio.align.AlignedFace` (``M``, ``M_inv``).
+        aligned: its :class:`~facerecon.imageio.align.AlignedFace`, or anything else with the
+            2×3 matrices ``M`` (photo→crop) and ``M_inv`` (crop→photo), e.g. a ``PreparedFace``.
         params: the fitted :class:`FaceParams`, batch 1.
         face_model_head: the face model to export (the "head" region: face, head, neck, eyes).
         camera: the camera of the fit (crop pixels), default ``Camera()``.
@@ -229,6 +230,12 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
 
     pdoc = params_document(params, model, camera, aligned=aligned, photo_shape=photo.shape,
                            source_path=source_path, extra=extra)
+    pdoc["texture"] = {
+        "file": FILES["texture"], "size_px": int(texture_size),
+        "photo_pixels_per_texel": _num(bake.photo_scale),
+        "photo_fraction": _num(float(bake.photo_weight[bake.covered].mean()) if bake.covered.any() else 0.0),
+        "model_color_gain_rgb": _num(bake.color_gain),
+    }
     ldoc: dict[str, Any] = {
         "format": "facerecon.landmarks",
         "format_version": 1,
