@@ -8,4 +8,13 @@ Data flows one way through the sub-packages:
 ``cli`` only wires these together.
 """
 
+import os as _os
+
+# OpenMP threads that spin while waiting for work steal the cores from each other as soon as
+# anything else runs (numba, a second process, a browser): measured on 2 cores, a fitting step
+# took 20x longer with the default active wait. Passive waiting costs little when the machine is
+# idle. This only takes effect if facerecon is imported before torch; set the variable yourself
+# to choose otherwise.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
