@@ -196,3 +196,95 @@ def test_files_units_landmarks_and_heatmap(tmp_path, head):
         evaluate_scan(pred, trimesh.Trimesh(np.asarray(head.vertices) * 1000, head.faces,
                                             process=False), crop_radius_mm=95.0,
                       scan_landmarks=np.full((68, 3), 1e6))
+
+
+def test_surface_index_is_exact_and_finds_open_edges():
+    from facerecon.evaluation.scan import SurfaceIndex
+
+    rng = np.random.default_rng(3)
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    cap = trimesh.Trimesh(np.asarray(sphere.vertices) * 50.0, sphere.faces, process=False)
+    keep = cap.vertices[cap.faces][:, :, 2].mean(1) > -10.0  # an open cap
+    cap = trimesh.Trimesh(cap.vertices, cap.faces[keep], process=False)
+    # stretch some triangles so that triangle sizes vary a lot
+    v = np.asarray(cap.vertices).copy()
+    v[:, 0] *= np.where(v[:, 0] > 0, 2.5, 1.0)
+    cap = trimesh.Trimesh(v, cap.faces, process=False)
+    pts = rng.normal(size=(3000, 3)) * 70.0
+    q, d, tri, rim = SurfaceIndex(cap, spacing_mm=1.0).closest(pts)
+    q2, d2, _ = trimesh.proximity.closest_point(cap, pts)
+    np.testing.assert_allclose(d, d2, atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(pts - q, axis=1), d, atol=1e-9)
+    # points below the cap's open rim find it; points right above the cap do not
+    below = pts[:, 2] < -60.0
+    assert rim[below].all()
+    above = (pts[:, 2] > 0) & (np.linalg.norm(pts[:, :2], axis=1) < 20)
+    assert not rim[above].any()
+
+
+def test_reverse_figures_and_coverage(head):
+    same = evaluate_scan(head, head)
+    assert same.scan_to_pred_rmse_mm < 1e-9 and same.scan_coverage == pytest.approx(1.0)
+    # a prediction that only has the front half of the face: half the scan area is not covered
+    v = np.asarray(head.vertices)
+    front = v[head.faces][:, :, 0].mean(1) > 0.0
+    half = trimesh.Trimesh(v, head.faces[front], process=False)
+    r = evaluate_scan(half, head, align="none")
+    assert r.rmse_mm < 1e-9 and r.scan_to_pred_rmse_mm < 1e-6
+    assert 0.4 < r.scan_coverage < 0.6
+    # both directions see a 1 mm offset
+    off = trimesh.Trimesh(v + head.vertex_normals, head.faces, process=False)
+    r = evaluate_scan(off, head, align="none")
+    assert abs(r.scan_to_pred_median_mm - 1.0) < 5e-3 and abs(r.scan_to_pred_rmse_mm - 1.0) < 1e-2
+
+
+def test_cli_scan_json_heatmap_and_errors(tmp_path, head, capsys):
+    from facerecon.cli import main
+
+    moved = _moved(head, _rotation(5, 12, 0), np.array([3.0, 0.0, -2.0]))
+    (tmp_path / "scan.ply").write_bytes(head.export(file_type="ply"))
+    (tmp_path / "pred.ply").write_bytes(moved.export(file_type="ply"))
+    code = main(["evaluate", "scan", "--pred", str(tmp_path / "pred.ply"),
+                 "--scan", str(tmp_path / "scan.ply"), "--json", "--scale",
+                 "--heatmap", str(tmp_path / "out" / "heat.png"),
+                 "--save-aligned", str(tmp_path / "out" / "aligned.ply")])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rmse_mm"] < 1e-4 and out["alignment"] == "similarity"  # float32 PLY
+    assert out["scale"] == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / "out" / "heat.png").stat().st_size > 1000
+    aligned = load_mesh(tmp_path / "out" / "aligned.ply")
+    np.testing.assert_allclose(aligned.vertices, head.vertices, atol=1e-4)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp files
+    # human-readable output
+    assert main(["evaluate", "scan", "--pred", str(tmp_path / "pred.ply"),
+                 "--scan", str(tmp_path / "scan.ply")]) == 0
+    assert "RMSE" in capsys.readouterr().out
+    # bad input: exit code 2 and one line naming the file
+    (tmp_path / "broken.ply").write_text("ply\nnonsense\n")
+    code = main(["evaluate", "scan", "--pred", str(tmp_path / "broken.ply"),
+                 "--scan", str(tmp_path / "scan.ply")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "broken.ply" in err
+
+
+def test_lee_perry_smith_in_mm_with_landmarks_on_its_surface():
+    from facerecon.assets import shared_path
+    from facerecon.evaluation.scan import SurfaceIndex
+    from facerecon.evaluation.scans import lee_perry_smith_record, load_lee_perry_smith
+
+    if shared_path("scans", "lee-perry-smith", "LeePerrySmith.glb") is None:
+        pytest.skip("shared scan not available")
+    mesh, lmk = load_lee_perry_smith()
+    rec = lee_perry_smith_record()
+    assert lmk.shape == (68, 3) and np.isfinite(lmk).all()
+    # the scale reference holds: outer eye corners as far apart as the stated target
+    assert np.linalg.norm(lmk[36] - lmk[45]) == pytest.approx(rec["scale_reference"]["target_mm"], rel=1e-3)
+    # a head-sized head (a units error would be 10x off): 140-190 mm wide at the forehead
+    forehead = np.abs(mesh.vertices[:, 1] - (lmk[17:27, 1].mean() + 40.0)) < 3
+    width = np.ptp(mesh.vertices[forehead, 0])
+    assert 140 < width < 190
+    # landmarks were cast onto the surface; the nose tip is in front
+    d, _ = SurfaceIndex(mesh).distance(lmk)
+    assert d.max() < 1.0
+    assert lmk[30, 2] > np.percentile(mesh.vertices[:, 2], 99)

@@ -3,23 +3,28 @@
 The protocol (SPEC §6):
 
 1. Both meshes are brought to millimetres (``units_to_mm``).
-2. The scan is cropped to a sphere of ``crop_radius_mm`` (95 mm) around its nose tip, plus a small
-   margin (``scan_margin_mm``) so that prediction points near the sphere's edge still find their
-   true closest scan point rather than the cut.
+2. Each mesh is cropped to a sphere of ``crop_radius_mm`` (95 mm) around its own nose tip. The
+   prediction's crop is fixed in its own frame, so the alignment cannot change which points are
+   measured. The scan keeps a small extra margin (``scan_margin_mm``) so that prediction points
+   near the sphere's edge find their true closest scan point rather than the cut.
 3. Initial alignment of the prediction to the scan: from corresponding 3D landmarks when both sets
    are given (Umeyama; similarity when scale is allowed, else rigid); otherwise from centroids
-   and principal axes of the two nose-tip crops, trying every axis flip/permutation (24 proper
-   rotations) plus the identity (both meshes already in the canonical frame: y up, +z towards the
-   viewer) and keeping the candidate with the lowest error after a short ICP.
-4. Point-to-plane ICP (scipy ``cKDTree`` on a dense, deterministic sampling of the scan surface
-   with face normals), rigid or with one isotropic scale. At every iteration the prediction is
-   cropped to the same sphere, centred on the *scan's* nose tip, in the scan's frame, so both
-   meshes are compared over one physical region. Pairs farther apart than
-   ``max(trim_factor * median, trim_min_mm)`` are left out of the fit (never out of the figures).
-5. The error of each prediction vertex inside the sphere is its exact distance to the scan
-   surface (closest point on a triangle, ``trimesh.proximity``); when that closest point lies
-   inside a triangle this is the point-to-plane distance to that triangle's plane. RMSE, mean,
-   median and 90th percentile are over all those vertices, in mm.
+   and principal axes of the two crops, trying every axis flip/permutation (24 proper rotations)
+   plus the identity (both meshes already in the canonical frame: y up, +z towards the viewer)
+   and keeping the candidate with the lowest error after a short ICP.
+4. Point-to-plane ICP (scipy ``cKDTree`` over dense samples of the scan with their face
+   normals), rigid or with one isotropic scale, then Gauss-Newton on the exact point-to-triangle
+   distances with step halving (the robust error never increases). Pairs farther apart than
+   ``max(trim_factor * median, trim_min_mm)`` are left out of the fit, never out of the figures.
+5. The error of each cropped prediction vertex is its exact distance to the scan surface (closest
+   point on a triangle, :class:`SurfaceIndex`); where that closest point lies inside a triangle
+   this is the point-to-plane distance to the triangle's plane. RMSE, mean, median, 90th
+   percentile and max over all those vertices, in mm, are the headline figures.
+6. Secondary figures, scan -> prediction: area-weighted points of the scan surface inside its
+   sphere, measured where the prediction covers them (closest prediction point not on its open
+   boundary), with the covered share of the area. These see holes and a too-narrow face, and
+   ignore geometry hidden inside the prediction (e.g. the backs of eyeballs), which the
+   headline direction counts.
 
 Nose tips come from landmark 30 (iBUG-68 order) when landmarks are given, else from the vertex
 farthest along +z (the canonical frame of facerecon's outputs and of most scans).
@@ -149,6 +154,26 @@ def load_landmarks(path: str | os.PathLike, vertices: np.ndarray | None = None,
     return arr * float(units_to_mm)
 
 
+def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
+    """Write ``mesh`` (format from the suffix: .ply, .obj, .stl, .glb, .off) atomically: a temp
+    file in the same folder, then ``os.replace``. Coordinates are written as they are (mm)."""
+    path = Path(path)
+    ftype = path.suffix.lower().lstrip(".")
+    if ftype not in ("ply", "obj", "stl", "glb", "off"):
+        raise ValueError(f"{path}: unknown mesh format '{path.suffix}' (use .ply, .obj, .stl, .glb or .off)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = mesh.export(file_type=ftype)
+    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 # --------------------------------------------------------------------------------------------
 # geometry helpers
 
@@ -212,6 +237,37 @@ def _cube_rotations() -> list[np.ndarray]:
     return out
 
 
+def _grid_samples(vertices: np.ndarray, faces: np.ndarray, spacing: float, max_points: int
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Regular barycentric grids on every non-degenerate triangle: level k = ceil(longest edge /
+    spacing), vertices and edges included; spacing widened to stay under ``max_points``.
+    Returns (points (P,3), triangle id (P,), covering radius: every surface point lies within it
+    of a sample of its own triangle)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    tri = v[f]
+    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    ids = np.flatnonzero(area2 > 1e-12)
+    tri = tri[ids]
+    longest = np.stack([np.linalg.norm(tri[:, i] - tri[:, (i + 1) % 3], axis=1) for i in range(3)], 1).max(1)
+    spacing = float(spacing)
+    while True:
+        k = np.clip(np.ceil(longest / spacing), 1, 256).astype(np.int64)
+        if int(((k + 1) * (k + 2) // 2).sum()) <= max_points or spacing > 1e6:
+            break
+        spacing *= 1.25
+    pts, tid = [], []
+    for level in np.unique(k):
+        sel = k == level
+        ij = [(i, j) for i in range(level + 1) for j in range(level + 1 - i)]
+        bary = np.array([[i / level, j / level, 1 - (i + j) / level] for i, j in ij])
+        pts.append(np.einsum("bk,tkc->tbc", bary, tri[sel]).reshape(-1, 3))
+        tid.append(np.repeat(ids[sel], len(bary)))
+    # a point of a (sub-)triangle is within its longest edge of each of its corners
+    covering = float((longest / k).max()) if len(k) else 0.0
+    return np.concatenate(pts), np.concatenate(tid), covering
+
+
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float = 1.0,
                    max_points: int = 400_000) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic dense samples of a triangle surface with their face normals.
@@ -223,32 +279,190 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float = 
     Returns:
         points (P,3) and unit normals (P,3), same units as ``vertices``.
     """
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    tri = v[f]
+    pts, tid, _ = _grid_samples(vertices, faces, spacing_mm, max_points)
+    return pts, _face_normals(vertices, faces)[tid]
+
+
+def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area2 = np.linalg.norm(n, axis=1)
-    keep = area2 > 1e-12
-    tri, n = tri[keep], n[keep] / area2[keep, None]
-    edges = np.stack([np.linalg.norm(tri[:, i] - tri[:, (i + 1) % 3], axis=1) for i in range(3)], 1)
-    longest = edges.max(1)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
+
+
+def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """Closest point of each triangle (a_i, b_i, c_i) to p_i, all (N,3).
+
+    Returns (points (N,3), feature (N,) int: 0 interior, 1/2/3 vertex a/b/c, 4 edge ab,
+    5 edge bc, 6 edge ca), by the Voronoi-region test of Ericson, Real-Time Collision
+    Detection, 5.1.5.
+    """
+    ab, ac, ap = b - a, c - a, p - a
+    d1, d2 = (ab * ap).sum(1), (ac * ap).sum(1)
+    bp = p - b
+    d3, d4 = (ab * bp).sum(1), (ac * bp).sum(1)
+    cp = p - c
+    d5, d6 = (ab * cp).sum(1), (ac * cp).sum(1)
+    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
+    out = np.empty_like(p)
+    feat = np.full(len(p), -1, dtype=np.int64)
+
+    def assign(mask, value, code):
+        m = mask & (feat < 0)
+        out[m] = value[m] if value.ndim == 2 else value
+        feat[m] = code
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assign((d1 <= 0) & (d2 <= 0), a, 1)
+        assign((d3 >= 0) & (d4 <= d3), b, 2)
+        assign((d6 >= 0) & (d5 <= d6), c, 3)
+        t = np.clip(d1 / (d1 - d3), 0, 1)
+        assign((vc <= 0) & (d1 >= 0) & (d3 <= 0), a + t[:, None] * ab, 4)
+        t = np.clip(d2 / (d2 - d6), 0, 1)
+        assign((vb <= 0) & (d2 >= 0) & (d6 <= 0), a + t[:, None] * ac, 6)
+        t = np.clip((d4 - d3) / ((d4 - d3) + (d5 - d6)), 0, 1)
+        assign((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), b + t[:, None] * (c - b), 5)
+        denom = va + vb + vc
+        v = np.where(denom != 0, vb / denom, 1 / 3)
+        w = np.where(denom != 0, vc / denom, 1 / 3)
+        assign(np.ones(len(p), dtype=bool), a + v[:, None] * ab + w[:, None] * ac, 0)
+    return out, feat
+
+
+class SurfaceIndex:
+    """Exact closest points on a triangle mesh (units of the mesh: mm here).
+
+    A kd-tree over dense samples of every triangle (spacing ``spacing_mm``) gives, for a query
+    point, an upper bound d0 on its distance to the surface; a triangle can hold the true
+    closest point only if its centroid lies within d0 + (its centroid-to-corner radius) of the
+    query, so testing those triangles exactly (:func:`closest_point_on_triangles`) gives the
+    exact answer.
+    Also tells whether the closest point lies on the mesh's boundary (an open edge).
+    """
+
+    def __init__(self, mesh: trimesh.Trimesh, spacing_mm: float = 1.0, max_points: int = 400_000):
+        self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
+        self.faces = np.asarray(mesh.faces, dtype=np.int64)
+        if len(self.faces) == 0:
+            raise MeshError("a surface with no triangles")
+        self.points, self.sample_tri, self.covering = _grid_samples(
+            self.vertices, self.faces, spacing_mm, max_points)
+        self.face_normals = _face_normals(self.vertices, self.faces)
+        self.normals = self.face_normals[self.sample_tri]
+        self.tree = cKDTree(self.points)
+        tri = self.vertices[self.faces]
+        self.centroids = tri.mean(1)
+        self.reach = np.linalg.norm(tri - self.centroids[:, None], axis=2).max(1)
+        # centroid kd-trees by reach class (doubling bounds), so a few long triangles do not
+        # widen every search
+        bound = max(float(np.median(self.reach)), 1e-9)
+        self._classes = []
+        rest = np.arange(len(self.faces))
+        while len(rest):
+            sel = self.reach[rest] <= bound
+            if sel.any():
+                ids = rest[sel]
+                self._classes.append((bound, ids, cKDTree(self.centroids[ids])))
+            rest, bound = rest[~sel], bound * 2
+        # open edges: used once only; per face a flag for edges ab, bc, ca (features 4, 5, 6)
+        e = np.sort(np.stack([self.faces[:, [0, 1]], self.faces[:, [1, 2]], self.faces[:, [2, 0]]], 1), -1)
+        key = e[..., 0] * (len(self.vertices) + 1) + e[..., 1]
+        uniq, inv, cnt = np.unique(key.ravel(), return_inverse=True, return_counts=True)
+        self.open_edge = (cnt[inv] == 1).reshape(-1, 3)
+        self.open_vertex = np.zeros(len(self.vertices), dtype=bool)
+        self.open_vertex[e[self.open_edge].ravel()] = True
+
+    def nearest_sample(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance (N,), sample index (N,)) of the nearest sample: fast, within the covering
+        radius of the exact distance."""
+        return self.tree.query(points)
+
+    def closest(self, points: np.ndarray, chunk: int = 4096
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Exact closest surface points.
+
+        Returns (closest (N,3), distance (N,), triangle id (N,), on_boundary (N,) bool).
+        """
+        points = np.asarray(points, dtype=np.float64)
+        n = len(points)
+        best_pt, best_d = np.zeros((n, 3)), np.full(n, np.inf)
+        best_t, best_f = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        for s in range(0, n, chunk):
+            p = points[s:s + chunk]
+            d0, _ = self.tree.query(p)
+            pids, cands = [], []
+            for bound, ids, tree in self._classes:
+                balls = tree.query_ball_point(p, d0 + bound + 1e-9)
+                counts = np.array([len(x) for x in balls], dtype=np.int64)
+                if counts.sum() == 0:
+                    continue
+                cands.append(ids[np.concatenate([np.asarray(x, dtype=np.int64) for x in balls])])
+                pids.append(np.repeat(np.arange(len(p)), counts))
+            pid, cand = np.concatenate(pids), np.concatenate(cands)
+            ok = np.linalg.norm(p[pid] - self.centroids[cand], axis=1) <= d0[pid] + self.reach[cand] + 1e-9
+            pid, tid = pid[ok], cand[ok]
+            tri = self.faces[tid]
+            q, feat = closest_point_on_triangles(p[pid], self.vertices[tri[:, 0]],
+                                                 self.vertices[tri[:, 1]], self.vertices[tri[:, 2]])
+            d = np.linalg.norm(p[pid] - q, axis=1)
+            order = np.lexsort((d, pid))
+            first = order[np.r_[True, pid[order][1:] != pid[order][:-1]]]
+            rows = pid[first] + s
+            best_pt[rows], best_d[rows] = q[first], d[first]
+            best_t[rows], best_f[rows] = tid[first], feat[first]
+        tri = self.faces[best_t]
+        on_boundary = np.zeros(n, dtype=bool)
+        for code, col in ((4, 0), (5, 1), (6, 2)):
+            m = best_f == code
+            on_boundary[m] = self.open_edge[best_t[m], col]
+        for code, col in ((1, 0), (2, 1), (3, 2)):
+            m = best_f == code
+            on_boundary[m] = self.open_vertex[tri[m, col]]
+        return best_pt, best_d, best_t, on_boundary
+
+    def distance(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(unsigned (N,), signed (N,)) exact distances; + on the side the closest triangle's
+        normal points to (outside a consistently oriented surface)."""
+        q, d, t, _ = self.closest(points)
+        sign = np.sign(((points - q) * self.face_normals[t]).sum(1))
+        sign[sign == 0] = 1.0
+        return d, d * sign
+
+
+def surface_quadrature(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float = 1.0,
+                       max_points: int = 400_000) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted sample points of a triangle surface (midpoint rule, deterministic).
+
+    Each triangle is split into k^2 equal sub-triangles, k = ceil(longest edge / spacing); the
+    samples are their centroids, each weighted by its area (mm^2 for mm input), so weighted
+    statistics over the samples approximate integrals over the surface, independent of its
+    tessellation.
+
+    Returns:
+        points (P,3) and weights (P,).
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    tri = v[np.asarray(faces, dtype=np.int64)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    keep = area > 1e-12
+    tri, area = tri[keep], area[keep]
+    longest = np.stack([np.linalg.norm(tri[:, i] - tri[:, (i + 1) % 3], axis=1) for i in range(3)], 1).max(1)
     spacing = float(spacing_mm)
     while True:
         k = np.clip(np.ceil(longest / spacing), 1, 64).astype(np.int64)
-        total = int(((k + 1) * (k + 2) // 2).sum())
-        if total <= max_points or spacing > 1e6:
+        if int((k * k).sum()) <= max_points or spacing > 1e6:
             break
         spacing *= 1.25
-    pts, nrm = [], []
+    pts, wts = [], []
     for level in np.unique(k):
         sel = k == level
-        ij = [(i, j) for i in range(level + 1) for j in range(level + 1 - i)]
-        bary = np.array([[i / level, j / level, 1 - (i + j) / level] for i, j in ij])
-        t = tri[sel]
-        p = np.einsum("bk,tkc->tbc", bary, t).reshape(-1, 3)
-        pts.append(p)
-        nrm.append(np.repeat(n[sel], len(bary), axis=0))
-    return np.concatenate(pts), np.concatenate(nrm)
+        bary = [((i + 1 / 3) / level, (j + 1 / 3) / level) for i in range(level) for j in range(level - i)]
+        bary += [((i + 2 / 3) / level, (j + 2 / 3) / level) for i in range(level - 1)
+                 for j in range(level - 1 - i)]
+        b = np.array([[x, y, 1 - x - y] for x, y in bary])
+        pts.append(np.einsum("bk,tkc->tbc", b, tri[sel]).reshape(-1, 3))
+        wts.append(np.repeat(area[sel] / (level * level), len(b)))
+    return np.concatenate(pts), np.concatenate(wts)
 
 
 def crop_mesh(mesh: trimesh.Trimesh, center: np.ndarray, radius: float) -> trimesh.Trimesh:
@@ -310,55 +524,59 @@ def _compose(T: _Similarity, c: np.ndarray, w: np.ndarray, tau: np.ndarray, sig:
     return _Similarity(T.s * s_inc, r_inc @ T.R, s_inc * (r_inc @ (T.t - c)) + c + tau)
 
 
-def _icp(src: np.ndarray, tree: cKDTree, tpts: np.ndarray, tnrm: np.ndarray, init: _Similarity,
-         center: np.ndarray, radius: float, with_scale: bool, max_iter: int,
-         trim_factor: float, trim_min_mm: float, tol: float = 1e-7) -> tuple[_Similarity, int, bool]:
-    """Point-to-plane ICP of ``src`` (cropped each step to ``radius`` around ``center`` after
-    transforming) onto the kd-tree of surface samples ``tpts`` with their face normals ``tnrm``.
+def _icp(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_scale: bool, max_iter: int,
+         trim_factor: float, trim_min_mm: float, length_mm: float, tol: float = 1e-5
+         ) -> tuple[_Similarity, int, bool]:
+    """Point-to-plane ICP of the fixed points ``src`` onto the dense samples of ``index`` (the
+    plane of each nearest sample's triangle). ``length_mm`` (the crop radius) turns
+    translations into a relative step size for the convergence test.
     Returns (transform, iterations, converged)."""
     T = _Similarity(init.s, init.R.copy(), init.t.copy())
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
         p = T.apply(src)
-        p = p[np.linalg.norm(p - center, axis=1) <= radius]
-        if len(p) < 6:
-            break
-        d, idx = tree.query(p)
+        d, idx = index.nearest_sample(p)
         thr = max(trim_factor * float(np.median(d)), trim_min_mm)
         keep = d <= thr
         if keep.sum() < 6:
             break
-        p, q, n = p[keep], tpts[idx[keep]], tnrm[idx[keep]]
+        p, q, n = p[keep], index.points[idx[keep]], index.normals[idx[keep]]
         w, tau, sig = _solve_step(p, q, n, with_scale)
         T = _compose(T, p.mean(0), w, tau, sig)
-        if _step_size(w, tau, sig, radius) < tol:
+        if _step_size(w, tau, sig, length_mm) < tol:
             converged = True
             break
     return T, it, converged
 
 
-def _step_size(w: np.ndarray, tau: np.ndarray, sig: float, radius: float) -> float:
-    """Size of an increment: radians + translation relative to the crop radius + log-scale."""
-    return float(np.linalg.norm(w)) + float(np.linalg.norm(tau)) / max(min(radius, 1e3), 1.0) + abs(sig)
+def _step_size(w: np.ndarray, tau: np.ndarray, sig: float, length_mm: float) -> float:
+    """Size of an increment: radians + translation relative to ``length_mm`` + log-scale."""
+    return float(np.linalg.norm(w)) + float(np.linalg.norm(tau)) / max(min(length_mm, 1e3), 1.0) \
+        + abs(sig)
 
 
-def _refine_exact(src: np.ndarray, surface: trimesh.Trimesh, init: _Similarity, center: np.ndarray,
-                  radius: float, with_scale: bool, max_iter: int, trim_factor: float,
-                  trim_min_mm: float, tol: float = 1e-6) -> tuple[_Similarity, int, bool]:
+def _refine_exact(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_scale: bool,
+                  max_iter: int, trim_factor: float, trim_min_mm: float, length_mm: float,
+                  tol: float = 1e-6) -> tuple[_Similarity, int, bool]:
     """Gauss-Newton on exact point-to-triangle distances with step halving, so the robust error
-    ``mean(min(d, thr)^2)`` over the cropped points never increases. Returns as :func:`_icp`."""
+    ``mean(min(d, thr)^2)`` of the fixed points ``src`` never increases. Returns as :func:`_icp`."""
+
+    thr = math.inf
 
     def correspond(T):
+        # exact distances only where they can be under the threshold (the nearest sample is
+        # within the covering radius of the exact distance); the rest count as the threshold
         p = T.apply(src)
-        p = p[np.linalg.norm(p - center, axis=1) <= radius]
-        q, d, tri = trimesh.proximity.closest_point(surface, p)
-        return p, np.asarray(q), np.asarray(d), np.asarray(tri)
+        d, _ = index.nearest_sample(p)
+        q, tri = p.copy(), np.zeros(len(p), dtype=np.int64)
+        near = d <= thr + index.covering
+        q[near], d[near], tri[near], _ = index.closest(p[near])
+        d[~near] = np.maximum(d[~near], thr)
+        return p, q, d, tri
 
     T = init
     p, q, d, tri = correspond(T)
-    if len(p) < 6:
-        return T, 0, False
     thr = max(trim_factor * float(np.median(d)), trim_min_mm)
 
     def cost(d):
@@ -370,7 +588,7 @@ def _refine_exact(src: np.ndarray, surface: trimesh.Trimesh, init: _Similarity, 
         keep = d <= thr
         if keep.sum() < 6:
             break
-        n = np.asarray(surface.face_normals)[tri]
+        n = index.face_normals[tri].copy()
         off = d > 1e-9
         n[off] = (p[off] - q[off]) / d[off, None]  # gradient of the exact distance
         pk, qk, nk = p[keep], q[keep], n[keep]
@@ -379,14 +597,14 @@ def _refine_exact(src: np.ndarray, surface: trimesh.Trimesh, init: _Similarity, 
         for _ in range(6):
             T_new = _compose(T, c, w, tau, sig)
             p2, q2, d2, tri2 = correspond(T_new)
-            if len(p2) >= 6 and cost(d2) <= current:
+            if cost(d2) <= current:
                 break
             w, tau, sig = w / 2, tau / 2, sig / 2
         else:
             converged = True  # no decrease along the Gauss-Newton direction: at a minimum
             break
         T, p, q, d, tri, current = T_new, p2, q2, d2, tri2, cost(d2)
-        if _step_size(w, tau, sig, radius) < tol:
+        if _step_size(w, tau, sig, length_mm) < tol:
             converged = True
             break
     return T, it, converged
@@ -401,6 +619,10 @@ class ScanEvalResult:
     """Prediction-to-scan error after alignment. All lengths in millimetres.
 
     The alignment maps prediction coordinates x (mm) to scan coordinates: ``scale * R @ x + t``.
+    The headline figures (``rmse_mm`` ...) are prediction -> scan, over the prediction vertices
+    within the crop radius of the prediction's nose tip. The ``scan_to_pred_*`` figures are the
+    reverse direction over the scan surface within the crop radius of its nose tip
+    (area-weighted): they see holes in the prediction and ignore geometry hidden inside it.
     """
 
     rmse_mm: float
@@ -409,6 +631,11 @@ class ScanEvalResult:
     p90_mm: float
     max_mm: float
     n_points: int                 # prediction vertices inside the crop sphere (all used for figures)
+    scan_to_pred_rmse_mm: float
+    scan_to_pred_mean_mm: float
+    scan_to_pred_median_mm: float
+    scan_to_pred_p90_mm: float
+    scan_coverage: float          # share of the scan's area in the sphere that the figures above cover
     crop_radius_mm: float
     scale_allowed: bool
     scale: float                  # 1.0 when scale was not allowed
@@ -417,7 +644,8 @@ class ScanEvalResult:
     init: str                     # "landmarks", "axes" or "none"
     icp_iterations: int
     icp_converged: bool
-    scan_nose_tip_mm: np.ndarray  # (3,) crop centre, scan frame
+    scan_nose_tip_mm: np.ndarray  # (3,) scan crop centre, scan frame
+    pred_nose_tip_mm: np.ndarray  # (3,) prediction crop centre, prediction frame
     errors_mm: np.ndarray         # (n_points,) unsigned distance of each used vertex to the scan
     signed_errors_mm: np.ndarray  # (n_points,) + outside the scan surface (along its normal)
     vertex_indices: np.ndarray    # (n_points,) indices of the used vertices in the prediction
@@ -427,12 +655,15 @@ class ScanEvalResult:
         """The scalar figures and the transform as plain JSON-able values."""
         d: dict = {}
         for k in ("rmse_mm", "mean_mm", "median_mm", "p90_mm", "max_mm", "n_points",
-                  "crop_radius_mm", "scale_allowed", "scale", "init", "icp_iterations",
-                  "icp_converged"):
-            d[k] = getattr(self, k)
+                  "scan_to_pred_rmse_mm", "scan_to_pred_mean_mm", "scan_to_pred_median_mm",
+                  "scan_to_pred_p90_mm", "scan_coverage", "crop_radius_mm", "scale_allowed", "scale", "init",
+                  "icp_iterations", "icp_converged"):
+            v = getattr(self, k)
+            d[k] = v if not isinstance(v, float) or math.isfinite(v) else str(v)
         d["rotation"] = np.round(self.rotation, 8).tolist()
         d["translation_mm"] = np.round(self.translation, 6).tolist()
         d["scan_nose_tip_mm"] = np.round(self.scan_nose_tip_mm, 6).tolist()
+        d["pred_nose_tip_mm"] = np.round(self.pred_nose_tip_mm, 6).tolist()
         return d
 
 
@@ -444,9 +675,10 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
                   scan_margin_mm: float = 10.0,
                   align: str = "auto",
                   nose_index: int = NOSE_TIP_INDEX,
-                  max_iterations: int = 100,
-                  refine_iterations: int = 15,
+                  max_iterations: int = 50,
+                  refine_iterations: int = 40,
                   sample_spacing_mm: float = 1.0,
+                  reverse_spacing_mm: float = 4.0,
                   trim_factor: float = 3.0,
                   trim_min_mm: float = 5.0) -> ScanEvalResult:
     """Align ``pred`` to ``scan`` and measure the point-to-surface error of its vertices (mm).
@@ -458,7 +690,7 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
             order for the nose tip); rows may be NaN. Both are needed for the landmark
             initialisation; each alone still gives its mesh's nose tip.
         allow_scale: let the alignment use one isotropic scale (reported in the result).
-        crop_radius_mm: radius of the comparison sphere around the scan's nose tip
+        crop_radius_mm: radius of the comparison spheres around each mesh's nose tip
             (``math.inf``: no crop).
         scan_margin_mm: extra radius kept on the scan so points near the sphere's edge find
             their true closest scan point.
@@ -467,7 +699,9 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
         nose_index: index of the nose tip in the landmark arrays.
         max_iterations: ICP iteration limit (kd-tree phase).
         refine_iterations: iteration limit of the final phase on exact closest points.
-        sample_spacing_mm: spacing of the scan samples used by ICP.
+        sample_spacing_mm: spacing of the surface samples that index the closest-point searches.
+        reverse_spacing_mm: spacing of the scan quadrature points of the scan -> prediction
+            figures (each weighted by its area).
         trim_factor, trim_min_mm: pairs farther apart than max(trim_factor * median, trim_min_mm)
             are left out of each ICP step (not out of the reported figures).
 
@@ -492,22 +726,20 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
     if len(scan_crop.faces) == 0:
         raise MeshError(f"the scan has no triangles within {radius:g} mm of its nose tip "
                         f"(wrong units? use the units-to-mm factor)")
-    tpts, tnrm = sample_surface(scan_crop.vertices, scan_crop.faces, sample_spacing_mm)
-    tree = cKDTree(tpts)
+    index = SurfaceIndex(scan_crop, sample_spacing_mm)
 
-    pred_in = pv[np.linalg.norm(pv - pred_tip, axis=1) <= radius]
-    if len(pred_in) < 3:
-        raise MeshError(f"the prediction has fewer than 3 vertices within {radius:g} mm of its "
+    # the prediction's crop is fixed in its own frame, so the alignment cannot change which
+    # points are measured (e.g. by scaling parts of the face out of the sphere)
+    used = np.flatnonzero(np.linalg.norm(pv - pred_tip, axis=1) <= radius)
+    if len(used) < 6:
+        raise MeshError(f"the prediction has fewer than 6 vertices within {radius:g} mm of its "
                         f"nose tip (wrong units?)")
-    # ICP runs on the crop-sized part of the prediction plus a margin (fast, and independent of
-    # whatever else the prediction file holds far away).
-    icp_src = pv[np.linalg.norm(pv - pred_tip, axis=1) <= radius * 1.5 + 20.0] \
-        if math.isfinite(radius) else pv
+    src = pv[used]
 
     use_landmarks = align == "landmarks" or (
         align == "auto" and pred_landmarks is not None and scan_landmarks is not None)
-    icp_args = dict(center=scan_tip, radius=radius, with_scale=allow_scale,
-                    trim_factor=trim_factor, trim_min_mm=trim_min_mm)
+    icp_args = dict(with_scale=allow_scale, trim_factor=trim_factor, trim_min_mm=trim_min_mm,
+                    length_mm=radius)
     iterations, converged = 0, True
     if align == "none":
         T = _Similarity(1.0, np.eye(3), np.zeros(3))
@@ -517,28 +749,31 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
             s, R, t = umeyama(np.asarray(pred_landmarks), np.asarray(scan_landmarks), allow_scale)
         except ValueError as exc:
             raise MeshError(f"landmark alignment failed: {exc}") from None
-        T0 = _Similarity(s, R, t)
-        T, iterations, converged = _icp(icp_src, tree, tpts, tnrm, T0, max_iter=max_iterations,
-                                        **icp_args)
+        T, iterations, converged = _icp(src, index, _Similarity(s, R, t),
+                                        max_iter=max_iterations, **icp_args)
         init = "landmarks"
     else:
-        T, iterations, converged = _align_by_axes(pred_in, icp_src, sv, scan_tip, radius, tree,
-                                                  tpts, tnrm, allow_scale, max_iterations,
-                                                  icp_args)
+        scan_in = sv[np.linalg.norm(sv - scan_tip, axis=1) <= radius]
+        T, iterations, converged = _align_by_axes(src, scan_in if len(scan_in) >= 3 else sv, index,
+                                                  max_iterations, icp_args)
         init = "axes"
-
     if align != "none":
         # finish on exact point-to-triangle distances: the kd-tree phase minimises distances to
         # the planes of nearby samples, which slightly under-measures near mesh edges
-        T, it2, converged = _refine_exact(icp_src, scan_crop, T, max_iter=refine_iterations,
-                                          **icp_args)
+        T, it2, converged = _refine_exact(src, index, T, max_iter=refine_iterations, **icp_args)
         iterations += it2
+
     aligned = T.apply(pv)
-    used = np.flatnonzero(np.linalg.norm(aligned - scan_tip, axis=1) <= radius)
-    if len(used) == 0:
-        raise MeshError(f"after alignment no prediction vertex lies within {radius:g} mm of the "
-                        f"scan's nose tip")
-    err, signed = point_to_surface(aligned[used], scan_crop)
+    err, signed = index.distance(aligned[used])
+    aligned_mesh = trimesh.Trimesh(aligned, np.asarray(pred.faces), process=False)
+    # reverse direction: area-weighted samples of the scan surface within the sphere, measured
+    # where the prediction covers them (closest prediction point not on its open boundary)
+    spts, sw = surface_quadrature(scan_crop.vertices, scan_crop.faces, reverse_spacing_mm)
+    sin = np.linalg.norm(spts - scan_tip, axis=1) <= radius
+    spts, sw = spts[sin], sw[sin]
+    _, rev, _, rim = SurfaceIndex(aligned_mesh, sample_spacing_mm).closest(spts)
+    rev, rw = rev[~rim], sw[~rim]
+    coverage = float(rw.sum() / sw.sum()) if sw.sum() > 0 else math.nan
     return ScanEvalResult(
         rmse_mm=float(np.sqrt(np.mean(err ** 2))),
         mean_mm=float(err.mean()),
@@ -546,6 +781,11 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
         p90_mm=float(np.percentile(err, 90)),
         max_mm=float(err.max()),
         n_points=int(len(used)),
+        scan_to_pred_rmse_mm=float(np.sqrt(np.average(rev ** 2, weights=rw))) if len(rev) else math.nan,
+        scan_to_pred_mean_mm=float(np.average(rev, weights=rw)) if len(rev) else math.nan,
+        scan_to_pred_median_mm=weighted_percentile(rev, rw, 50),
+        scan_to_pred_p90_mm=weighted_percentile(rev, rw, 90),
+        scan_coverage=coverage,
         crop_radius_mm=radius,
         scale_allowed=bool(allow_scale),
         scale=float(T.s),
@@ -555,21 +795,29 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
         icp_iterations=int(iterations),
         icp_converged=bool(converged),
         scan_nose_tip_mm=scan_tip,
+        pred_nose_tip_mm=pred_tip,
         errors_mm=err,
         signed_errors_mm=signed,
         vertex_indices=used,
-        aligned_pred=trimesh.Trimesh(aligned, np.asarray(pred.faces), process=False),
+        aligned_pred=aligned_mesh,
     )
 
 
-def _align_by_axes(pred_in, icp_src, scan_v, scan_tip, radius, tree, tpts, tnrm, allow_scale,
-                   max_iterations, icp_args):
-    """Candidates from principal axes (24 proper axis flips/permutations) and the identity; each
-    refined by a short ICP on a subsample, scored on a fixed point set; the best finishes ICP."""
-    scan_in = scan_v[np.linalg.norm(scan_v - scan_tip, axis=1) <= radius]
-    if len(scan_in) < 3:
-        scan_in = scan_v
-    cp, cs = pred_in.mean(0), scan_in.mean(0)
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` with non-negative ``weights`` (NaN if empty)."""
+    values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    if len(values) == 0 or weights.sum() <= 0:
+        return math.nan
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w) - 0.5 * w
+    return float(np.interp(q / 100.0 * w.sum(), cum, v))
+
+
+def _align_by_axes(src, scan_in, index, max_iterations, icp_args):
+    """Candidates from principal axes (24 proper axis flips/permutations) and the identity; the
+    best few by a robust score get a short ICP on a subsample; the best of those finishes ICP."""
+    cp, cs = src.mean(0), scan_in.mean(0)
 
     def frame(x):
         w, e = np.linalg.eigh(np.cov((x - x.mean(0)).T))
@@ -578,35 +826,31 @@ def _align_by_axes(pred_in, icp_src, scan_v, scan_tip, radius, tree, tpts, tnrm,
             e[:, 2] *= -1
         return e
 
-    ep, es = frame(pred_in), frame(scan_in)
+    ep, es = frame(src), frame(scan_in)
     s0 = 1.0
-    if allow_scale:
-        rp = np.sqrt(((pred_in - cp) ** 2).sum(1).mean())
+    if icp_args["with_scale"]:
+        rp = np.sqrt(((src - cp) ** 2).sum(1).mean())
         rs = np.sqrt(((scan_in - cs) ** 2).sum(1).mean())
         s0 = float(rs / rp) if rp > 0 else 1.0
     cands = [np.eye(3)] + [es @ m @ ep.T for m in _cube_rotations()]
     rng = np.random.default_rng(0)
-
-    def subsample(x, n):
-        return x if len(x) <= n else x[rng.choice(len(x), n, replace=False)]
-
-    sub, score_pts = subsample(icp_src, 1000), subsample(pred_in, 1000)
+    sub = src if len(src) <= 1000 else src[rng.choice(len(src), 1000, replace=False)]
+    radius = icp_args["length_mm"]
     cap = 0.1 * radius if math.isfinite(radius) else 20.0
 
     def score(T):
-        d, _ = tree.query(T.apply(score_pts), distance_upper_bound=cap)
+        d, _ = index.tree.query(T.apply(sub), distance_upper_bound=cap)
         return float(np.minimum(d, cap).mean())
 
-    # coarse screen of all candidates, then a short ICP from the most promising few
     starts = [_Similarity(s0, R, cs - s0 * R @ cp) for R in cands]
     ranked = sorted(starts, key=score)[:4]
     best, best_score = None, math.inf
     for T0 in ranked:
-        T, _, _ = _icp(sub, tree, tpts, tnrm, T0, max_iter=12, **icp_args)
+        T, _, _ = _icp(sub, index, T0, max_iter=12, **icp_args)
         sc = score(T)
         if sc < best_score:
             best, best_score = T, sc
-    return _icp(icp_src, tree, tpts, tnrm, best, max_iter=max_iterations, **icp_args)
+    return _icp(src, index, best, max_iter=max_iterations, **icp_args)
 
 
 def point_to_surface(points: np.ndarray, surface: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
@@ -615,11 +859,7 @@ def point_to_surface(points: np.ndarray, surface: trimesh.Trimesh) -> tuple[np.n
     Returns (unsigned (N,), signed (N,)); the sign is + on the side the closest triangle's normal
     points to (outside a consistently oriented scan).
     """
-    closest, dist, tri = trimesh.proximity.closest_point(surface, np.asarray(points, dtype=np.float64))
-    normals = np.asarray(surface.face_normals)[tri]
-    sign = np.sign(((points - closest) * normals).sum(1))
-    sign[sign == 0] = 1.0
-    return np.asarray(dist, dtype=np.float64), np.asarray(dist * sign, dtype=np.float64)
+    return SurfaceIndex(surface).distance(np.asarray(points, dtype=np.float64))
 
 
 # --------------------------------------------------------------------------------------------

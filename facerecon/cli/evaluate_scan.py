@@ -1,0 +1,145 @@
+"""``facerecon evaluate scan``: point-to-plane error (mm) of a predicted mesh against a 3D scan.
+
+Built-in names instead of files: ``--scan lee-perry-smith`` (the shared real head scan, in mm,
+with its 68 landmarks) and ``--pred ict-mean`` / ``--pred ict-mean-face`` (the ICT-FaceKit mean
+face with / without eyeballs, landmarks included): the baselines every method must beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from facerecon.cli import UserError
+
+BUILTIN_SCANS = ("lee-perry-smith",)
+BUILTIN_PREDS = {"ict-mean": "fit", "ict-mean-face": "face"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, metavar="MESH",
+                        help="predicted mesh (OBJ/PLY/GLB/STL, mm), or ict-mean / ict-mean-face")
+    parser.add_argument("--scan", required=True, metavar="SCAN",
+                        help="ground-truth scan (OBJ/PLY/GLB/STL), or lee-perry-smith")
+    parser.add_argument("--pred-landmarks", metavar="FILE",
+                        help="3D landmarks of the prediction (JSON or text: N rows of x y z in the "
+                             "mesh's units, or vertex indices), or 'ict' for a mesh in ICT-FaceKit "
+                             "vertex order (facerecon's output)")
+    parser.add_argument("--scan-landmarks", metavar="FILE",
+                        help="3D landmarks of the scan, same formats (iBUG-68 order: the nose tip "
+                             "is number 30)")
+    parser.add_argument("--scale", action=argparse.BooleanOptionalAction, default=False,
+                        help="allow one isotropic scale in the alignment (reported)")
+    parser.add_argument("--scan-units-to-mm", type=float, default=1.0, metavar="F",
+                        help="multiply scan coordinates by F to get millimetres")
+    parser.add_argument("--pred-units-to-mm", type=float, default=1.0, metavar="F",
+                        help="multiply prediction coordinates by F to get millimetres")
+    parser.add_argument("--crop-radius", type=float, default=95.0, metavar="MM",
+                        help="compare within this distance of the scan's nose tip")
+    parser.add_argument("--heatmap", metavar="PNG", help="write a per-vertex error render here")
+    parser.add_argument("--heatmap-max", type=float, default=5.0, metavar="MM",
+                        help="error at the top of the heatmap colour scale (0: automatic)")
+    parser.add_argument("--save-aligned", metavar="MESH",
+                        help="write the prediction aligned to the scan (mm) to this file")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _load_pred(args):
+    import numpy as np
+    import trimesh
+
+    from facerecon.evaluation.scan import load_landmarks, load_mesh
+
+    if args.pred in BUILTIN_PREDS:
+        from facerecon.facemodel import load_face_model
+
+        fm = load_face_model(region=BUILTIN_PREDS[args.pred])
+        verts = fm.mean.detach().cpu().double().numpy()
+        mesh = trimesh.Trimesh(verts, fm.faces.cpu().numpy(), process=False)
+        lmk = verts[fm.landmark_idx.cpu().numpy()]
+    else:
+        mesh = load_mesh(args.pred, args.pred_units_to_mm)
+        lmk = None
+    if args.pred_landmarks == "ict":
+        lmk = _ict_landmarks(mesh, args.pred)
+    elif args.pred_landmarks:
+        lmk = load_landmarks(args.pred_landmarks, mesh.vertices, args.pred_units_to_mm)
+    return mesh, (None if lmk is None else np.asarray(lmk, dtype=np.float64))
+
+
+def _ict_landmarks(mesh, name):
+    """Landmark vertices of a mesh in the vertex order of one of the ICT regions."""
+    from facerecon.evaluation.scan import MeshError
+    from facerecon.facemodel import REGIONS, load_face_model
+
+    for region in REGIONS:
+        fm = load_face_model(region=region)
+        if fm.n_vertices == len(mesh.vertices):
+            return mesh.vertices[fm.landmark_idx.cpu().numpy()]
+    raise MeshError(f"{name}: {len(mesh.vertices)} vertices matches no ICT-FaceKit region, "
+                    f"so --pred-landmarks ict cannot be used")
+
+
+def _load_scan(args):
+    from facerecon.evaluation.scan import load_landmarks, load_mesh
+
+    if args.scan in BUILTIN_SCANS:
+        from facerecon.evaluation.scans import load_lee_perry_smith
+
+        mesh, lmk = load_lee_perry_smith()
+    else:
+        mesh = load_mesh(args.scan, args.scan_units_to_mm)
+        lmk = None
+    if args.scan_landmarks:
+        lmk = load_landmarks(args.scan_landmarks, mesh.vertices, args.scan_units_to_mm)
+    return mesh, lmk
+
+
+def run(args: argparse.Namespace) -> int:
+    from facerecon.evaluation.scan import MeshError, evaluate_scan, render_error_heatmap, save_mesh
+
+    if args.crop_radius <= 0:
+        raise UserError(f"--crop-radius must be positive, got {args.crop_radius}")
+    try:
+        pred, pred_lmk = _load_pred(args)
+        scan, scan_lmk = _load_scan(args)
+        result = evaluate_scan(pred, scan, pred_lmk, scan_lmk, allow_scale=args.scale,
+                               crop_radius_mm=args.crop_radius)
+    except MeshError as exc:
+        raise UserError(str(exc)) from None
+    heatmap = aligned = None
+    try:
+        if args.heatmap:
+            heatmap = render_error_heatmap(result, args.heatmap,
+                                           vmax_mm=args.heatmap_max if args.heatmap_max > 0 else None)
+        if args.save_aligned:
+            aligned = save_mesh(result.aligned_pred, args.save_aligned)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+    summary = {"pred": args.pred, "scan": args.scan,
+               "alignment": "similarity" if args.scale else "rigid", **result.summary()}
+    if heatmap:
+        summary["heatmap"] = str(heatmap)
+    if aligned:
+        summary["aligned_pred"] = str(aligned)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+        return 0
+    kind = f"similarity ICP, scale {result.scale:.4f}" if args.scale else "rigid ICP (no scale)"
+    print(f"{Path(args.pred).name} vs {Path(args.scan).name}: {result.n_points} prediction vertices "
+          f"within {result.crop_radius_mm:g} mm of the nose tip; init {result.init}, {kind}, "
+          f"{result.icp_iterations} iterations{'' if result.icp_converged else ' (not converged)'}")
+    print(f"  RMSE {result.rmse_mm:.3f} mm   mean {result.mean_mm:.3f}   median {result.median_mm:.3f}"
+          f"   p90 {result.p90_mm:.3f}   max {result.max_mm:.3f}")
+    print(f"  scan -> prediction over the {100 * result.scan_coverage:.1f}% of the scan area it "
+          f"covers: RMSE {result.scan_to_pred_rmse_mm:.3f} mm   mean {result.scan_to_pred_mean_mm:.3f}"
+          f"   median {result.scan_to_pred_median_mm:.3f}   p90 {result.scan_to_pred_p90_mm:.3f}")
+    if heatmap:
+        print(f"  heatmap: {heatmap}")
+    if aligned:
+        print(f"  aligned prediction: {aligned}")
+    return 0
