@@ -99,3 +99,14 @@ def test_large_photo_is_searched_downscaled(detector, lfw_photos):
     assert np.allclose(np.array(face.box) / 8, ref.box, atol=6)
     # landmarks come from the full-resolution photo, so they scale with it
     assert np.abs((face.landmarks + 0.5) / 8 - 0.5 - ref.landmarks).mean() < 2.0
+
+
+def test_confident_face_beats_a_larger_weak_box():
+    """scikit-image's astronaut: the NASA patch is a larger, weak box; the face must win."""
+    skdata = pytest.importorskip("skimage.data")
+    from facerecon.imageio.detect import FaceDetector
+
+    faces = FaceDetector().detect(np.asarray(skdata.astronaut()))
+    x0, y0, x1, y1 = faces[0].box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    assert 170 < cx < 290 and 60 < cy < 190 and faces[0].score > 1.0

@@ -61,6 +61,12 @@ def model_paths() -> dict[str, Path]:
     }
 
 
+#: A box scoring at least this is a confident face; beside one, boxes under
+#: ``WEAK_BESIDE_CONFIDENT`` are dropped (scikit-image's astronaut photo: face 1.53, NASA patch -0.05).
+CONFIDENT_SCORE = 0.5
+WEAK_BESIDE_CONFIDENT = 0.1
+
+
 class FaceDetector:
     """dlib HOG face detector + 68-point shape predictor, loaded once and reused.
 
@@ -124,6 +130,10 @@ class FaceDetector:
                     found.append((box, float(s), level))
             if found:
                 break
+        # A weak box beside a confident face is more often a face-like pattern (a badge, a
+        # poster) than a second face: keep weak boxes only when nothing is confident.
+        if found and max(f[1] for f in found) >= CONFIDENT_SCORE:
+            found = [f for f in found if f[1] >= WEAK_BESIDE_CONFIDENT]
         found.sort(key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
         return found, tried
 
