@@ -874,15 +874,28 @@ def render_error_heatmap(result: ScanEvalResult, path: str | os.PathLike, *,
     the crop sphere are grey. ``vmax_mm`` is the top of the colour scale (None: the 95th
     percentile of the errors, rounded up). Written atomically.
     """
+    err = np.full(len(result.aligned_pred.vertices), np.nan)
+    err[result.vertex_indices] = result.errors_mm
+    title = f"RMSE {result.rmse_mm:.2f} mm  median {result.median_mm:.2f}  p90 {result.p90_mm:.2f}"
+    return render_vertex_heatmap(result.aligned_pred, err, path, vmax_mm=vmax_mm, size=size,
+                                 title=title)
+
+
+def render_vertex_heatmap(mesh: trimesh.Trimesh, errors_mm: np.ndarray, path: str | os.PathLike, *,
+                          vmax_mm: float | None = 5.0, size: int = 512, title: str = "") -> Path:
+    """Write a PNG of ``mesh`` coloured by a per-vertex value in mm (NaN: grey, and triangles
+    with no finite vertex are left out), frontal orthographic view (+z towards the viewer,
+    y up), painter's algorithm, with a colour bar in mm. Written atomically."""
     import cv2
 
-    mesh = result.aligned_pred
     v = np.asarray(mesh.vertices, dtype=np.float64)
     f = np.asarray(mesh.faces, dtype=np.int64)
+    err = np.asarray(errors_mm, dtype=np.float64)
+    if err.shape != (len(v),):
+        raise ValueError(f"need one value per vertex ({len(v)}), got shape {err.shape}")
     if vmax_mm is None or vmax_mm <= 0:
-        vmax_mm = max(float(np.ceil(np.percentile(result.errors_mm, 95) * 2) / 2), 0.5)
-    err = np.full(len(v), np.nan)
-    err[result.vertex_indices] = result.errors_mm
+        fin = err[np.isfinite(err)]
+        vmax_mm = max(float(np.ceil(np.percentile(fin, 95) * 2) / 2), 0.5) if len(fin) else 1.0
     # colour of each vertex (RGB 0..255)
     lev = np.clip(np.nan_to_num(err, nan=0.0) / vmax_mm, 0, 1)
     cmap = cv2.applyColorMap((lev * 255).astype(np.uint8)[:, None], cv2.COLORMAP_TURBO)[:, 0, ::-1]
@@ -923,8 +936,7 @@ def render_error_heatmap(result: ScanEvalResult, path: str | os.PathLike, *,
         label = f"{val:.1f}" + (" mm" if k == 5 else "")
         cv2.putText(img, label, (x0 + 29, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
                     cv2.LINE_AA)
-    text = f"RMSE {result.rmse_mm:.2f} mm  median {result.median_mm:.2f}  p90 {result.p90_mm:.2f}"
-    cv2.putText(img, text, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return _write_png_atomic(img, path)
 
 
