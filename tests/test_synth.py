@@ -1,0 +1,163 @@
+"""Synthetic ground truth (facerecon.evaluation.synth, scan_photos, ``facerecon synth``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from facerecon.assets import shared_path
+
+pytestmark = pytest.mark.skipif(shared_path("facemodel") is None, reason="face model not available")
+
+
+@pytest.fixture(scope="module")
+def model():
+    from facerecon.facemodel import load_face_model
+
+    return load_face_model(region="fit")
+
+
+@pytest.fixture(scope="module")
+def samples(model):
+    from facerecon.evaluation.synth import generate
+
+    return list(generate(8, seed=11, model=model, batch_size=8))
+
+
+def test_same_seed_same_samples_whatever_the_batching(model, samples):
+    from facerecon.evaluation.synth import generate
+
+    again = list(generate(3, seed=11, model=model, batch_size=1, start=2))
+    for a, b in zip(samples[2:5], again):
+        assert a["index"] == b["index"] and a["meta"] == b["meta"]
+        for key in ("alpha", "beta", "delta", "gamma", "angles", "trans"):
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+        torch.testing.assert_close(a["image"], b["image"], rtol=0, atol=1e-4)
+    other = next(generate(1, seed=12, model=model))
+    assert not torch.equal(other["alpha"], samples[0]["alpha"])
+
+
+def test_parameters_are_in_their_ranges(samples):
+    for s in samples:
+        beta = s["beta"]
+        assert (beta >= 0).all() and (beta <= 1).all() and int((beta > 0).sum()) <= 4
+        pitch, yaw, roll = np.degrees(s["angles"].numpy())
+        assert abs(yaw) <= 60 and abs(pitch) <= 20 and abs(roll) <= 15
+        assert s["gamma"][0] >= 0.6  # ambient dominant
+        assert s["image"].shape == (3, 224, 224) and 0 <= s["image"].min() and s["image"].max() <= 1
+        assert s["trans"][2] < -500  # in front of the camera, about a metre away
+
+
+def test_landmarks_inside_the_image_and_on_the_face(samples):
+    import cv2
+
+    for s in samples:
+        xy = s["landmarks2d"].numpy()
+        assert (xy >= 0).all() and (xy < 224).all()
+        mask = cv2.dilate(s["mask"][0].numpy().astype(np.uint8), np.ones((5, 5), np.uint8))
+        on = mask[xy[:, 1].astype(int), xy[:, 0].astype(int)] > 0
+        assert on.all(), f"sample {s['index']}: landmarks {np.flatnonzero(~on)} off the face"
+        assert s["landmarks_visible"][17:].float().mean() > 0.6  # inner points mostly visible
+    # a frontal-ish face sees its nose, eyes and outer lips (inner-lip points 60-67 may hide
+    # behind the lips, depending on the expression)
+    frontal = min(samples, key=lambda s: abs(float(s["angles"][1])))
+    assert frontal["landmarks_visible"][27:60].all()
+
+
+def test_saved_parameters_reproduce_the_saved_mesh_and_landmarks(tmp_path, model, samples):
+    import trimesh
+
+    from facerecon.evaluation.landmarks import read_pts
+    from facerecon.evaluation.synth import coefficients_from_record, save_sample
+    from facerecon.render import Camera, project, transform
+
+    paths = save_sample(samples[3], tmp_path, model.faces.numpy(), model=model)
+    rec = json.loads(paths["params"].read_text())
+    coef = coefficients_from_record(rec)
+    verts = model.shape(coef["alpha"], coef["beta"])
+    saved = trimesh.load(paths["mesh"], process=False)
+    np.testing.assert_allclose(np.asarray(saved.vertices), verts[0].numpy(), atol=2e-3)  # float32 PLY
+    assert len(saved.faces) == len(model.faces)
+    cam = Camera(focal=rec["camera"]["focal_px"], size=rec["camera"]["size_px"])
+    xy, _ = project(model.landmarks(transform(verts, coef["angles"], coef["trans"])), cam)
+    np.testing.assert_allclose(xy[0].numpy(), np.asarray(rec["landmarks2d_px"]), atol=2e-3)
+    np.testing.assert_allclose(read_pts(paths["pts"]), np.asarray(rec["landmarks2d_px"]) - 0.5, atol=2e-3)
+    assert rec["model"]["n_vertices"] == model.n_vertices and len(rec["beta"]) == 53
+    from PIL import Image
+
+    assert Image.open(paths["image"]).size == (224, 224)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_backgrounds_come_from_outside_the_faces():
+    import cv2
+    from PIL import Image
+
+    from facerecon.evaluation.landmarks import read_pts
+    from facerecon.evaluation.synth import PhotoBackgrounds
+
+    if shared_path("faces", "300w") is None:
+        pytest.skip("300-W photos not available")
+    bank = PhotoBackgrounds()
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        img, info = bank.sample(rng, 224)
+        src = shared_path(info["source"])
+        x0, y0, x1, y1 = info["box"]
+        fx0, fy0, fx1, fy1 = bank.face_box(read_pts(src.with_suffix(".pts")).astype(np.float64))
+        assert x1 <= fx0 or x0 >= fx1 or y1 <= fy0 or y0 >= fy1, f"{src}: patch overlaps the face"
+        photo = np.asarray(Image.open(src).convert("RGB"))
+        patch = photo[y0:y1, x0:x1]
+        assert (patch.max(-1) >= 6).all()  # no padding from outside the photo
+        if info["flipped"]:
+            patch = patch[:, ::-1]
+        expect = cv2.GaussianBlur(cv2.resize(np.ascontiguousarray(patch), (224, 224),
+                                             interpolation=cv2.INTER_CUBIC), (0, 0), info["blur_sigma_px"])
+        assert np.abs(expect.astype(np.float32) / 255 - img).max() < 0.02  # it is that crop
+
+
+def test_scan_photos_keep_the_scan_as_ground_truth():
+    from facerecon.evaluation.scan_photos import generate_scan_photos, lee_perry_smith_in_model_frame
+    from facerecon.render import Camera, project, transform
+
+    if shared_path("scans", "lee-perry-smith", "LeePerrySmith.glb") is None:
+        pytest.skip("scan not available")
+    scan = lee_perry_smith_in_model_frame()
+    shots = list(generate_scan_photos(5, seed=2, scan=scan))
+    assert [s["meta"]["view_yaw_deg"] for s in shots] == [0.0, 20.0, -20.0, 40.0, -40.0]
+    verts = torch.tensor(scan.vertices, dtype=torch.float32)[None]
+    lmk = torch.tensor(scan.landmarks, dtype=torch.float32)[None]
+    for s in shots:
+        assert np.degrees(float(s["angles"][1])) == pytest.approx(s["meta"]["view_yaw_deg"], abs=1e-4)
+        xy, _ = project(transform(lmk, s["angles"][None], s["trans"][None]), Camera())
+        torch.testing.assert_close(xy[0], s["landmarks2d"], rtol=0, atol=1e-3)
+        assert (s["landmarks2d"][17:] > 0).all() and (s["landmarks2d"][17:] < 224).all()
+        assert s["mask"].mean() > 0.3  # a face-sized render
+    # the scan's nose tip, rendered frontally, is where its landmark says
+    front = shots[0]
+    vc = transform(verts, front["angles"][None], front["trans"][None])
+    tip = torch.argmax(vc[0, :, 2])
+    xy, _ = project(vc[:, tip:tip + 1], Camera())
+    assert torch.linalg.norm(xy[0, 0] - front["landmarks2d"][30]) < 6.0
+
+
+def test_cli_synth_writes_everything(tmp_path, capsys):
+    from facerecon.cli import main
+
+    out = tmp_path / "synth"
+    assert main(["synth", "--out", str(out), "--count", "3", "--seed", "4", "--batch-size", "2"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    for i in range(3):
+        assert {f"{i:06d}.png", f"{i:06d}.json", f"{i:06d}.ply", f"{i:06d}.pts"} <= set(names)
+    manifest = json.loads((out / "synth.json").read_text())
+    assert manifest["written"] == 3 and manifest["config"]["max_yaw_deg"] == 60.0
+    rec = json.loads((out / "000001.json").read_text())
+    assert rec["image"] == "000001.png" and rec["mesh"] == "000001.ply"
+    # bad input: one line, exit code 2
+    capsys.readouterr()
+    assert main(["synth", "--out", str(out / "000000.png"), "--count", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "000000.png" in err
