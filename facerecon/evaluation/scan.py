@@ -911,18 +911,11 @@ def render_vertex_heatmap(mesh: trimesh.Trimesh, errors_mm: np.ndarray, path: st
     plot = size - 40
     scale = plot / max(hi[0] - lo[0], hi[1] - lo[1], 1e-6)
     cx = (lo + hi) / 2
-    px = np.stack([(v[:, 0] - cx[0]) * scale + size / 2, size / 2 - (v[:, 1] - cx[1]) * scale], 1)
-    tri = v[f]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
-    shade = 0.35 + 0.65 * np.abs(fn[:, 2])
-    fcol = vcol[f].mean(1) * shade[:, None]
-    order = np.argsort(tri[:, :, 2].mean(1))  # painter's algorithm: far to near
     img = np.full((size, size + 110, 3), 255, dtype=np.uint8)
-    canvas = np.ascontiguousarray(img[:, :size])
-    pts = np.round(px[f] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
-    for i in order:
-        cv2.fillConvexPoly(canvas, pts[i], tuple(int(c) for c in fcol[i][::-1]), cv2.LINE_AA, 2)
+    try:
+        canvas = _raster_heatmap(v, f, vcol, cx, scale, size)
+    except ImportError:  # the project renderer (torch, numba) is not importable: paint
+        canvas = _paint_heatmap(v, f, vcol, cx, scale, size)
     img[:, :size] = canvas
     # colour bar
     x0, y0, y1 = size + 15, 30, size - 30
@@ -938,6 +931,50 @@ def render_vertex_heatmap(mesh: trimesh.Trimesh, errors_mm: np.ndarray, path: st
                     cv2.LINE_AA)
     cv2.putText(img, title, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return _write_png_atomic(img, path)
+
+
+def _raster_heatmap(v: np.ndarray, f: np.ndarray, vcol: np.ndarray, cx: np.ndarray, scale: float,
+                    size: int) -> np.ndarray:
+    """BGR (size,size,3) uint8 of the mesh with per-vertex colours (0..255 RGB), shaded by the
+    view angle, drawn by the project renderer with a near-orthographic camera (2x supersampled)."""
+    import torch
+    import torch.nn.functional as F
+
+    from facerecon.render import Camera, Renderer
+
+    ss = 2
+    dist = 1e5
+    cam = Camera(focal=scale * dist * ss, size=size * ss, near=1.0)
+    vc = np.stack([v[:, 0] - cx[0], v[:, 1] - cx[1], v[:, 2] - v[:, 2].max() - dist], 1)
+    verts = torch.tensor(vc, dtype=torch.float64)[None]
+    faces = torch.tensor(f, dtype=torch.int64)
+    fn = torch.cross(verts[0, faces[:, 1]] - verts[0, faces[:, 0]], verts[0, faces[:, 2]] - verts[0, faces[:, 0]], dim=-1)
+    vn = torch.zeros_like(verts[0])
+    for i in range(3):
+        vn.index_add_(0, faces[:, i], fn)
+    vn = F.normalize(vn, dim=-1)
+    shade = 0.35 + 0.65 * vn[:, 2].abs()
+    colors = (torch.tensor(vcol / 255.0) * shade[:, None])[None]
+    out = Renderer(cam)(verts.float(), faces, colors.float(), background=1.0)
+    img = F.avg_pool2d(out.image, ss)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    return np.ascontiguousarray((img[:, :, ::-1] * 255).round().astype(np.uint8))
+
+
+def _paint_heatmap(v: np.ndarray, f: np.ndarray, vcol: np.ndarray, cx: np.ndarray, scale: float,
+                   size: int) -> np.ndarray:
+    """As :func:`_raster_heatmap` with flat triangles and the painter's algorithm (OpenCV only)."""
+    import cv2
+
+    px = np.stack([(v[:, 0] - cx[0]) * scale + size / 2, size / 2 - (v[:, 1] - cx[1]) * scale], 1)
+    tri = v[f]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+    fcol = vcol[f].mean(1) * (0.35 + 0.65 * np.abs(fn[:, 2]))[:, None]
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    pts = np.round(px[f] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+    for i in np.argsort(tri[:, :, 2].mean(1)):  # far to near
+        cv2.fillConvexPoly(canvas, pts[i], tuple(int(c) for c in fcol[i][::-1]), cv2.LINE_AA, 2)
+    return canvas
 
 
 def _write_png_atomic(bgr: np.ndarray, path: str | os.PathLike) -> Path:
