@@ -309,7 +309,7 @@ def landmark_visibility(lmk_cam: torch.Tensor, depth: torch.Tensor, focal: float
     xy, z = project(lmk_cam, Camera(focal=focal, size=w))
     px = xy[..., 0].floor().long().clamp(0, w - 1)
     py = xy[..., 1].floor().long().clamp(0, h - 1)
-    buf = depth[torch.arange(b)[:, None], 0, py, px]
+    buf = depth[torch.arange(b, device=depth.device)[:, None], 0, py, px]
     inside = (xy[..., 0] >= 0) & (xy[..., 0] < w) & (xy[..., 1] >= 0) & (xy[..., 1] < h)
     return inside & (buf > 0) & (z <= buf + tol_mm)
 
