@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     p.add_argument("--background", choices=["photos", "noise", "grey"], default="photos",
                    help="photos: crops of ../shared/faces/300w outside the annotated faces")
     p.add_argument("--size", type=int, default=224, metavar="PX", help="image size")
+    p.add_argument("--frame-scale", type=float, default=1.0, metavar="F",
+                   help="face size relative to the pipeline's aligned crops (1: R-Net input "
+                        "framing; about 0.6 leaves room around the face for a detector)")
     p.add_argument("--region", default="fit", help="face-model region rendered and saved")
     p.add_argument("--no-mesh", action="store_true", help="do not write the per-sample PLY meshes")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--count must be at least 1, got {args.count}")
     if args.size < 32 or args.batch_size < 1:
         raise UserError("--size must be at least 32 and --batch-size at least 1")
+    if not 0.1 <= args.frame_scale <= 3.0:
+        raise UserError(f"--frame-scale must be between 0.1 and 3, got {args.frame_scale}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                       max_yaw_deg=args.max_yaw,
                       max_pitch_deg=args.max_pitch if args.max_pitch is not None else (8.0 if scan else 20.0),
                       max_roll_deg=args.max_roll if args.max_roll is not None else (5.0 if scan else 15.0),
-                      background=args.background, region=args.region)
+                      background=args.background, region=args.region, frame_scale=args.frame_scale)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
