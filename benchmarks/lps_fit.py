@@ -77,7 +77,9 @@ def main() -> None:
     config = from_args(FitConfig, args)
     photos, scan, scan_lmk = render_scan_photos()
     recon = FaceReconstructor(config=config)
-    fit_model = load_face_model("fit")  # evaluated mesh: face + eyeballs
+    # scored mesh: ICT's face part without the eyeballs, whose backs sit inside the head and
+    # would be measured against the scan's skin (see BENCHMARKS.md, accuracy baselines)
+    fit_model = load_face_model("face")
     faces = fit_model.faces.numpy()
     rows = []
 

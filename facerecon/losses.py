@@ -28,6 +28,12 @@ class LossWeights:
     """Coefficient regulariser."""
     texture: float = 5.0
     """Albedo variance over the skin region."""
+    coef_id: float = 1.0
+    """Inside the regulariser: weight of ‖α‖² (identity)."""
+    coef_exp: float = 0.8
+    """Inside the regulariser: weight of ‖β‖² (expression)."""
+    coef_tex: float = 1.7e-3
+    """Inside the regulariser: weight of ‖δ‖² (albedo)."""
 
 
 def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None) -> torch.Tensor:

@@ -34,6 +34,8 @@ class FitConfig:
     """Face-model region rendered for the photometric and perceptual terms ("narrow" or "fit")."""
     landmark_steps: int = 120
     """Steps of stage 1 (pose and expression from landmarks only)."""
+    landmark_identity: bool = False
+    """Let stage 1 move the identity α too (else only pose and expression)."""
     steps: int = 60
     """Steps of stage 2 (everything, full hybrid loss)."""
     lr: float = 0.02
@@ -163,6 +165,10 @@ class Fitter:
             params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
         return params
 
+    def coef_loss(self, params: FaceParams) -> torch.Tensor:
+        w = self.config.weights
+        return coef_loss(params.alpha, params.beta, params.delta, w.coef_id, w.coef_exp, w.coef_tex)
+
     def sub_shape(self, params: FaceParams) -> torch.Tensor:
         """Vertices (B,S,3) mm of the landmark/contour subset only (cheap)."""
         flat = self._sub_mean.reshape(1, -1) + params.alpha @ self._sub_id + params.beta @ self._sub_exp
@@ -200,18 +206,19 @@ class Fitter:
         history: list[dict[str, float]] = []
 
         # stage 1: pose + expression from landmarks
-        leaves = {k: getattr(params, k).requires_grad_() for k in ("angles", "trans", "beta")}
+        coefs = [params.beta, params.alpha] if cfg.landmark_identity else [params.beta]
+        for t in (params.angles, params.trans, *coefs):
+            t.requires_grad_()
         opt = torch.optim.Adam([
-            {"params": [leaves["angles"]], "lr": cfg.lr_pose},
-            {"params": [leaves["trans"]], "lr": cfg.lr_trans},
-            {"params": [leaves["beta"]], "lr": cfg.lr},
+            {"params": [params.angles], "lr": cfg.lr_pose},
+            {"params": [params.trans], "lr": cfg.lr_trans},
+            {"params": coefs, "lr": cfg.lr},
         ])
         ids = None
         for step in range(cfg.landmark_steps):
             lm, ids = self.landmarks_2d(self.sub_shape(params), params,
                                         None if step % cfg.contour_every == 0 else ids)
-            loss = (w.landmark * landmark_loss(lm, landmarks, omega)
-                    + w.coef * coef_loss(params.alpha, params.beta, params.delta)).sum()
+            loss = (w.landmark * landmark_loss(lm, landmarks, omega) + w.coef * self.coef_loss(params)).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -247,7 +254,7 @@ class Fitter:
                     l_per = perceptual_loss(self.facenet.embed(composite, cfg.perceptual_box), target_emb)
                 terms = hybrid_loss(
                     w, photo=l_photo, landmark=landmark_loss(lm, landmarks, omega), perceptual=l_per,
-                    coef=coef_loss(params.alpha, params.beta, params.delta),
+                    coef=self.coef_loss(params),
                     texture=texture_loss(albedo, self.model.skin_mask),
                 )
             history.append(terms.as_dict())
