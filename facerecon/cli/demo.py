@@ -54,7 +54,7 @@ def model_gallery(out: Path, seed: int = 0) -> list[Path]:
         written = []
         for i, name in enumerate(names):
             v, c = verts[i].numpy(), albedo[i].numpy()
-            written.append(write_obj(out / f"{name}.obj", v, model.faces.numpy()))
+            written.extend(write_obj(out / f"{name}.obj", v, model.faces.numpy()).values())
             written.append(write_ply(out / f"{name}.ply", v, model.faces.numpy(), c))
         cam = Camera(size=320)
         renders = []
