@@ -1,4 +1,5 @@
-"""``facerecon evaluate landmarks``: 68-point NME of the dlib detector against 300-W ``.pts`` files."""
+"""``facerecon evaluate landmarks``: 68-point NME against 300-W ``.pts`` files, of the dlib detector
+or of the fitted model's projected landmarks (``--source fit``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON report (with per-image NME)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images by name")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--source", choices=["detector", "fit"], default="detector",
+                        help="detector: dlib's 68 points; fit: the fitted face model's landmarks, projected")
+    parser.add_argument("--device", default="cpu", help="with --source fit: cpu, cuda or cuda:N")
+    from facerecon.config import add_arguments as add_config_arguments
+    from facerecon.fitting.engine import FitConfig
+
+    add_config_arguments(parser.add_argument_group("fitting (with --source fit)"), FitConfig)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +43,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{folder}: no images with .pts landmark files")
     if args.limit is not None and args.limit <= 0:
         raise UserError("--limit must be positive")
-    report = evaluate_folder(folder, limit=args.limit, progress=not args.no_progress and not args.json)
+    predictor = None
+    if args.source == "fit":
+        from facerecon.config import from_args
+        from facerecon.fitting.engine import FitConfig
+        from facerecon.imageio import NoFaceError
+        from facerecon.pipeline import FaceReconstructor
+
+        recon = FaceReconstructor(device=args.device, config=from_args(FitConfig, args))
+
+        def predictor(image):
+            try:
+                return recon(image)[0].landmarks_fit
+            except NoFaceError:
+                return None
+
+    report = evaluate_folder(folder, predictor=predictor, limit=args.limit,
+                             progress=not args.no_progress and not args.json)
     if args.json:
         doc = report.to_dict()
         doc = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in doc.items()}

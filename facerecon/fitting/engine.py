@@ -34,8 +34,9 @@ class FitConfig:
     """Face-model region rendered for the photometric and perceptual terms ("narrow" or "fit")."""
     landmark_steps: int = 120
     """Steps of stage 1 (pose and expression from landmarks only)."""
-    landmark_identity: bool = False
-    """Let stage 1 move the identity α too (else only pose and expression)."""
+    landmark_identity: bool = True
+    """Let stage 1 move the identity α too (else only pose and expression, which then absorb
+    identity: measured worse on the Lee Perry-Smith views)."""
     steps: int = 60
     """Steps of stage 2 (everything, full hybrid loss)."""
     lr: float = 0.02
@@ -56,8 +57,10 @@ class FitConfig:
     """Landmark weight ω of the jaw contour points (nose/mouth: 20, others: 1)."""
     rgb_light: bool = False
     """27 RGB light coefficients instead of the paper's 9 monochromatic ones."""
-    weights: LossWeights = field(default_factory=LossWeights)
-    """Loss weights (paper defaults)."""
+    weights: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=10.0))
+    """Loss weights: the paper's, except ‖β‖² weighted 10 instead of 0.8 — ICT's ARKit
+    blendshapes at 1.0 are full expressions, not std-scaled PCA modes, and with 0.8 the fit put
+    ~15 blendshape units of expression on a neutral scan (BENCHMARKS.md)."""
 
 
 @dataclass
