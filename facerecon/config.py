@@ -54,20 +54,27 @@ def _flag(prefix: str, name: str) -> str:
     return "--" + (prefix + name).replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add one option per dataclass field; help = the field's docstring, default shown."""
+def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", defaults: Any = None) -> None:
+    """Add one option per dataclass field; help = the field's docstring, default shown.
+
+    Nested dataclass fields become ``--<field>-<subfield>`` options whose defaults are those of
+    the parent's default instance (``defaults``), not of the nested class.
+    """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
         tp = hints[f.name]
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+            )
         if dataclasses.is_dataclass(tp):  # nested config: --<field>-<subfield>
-            add_arguments(parser, tp, prefix=f"{prefix}{f.name}_")
+            add_arguments(parser, tp, prefix=f"{prefix}{f.name}_", defaults=default)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        )
         helptext = docs.get(f.name, "")
         kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default}
         origin = typing.get_origin(tp)

@@ -25,8 +25,8 @@ class Outer:
     """A switch."""
     box: tuple[float, float] = (0.1, 0.9)
     """Two numbers."""
-    inner: Inner = field(default_factory=Inner)
-    """Nested."""
+    inner: Inner = field(default_factory=lambda: Inner(weight=3.0))
+    """Nested, with a default that differs from Inner's own."""
 
 
 def test_docstrings_become_help_and_values_round_trip():
@@ -36,6 +36,7 @@ def test_docstrings_become_help_and_values_round_trip():
     helptext = parser.format_help()
     assert "Gradient steps. (default: 10)" in helptext and "--inner-weight" in helptext
     assert from_args(Outer, parser.parse_args([])) == Outer()
+    assert from_args(Outer, parser.parse_args([])).inner.weight == 3.0
     got = from_args(Outer, parser.parse_args(["--steps", "3", "--mode", "slow", "--no-flag", "--box", "0.2", "0.8",
                                               "--inner-weight", "2"]))
     assert got == Outer(steps=3, mode="slow", flag=False, box=(0.2, 0.8), inner=Inner(2.0))
