@@ -3,9 +3,10 @@
 Data flows one way through the sub-packages:
 ``imageio`` (photos -> aligned crops, landmarks, skin attention) ->
 ``facemodel`` (coefficients -> vertices, albedo) -> ``render`` (vertices -> images) ->
-``losses`` / ``fitting`` / ``training`` -> ``multi`` (many photos -> one face) ->
-``export`` (meshes, textures, JSON) and ``evaluation`` (accuracy against ground truth).
-``cli`` only wires these together.
+``losses`` -> ``fitting`` (analysis by synthesis) -> ``export`` (meshes, textures, JSON), with
+``nets`` (FaceNet for the perceptual loss) and ``evaluation`` (accuracy against ground truth)
+beside them; ``pipeline`` is the library API and ``cli`` only wires these together.
+R-Net training and multi-image aggregation will sit between fitting and export.
 """
 
 import os as _os
