@@ -53,8 +53,9 @@ class FitConfig:
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
     contour_every: int = 10
     """Steps between contour re-assignments."""
-    jaw_weight: float = 1.0
-    """Landmark weight ω of the jaw contour points (nose/mouth: 20, others: 1)."""
+    jaw_weight: float = 0.3
+    """Landmark weight ω of the jaw contour points (nose/mouth: 20, others: 1); below 1 because
+    detectors place the contour loosely (measured better on the Lee Perry-Smith views)."""
     rgb_light: bool = False
     """27 RGB light coefficients instead of the paper's 9 monochromatic ones."""
     weights: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=10.0))
