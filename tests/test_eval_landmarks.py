@@ -7,17 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facerecon.assets import shared_path
 from facerecon.evaluation.landmarks import (
     FAILURE_THRESHOLD, ImageResult, evaluate_folder, labelled_images, nme, normaliser, read_pts, summarise,
 )
 
 
-def need(*parts: str) -> Path:
-    p = shared_path(*parts)
-    if p is None:
-        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
-    return p
+from tests.conftest import need_shared as need  # noqa: E402
 
 
 def _write_pts(path: Path, pts: np.ndarray) -> None:

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from facerecon.assets import shared_path
 from facerecon.evaluation.landmarks import labelled_images, read_pts
 from facerecon.imageio.align import (
     align, apply_affine, invert_affine, landmark_weights, similarity_transform, template_landmarks,
@@ -16,11 +15,7 @@ from facerecon.imageio.align import (
 from facerecon.imageio.load import load_image
 
 
-def need(*parts: str) -> Path:
-    p = shared_path(*parts)
-    if p is None:
-        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
-    return p
+from tests.conftest import need_shared as need  # noqa: E402
 
 
 def test_template_framing():

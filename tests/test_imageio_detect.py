@@ -9,16 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facerecon.assets import shared_path
 from facerecon.imageio.detect import DEFAULT_MIN_SCORES, DetectedFace, FaceDetector, NoFaceError
 from facerecon.imageio.load import load_image
 
 
-def need(*parts: str) -> Path:
-    p = shared_path(*parts)
-    if p is None:
-        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
-    return p
+from tests.conftest import need_shared as need  # noqa: E402
 
 
 @pytest.fixture(scope="module")

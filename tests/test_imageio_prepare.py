@@ -8,16 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facerecon.assets import shared_path
 from facerecon.imageio import FaceDetector, ImageError, NoFaceError, PreparedFace, Preparer, prepare
 from facerecon.imageio.load import load_image
 
 
-def need(*parts: str) -> Path:
-    p = shared_path(*parts)
-    if p is None:
-        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
-    return p
+from tests.conftest import need_shared as need  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from facerecon.assets import package_data, shared_path
+from facerecon.assets import package_data
 from facerecon.evaluation.landmarks import labelled_images
 from facerecon.imageio.skin import FEATURES, SkinClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def need(*parts: str) -> Path:
-    p = shared_path(*parts)
-    if p is None:
-        pytest.skip(f"shared data not available: ../shared/{'/'.join(parts)}")
-    return p
+from tests.conftest import need_shared as need  # noqa: E402
 
 
 @pytest.fixture(scope="module")
