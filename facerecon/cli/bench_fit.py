@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -59,18 +60,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("no usable photos")
     recon.fit_prepared(items[:1])  # warm-up: compiled kernels, caches
     rows = []
+    dev = torch.device(args.device)
     for b in args.batch:
         batch = (items * ((b + len(items) - 1) // len(items)))[: max(b, len(items))]
-        dev = torch.device(args.device)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        for i in range(0, len(batch), b):
+        per_photo = []  # each batch timed on its own: the median resists a noisy shared host
+        for i in range(0, len(batch) - b + 1, b):
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
             recon.fit_prepared(batch[i : i + b])
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        per = (time.perf_counter() - t0) / len(batch)
-        rows.append({"batch": b, "photos": len(batch), "seconds_per_photo": per, "photos_per_second": 1 / per})
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            per_photo.append((time.perf_counter() - t0) / b)
+        per = statistics.median(per_photo)
+        rows.append({"batch": b, "photos": len(per_photo) * b, "seconds_per_photo": per,
+                     "photos_per_second": 1 / per, "batches_timed": len(per_photo)})
     out = {"device": args.device, "prepare_seconds_per_photo": prep_s, "threads": torch.get_num_threads(),
            "config": {"landmark_steps": config.landmark_steps, "steps": config.steps, "perceptual": config.perceptual,
                       "region": config.region}, "rows": rows}
