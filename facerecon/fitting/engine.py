@@ -186,9 +186,14 @@ class Fitter:
         """Projected 68 landmarks (B,68,2) from subset vertices; jaw contour re-assigned unless
         ``ids`` (B,68) are given. Returns (points, ids)."""
         xy, _ = project(transform(sub_verts, params.angles, params.trans), self.camera)
+        return self.pick_landmarks(xy, ids)
+
+    def pick_landmarks(self, sub_xy: torch.Tensor, ids: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 68 landmarks (B,68,2) among already projected subset vertices (B,S,2)."""
         if ids is None:
-            ids = self.contour.assign(xy.detach())
-        return torch.gather(xy, 1, ids[..., None].expand(-1, -1, 2)), ids
+            ids = self.contour.assign(sub_xy.detach())
+        return torch.gather(sub_xy, 1, ids[..., None].expand(-1, -1, 2)), ids
 
     def render(self, params: FaceParams, background: torch.Tensor | float = 0.0):
         """Render the fitted face (fit region) into the crop; returns (RenderOutput, vertices)."""
@@ -252,8 +257,8 @@ class Fitter:
             final = step == cfg.steps
             with torch.set_grad_enabled(not final):
                 out, verts, albedo = self.render(params)
-                lm, ids = self.landmarks_2d(verts[:, self._sub], params,
-                                            None if step % cfg.contour_every == 0 else ids)
+                # the render already projected every vertex: reuse it for the landmarks
+                lm, ids = self.pick_landmarks(out.xy[:, self._sub], None if step % cfg.contour_every == 0 else ids)
                 l_photo = photo_loss(out.image, images, out.mask, attention)
                 l_per = None
                 if use_per and (final or step % cfg.perceptual_every == 0):
