@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import trimesh
 
+from facerecon.cli import set_cpu_threads
 from facerecon.config import add_arguments, from_args
 from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--views", nargs="+", default=list(VIEWS), help="subset of views")
     add_arguments(parser.add_argument_group("fitting"), FitConfig)
     args = parser.parse_args()
+    set_cpu_threads(None)  # the CLI's thread default, so the seconds match `facerecon` runs
     config = from_args(FitConfig, args)
     photos, scan, scan_lmk = render_scan_photos()
     recon = FaceReconstructor(config=config)

@@ -20,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from facerecon.cli import set_cpu_threads
 from facerecon.config import add_arguments, from_args
 from facerecon.evaluation.synth import generate_batches
 from facerecon.facemodel import load_face_model
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--json")
     add_arguments(parser.add_argument_group("fitting"), FitConfig)
     args = parser.parse_args()
+    set_cpu_threads(None)  # the CLI's thread default, so the seconds match `facerecon` runs
     config = replace(from_args(FitConfig, args), contour=False)
     model = load_face_model(config.region)
     fitter = Fitter(model, facenet=FaceNet.from_package() if config.perceptual else None, config=config)

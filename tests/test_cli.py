@@ -27,6 +27,29 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+def test_threads_option(capsys, monkeypatch):
+    import torch
+
+    from facerecon.cli import set_cpu_threads
+
+    assert main(["--threads", "0", "bench", "render"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    before = torch.get_num_threads()
+    try:
+        set_cpu_threads(1)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr("os.cpu_count", lambda: 2)
+        torch.set_num_threads(2)
+        set_cpu_threads(None)  # small machine: one thread (measured faster there)
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr("os.cpu_count", lambda: 16)
+        torch.set_num_threads(2)
+        set_cpu_threads(None)  # larger machine: torch's own choice is kept
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_reconstruct_writes_outputs_and_reports_failures(tmp_path, photo, capsys):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="3D face reconstruction from one or many photos.",
     )
     parser.add_argument("--version", action="version", version=f"facerecon {__version__}")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: 1 on machines with 2 or fewer CPUs, "
+                             "where a second thread measured slower, else torch's own choice)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -38,6 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def set_cpu_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count for this process: ``threads``, or the measured default.
+
+    On a 2-vCPU machine one thread fitted faster than two at batch 1 (5.2 vs 6.5 s per photo)
+    and no slower at batch 8 (BENCHMARKS.md, fitting speed); larger machines keep torch's choice.
+    """
+    import os
+
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1 (got {threads})")
+    if threads is None and (os.cpu_count() or 1) > 2:
+        return
+    import torch
+
+    torch.set_num_threads(threads or 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -45,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        set_cpu_threads(args.threads)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"facerecon {args.command}: error: {exc}", file=sys.stderr)
