@@ -38,11 +38,11 @@ def test_threads_option(capsys, monkeypatch):
     try:
         set_cpu_threads(1)
         assert torch.get_num_threads() == 1
-        monkeypatch.setattr("os.cpu_count", lambda: 2)
+        monkeypatch.setattr("facerecon.cli.available_cpus", lambda: 2)
         torch.set_num_threads(2)
         set_cpu_threads(None)  # small machine: one thread (measured faster there)
         assert torch.get_num_threads() == 1
-        monkeypatch.setattr("os.cpu_count", lambda: 16)
+        monkeypatch.setattr("facerecon.cli.available_cpus", lambda: 16)
         torch.set_num_threads(2)
         set_cpu_threads(None)  # larger machine: torch's own choice is kept
         assert torch.get_num_threads() == 2

@@ -41,17 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def set_cpu_threads(threads: int | None) -> None:
     """Set torch's CPU thread count for this process: ``threads``, or the measured default.
 
     On a 2-vCPU machine one thread fitted faster than two at batch 1 (5.2 vs 6.5 s per photo)
     and no slower at batch 8 (BENCHMARKS.md, fitting speed); larger machines keep torch's choice.
     """
-    import os
-
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be at least 1 (got {threads})")
-    if threads is None and (os.cpu_count() or 1) > 2:
+    if threads is None and available_cpus() > 2:
         return
     import torch
 
