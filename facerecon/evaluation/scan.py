@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
+
+from facerecon.atomic import atomic_write_bytes
+from facerecon.geometry import face_normals_np, vertex_normals
 
 NOSE_TIP_INDEX = 30  # iBUG-68 landmark of the nose tip
 DEFAULT_CROP_RADIUS_MM = 95.0
@@ -161,17 +163,8 @@ def save_mesh(mesh: trimesh.Trimesh, path: str | os.PathLike) -> Path:
     ftype = path.suffix.lower().lstrip(".")
     if ftype not in ("ply", "obj", "stl", "glb", "off"):
         raise ValueError(f"{path}: unknown mesh format '{path.suffix}' (use .ply, .obj, .stl, .glb or .off)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = mesh.export(file_type=ftype)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_bytes(path, data.encode() if isinstance(data, str) else data, mkdir=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,13 +273,7 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing_mm: float = 
         points (P,3) and unit normals (P,3), same units as ``vertices``.
     """
     pts, tid, _ = _grid_samples(vertices, faces, spacing_mm, max_points)
-    return pts, _face_normals(vertices, faces)[tid]
-
-
-def _face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)]
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
+    return pts, face_normals_np(vertices, faces)[tid]
 
 
 def closest_point_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
@@ -347,7 +334,7 @@ class SurfaceIndex:
             raise MeshError("a surface with no triangles")
         self.points, self.sample_tri, self.covering = _grid_samples(
             self.vertices, self.faces, spacing_mm, max_points)
-        self.face_normals = _face_normals(self.vertices, self.faces)
+        self.face_normals = face_normals_np(self.vertices, self.faces)
         self.normals = self.face_normals[self.sample_tri]
         self.tree = cKDTree(self.points)
         tri = self.vertices[self.faces]
@@ -948,11 +935,7 @@ def _raster_heatmap(v: np.ndarray, f: np.ndarray, vcol: np.ndarray, cx: np.ndarr
     vc = np.stack([v[:, 0] - cx[0], v[:, 1] - cx[1], v[:, 2] - v[:, 2].max() - dist], 1)
     verts = torch.tensor(vc, dtype=torch.float64)[None]
     faces = torch.tensor(f, dtype=torch.int64)
-    fn = torch.cross(verts[0, faces[:, 1]] - verts[0, faces[:, 0]], verts[0, faces[:, 2]] - verts[0, faces[:, 0]], dim=-1)
-    vn = torch.zeros_like(verts[0])
-    for i in range(3):
-        vn.index_add_(0, faces[:, i], fn)
-    vn = F.normalize(vn, dim=-1)
+    vn = vertex_normals(verts, faces)[0]
     shade = 0.35 + 0.65 * vn[:, 2].abs()
     colors = (torch.tensor(vcol / 255.0) * shade[:, None])[None]
     out = Renderer(cam)(verts.float(), faces, colors.float(), background=1.0)
@@ -967,8 +950,7 @@ def _paint_heatmap(v: np.ndarray, f: np.ndarray, vcol: np.ndarray, cx: np.ndarra
 
     px = np.stack([(v[:, 0] - cx[0]) * scale + size / 2, size / 2 - (v[:, 1] - cx[1]) * scale], 1)
     tri = v[f]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+    fn = face_normals_np(v, f)
     fcol = vcol[f].mean(1) * (0.35 + 0.65 * np.abs(fn[:, 2]))[:, None]
     canvas = np.full((size, size, 3), 255, dtype=np.uint8)
     pts = np.round(px[f] * 4).astype(np.int32)  # 2 bits of sub-pixel precision
@@ -981,14 +963,7 @@ def _write_png_atomic(bgr: np.ndarray, path: str | os.PathLike) -> Path:
     import cv2
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, bgr):
-            raise OSError(f"{path}: cannot write PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    ok, png = cv2.imencode(".png", bgr)
+    if not ok:
+        raise OSError(f"{path}: cannot encode PNG")
+    return atomic_write_bytes(path, png.tobytes(), mkdir=True)

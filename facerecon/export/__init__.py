@@ -5,7 +5,7 @@ Entry point for ``facerecon reconstruct``: :func:`write_reconstruction`.
 """
 
 from facerecon.export.atlas import UVAtlas, build_atlas, model_atlas
-from facerecon.export.atomic import AtomicFiles, atomic_write_bytes, atomic_write_text
+from facerecon.atomic import AtomicFiles, atomic_write_bytes, atomic_write_text
 from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
 from facerecon.export.overlay import overlay
 from facerecon.export.photo import PosedMesh, posed_mesh

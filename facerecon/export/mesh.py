@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerecon.export.atomic import AtomicFiles
+from facerecon.atomic import AtomicFiles
+from facerecon.geometry import vertex_normals_np
 
 #: glTF's unit is the metre: GLB files carry the mm vertices under a root node scaled by this.
 MM_TO_M = 1e-3
@@ -33,20 +34,6 @@ def _as_array(x, dtype, shape_tail: tuple[int, ...], name: str) -> np.ndarray:
     if a.ndim != 1 + len(shape_tail) or a.shape[1:] != shape_tail:
         raise ValueError(f"{name} must have shape (N,{','.join(map(str, shape_tail))}), got {a.shape}")
     return a
-
-
-def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (V,3) of a triangle mesh (outward for CCW triangles)."""
-    v = np.asarray(verts, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for i in range(3):
-        np.add.at(n, f[:, i], fn)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)
-    n[length[:, 0] == 0] = (0.0, 0.0, 1.0)  # unreferenced vertices: any unit vector
-    return n
 
 
 def split_seams(faces: np.ndarray, faces_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,7 +161,7 @@ def write_obj(path: str | os.PathLike, verts, faces, uv=None, faces_uv=None, tex
     path = Path(path)
     v = _as_array(verts, np.float64, (3,), "verts")
     f = _as_array(faces, np.int64, (3,), "faces")
-    n = vertex_normals(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
+    n = vertex_normals_np(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
     if len(n) != len(v):
         raise ValueError("normals must have one row per vertex")
     t = ft = None
@@ -214,7 +201,7 @@ def write_ply(path: str | os.PathLike, verts, faces, colors=None, *, normals=Non
 
     v = _as_array(verts, np.float64, (3,), "verts")
     f = _as_array(faces, np.int64, (3,), "faces")
-    n = vertex_normals(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
+    n = vertex_normals_np(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
     kwargs = {}
     if colors is not None:
         c = _as_array(colors, np.float64, (3,), "colors")
@@ -255,7 +242,7 @@ def glb_bytes(verts, faces, uv, faces_uv, texture: np.ndarray, *, normals=None, 
     f = _as_array(faces, np.int64, (3,), "faces")
     t = _as_array(uv, np.float64, (2,), "uv")
     ft = _as_array(faces_uv, np.int64, (3,), "faces_uv")
-    n = vertex_normals(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
+    n = vertex_normals_np(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
     tex = np.asarray(texture)
     if tex.dtype != np.uint8 or tex.ndim != 3 or tex.shape[2] != 3:
         raise ValueError(f"texture must be (H,W,3) uint8, got {tex.dtype} {tex.shape}")
@@ -340,6 +327,6 @@ def write_glb(path: str | os.PathLike, verts, faces, uv, faces_uv, texture: np.n
 
 
 __all__ = [
-    "MM_TO_M", "staging", "vertex_normals", "split_seams", "encode_png", "obj_text", "mtl_text",
+    "MM_TO_M", "staging", "split_seams", "encode_png", "obj_text", "mtl_text",
     "write_obj", "write_ply", "glb_bytes", "write_glb",
 ]

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from facerecon.assets import cache_dir, shared_path
+from facerecon.atomic import atomic_path
 
 #: Where users outside this environment get the kit (the repository's archive).
 ICT_URL = "https://github.com/ICT-VGL/ICT-FaceKit/archive/refs/heads/master.zip"
@@ -74,14 +74,8 @@ def download_ict(url: str = ICT_URL, dest_dir: Path | None = None) -> Path:
     dest = dest_dir / f"ict-facekit-{name}"
     if dest.exists():
         return dest
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".download-")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(resp, out, 1 << 20)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(dest) as tmp, urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+        shutil.copyfileobj(resp, out, 1 << 20)
     return dest
 
 
@@ -279,15 +273,8 @@ def cached_model_file(src: Path, build_extra=None, progress: bool = True) -> Pat
     arrays["source_sha256"] = np.array(_source_checksum(src))
     arrays["source_path"] = np.array(str(src))
     arrays["build_version"] = np.array(BUILD_VERSION)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".ict-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     return out
 
 

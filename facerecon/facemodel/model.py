@@ -12,6 +12,7 @@ from torch import nn
 
 from facerecon.facemodel import ict
 from facerecon.facemodel.albedo import AlbedoBasis, build_spectral_albedo, skin_region
+from facerecon.geometry import vertex_normals
 
 #: Named vertex subsets. ICT's "face" part (0–9408) reaches the ears and the scalp; its "narrow"
 #: face area (0–6705) is the face proper (brows to chin, no ears), as in the paper's face model.
@@ -136,15 +137,8 @@ class FaceModel(nn.Module):
         return verts[:, self.landmark_idx]
 
     def vertex_normals(self, verts: torch.Tensor) -> torch.Tensor:
-        """Area-weighted unit vertex normals (B,V,3), outward for counter-clockwise faces."""
-        f = self.faces
-        b, v = verts.shape[:2]
-        v0, v1, v2 = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
-        fn = torch.cross(v1 - v0, v2 - v0, dim=-1)  # (B,F,3), length = 2 × area
-        # one index_add over the flattened batch: 1.7× faster than three along dim 1 at batch 1
-        idx = (f.T.reshape(1, -1) + v * torch.arange(b, device=f.device)[:, None]).reshape(-1)
-        n = verts.new_zeros(b * v, 3).index_add(0, idx, fn.repeat(1, 3, 1).reshape(-1, 3))
-        return torch.nn.functional.normalize(n.reshape(b, v, 3), dim=-1, eps=1e-12)
+        """Area-weighted unit vertex normals (B,V,3) of vertices (B,V,3) over this model's triangles."""
+        return vertex_normals(verts, self.faces)
 
     def with_albedo(self, basis: AlbedoBasis) -> "FaceModel":
         """A copy of this model whose albedo model is ``basis`` (given over this model's vertices)."""

@@ -14,8 +14,6 @@ RGB images in [0, 1] and returns L2-normalised 512-d embeddings, differentiably.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facerecon.assets import cache_dir
+from facerecon.atomic import atomic_path
 from facerecon.nets.tfgraph import GraphNode, constants, load_graph_def
 
 __all__ = [
@@ -397,10 +396,8 @@ def load_state_dict(graph_path: str | Path | None = None, use_cache: bool = True
     sd = state_dict_from_graph(load_graph_def(path), _meta_model())
     if cache_file is not None:
         try:
-            fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save(sd, tmp)
-            os.replace(tmp, cache_file)
+            with atomic_path(cache_file) as tmp:
+                torch.save(sd, tmp)
         except OSError as exc:
             warnings.warn(f"could not write FaceNet cache {cache_file}: {exc}")
     return sd

@@ -1,6 +1,10 @@
-"""Atomic file output: every file is written to a temporary file in its destination folder and
-moved into place with :func:`os.replace`, so a reader never sees a half-written file and a failed
-export leaves neither partial files nor temporaries behind.
+"""Atomic file output, for every file facerecon writes: each file is written to a temporary file
+in its destination folder and moved into place with :func:`os.replace`, so a reader never sees a
+half-written file and a failure leaves neither partial files nor temporaries behind.
+
+This module sits at the bottom of the package (it imports nothing of facerecon) so that every
+layer — the face-model cache, FaceNet's weight cache, synthesis, evaluation, export and the
+command line — writes through it.
 
 :class:`AtomicFiles` stages several files and moves them into place only when all were written
 (an OBJ never appears without its MTL and texture). The moves themselves are separate
@@ -10,10 +14,13 @@ between two renames.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Iterator
 
 
 def _read_umask() -> int:
@@ -58,6 +65,16 @@ class AtomicFiles:
         """Stage UTF-8 text for ``path``."""
         return self.write_bytes(path, text.encode("utf-8"))
 
+    def stage_path(self, path: str | os.PathLike) -> Path:
+        """A temporary path beside ``path`` for writers that need a file name (``np.savez``,
+        ``cv2.imwrite``, a download stream); it is moved to ``path`` on commit."""
+        dst = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp" + dst.suffix)
+        os.close(fd)
+        os.chmod(tmp, _FILE_MODE)
+        self._staged.append((Path(tmp), dst))
+        return Path(tmp)
+
     def commit(self) -> list[Path]:
         """Move every staged file into place (in staging order); returns the destinations."""
         if self._done:
@@ -86,13 +103,33 @@ class AtomicFiles:
             self.abort()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, mkdir: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder + ``os.replace``);
+    ``mkdir`` creates the folder first."""
+    if mkdir:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     with AtomicFiles() as out:
         out.write_bytes(path, data)
     return Path(path)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, *, mkdir: bool = False) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), mkdir=mkdir)
+
+
+def atomic_write_json(path: str | os.PathLike, doc: Any, *, indent: int = 1, mkdir: bool = False,
+                      default=None) -> Path:
+    """Write ``doc`` as UTF-8 JSON (newline-terminated) to ``path`` atomically."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=False, default=default) + "\n"
+    return atomic_write_text(path, text, mkdir=mkdir)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, mkdir: bool = False) -> Iterator[Path]:
+    """``with atomic_path(dest) as tmp:`` write ``tmp`` by any means; it replaces ``dest`` when
+    the block ends without an exception, and is deleted otherwise."""
+    if mkdir:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with AtomicFiles() as out:
+        yield out.stage_path(path)

@@ -1,0 +1,47 @@
+"""Triangle-mesh geometry shared by every layer: face and vertex normals (batched torch).
+
+The one place normals are computed: the face model, the forward model, synthesis, scan renders,
+the scan evaluator and the mesh writers all call these (numpy callers through
+:func:`vertex_normals_np`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def face_normals(verts: torch.Tensor, faces: torch.Tensor, unit: bool = True) -> torch.Tensor:
+    """Triangle normals (B,F,3) of vertices (B,V,3) and triangles (F,3): outward for
+    counter-clockwise triangles; unit length, or ``unit=False`` for length = 2 × area."""
+    v0, v1, v2 = verts[:, faces[:, 0]], verts[:, faces[:, 1]], verts[:, faces[:, 2]]
+    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    return torch.nn.functional.normalize(fn, dim=-1, eps=1e-12) if unit else fn
+
+
+def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals (B,V,3) of vertices (B,V,3) and triangles (F,3)
+    (outward for counter-clockwise triangles; 0 for a vertex no triangle uses)."""
+    b, v = verts.shape[:2]
+    fn = face_normals(verts, faces, unit=False)  # (B,F,3), length = 2 × area
+    # one index_add over the flattened batch: 1.7× faster than three along dim 1 at batch 1
+    idx = (faces.T.reshape(1, -1) + v * torch.arange(b, device=faces.device)[:, None]).reshape(-1)
+    n = verts.new_zeros(b * v, 3).index_add(0, idx, fn.repeat(1, 3, 1).reshape(-1, 3))
+    return torch.nn.functional.normalize(n.reshape(b, v, 3), dim=-1, eps=1e-12)
+
+
+def vertex_normals_np(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """:func:`vertex_normals` for one numpy mesh: (V,3), (F,3) -> (V,3) float64. A vertex no
+    triangle uses gets (0, 0, 1), so that every normal a file holds has unit length."""
+    v = torch.as_tensor(np.asarray(verts, dtype=np.float64))[None]
+    f = torch.as_tensor(np.asarray(faces, dtype=np.int64))
+    n = vertex_normals(v, f)[0].numpy()
+    n[~(np.abs(n).sum(1) > 0)] = (0.0, 0.0, 1.0)
+    return n
+
+
+def face_normals_np(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """:func:`face_normals` (unit) for one numpy mesh: (F,3) float64."""
+    v = torch.as_tensor(np.asarray(verts, dtype=np.float64))[None]
+    f = torch.as_tensor(np.asarray(faces, dtype=np.int64))
+    return face_normals(v, f)[0].numpy()
