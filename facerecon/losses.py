@@ -1,14 +1,21 @@
 """The paper's hybrid loss (SPEC §4): each term a plain function, the weights in one dataclass.
 
 All functions are batched and return one value per image (B,) so that callers can weight,
-mask or average images as they need; :class:`HybridLoss` sums the weighted terms.
+mask or average images as they need. :class:`HybridLoss` is the whole loss as one object: the
+fitter uses it on a batch of photos, and a trainer uses it unchanged on a batch of different
+people (the paper's training), each with the same :class:`LossWeights`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from facerecon.forward import ForwardOutput
+    from facerecon.params import FaceParams
 
 #: iBUG-68 indices of the nose (27–35) and mouth (48–67): landmark weight ω = 20 there.
 NOSE_MOUTH = list(range(27, 36)) + list(range(48, 68))
@@ -102,3 +109,64 @@ def hybrid_loss(weights: LossWeights, *, photo: torch.Tensor, landmark: torch.Te
     total = (weights.photo * photo + weights.landmark * landmark + weights.perceptual * per
              + weights.coef * coef + weights.texture * texture)
     return LossTerms(total, photo, landmark, per, coef, texture)
+
+
+class HybridLoss:
+    """The paper's hybrid loss (SPEC §4) over a forward pass: per image (B,) terms and total.
+
+    ``skin_mask`` (V,) bool is the albedo-variance region R over the face model's vertices;
+    ``facenet`` an embedding network with ``embed(images, box)`` (None: no perceptual term);
+    ``omega`` the landmark weights ω (68,) (default: :func:`landmark_weights`); ``perceptual_box``
+    the crop (fractions x0, y0, x1, y1) of the image given to FaceNet.
+    """
+
+    def __init__(self, weights: LossWeights, skin_mask: torch.Tensor, *, facenet=None,
+                 omega: torch.Tensor | None = None,
+                 perceptual_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> None:
+        self.weights = weights
+        self.skin_mask = skin_mask
+        self.facenet = facenet
+        self.omega = omega if omega is not None else landmark_weights(device=skin_mask.device)
+        self.perceptual_box = perceptual_box
+
+    @property
+    def uses_perceptual(self) -> bool:
+        """Whether the FaceNet term is on (a network was given and its weight is not 0)."""
+        return self.facenet is not None and self.weights.perceptual > 0
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """FaceNet embeddings (B,D) of the ``perceptual_box`` crop of (B,3,H,W) images in [0,1]."""
+        return self.facenet.embed(images, self.perceptual_box)
+
+    def coef(self, params: "FaceParams") -> torch.Tensor:
+        """The coefficient regulariser per image (B,): ‖α‖², ‖β‖², ‖δ‖² with their inner weights."""
+        w = self.weights
+        return coef_loss(params.alpha, params.beta, params.delta, w.coef_id, w.coef_exp, w.coef_tex)
+
+    def landmarks_only(self, predicted: torch.Tensor, landmarks: torch.Tensor, params: "FaceParams") -> torch.Tensor:
+        """Landmark + coefficient terms only (B,), weighted: the loss of a landmark-only stage."""
+        w = self.weights
+        omega = self.omega.to(predicted.device)
+        return w.landmark * landmark_loss(predicted, landmarks, omega) + w.coef * self.coef(params)
+
+    def __call__(self, out: "ForwardOutput", params: "FaceParams", images: torch.Tensor, landmarks: torch.Tensor,
+                 attention: torch.Tensor | None = None, *, perceptual: bool = True,
+                 target_embedding: torch.Tensor | None = None) -> LossTerms:
+        """All terms for a rendered forward pass ``out`` of ``params`` against photos (B,3,H,W)
+        in [0,1], their landmarks (B,68,2) pixels and skin attention (B,1,H,W).
+
+        ``perceptual=False`` skips FaceNet this time (it counts 0); ``target_embedding`` (B,D)
+        is the photos' embedding when the caller keeps it across steps (else computed here).
+        """
+        per = None
+        if perceptual and self.uses_perceptual:
+            if target_embedding is None:
+                with torch.no_grad():
+                    target_embedding = self.embed(images)
+            composite = out.image * out.mask + images * (1 - out.mask)
+            per = perceptual_loss(self.embed(composite), target_embedding)
+        return hybrid_loss(
+            self.weights, photo=photo_loss(out.image, images, out.mask, attention),
+            landmark=landmark_loss(out.landmarks, landmarks, self.omega.to(landmarks.device)), perceptual=per,
+            coef=self.coef(params), texture=texture_loss(out.albedo, self.skin_mask),
+        )

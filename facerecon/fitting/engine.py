@@ -1,29 +1,37 @@
 """Analysis by synthesis: fit x = (α, β, δ, γ, p) to aligned 224×224 crops by gradient descent
 on the hybrid loss. Needs no trained network; batched; runs on CPU or GPU.
 
-Stages, coarse to fine:
-0. pose from the 68 landmarks by PnP on the mean face (closed form per image);
-1. landmarks only: pose and expression (cheap: no rendering), with the jaw contour points
-   re-assigned to the model's silhouette as the head turns;
-2. everything, with the full loss: photometric (skin attention), landmarks, FaceNet perceptual,
-   coefficient and texture regularisers.
+Stages, coarse to fine, each callable on its own and each starting from any :class:`FaceParams`
+(PnP's, a previous stage's, or a regressor's output):
+
+0. :meth:`Fitter.init_pose` — pose from the 68 landmarks by PnP on the mean face (closed form);
+1. :meth:`Fitter.landmark_stage` — landmarks only: pose, expression and identity (cheap: no
+   rendering), with the jaw contour points re-assigned to the model's silhouette as the head turns;
+2. :meth:`Fitter.full_stage` — everything, with the full :class:`~facerecon.losses.HybridLoss`:
+   photometric (skin attention), landmarks, FaceNet perceptual, coefficient and texture terms.
+
+Photos can be grouped into people (``groups``, one label per photo): photos of one person share
+identity α and albedo δ, while pose, expression β and light γ stay per photo. A photo alone is a
+group of one; a group of N copies of one photo gives that photo's own fit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from facerecon.facemodel.model import FaceModel
-from facerecon.losses import (
-    LossTerms, LossWeights, coef_loss, hybrid_loss, landmark_loss, landmark_weights, perceptual_loss,
-    photo_loss, texture_loss,
-)
+from facerecon.forward import ForwardModel
+from facerecon.losses import HybridLoss, LossTerms, LossWeights, landmark_weights
 from facerecon.params import FaceParams
-from facerecon.render import Camera, Renderer, matrix_to_euler, project, sh_shading, transform
+from facerecon.render import Camera, matrix_to_euler
+
+#: ``progress(done, total)``: called after each step.
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -72,55 +80,60 @@ class FitConfig:
 
 @dataclass
 class FitResult:
-    """Fitted parameters (batched) and the final loss terms per image."""
+    """Fitted parameters (batched, one row per photo) and the final loss terms per photo."""
 
     params: FaceParams
     losses: LossTerms
     landmarks_2d: torch.Tensor
     """The model's 68 landmarks projected into the crop (B,68,2), pixels (contour-corrected)."""
     history: list[dict[str, float]]
+    """Mean loss terms after each step of the full stage."""
+    groups: torch.Tensor | None = None
+    """(B,) the person index of each photo when photos were grouped (None: each photo alone)."""
 
 
-class ContourLandmarks:
-    """Moving jaw contour: for each jaw landmark 0–7 and 9–16, a band of candidate vertices at
-    its height; the candidate projecting furthest outwards is the silhouette point.
+def group_index(groups: Sequence | torch.Tensor | None, batch: int, device=None) -> torch.Tensor | None:
+    """Person index (B,) in 0..G-1 for per-photo labels (any hashable values, first-seen order
+    irrelevant: sorted unique labels); None when every photo is alone (the per-photo fit)."""
+    if groups is None:
+        return None
+    labels = groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else np.asarray(list(groups))
+    if len(labels) != batch:
+        raise ValueError(f"{len(labels)} group labels for {batch} photos")
+    _, inverse = np.unique(labels, return_inverse=True)
+    if inverse.max(initial=-1) + 1 == batch:
+        return None
+    return torch.as_tensor(inverse.reshape(-1), dtype=torch.long, device=device)
 
-    Works on a small vertex subset (``vertex_ids``: the 68 landmarks and all candidates) so the
-    landmark stage never computes the whole mesh; ids it returns index that subset.
-    """
 
-    def __init__(self, model: FaceModel, band_mm: float = 2.5, back_mm: float = 10.0, enabled: bool = True) -> None:
-        mean = model.mean.detach().cpu().numpy()
-        lmk = model.landmark_idx.cpu().numpy()
-        face = np.flatnonzero(model.vertex_ids < 9409)  # the kit's face part only
-        jaw = [*range(8), *range(9, 17)]
-        cands: list[np.ndarray] = []
-        for k in jaw:
-            p = mean[lmk[k]]
-            sel = face[(np.abs(mean[face, 1] - p[1]) < band_mm)
-                       & (np.sign(mean[face, 0]) == np.sign(p[0])) & (np.abs(mean[face, 0]) > 0.5 * abs(p[0]))
-                       & (mean[face, 2] > p[2] - back_mm)]
-            cands.append(np.unique(np.append(sel, lmk[k])) if enabled else np.array([lmk[k]]))
-        width = max(len(c) for c in cands)
-        table = np.stack([np.pad(c, (0, width - len(c)), mode="edge") for c in cands])
-        sub, inverse = np.unique(np.concatenate([lmk, table.ravel()]), return_inverse=True)
-        self.vertex_ids = torch.as_tensor(sub)  # (S,) model vertex ids
-        self.landmarks = torch.as_tensor(inverse[:68])  # (68,) into the subset
-        self.candidates = torch.as_tensor(inverse[68:].reshape(table.shape))  # (16, C) into the subset
-        self.slots = torch.tensor(jaw)
-        self.side = torch.tensor([-1.0 if k < 8 else 1.0 for k in jaw])
+class _Unknowns:
+    """The optimised tensors of a stage: per-photo pose, β, γ and, per person, α and δ."""
 
-    def assign(self, xy: torch.Tensor) -> torch.Tensor:
-        """Per-image landmark ids (B,68) into the subset, given its projected vertices (B,S,2)."""
-        dev = xy.device
-        cand = self.candidates.to(dev)
-        u = xy[:, cand.reshape(-1), 0].reshape(xy.shape[0], *cand.shape)  # (B,16,C)
-        # the subject's right (landmarks 0-7) is image left: outermost = smallest u
-        score = u * self.side.to(dev)[None, :, None]
-        best = cand[torch.arange(cand.shape[0], device=dev)[None], score.argmax(-1)]  # (B,16)
-        ids = self.landmarks.to(dev)[None].repeat(xy.shape[0], 1)
-        ids[:, self.slots.to(dev)] = best
-        return ids
+    def __init__(self, params: FaceParams, index: torch.Tensor | None, device: torch.device) -> None:
+        p = params.map(lambda t: t.detach().clone().to(device))
+        self.index = index
+        self.angles, self.trans, self.beta, self.gamma = p.angles, p.trans, p.beta, p.gamma
+        self.alpha, self.delta = self._per_person(p.alpha), self._per_person(p.delta)
+
+    def _per_person(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,n) per photo -> (G,n): the mean over each person's photos."""
+        if self.index is None:
+            return t
+        g = int(self.index.max()) + 1
+        total = t.new_zeros(g, t.shape[1]).index_add(0, self.index, t)
+        count = torch.bincount(self.index, minlength=g).to(t.dtype)[:, None]
+        return total / count
+
+    def params(self) -> FaceParams:
+        """Per-photo parameters (B rows; α and δ gathered from the person)."""
+        alpha, delta = self.alpha, self.delta
+        if self.index is not None:
+            alpha, delta = alpha[self.index], delta[self.index]
+        return FaceParams(alpha, self.beta, delta, self.gamma, self.angles, self.trans)
+
+    def clamp(self) -> None:
+        with torch.no_grad():
+            self.beta.clamp_(0.0, 1.0)
 
 
 def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
@@ -140,31 +153,32 @@ def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera)
 
 
 class Fitter:
-    """Fit the face model to aligned crops: ``Fitter(model).fit(images, landmarks, attention)``."""
+    """Fit the face model to aligned crops: ``Fitter(model).fit(images, landmarks, attention)``.
+
+    Holds one :class:`~facerecon.forward.ForwardModel` and one
+    :class:`~facerecon.losses.HybridLoss`; the stages below are its only other pieces.
+    """
 
     def __init__(self, model: FaceModel, camera: Camera | None = None, facenet=None,
                  config: FitConfig | None = None) -> None:
+        self.config = cfg = config or FitConfig()
         self.model = model
-        self.camera = camera or Camera()
-        self.config = config or FitConfig()
-        self.facenet = facenet
-        self.renderer = Renderer(self.camera)
-        self.contour = ContourLandmarks(model, enabled=self.config.contour)
-        sub = self.contour.vertex_ids.to(self.device)
-        v = model.n_vertices
-        cols = (sub[:, None] * 3 + torch.arange(3, device=self.device)).reshape(-1)
-        self._sub = sub
-        self._sub_mean = model.mean[sub]
-        self._sub_id = model.id_basis.reshape(-1, v * 3)[:, cols]
-        self._sub_exp = model.exp_basis.reshape(-1, v * 3)[:, cols]
+        self.forward = ForwardModel(model, camera, contour=cfg.contour)
+        self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
+                               omega=landmark_weights(jaw=cfg.jaw_weight, device=self.device),
+                               perceptual_box=cfg.perceptual_box)
 
     @property
     def device(self) -> torch.device:
         return self.model.mean.device
 
-    # --- pieces -----------------------------------------------------------------------------
+    @property
+    def camera(self) -> Camera:
+        return self.forward.camera
+
+    # --- stage 0 ------------------------------------------------------------------------------
     def init_pose(self, landmarks: torch.Tensor) -> FaceParams:
-        """Stage 0: neutral mean face posed by PnP on the inner 51 landmarks."""
+        """Neutral mean face posed by PnP on the inner 51 of (B,68,2) landmarks (crop pixels)."""
         b = landmarks.shape[0]
         params = FaceParams.zeros(b, self.model.n_id, self.model.n_exp, self.model.n_tex,
                                   rgb_light=self.config.rgb_light, device=self.device)
@@ -175,116 +189,100 @@ class Fitter:
             params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
         return params
 
-    def coef_loss(self, params: FaceParams) -> torch.Tensor:
-        w = self.config.weights
-        return coef_loss(params.alpha, params.beta, params.delta, w.coef_id, w.coef_exp, w.coef_tex)
-
-    def sub_shape(self, params: FaceParams) -> torch.Tensor:
-        """Vertices (B,S,3) mm of the landmark/contour subset only (cheap)."""
-        flat = self._sub_mean.reshape(1, -1) + params.alpha @ self._sub_id + params.beta @ self._sub_exp
-        return flat.reshape(params.batch, -1, 3)
-
-    def landmarks_2d(self, sub_verts: torch.Tensor, params: FaceParams, ids: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected 68 landmarks (B,68,2) from subset vertices; jaw contour re-assigned unless
-        ``ids`` (B,68) are given. Returns (points, ids)."""
-        xy, _ = project(transform(sub_verts, params.angles, params.trans), self.camera)
-        return self.pick_landmarks(xy, ids)
-
-    def pick_landmarks(self, sub_xy: torch.Tensor, ids: torch.Tensor | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The 68 landmarks (B,68,2) among already projected subset vertices (B,S,2)."""
-        if ids is None:
-            ids = self.contour.assign(sub_xy.detach())
-        return torch.gather(sub_xy, 1, ids[..., None].expand(-1, -1, 2)), ids
-
-    def render(self, params: FaceParams, background: torch.Tensor | float = 0.0):
-        """Render the fitted face (fit region) into the crop; returns (RenderOutput, vertices)."""
-        verts = self.model.shape(params.alpha, params.beta)
-        vc = transform(verts, params.angles, params.trans)
-        albedo = self.model.albedo(params.delta).clamp(0, 1)
-        colors = sh_shading(albedo, self.model.vertex_normals(vc), params.gamma)
-        return self.renderer(vc, self.model.faces, colors, background), verts, albedo
-
-    # --- the fit ------------------------------------------------------------------------------
-    def fit(self, images: torch.Tensor, landmarks: torch.Tensor, attention: torch.Tensor | None = None,
-            init: FaceParams | None = None, progress=None) -> FitResult:
-        """Fit (B,3,224,224) crops in [0,1] with their (B,68,2) landmarks (crop pixels) and skin
-        attention (B,1,224,224). ``progress(step, total)`` is called after each step."""
+    # --- stage 1 ------------------------------------------------------------------------------
+    def landmark_stage(self, params: FaceParams, landmarks: torch.Tensor, groups=None,
+                       progress: Progress | None = None) -> FaceParams:
+        """Pose, expression (and identity, with ``landmark_identity``) from the landmarks alone,
+        starting from ``params``; ``config.landmark_steps`` Adam steps. Returns detached params."""
         cfg, dev = self.config, self.device
-        images, landmarks = images.to(dev), landmarks.to(dev).float()
-        attention = attention.to(dev) if attention is not None else None
-        w = cfg.weights
-        omega = landmark_weights(jaw=cfg.jaw_weight, device=dev)
-        params = init.map(lambda t: t.detach().clone().to(dev)) if init is not None else self.init_pose(landmarks)
-        total_steps = cfg.landmark_steps + cfg.steps
-        history: list[dict[str, float]] = []
-
-        # stage 1: pose + expression from landmarks
-        coefs = [params.beta, params.alpha] if cfg.landmark_identity else [params.beta]
-        for t in (params.angles, params.trans, *coefs):
+        landmarks = landmarks.to(dev).float()
+        x = _Unknowns(params, group_index(groups, params.batch, dev), dev)
+        coefs = [x.beta, x.alpha] if cfg.landmark_identity else [x.beta]
+        for t in (x.angles, x.trans, *coefs):
             t.requires_grad_()
         opt = torch.optim.Adam([
-            {"params": [params.angles], "lr": cfg.lr_pose},
-            {"params": [params.trans], "lr": cfg.lr_trans},
+            {"params": [x.angles], "lr": cfg.lr_pose},
+            {"params": [x.trans], "lr": cfg.lr_trans},
             {"params": coefs, "lr": cfg.lr},
         ])
         ids = None
         for step in range(cfg.landmark_steps):
-            lm, ids = self.landmarks_2d(self.sub_shape(params), params,
-                                        None if step % cfg.contour_every == 0 else ids)
-            loss = (w.landmark * landmark_loss(lm, landmarks, omega) + w.coef * self.coef_loss(params)).sum()
+            p = x.params()
+            lm, ids = self.forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
+            loss = self.loss.landmarks_only(lm, landmarks, p).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            with torch.no_grad():
-                params.beta.clamp_(0.0, 1.0)
+            x.clamp()
             if progress:
-                progress(step + 1, total_steps)
+                progress(step + 1, cfg.landmark_steps)
+        return x.params().map(lambda t: t.detach())
 
-        # stage 2: everything, full hybrid loss
-        for k in ("alpha", "delta", "gamma"):
-            getattr(params, k).requires_grad_()
+    # --- stage 2 ------------------------------------------------------------------------------
+    def full_stage(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
+                   attention: torch.Tensor | None = None, groups=None, progress: Progress | None = None
+                   ) -> FitResult:
+        """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
+        Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
+        ``contour_every``-th. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop pixels,
+        attention (B,1,224,224)."""
+        cfg, dev = self.config, self.device
+        images, landmarks = images.to(dev), landmarks.to(dev).float()
+        attention = attention.to(dev) if attention is not None else None
+        index = group_index(groups, params.batch, dev)
+        x = _Unknowns(params, index, dev)
+        for t in (x.angles, x.trans, x.alpha, x.beta, x.delta, x.gamma):
+            t.requires_grad_()
         opt = torch.optim.Adam([
-            {"params": [params.angles], "lr": cfg.lr_pose},
-            {"params": [params.trans], "lr": cfg.lr_trans},
-            {"params": [params.alpha, params.beta, params.delta, params.gamma], "lr": cfg.lr},
+            {"params": [x.angles], "lr": cfg.lr_pose},
+            {"params": [x.trans], "lr": cfg.lr_trans},
+            {"params": [x.alpha, x.beta, x.delta, x.gamma], "lr": cfg.lr},
         ])
-        use_per = cfg.perceptual and self.facenet is not None and w.perceptual > 0
+        use_per = self.loss.uses_perceptual
         target_emb = None
         if use_per:
             with torch.no_grad():
-                target_emb = self.facenet.embed(images, cfg.perceptual_box)
-        terms = None
+                target_emb = self.loss.embed(images)
+        history: list[dict[str, float]] = []
+        ids, terms = None, None
         for step in range(cfg.steps + 1):
             final = step == cfg.steps
             with torch.set_grad_enabled(not final):
-                out, verts, albedo = self.render(params)
-                # the render already projected every vertex: reuse it for the landmarks
-                lm, ids = self.pick_landmarks(out.xy[:, self._sub], None if step % cfg.contour_every == 0 else ids)
-                l_photo = photo_loss(out.image, images, out.mask, attention)
-                l_per = None
-                if use_per and (final or step % cfg.perceptual_every == 0):
-                    composite = out.image * out.mask + images * (1 - out.mask)
-                    l_per = perceptual_loss(self.facenet.embed(composite, cfg.perceptual_box), target_emb)
-                terms = hybrid_loss(
-                    w, photo=l_photo, landmark=landmark_loss(lm, landmarks, omega), perceptual=l_per,
-                    coef=self.coef_loss(params),
-                    texture=texture_loss(albedo, self.model.skin_mask),
-                )
+                p = x.params()
+                out = self.forward(p, landmark_ids=None if step % cfg.contour_every == 0 else ids)
+                ids = out.landmark_ids
+                terms = self.loss(out, p, images, landmarks, attention,
+                                  perceptual=use_per and (final or step % cfg.perceptual_every == 0),
+                                  target_embedding=target_emb)
             history.append(terms.as_dict())
             if final:
                 break
             opt.zero_grad(set_to_none=True)
             terms.total.sum().backward()
             opt.step()
-            with torch.no_grad():
-                params.beta.clamp_(0.0, 1.0)
+            x.clamp()
             if progress:
-                progress(cfg.landmark_steps + step + 1, total_steps)
-
-        params = params.map(lambda t: t.detach())
+                progress(step + 1, cfg.steps)
+        fitted = x.params().map(lambda t: t.detach())
         with torch.no_grad():
-            lm2d, _ = self.landmarks_2d(self.sub_shape(params), params)
-        return FitResult(params=params, losses=terms,
-                         landmarks_2d=lm2d, history=history)
+            lm2d, _ = self.forward.landmarks(fitted)
+        return FitResult(params=fitted, losses=terms, landmarks_2d=lm2d, history=history, groups=index)
+
+    # --- all stages -----------------------------------------------------------------------------
+    def fit(self, images: torch.Tensor, landmarks: torch.Tensor, attention: torch.Tensor | None = None,
+            init: FaceParams | None = None, groups=None, progress: Progress | None = None) -> FitResult:
+        """Fit (B,3,224,224) crops in [0,1] with their (B,68,2) landmarks (crop pixels) and skin
+        attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
+        ``groups`` (B labels) makes photos with the same label share identity and albedo.
+        ``progress(step, total)`` is called after each step of both stages."""
+        cfg = self.config
+        landmarks = landmarks.to(self.device).float()
+        total = cfg.landmark_steps + cfg.steps
+        params = init if init is not None else self.init_pose(landmarks)
+        params = self.landmark_stage(params, landmarks, groups,
+                                     progress and (lambda done, _: progress(done, total)))
+        return self.full_stage(params, images, landmarks, attention, groups,
+                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)))
+
+
+__all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose"]

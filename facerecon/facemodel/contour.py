@@ -1,0 +1,66 @@
+"""The moving jaw contour: which model vertex each of the 17 jaw landmarks is, per image.
+
+A 2D detector puts the jaw-line landmarks on the visible silhouette of the face, which slides
+over the 3D surface as the head turns; the model's fixed landmark vertices do not. For each jaw
+landmark 0–7 and 9–16 this keeps a band of candidate vertices at its height, and picks the one
+projecting furthest outwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from facerecon.facemodel.model import FaceModel
+
+#: The jaw landmarks that slide (the chin, 8, stays on its vertex).
+JAW_SLOTS = (*range(8), *range(9, 17))
+
+
+class ContourLandmarks:
+    """Contour-aware 68 landmarks of a :class:`FaceModel`.
+
+    Works on a small vertex subset (``vertex_ids``: the 68 landmarks and every candidate) so that
+    a landmark-only fit never computes the whole mesh; the ids it returns index that subset.
+    With ``enabled=False`` every landmark keeps its fixed vertex.
+    """
+
+    def __init__(self, model: FaceModel, band_mm: float = 2.5, back_mm: float = 10.0, enabled: bool = True) -> None:
+        mean = model.mean.detach().cpu().numpy()
+        lmk = model.landmark_idx.cpu().numpy()
+        face = np.flatnonzero(model.vertex_ids < 9409)  # the kit's face part only
+        cands: list[np.ndarray] = []
+        for k in JAW_SLOTS:
+            p = mean[lmk[k]]
+            sel = face[(np.abs(mean[face, 1] - p[1]) < band_mm)
+                       & (np.sign(mean[face, 0]) == np.sign(p[0])) & (np.abs(mean[face, 0]) > 0.5 * abs(p[0]))
+                       & (mean[face, 2] > p[2] - back_mm)]
+            cands.append(np.unique(np.append(sel, lmk[k])) if enabled else np.array([lmk[k]]))
+        width = max(len(c) for c in cands)
+        table = np.stack([np.pad(c, (0, width - len(c)), mode="edge") for c in cands])
+        sub, inverse = np.unique(np.concatenate([lmk, table.ravel()]), return_inverse=True)
+        dev = model.mean.device
+        self.vertex_ids = torch.as_tensor(sub, device=dev)  # (S,) model vertex ids
+        self.landmarks = torch.as_tensor(inverse[:68], device=dev)  # (68,) into the subset
+        self.candidates = torch.as_tensor(inverse[68:].reshape(table.shape), device=dev)  # (16, C)
+        self.slots = torch.tensor(JAW_SLOTS, device=dev)
+        self.side = torch.tensor([-1.0 if k < 8 else 1.0 for k in JAW_SLOTS], device=dev)
+
+    def assign(self, xy: torch.Tensor) -> torch.Tensor:
+        """Per-image landmark ids (B,68) into the subset, given its projected vertices (B,S,2)."""
+        dev = xy.device
+        cand = self.candidates.to(dev)
+        u = xy[:, cand.reshape(-1), 0].reshape(xy.shape[0], *cand.shape)  # (B,16,C)
+        # the subject's right (landmarks 0-7) is image left: outermost = smallest u
+        score = u * self.side.to(dev)[None, :, None]
+        best = cand[torch.arange(cand.shape[0], device=dev)[None], score.argmax(-1)]  # (B,16)
+        ids = self.landmarks.to(dev)[None].repeat(xy.shape[0], 1)
+        ids[:, self.slots.to(dev)] = best
+        return ids
+
+    def pick(self, sub_xy: torch.Tensor, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 68 landmarks (B,68,2) among the projected subset vertices (B,S,2), and their ids
+        (B,68); the contour is re-assigned unless ``ids`` are given."""
+        if ids is None:
+            ids = self.assign(sub_xy.detach())
+        return torch.gather(sub_xy, 1, ids[..., None].expand(-1, -1, 2)), ids
