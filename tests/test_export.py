@@ -16,12 +16,13 @@ import pytest
 import torch
 
 from facerecon.export.atlas import model_atlas
-from facerecon.export.atomic import AtomicFiles, atomic_write_text
-from facerecon.export.mesh import split_seams, vertex_normals, write_glb, write_obj, write_ply
+from facerecon.atomic import AtomicFiles, atomic_write_text
+from facerecon.export.mesh import split_seams, write_glb, write_obj, write_ply
 from facerecon.export.overlay import overlay
 from facerecon.export.photo import posed_mesh
 from facerecon.export.reconstruction import FILES, params_from_document, write_reconstruction
 from facerecon.export.texture import bake_texture, bake_texture_maps, photo_vertex_weight, uv_raster
+from facerecon.geometry import vertex_normals_np
 from facerecon.imageio.align import AlignedFace
 from facerecon.params import FaceParams
 from facerecon.render import Camera, Renderer, transform
@@ -138,12 +139,114 @@ def test_obj_round_trip(head, tmp_path):
     assert d.max() < 1e-3
 
 
+# OBJ texture coordinates: u right, v up, (0, 0) the bottom-left corner of the texture image.
+# A texture of four flat quadrants (rows < S/2 are the top half) shows where a UV lands.
+QUADRANT_COLORS = {("top", "left"): (255, 0, 0), ("top", "right"): (0, 255, 0),
+                   ("bottom", "left"): (0, 0, 255), ("bottom", "right"): (255, 255, 0)}
+
+
+def quadrant_texture(size: int) -> np.ndarray:
+    tex = np.zeros((size, size, 3), np.uint8)
+    h = size // 2
+    tex[:h, :h] = QUADRANT_COLORS["top", "left"]
+    tex[:h, h:] = QUADRANT_COLORS["top", "right"]
+    tex[h:, :h] = QUADRANT_COLORS["bottom", "left"]
+    tex[h:, h:] = QUADRANT_COLORS["bottom", "right"]
+    return tex
+
+
+def quadrant_of(uv: np.ndarray, margin: float) -> list[tuple[tuple[str, str], np.ndarray]]:
+    """For points or triangles of UVs (N,[3,]2) in the OBJ convention: ((half, side), mask of
+    those lying entirely, ``margin`` away from the middle lines, in that quadrant)."""
+    uv = uv.reshape(len(uv), -1, 2)
+    u, v = uv[..., 0], uv[..., 1]
+    halves = {"top": (v > 0.5 + margin).all(1), "bottom": (v < 0.5 - margin).all(1)}
+    sides = {"left": (u < 0.5 - margin).all(1), "right": (u > 0.5 + margin).all(1)}
+    return [((h, s), halves[h] & sides[s]) for h in halves for s in sides]
+
+
+def parse_obj_faces(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``vt`` (T,2), vertex ids (F,3) and vt ids (F,3), 0-based, of an ``f v/vt/vn`` OBJ,
+    parsed here independently of facerecon."""
+    vt, f, ft = [], [], []
+    for line in path.read_text().splitlines():
+        if line.startswith("vt "):
+            vt.append([float(x) for x in line.split()[1:3]])
+        elif line.startswith("f "):
+            corners = [c.split("/") for c in line.split()[1:]]
+            f.append([int(c[0]) - 1 for c in corners])
+            ft.append([int(c[1]) - 1 for c in corners])
+    return np.asarray(vt), np.asarray(f), np.asarray(ft)
+
+
+def test_obj_texture_coordinates_are_the_atlas_in_obj_convention(head, tmp_path):
+    """The OBJ's ``vt`` are the atlas UVs as they are (v up, not 1 − v), the face upright in the
+    texture, and the texel a face's ``vt`` points at (row (1 − v)·S, column u·S) is the texel of
+    the atlas position: read back from the written PNG, each face's colour is its quadrant's."""
+    atlas = model_atlas(head)
+    verts = head.mean.numpy().astype(np.float64)
+    faces = head.faces.numpy()
+    size = 64
+    write_obj(tmp_path / "face.obj", verts, faces, atlas.uv, atlas.faces_uv, quadrant_texture(size))
+    vt, f, ft = parse_obj_faces(tmp_path / "face.obj")
+    np.testing.assert_array_equal(f, faces)
+    corner_uv = vt[ft]  # (F,3,2) as a viewer reads them
+    np.testing.assert_allclose(corner_uv, atlas.uv[atlas.faces_uv], atol=1e-6)
+
+    # known anatomy: the face is upright (v up) and seen from the front (the subject's right,
+    # −x, on the image's left) in the texture, like a photo of the face
+    uv_of = np.zeros((len(verts), 2))
+    uv_of[f.ravel()] = corner_uv.reshape(-1, 2)
+    lm = uv_of[head.landmark_idx.numpy()]
+    assert lm[17:27, 1].min() > lm[36:48, 1].max()  # brows above the eyes
+    assert lm[36:48, 1].min() > lm[30, 1] > lm[48:68, 1].max() > lm[8, 1]  # eyes, nose tip, mouth, chin
+    assert lm[36, 0] < lm[39, 0] < lm[30, 0] < lm[42, 0] < lm[45, 0]  # right eye, nose, left eye
+    assert lm[48, 0] < lm[54, 0] and lm[0, 0] < lm[16, 0]
+
+    # pixel level: the texel under each face's vt centroid, from the PNG as written
+    from PIL import Image
+
+    png = np.asarray(Image.open(tmp_path / "face_texture.png").convert("RGB"))
+    np.testing.assert_array_equal(png, quadrant_texture(size))
+    centroid = corner_uv.mean(1)
+    rows = np.floor((1.0 - centroid[:, 1]) * size).astype(int)
+    cols = np.floor(centroid[:, 0] * size).astype(int)
+    for quadrant, inside in quadrant_of(atlas.uv[atlas.faces_uv], margin=2 / size):
+        assert inside.sum() > 100, quadrant  # every quadrant holds faces of the head
+        np.testing.assert_array_equal(png[rows[inside], cols[inside]],
+                                      np.broadcast_to(QUADRANT_COLORS[quadrant], (inside.sum(), 3)),
+                                      err_msg=str(quadrant))
+
+
+def test_obj_uvs_and_texture_as_trimesh_loads_them(head, tmp_path):
+    """trimesh reads the same UVs per triangle corner as the atlas, and the colours it samples
+    from the texture (its own OBJ-convention lookup) are those of each vertex's atlas quadrant."""
+    atlas = model_atlas(head)
+    verts = head.mean.numpy().astype(np.float64)
+    faces = head.faces.numpy()
+    size = 64
+    write_obj(tmp_path / "face.obj", verts, faces, atlas.uv, atlas.faces_uv, quadrant_texture(size))
+    mesh = trimesh.load(tmp_path / "face.obj", process=False)
+    assert len(mesh.faces) == len(faces)  # triangle order kept; vertices split at UV seams
+    np.testing.assert_allclose(mesh.vertices[mesh.faces], verts[faces], atol=1e-4)
+    np.testing.assert_allclose(mesh.visual.uv[mesh.faces], atlas.uv[atlas.faces_uv], atol=1e-6)
+
+    # the atlas UV of each loaded vertex, through the triangle corners
+    atlas_uv = np.zeros((len(mesh.vertices), 2))
+    atlas_uv[mesh.faces.ravel()] = atlas.uv[atlas.faces_uv.ravel()]
+    sampled = mesh.visual.to_color().vertex_colors[:, :3]
+    for quadrant, inside in quadrant_of(atlas_uv, margin=2 / size):
+        assert inside.sum() > 100, quadrant
+        np.testing.assert_array_equal(sampled[inside], np.broadcast_to(QUADRANT_COLORS[quadrant], (inside.sum(), 3)),
+                                      err_msg=str(quadrant))
+
+
 def test_obj_without_texture(tmp_path):
     verts = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0]], float)
     paths = write_obj(tmp_path / "tri.obj", verts, np.array([[0, 1, 2]]))
     assert set(paths) == {"obj", "mtl"} and not (tmp_path / "tri_texture.png").exists()
     assert "f 1//1 2//2 3//3" in paths["obj"].read_text()
-    np.testing.assert_allclose(vertex_normals(verts, np.array([[0, 1, 2]])), [[0, 0, 1]] * 3)
+    np.testing.assert_allclose(vertex_normals_np(verts, np.array([[0, 1, 2]])), [[0, 0, 1]] * 3)
 
 
 def test_ply_round_trip(head, tmp_path):
@@ -386,8 +489,20 @@ def test_write_reconstruction(head, scene, tmp_path):
     np.testing.assert_allclose(lm["detected_photo_px"], det, atol=1e-4)
     verts = obj_vertices(out / "face.obj")
     np.testing.assert_allclose(lm["model_mm"], verts[lm["mesh_vertex_index"]], atol=1e-3)
-    xy = scene.xy_render[head.landmark_idx.numpy()] - 0.5 + np.array(scene.pad)
-    np.testing.assert_allclose(lm["fitted_photo_px"], xy, atol=0.05)  # projected model landmarks
+    # fitted landmarks: the inner 51 are the projected landmark vertices; the jaw points slide
+    # to the silhouette — each is the projection of a mesh vertex at its fixed point's height on
+    # the mean face (±2.5 mm), at least as far out as the fixed point; the turned face moves some
+    xy_all = scene.xy_render - 0.5 + np.array(scene.pad)
+    fixed = xy_all[head.landmark_idx.numpy()]
+    got = np.asarray(lm["fitted_photo_px"])
+    np.testing.assert_allclose(got[17:], fixed[17:], atol=0.05)
+    mean_y = head.mean[:, 1].numpy()
+    for k in [*range(8), *range(9, 17)]:
+        d = np.linalg.norm(xy_all - got[k], axis=1)
+        height = np.abs(mean_y - mean_y[head.landmark_idx[k]])
+        assert (d[height < 2.5 + 1e-3] < 0.05).any(), f"jaw point {k} is not a vertex of its band"
+        assert (got[k, 0] <= fixed[k, 0] + 1e-3) if k < 8 else (got[k, 0] >= fixed[k, 0] - 1e-3)
+    assert np.abs(got[:17] - fixed[:17]).max() > 1.0
 
     # meshes: neutral pose in mm (identity + expression, no rotation)
     neutral = head.shape(scene.params.alpha, scene.params.beta)[0].numpy()

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from facerecon.export.photo import PosedMesh, posed_mesh, project_to_photo, rasterize_photo
+from facerecon.export.photo import PosedMesh, posed_mesh, project_to_photo, rasterize_photo, to_photo_np
 from facerecon.params import FaceParams
 from facerecon.render.camera import Camera
 
@@ -93,24 +93,16 @@ def overlay(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarray, cam
         posed: ``posed_mesh(model, params)`` if already computed.
     """
     camera = camera or Camera()
-    posed = posed or posed_mesh(model, params)
+    posed = posed or posed_mesh(model, params, camera)
     f = model.faces.detach().cpu().numpy() if faces is None else np.asarray(faces)
     out, _ = render_over_photo(photo, posed.verts_cam, f, posed.color, M_inv, camera, alpha=alpha)
     if landmarks:
         if detected_landmarks is not None:
             draw_landmarks(out, detected_landmarks, DETECTED_COLOR)
         if fitted_landmarks is None:
-            fitted_landmarks = fitted_landmarks_photo(model, posed.verts_cam, M_inv, camera)
+            fitted_landmarks = to_photo_np(posed.landmarks_crop, M_inv)
         draw_landmarks(out, fitted_landmarks, FITTED_COLOR)
     return out
 
 
-def fitted_landmarks_photo(model, verts_cam: np.ndarray, M_inv: np.ndarray, camera: Camera | None = None) -> np.ndarray:
-    """The model's 68 landmark vertices projected into the photo, (68,2) float64 pixels."""
-    idx = model.landmark_idx.detach().cpu().numpy()
-    pts = torch.as_tensor(np.asarray(verts_cam, dtype=np.float32)[idx], dtype=torch.float64)[None]
-    xy, _ = project_to_photo(pts, camera or Camera(), M_inv)
-    return xy[0].numpy()
-
-
-__all__ = ["render_over_photo", "draw_landmarks", "overlay", "fitted_landmarks_photo", "FITTED_COLOR", "DETECTED_COLOR"]
+__all__ = ["render_over_photo", "draw_landmarks", "overlay", "FITTED_COLOR", "DETECTED_COLOR"]

@@ -17,15 +17,15 @@ import numba
 import numpy as np
 import torch
 
+from facerecon.forward import ForwardModel
 from facerecon.params import FaceParams
-from facerecon.render.camera import Camera, euler_to_matrix, project
+from facerecon.render.camera import Camera, project
 from facerecon.render.raster import Fragments, rasterize
-from facerecon.render.shading import sh_shading
 
 
 @dataclass
 class PosedMesh:
-    """A fitted face, evaluated once: float32 numpy arrays (V,3), one row per model vertex."""
+    """A fitted face, evaluated once by the forward model: float32 numpy arrays, one row per vertex."""
 
     verts: np.ndarray
     """Model space, mm: identity + expression, no rotation or translation (the exported mesh)."""
@@ -39,24 +39,21 @@ class PosedMesh:
     """Fitted albedo, RGB in [0,1] (clipped)."""
     color: np.ndarray
     """Fitted albedo × fitted SH shading, RGB in [0,1] (clipped): the colour the fit rendered."""
+    landmarks_crop: np.ndarray
+    """(68,2) the 68 landmarks projected into the fitted crop, pixels, jaw contour on the silhouette."""
 
 
-def posed_mesh(model, params: FaceParams) -> PosedMesh:
-    """Evaluate ``model`` (any region) at the fitted ``params`` (batch 1, any device)."""
+def posed_mesh(model, params: FaceParams, camera: Camera | None = None) -> PosedMesh:
+    """Evaluate ``model`` (any region) at the fitted ``params`` (batch 1, any device) through
+    the forward model, as numpy arrays for the writers."""
     if params.batch != 1:
         raise ValueError(f"expected the parameters of one face (batch 1), got {params.batch}")
+    dev = model.mean.device
     with torch.no_grad():
-        dev = model.mean.device
-        p = params.map(lambda t: t.detach().to(dev, torch.float32))
-        verts = model.shape(p.alpha, p.beta)
-        normals = model.vertex_normals(verts)
-        rot = euler_to_matrix(p.angles).transpose(1, 2)
-        v_cam = verts @ rot + p.trans[:, None, :]
-        n_cam = normals @ rot
-        albedo = model.albedo(p.delta).clamp(0.0, 1.0)
-        color = sh_shading(albedo, n_cam, p.gamma).clamp(0.0, 1.0)
+        out = ForwardModel(model, camera)(params.map(lambda t: t.detach().to(dev, torch.float32)), render=False)
     arr = lambda t: np.ascontiguousarray(t[0].float().cpu().numpy())  # noqa: E731
-    return PosedMesh(arr(verts), arr(normals), arr(v_cam), arr(n_cam), arr(albedo), arr(color))
+    return PosedMesh(arr(out.verts), arr(out.normals()), arr(out.verts_cam), arr(out.normals_cam),
+                     arr(out.albedo), arr(out.colors.clamp(0.0, 1.0)), arr(out.landmarks))
 
 
 def affine_scale(M: np.ndarray) -> float:
@@ -68,6 +65,12 @@ def to_photo(xy_crop: torch.Tensor, M_inv: np.ndarray) -> torch.Tensor:
     """Crop-pixel points (…,2) -> photo pixels (…,2) through the 2×3 crop→photo matrix."""
     M = torch.as_tensor(np.asarray(M_inv, dtype=np.float64), dtype=xy_crop.dtype, device=xy_crop.device)
     return xy_crop @ M[:, :2].T + M[:, 2]
+
+
+def to_photo_np(xy_crop: np.ndarray, M_inv: np.ndarray) -> np.ndarray:
+    """Crop-pixel points (…,2) -> photo pixels (…,2) float64 (numpy)."""
+    M = np.asarray(M_inv, dtype=np.float64)
+    return np.asarray(xy_crop, dtype=np.float64) @ M[:, :2].T + M[:, 2]
 
 
 def project_to_photo(verts_cam: torch.Tensor, camera: Camera, M_inv: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,4 +177,4 @@ def rasterize_photo(xy_photo: torch.Tensor, depth: torch.Tensor, faces: torch.Te
     return PhotoRaster(x0, y0, tri, xy_r, depth, faces)
 
 
-__all__ = ["PosedMesh", "posed_mesh", "affine_scale", "to_photo", "project_to_photo", "PhotoRaster", "rasterize_photo"]
+__all__ = ["PosedMesh", "posed_mesh", "affine_scale", "to_photo", "to_photo_np", "project_to_photo", "PhotoRaster", "rasterize_photo"]

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 import facerecon
-from facerecon.export.atomic import AtomicFiles
+from facerecon.atomic import AtomicFiles
 from facerecon.export.atlas import model_atlas
 from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
-from facerecon.export.overlay import fitted_landmarks_photo, overlay
-from facerecon.export.photo import posed_mesh
+from facerecon.export.overlay import overlay
+from facerecon.export.photo import posed_mesh, to_photo_np
 from facerecon.export.texture import bake_texture_maps
 from facerecon.params import PARTS, FaceParams
 from facerecon.render.camera import Camera, euler_to_matrix
@@ -193,8 +193,9 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
         source_path: where the photo came from (recorded; never written to).
         extra: JSON-serialisable details to record under ``"extra"`` (losses, timings, …).
         texture_size: side of ``face_texture.png`` in texels.
-        fitted_landmarks_photo_px: (68,2) fitted landmarks to record instead of the projections
-            of the model's fixed landmark vertices (e.g. with a sliding jaw contour).
+        fitted_landmarks_photo_px: (68,2) the fit's own landmarks (photo pixels), recorded in
+            landmarks.json and drawn in the overlay; default: the exported model's 68 landmarks
+            projected with the forward model's moving jaw contour.
         overlay_region: the face-model region drawn in ``overlay.png`` ("fit": face and eyes;
             None: the whole exported mesh).
 
@@ -215,13 +216,13 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
     params = params.map(lambda t: t.detach().cpu())
     M_inv = np.asarray(aligned.M_inv, dtype=np.float64)
 
-    posed = posed_mesh(model, params)
+    posed = posed_mesh(model, params, camera)
     atlas = model_atlas(model)
     bake = bake_texture_maps(model, params, photo, M_inv, camera, size=texture_size, atlas=atlas, posed=posed)
     faces = model.faces.detach().cpu().numpy()
 
     lmk_idx = model.landmark_idx.detach().cpu().numpy()
-    fitted = (fitted_landmarks_photo(model, posed.verts_cam, M_inv, camera) if fitted_landmarks_photo_px is None
+    fitted = (to_photo_np(posed.landmarks_crop, M_inv) if fitted_landmarks_photo_px is None
               else np.asarray(fitted_landmarks_photo_px, dtype=np.float64).reshape(68, 2))
     detected = None if landmarks_photo is None else np.asarray(landmarks_photo, dtype=np.float64).reshape(68, 2)
     over = overlay(photo, model, params, M_inv, camera,

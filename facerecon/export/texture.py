@@ -276,7 +276,7 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
     # per vertex: photo position, depth, facing (n·v), model colour. Texel values are barycentric
     # interpolations of these: exact for depth and colour; for the photo position it neglects
     # the perspective division's variation across a triangle (< 0.01 px for a face at 1 m).
-    posed = posed or posed_mesh(model, params)
+    posed = posed or posed_mesh(model, params, camera)
     v_cam, n_cam, color = posed.verts_cam, posed.normals_cam, posed.color
     xy_v, z_v = project_to_photo(torch.from_numpy(v_cam)[None], camera, M_inv)
     xy_v, z_v = xy_v[0].numpy().astype(np.float64), z_v[0].numpy().astype(np.float64)
