@@ -22,7 +22,7 @@ import torch
 
 from facerecon.cli import set_cpu_threads
 from facerecon.config import add_arguments, from_args
-from facerecon.evaluation.synth import generate_batches
+from facerecon.synthesis import generate_batches
 from facerecon.facemodel import load_face_model
 from facerecon.fitting.engine import FitConfig, Fitter
 from facerecon.nets.facenet import FaceNet
@@ -50,7 +50,8 @@ def main() -> None:
         seconds += time.perf_counter() - t0
         q = res.params
         with torch.no_grad():
-            true = model.shape(batch["alpha"], batch["beta"])[:, face]
+            truth = batch["params"]
+            true = model.shape(truth.alpha, truth.beta)[:, face]
             fit = model.shape(q.alpha, q.beta)[:, face]
             mean = model.mean[face][None].expand_as(true)
 
@@ -59,13 +60,13 @@ def main() -> None:
                 t = true - true.mean(1, keepdim=True)
                 return (a - t).norm(dim=-1).mean(1)
 
-            pose = (q.angles - batch["angles"]).abs().rad2deg()
-            true_id = model.shape(batch["alpha"])[:, face]
+            pose = (q.angles - truth.angles).abs().rad2deg()
+            true_id = model.shape(truth.alpha)[:, face]
             fit_id = model.shape(q.alpha)[:, face]
             id_err = (fit_id - fit_id.mean(1, keepdim=True) - true_id + true_id.mean(1, keepdim=True)).norm(dim=-1).mean(1)
             id_mean = (mean - mean.mean(1, keepdim=True) - true_id + true_id.mean(1, keepdim=True)).norm(dim=-1).mean(1)
         for i in range(len(q.alpha)):
-            rows.append({"yaw_deg": float(batch["angles"][i, 1].rad2deg()), "fit_mm": float(err(fit)[i]),
+            rows.append({"yaw_deg": float(truth.angles[i, 1].rad2deg()), "fit_mm": float(err(fit)[i]),
                          "mean_face_mm": float(err(mean)[i]), "pose_err_deg": pose[i].tolist(),
                          "identity_fit_mm": float(id_err[i]), "identity_mean_face_mm": float(id_mean[i])})
     fit_mm = np.array([r["fit_mm"] for r in rows])

@@ -42,6 +42,7 @@ def shared_path(*parts: str) -> Path | None:
     return path if path.exists() else None
 
 
-def package_data(name: str) -> Path:
-    """A file shipped inside the package (``facerecon/data``)."""
-    return _PKG_DIR / "data" / name
+def resource_path(name: str) -> Path:
+    """A file shipped inside the package (``facerecon/resources``: alignment template, skin
+    model, scan landmarks). ``data`` is left to training-data shards."""
+    return _PKG_DIR / "resources" / name

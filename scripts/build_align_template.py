@@ -6,7 +6,7 @@ ground-truth landmarks of 300-W train, symmetrised with its mirror image, rotate
 0.62·224 px and the centre of the bounding box of all 68 points at (112, 124), so that the
 forehead fits above the brows.
 
-    .venv/bin/python scripts/build_align_template.py   # writes facerecon/data/align_template.json
+    .venv/bin/python scripts/build_align_template.py   # writes facerecon/resources/align_template.json
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.assets import package_data, shared_path
-from facerecon.evaluation.landmarks import read_pts
+from facerecon.assets import resource_path, shared_path
+from facerecon.imageio.pts import read_pts
 
 SIZE = 224
 JAW_WIDTH = 0.62 * SIZE
@@ -95,7 +95,7 @@ def frame(shape: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=Path, default=shared_path("faces", "300w", "train"))
-    ap.add_argument("--out", type=Path, default=package_data("align_template.json"))
+    ap.add_argument("--out", type=Path, default=resource_path("align_template.json"))
     args = ap.parse_args(argv)
     if args.train is None or not args.train.is_dir():
         print("300-W train folder not found (../shared/faces/300w/train)", file=sys.stderr)

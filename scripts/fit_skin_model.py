@@ -12,7 +12,7 @@ Labels, in the crop:
 Images are split by a seeded shuffle into fit / held-out sets (``--holdout``, 20 %); accuracy is
 measured on every labelled pixel of the held-out images (and on 300-W test, when present).
 
-    .venv/bin/python scripts/fit_skin_model.py              # writes facerecon/data/skin_gnb.json
+    .venv/bin/python scripts/fit_skin_model.py              # writes facerecon/resources/skin_gnb.json
     .venv/bin/python scripts/fit_skin_model.py --compare    # held-out accuracy of each feature set
 """
 
@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from sklearn.naive_bayes import GaussianNB
 
-from facerecon.assets import package_data, shared_path
-from facerecon.evaluation.landmarks import read_pts
+from facerecon.assets import resource_path, shared_path
+from facerecon.imageio.pts import read_pts
 from facerecon.imageio.align import align
 from facerecon.imageio.load import load_image
 from facerecon.imageio.skin import FEATURES, SkinClassifier, skin_features
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-image", type=int, default=4000, help="random pixels per fit image")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true", help="report every feature set, write nothing")
-    ap.add_argument("--out", type=Path, default=package_data("skin_gnb.json"))
+    ap.add_argument("--out", type=Path, default=resource_path("skin_gnb.json"))
     args = ap.parse_args(argv)
     if args.train is None or not args.train.is_dir():
         print("300-W train folder not found (../shared/faces/300w/train)", file=sys.stderr)

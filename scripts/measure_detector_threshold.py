@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from facerecon.assets import shared_path
-from facerecon.evaluation.landmarks import read_pts
+from facerecon.imageio.pts import read_pts
 from facerecon.imageio.load import load_image
 
 CANDIDATES = [(0.0, 0.0, 0.0), (-0.2, -0.2, -0.2), (-0.2, 0.0, 0.1), (-0.3, 0.0, 0.1),

@@ -16,7 +16,7 @@ landmarks. This script:
    roughly 86-94 mm), so the mean-face baseline is compared at equal eye width; a similarity
    fit of the 51 inner landmarks to the mean face's is printed as a cross-check.
 
-Writes ``facerecon/data/lee_perry_smith.json`` (small numbers only: the factor and 68x3
+Writes ``facerecon/resources/lee_perry_smith.json`` (small numbers only: the factor and 68x3
 landmarks in mm in the scan's own frame), atomically. Run from the repository root:
 
     .venv/bin/python scripts/prepare_lee_perry_smith.py
@@ -26,19 +26,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
 
-from facerecon.assets import package_data, shared_path
+from facerecon.assets import resource_path, shared_path
+from facerecon.atomic import atomic_write_json
 from facerecon.evaluation.scan import load_mesh, umeyama
 from facerecon.facemodel import load_face_model
-from facerecon.render import Camera, Renderer, euler_to_matrix, sh_shading, transform
+from facerecon.forward import shade_vertices
+from facerecon.render import Camera, Renderer, euler_to_matrix, transform
 
 SCAN = ("scans", "lee-perry-smith", "LeePerrySmith.glb")
 PROVISIONAL_MM_PER_UNIT = 60.0  # only frames the renders; the result does not depend on it
@@ -63,9 +62,7 @@ def _render(verts: np.ndarray, faces: np.ndarray, yaw_deg: float, distance: floa
     angles = torch.tensor([[0.0, float(np.radians(yaw_deg)), 0.0]], dtype=torch.float32)
     trans = torch.tensor([[0.0, 0.0, -distance]])
     vc = transform(v, angles, trans)
-    normals = torch.tensor(np.asarray(trimesh.Trimesh(vc[0].numpy(), faces, process=False).vertex_normals),
-                           dtype=torch.float32)[None]
-    colors = sh_shading(torch.full_like(vc, 0.72), normals, torch.tensor([gamma]))
+    colors, _ = shade_vertices(vc, torch.as_tensor(faces), torch.full_like(vc, 0.72), torch.tensor([gamma]))
     out = Renderer(cam)(vc, torch.as_tensor(faces), colors)
     img = (out.image[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     return img, euler_to_matrix(angles)[0].double().numpy(), trans[0].double().numpy()
@@ -93,7 +90,7 @@ def _backproject(mesh: trimesh.Trimesh, pix: np.ndarray, rot: np.ndarray, trans:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(package_data("lee_perry_smith.json")))
+    parser.add_argument("--out", default=str(resource_path("lee_perry_smith.json")))
     parser.add_argument("--debug-dir", help="also write the renders with their landmarks here")
     args = parser.parse_args(argv)
 
@@ -186,13 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "renders": len(all_views),
         "script": "scripts/prepare_lee_perry_smith.py",
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(record, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, out)
+    out = atomic_write_json(args.out, record, mkdir=True)
     print(f"wrote {out}")
     return 0
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from facerecon.evaluation.landmarks import (
-    FAILURE_THRESHOLD, ImageResult, evaluate_folder, labelled_images, nme, normaliser, read_pts, summarise,
+    FAILURE_THRESHOLD, ImageResult, evaluate_folder, labelled_images, nme, normaliser, summarise,
 )
+from facerecon.imageio.pts import read_pts
 
 
 from tests.conftest import need_shared as need  # noqa: E402

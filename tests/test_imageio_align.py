@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from facerecon.evaluation.landmarks import labelled_images, read_pts
+from facerecon.evaluation.landmarks import labelled_images
 from facerecon.imageio.align import (
     align, apply_affine, invert_affine, landmark_weights, similarity_transform, template_landmarks,
 )
+from facerecon.imageio.pts import read_pts
 from facerecon.imageio.load import load_image
 
 

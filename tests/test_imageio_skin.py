@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from facerecon.assets import package_data
+from facerecon.assets import resource_path
 from facerecon.evaluation.landmarks import labelled_images
 from facerecon.imageio.skin import FEATURES, SkinClassifier
 
@@ -26,7 +26,7 @@ def skin() -> SkinClassifier:
 
 
 def test_shipped_parameters_are_a_few_numbers(skin):
-    doc = json.loads(package_data("skin_gnb.json").read_text())
+    doc = json.loads(resource_path("skin_gnb.json").read_text())
     assert doc["features"] in FEATURES and doc["classes"] == ["nonskin", "skin"]
     n = len(FEATURES[doc["features"]])
     assert np.array(doc["mean"]).shape == (2, n) and np.array(doc["var"]).shape == (2, n)

@@ -1,4 +1,4 @@
-"""Synthetic ground truth (facerecon.evaluation.synth, scan_photos, ``facerecon synth``)."""
+"""Synthetic ground truth (facerecon.synthesis, evaluation.scan_photos, ``facerecon synth``)."""
 
 from __future__ import annotations
 
@@ -22,33 +22,35 @@ def model():
 
 @pytest.fixture(scope="module")
 def samples(model):
-    from facerecon.evaluation.synth import generate
+    from facerecon.synthesis import generate
 
     return list(generate(8, seed=11, model=model, batch_size=8))
 
 
 def test_same_seed_same_samples_whatever_the_batching(model, samples):
-    from facerecon.evaluation.synth import generate
+    from facerecon.synthesis import generate
 
     again = list(generate(3, seed=11, model=model, batch_size=1, start=2))
     for a, b in zip(samples[2:5], again):
         assert a["index"] == b["index"] and a["meta"] == b["meta"]
         for key in ("alpha", "beta", "delta", "gamma", "angles", "trans"):
-            torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-5)
+            torch.testing.assert_close(getattr(a["params"], key), getattr(b["params"], key), rtol=0, atol=1e-5)
         torch.testing.assert_close(a["image"], b["image"], rtol=0, atol=1e-4)
     other = next(generate(1, seed=12, model=model))
-    assert not torch.equal(other["alpha"], samples[0]["alpha"])
+    assert not torch.equal(other["params"].alpha, samples[0]["params"].alpha)
 
 
 def test_parameters_are_in_their_ranges(samples):
     for s in samples:
-        beta = s["beta"]
+        p = s["params"]
+        assert p.batch == 1
+        beta = p.beta[0]
         assert (beta >= 0).all() and (beta <= 1).all() and int((beta > 0).sum()) <= 4
-        pitch, yaw, roll = np.degrees(s["angles"].numpy())
+        pitch, yaw, roll = np.degrees(p.angles[0].numpy())
         assert abs(yaw) <= 60 and abs(pitch) <= 20 and abs(roll) <= 15
-        assert s["gamma"][0] >= 0.6  # ambient dominant
+        assert p.gamma[0, 0] >= 0.6  # ambient dominant
         assert s["image"].shape == (3, 224, 224) and 0 <= s["image"].min() and s["image"].max() <= 1
-        assert s["trans"][2] < -500  # in front of the camera, about a metre away
+        assert p.trans[0, 2] < -500  # in front of the camera, about a metre away
 
 
 def test_landmarks_inside_the_image_and_on_the_face(samples):
@@ -63,26 +65,27 @@ def test_landmarks_inside_the_image_and_on_the_face(samples):
         assert s["landmarks_visible"][17:].float().mean() > 0.6  # inner points mostly visible
     # a frontal-ish face sees its nose, eyes and outer lips (inner-lip points 60-67 may hide
     # behind the lips, depending on the expression)
-    frontal = min(samples, key=lambda s: abs(float(s["angles"][1])))
+    frontal = min(samples, key=lambda s: abs(float(s["params"].angles[0, 1])))
     assert frontal["landmarks_visible"][27:60].all()
 
 
 def test_saved_parameters_reproduce_the_saved_mesh_and_landmarks(tmp_path, model, samples):
     import trimesh
 
-    from facerecon.evaluation.landmarks import read_pts
-    from facerecon.evaluation.synth import coefficients_from_record, save_sample
+    from facerecon.imageio.pts import read_pts
+    from facerecon.synthesis import params_from_record, save_sample
     from facerecon.render import Camera, project, transform
 
     paths = save_sample(samples[3], tmp_path, model.faces.numpy(), model=model)
     rec = json.loads(paths["params"].read_text())
-    coef = coefficients_from_record(rec)
-    verts = model.shape(coef["alpha"], coef["beta"])
+    truth = params_from_record(rec)
+    torch.testing.assert_close(truth.to_vector(), samples[3]["params"].to_vector(), rtol=0, atol=1e-5)
+    verts = model.shape(truth.alpha, truth.beta)
     saved = trimesh.load(paths["mesh"], process=False)
     np.testing.assert_allclose(np.asarray(saved.vertices), verts[0].numpy(), atol=2e-3)  # float32 PLY
     assert len(saved.faces) == len(model.faces)
     cam = Camera(focal=rec["camera"]["focal_px"], size=rec["camera"]["size_px"])
-    xy, _ = project(model.landmarks(transform(verts, coef["angles"], coef["trans"])), cam)
+    xy, _ = project(model.landmarks(transform(verts, truth.angles, truth.trans)), cam)
     np.testing.assert_allclose(xy[0].numpy(), np.asarray(rec["landmarks2d_px"]), atol=2e-3)
     np.testing.assert_allclose(read_pts(paths["pts"]), np.asarray(rec["landmarks2d_px"]) - 0.5, atol=2e-3)
     assert rec["model"]["n_vertices"] == model.n_vertices and len(rec["beta"]) == 53
@@ -96,8 +99,8 @@ def test_backgrounds_come_from_outside_the_faces():
     import cv2
     from PIL import Image
 
-    from facerecon.evaluation.landmarks import read_pts
-    from facerecon.evaluation.synth import PhotoBackgrounds
+    from facerecon.imageio.pts import read_pts
+    from facerecon.synthesis.backgrounds import PhotoBackgrounds
 
     if shared_path("faces", "300w") is None:
         pytest.skip("300-W photos not available")

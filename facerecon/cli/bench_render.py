@@ -5,7 +5,74 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from facerecon.forward import ForwardModel
+from facerecon.params import FaceParams
+from facerecon.render import Camera, ambient_gamma
+
+
+@dataclass
+class RenderTiming:
+    """Median milliseconds per image over the timed iterations."""
+
+    device: str
+    batch: int
+    size: int
+    vertices: int
+    triangles: int
+    forward_ms_per_image: float
+    forward_backward_ms_per_image: float
+    images_per_second: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_render(face_model, batch: int = 8, size: int = 224, iters: int = 10, warmup: int = 3,
+                device: str = "cpu", backend: str = "auto") -> RenderTiming:
+    """Time the forward model — shape -> normals -> SH shading -> rasterize -> interpolate (and
+    backward) — for random faces with yaw spread over ±45°. Returns median per-image times."""
+    dev = torch.device(device)
+    model = face_model.to(dev)
+    forward = ForwardModel(model, Camera().scaled(size), backend=backend)
+    g = torch.Generator().manual_seed(0)
+    params = FaceParams.zeros(batch, model.n_id, model.n_exp, model.n_tex, device=dev)
+    params.alpha = (0.7 * torch.randn(batch, model.n_id, generator=g)).to(dev).requires_grad_()
+    params.delta.requires_grad_()
+    params.gamma = ambient_gamma(batch, 0.8, device=dev).requires_grad_()
+    params.angles[:, 1] = torch.linspace(-0.8, 0.8, batch, device=dev)
+
+    def step(backward: bool) -> None:
+        out = forward(params)
+        if backward:
+            out.image.square().mean().backward()
+
+    times = {}
+    for backward in (False, True):
+        samples = []
+        for i in range(warmup + iters):
+            _sync(dev)
+            t0 = time.perf_counter()
+            if backward:
+                step(True)
+            else:
+                with torch.no_grad():
+                    step(False)
+            _sync(dev)
+            if i >= warmup:
+                samples.append(time.perf_counter() - t0)
+        times[backward] = sorted(samples)[len(samples) // 2] / batch
+    return RenderTiming(
+        device=str(dev), batch=batch, size=size, vertices=model.n_vertices, triangles=len(model.faces),
+        forward_ms_per_image=1000 * times[False], forward_backward_ms_per_image=1000 * times[True],
+        images_per_second=1.0 / times[True],
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,10 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from facerecon.facemodel import load_face_model
-    from facerecon.render.bench import time_render
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         from facerecon.cli import UserError

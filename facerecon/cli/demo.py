@@ -29,45 +29,43 @@ def model_gallery(out: Path, seed: int = 0) -> list[Path]:
     """Write the mean face and a few random identities/expressions (OBJ, PLY) and a render grid."""
     import numpy as np
     import torch
-    from PIL import Image
 
-    from facerecon.export.mesh import write_obj, write_ply
+    from facerecon.atomic import atomic_write_bytes
+    from facerecon.export.mesh import encode_png, write_obj, write_ply
     from facerecon.facemodel import load_face_model
-    from facerecon.render import Camera, Renderer, ambient_gamma, default_translation, sh_shading, transform
+    from facerecon.forward import ForwardModel
+    from facerecon.params import FaceParams
+    from facerecon.render import Camera, ambient_gamma, default_translation
 
     out.mkdir(parents=True, exist_ok=True)
     model = load_face_model("head")
     g = torch.Generator().manual_seed(seed)
     names = ["mean", "identity_1", "identity_2", "identity_3", "smile", "jaw_open", "brows_up"]
-    alpha = torch.zeros(len(names), model.n_id)
-    alpha[1:4] = torch.randn(3, model.n_id, generator=g)
-    beta = torch.zeros(len(names), model.n_exp)
+    params = FaceParams.zeros(len(names), model.n_id, model.n_exp, model.n_tex)
+    params.alpha[1:4] = torch.randn(3, model.n_id, generator=g)
     ex = model.expression_names
-    beta[4, [ex.index("mouthSmile_L"), ex.index("mouthSmile_R")]] = 1.0
-    beta[5, ex.index("jawOpen")] = 0.7
-    beta[6, [ex.index("browInnerUp_L"), ex.index("browInnerUp_R"), ex.index("browOuterUp_L"), ex.index("browOuterUp_R")]] = 1.0
-    delta = torch.zeros(len(names), model.n_tex)
-    delta[1:4] = torch.randn(3, model.n_tex, generator=g)
+    params.beta[4, [ex.index("mouthSmile_L"), ex.index("mouthSmile_R")]] = 1.0
+    params.beta[5, ex.index("jawOpen")] = 0.7
+    params.beta[6, [ex.index("browInnerUp_L"), ex.index("browInnerUp_R"), ex.index("browOuterUp_L"), ex.index("browOuterUp_R")]] = 1.0
+    params.delta[1:4] = torch.randn(3, model.n_tex, generator=g)
+    params.gamma = ambient_gamma(len(names), 0.75)
+    params.gamma[:, 2], params.gamma[:, 1] = 0.45, 0.15
+    params.trans = default_translation(len(names)) * 1.25
+    forward = ForwardModel(model, Camera(size=320))
+    faces = model.faces.numpy()
+    written = []
     with torch.no_grad():
-        verts = model.shape(alpha, beta)
-        albedo = model.albedo(delta).clamp(0, 1)
-        written = []
-        for i, name in enumerate(names):
-            v, c = verts[i].numpy(), albedo[i].numpy()
-            written.extend(write_obj(out / f"{name}.obj", v, model.faces.numpy()).values())
-            written.append(write_ply(out / f"{name}.ply", v, model.faces.numpy(), c))
-        cam = Camera(size=320)
         renders = []
         for yaw in (0.0, 0.6):
-            ang = torch.zeros(len(names), 3)
-            ang[:, 1] = yaw
-            vc = transform(verts, ang, default_translation(len(names)) * 1.25)
-            gamma = ambient_gamma(len(names), 0.75)
-            gamma[:, 2], gamma[:, 1] = 0.45, 0.15
-            col = sh_shading(albedo, model.vertex_normals(vc), gamma)
-            renders.append(Renderer(cam)(vc, model.faces, col, background=1.0).image)
+            params.angles[:, 1] = yaw
+            res = forward(params, background=1.0)
+            renders.append(res.image)
+        for i, name in enumerate(names):
+            v, c = res.verts[i].numpy(), res.albedo[i].numpy()
+            written.extend(write_obj(out / f"{name}.obj", v, faces).values())
+            written.append(write_ply(out / f"{name}.ply", v, faces, c))
         grid = torch.cat([torch.cat(list(r), 2) for r in renders], 1).permute(1, 2, 0).numpy()
-        Image.fromarray((grid * 255).round().astype(np.uint8)).save(out / "gallery.png")
+        atomic_write_bytes(out / "gallery.png", encode_png((grid * 255).round().astype(np.uint8)))
     written.append(out / "gallery.png")
     return written
 

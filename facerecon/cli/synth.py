@@ -10,7 +10,6 @@ mesh, model space, mm). With ``--scan lee-perry-smith`` the mesh is the scan, wr
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from facerecon.cli import UserError
@@ -54,7 +53,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from facerecon.evaluation.synth import SynthConfig, config_record, save_sample
+    from facerecon.synthesis import SynthConfig, config_record, save_sample
 
     if args.count < 1:
         raise UserError(f"--count must be at least 1, got {args.count}")
@@ -87,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if scan:
         written = _run_scan(args, cfg, device, out, manifest)
     else:
-        from facerecon.evaluation.synth import generate
+        from facerecon.synthesis import generate
         from facerecon.facemodel import REGIONS, load_face_model
 
         if args.region not in REGIONS:
@@ -99,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, start=args.start, progress=True):
             save_sample(sample, out, faces, model=model, mesh=not args.no_mesh)
             written += 1
-    from facerecon.evaluation.synth import _atomic_write
+    from facerecon.atomic import atomic_write_json
 
     manifest["written"] = written
-    _atomic_write(out / "synth.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write_json(out / "synth.json", manifest)
     print(f"wrote {written} samples to {out}")
     return 0
 
@@ -112,7 +111,8 @@ def _run_scan(args, cfg, device, out: Path, manifest: dict) -> int:
 
     from facerecon.evaluation.scan import MeshError
     from facerecon.evaluation.scan_photos import generate_scan_photos, lee_perry_smith_in_model_frame
-    from facerecon.evaluation.synth import _atomic_write, mesh_ply_bytes, save_sample
+    from facerecon.atomic import atomic_write_bytes
+    from facerecon.synthesis.records import mesh_ply_bytes, save_sample
 
     try:
         yaws = tuple(float(v) for v in args.yaws.split(",") if v.strip())
@@ -125,7 +125,7 @@ def _run_scan(args, cfg, device, out: Path, manifest: dict) -> int:
     except MeshError as exc:
         raise UserError(str(exc)) from None
     mesh_name = f"{scan.name}.ply"
-    _atomic_write(out / mesh_name, mesh_ply_bytes(scan.vertices, scan.faces))
+    atomic_write_bytes(out / mesh_name, mesh_ply_bytes(scan.vertices, scan.faces))
     manifest["scan"] = {"name": scan.name, "mesh": mesh_name, "frame": "face-model frame, mm",
                         "rotation_from_scan_frame": np.round(scan.rotation, 8).tolist(),
                         "translation_from_scan_frame_mm": np.round(scan.translation, 5).tolist(),

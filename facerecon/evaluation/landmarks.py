@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from facerecon.imageio.load import ImageError, load_image
+from facerecon.imageio.pts import read_pts
 
 LandmarkPredictor = Callable[[np.ndarray], Optional[np.ndarray]]
 
@@ -28,33 +29,6 @@ LandmarkPredictor = Callable[[np.ndarray], Optional[np.ndarray]]
 FAILURE_THRESHOLD = 0.08
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def read_pts(path: str | Path) -> np.ndarray:
-    """Read an iBUG/300-W ``.pts`` file: (N, 2) float32 (x, y) pixels, N = n_points (68).
-
-    Coordinates are returned exactly as stored (no 0/1-based shift).
-    """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if "{" not in text or "}" not in text:
-        raise ValueError(f"{path}: not a .pts file (no '{{ ... }}' block)")
-    header, rest = text.split("{", 1)
-    body = rest.split("}", 1)[0]
-    n_expected = None
-    for line in header.splitlines():
-        if line.strip().lower().startswith("n_points"):
-            n_expected = int(line.split(":", 1)[1])
-    try:
-        values = np.array(body.split(), dtype=np.float64)
-    except ValueError:
-        raise ValueError(f"{path}: non-numeric landmark coordinates") from None
-    if values.size % 2:
-        raise ValueError(f"{path}: odd number of coordinates ({values.size})")
-    pts = values.reshape(-1, 2).astype(np.float32)
-    if n_expected is not None and len(pts) != n_expected:
-        raise ValueError(f"{path}: header says {n_expected} points, found {len(pts)}")
-    return pts
 
 
 def normaliser(gt: np.ndarray, norm: str = "eyes") -> np.ndarray:

@@ -6,7 +6,7 @@ poses mean the same as for synthetic faces), painted with a plausible skin albed
 usable texture: facerecon's mean skin colour with darker brows and reddish lips placed by the
 scan's landmarks, a per-image skin tone and a slight low-frequency variation), lit by random
 SH light and rendered at 224×224 from several views over the same photo backgrounds as
-:mod:`facerecon.evaluation.synth`. The ground truth is the scan mesh itself plus each image's
+:mod:`facerecon.synthesis`. The ground truth is the scan mesh itself plus each image's
 pose, camera and projected landmarks.
 """
 
@@ -19,17 +19,11 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from facerecon.evaluation.synth import (
-    PhotoBackgrounds,
-    SynthConfig,
-    landmark_visibility,
-    make_background,
-    random_light,
-    frame_translation,
-    random_pose,
-    render_over,
-    vertex_normals,
-)
+from facerecon.forward import shade_vertices
+from facerecon.render import Camera, project, transform
+from facerecon.synthesis.backgrounds import make_background
+from facerecon.synthesis.generate import landmark_visibility, photo_backgrounds, render_over
+from facerecon.synthesis.sampling import SynthConfig, frame_translation, random_light, random_pose
 
 #: Default views: yaw in degrees, cycled over the samples (pitch and roll are drawn small).
 DEFAULT_YAWS = (0.0, 20.0, -20.0, 40.0, -40.0)
@@ -96,26 +90,19 @@ def generate_scan_photos(n: int, seed: int = 0, config: SynthConfig | None = Non
     """Yield ``n`` renders of the scan, one dict per image (tensors without a batch axis).
 
     Sample i looks from yaw ``yaws[i % len(yaws)]`` degrees, with pitch and roll uniform within
-    ``max_pitch_deg`` / ``max_roll_deg``. Keys as :func:`facerecon.evaluation.synth.generate`
+    ``max_pitch_deg`` / ``max_roll_deg``. Keys as :func:`facerecon.synthesis.generate`
     minus the model coefficients: ``index``, ``image``, ``mask``, ``gamma``, ``angles``,
     ``trans``, ``landmarks3d`` (model frame, mm), ``landmarks2d`` (pixels), ``landmarks_visible``,
     ``focal``, ``meta``. The mesh is ``scan.vertices``/``scan.faces`` (model frame, mm), the same
     for every image.
     """
-    from facerecon.render import Camera, project, sh_shading, transform
-
     cfg = replace(config or SynthConfig(), max_pitch_deg=max_pitch_deg, max_roll_deg=max_roll_deg)
     scan = scan or lee_perry_smith_in_model_frame()
     verts = torch.tensor(scan.vertices, dtype=torch.float32, device=device)
     faces = torch.tensor(scan.faces, dtype=torch.int64, device=device)
     lmk = torch.tensor(scan.landmarks, dtype=torch.float32, device=device)
     reference = torch.tensor(ict_mean_landmarks(), dtype=torch.float32, device=device)
-    photos = None
-    if cfg.background == "photos":
-        try:
-            photos = PhotoBackgrounds()
-        except FileNotFoundError:
-            photos = None
+    photos = photo_backgrounds(cfg.background)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -144,7 +131,7 @@ def generate_scan_photos(n: int, seed: int = 0, config: SynthConfig | None = Non
         with torch.no_grad():
             trans = frame_translation(lmk[None].expand(b, -1, -1), angles, jitter, reference, cfg)
             vc = transform(verts[None].expand(b, -1, -1), angles, trans)
-            colors = sh_shading(albedo, vertex_normals(vc, faces), gamma)
+            colors, _ = shade_vertices(vc, faces, albedo, gamma)
             background = f32(bgs).permute(0, 3, 1, 2)
             image, cov, depth = render_over(vc, faces, colors, background, cfg.focal, cfg.size,
                                             cfg.supersample)

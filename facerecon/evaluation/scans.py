@@ -2,7 +2,7 @@
 
 ``load_lee_perry_smith()``: the Lee Perry-Smith head scan (Infinite Realities, CC BY 3.0) in
 millimetres with 68 iBUG landmarks. The scan file ships in unknown units; the factor and the
-landmarks come from ``facerecon/data/lee_perry_smith.json``, made by
+landmarks come from ``facerecon/resources/lee_perry_smith.json``, made by
 ``scripts/prepare_lee_perry_smith.py`` (dlib landmarks on renders of the scan, cast onto its
 surface; scale from the outer-eye-corner distance of the ICT-FaceKit mean face).
 """
@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import trimesh
 
-from facerecon.assets import package_data, shared_path
+from facerecon.assets import resource_path, shared_path
 from facerecon.evaluation.scan import MeshError, load_mesh
 
 LEE_PERRY_SMITH = ("scans", "lee-perry-smith", "LeePerrySmith.glb")
@@ -24,7 +24,7 @@ LEE_PERRY_SMITH = ("scans", "lee-perry-smith", "LeePerrySmith.glb")
 @lru_cache(maxsize=1)
 def lee_perry_smith_record() -> dict:
     """The stored numbers for the Lee Perry-Smith scan (units_to_mm, landmarks_mm, provenance)."""
-    path = package_data("lee_perry_smith.json")
+    path = resource_path("lee_perry_smith.json")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -1,7 +1,7 @@
 """Face alignment: a similarity transform from 68 detected landmarks to a canonical template,
 and the 224×224 crop R-Net takes, with the transforms both ways so results map back to the photo.
 
-The template (``facerecon/data/align_template.json``, built by ``scripts/build_align_template.py``)
+The template (``facerecon/resources/align_template.json``, built by ``scripts/build_align_template.py``)
 is the Procrustes mean of 300-W train landmarks, framed so that the jaw width is 0.62·224 px and
 the landmark bounding box is centred at (112, 124): the forehead fits above the brows.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facerecon.assets import package_data
+from facerecon.assets import resource_path
 
 #: Side of the canonical crop the template is defined for, pixels.
 TEMPLATE_SIZE = 224
@@ -44,7 +44,7 @@ def _load_template_file(path: str) -> np.ndarray:
 
 def template_landmarks(size: int = TEMPLATE_SIZE) -> np.ndarray:
     """The canonical 68 landmarks (68, 2) float64 in pixels of a ``size``×``size`` crop."""
-    pts = _load_template_file(str(package_data("align_template.json")))
+    pts = _load_template_file(str(resource_path("align_template.json")))
     return pts * (size / TEMPLATE_SIZE)
 
 

@@ -3,7 +3,7 @@
 P_i = P(skin | colour of pixel i); the photometric loss weighs pixel i by the attention
 ``A_i = 1 if P_i > 0.5 else P_i``. The model is two diagonal Gaussians over a few colour features
 plus class priors, fitted by ``scripts/fit_skin_model.py`` on 300-W train face crops and shipped
-as ``facerecon/data/skin_gnb.json``. It is evaluated here with numpy (and torch, batched), so
+as ``facerecon/resources/skin_gnb.json``. It is evaluated here with numpy (and torch, batched), so
 the runtime needs no scikit-learn.
 """
 
@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from facerecon.assets import package_data
+from facerecon.assets import resource_path
 
 #: Colour features the model can be fitted on; each maps R, G, B (0-255 floats) to a list of
 #: feature planes. YCrCb follows ITU-R BT.601 (the JPEG/OpenCV convention), in float.
@@ -83,7 +83,7 @@ class SkinClassifier:
     @classmethod
     def load(cls, path: str | Path | None = None) -> "SkinClassifier":
         """Read fitted parameters from JSON (default: the shipped ``skin_gnb.json``)."""
-        p = Path(path) if path else package_data("skin_gnb.json")
+        p = Path(path) if path else resource_path("skin_gnb.json")
         doc = json.loads(_read_model_file(str(p)))
         return cls.from_dict(doc)
 
