@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -17,7 +16,7 @@ import torch
 
 from facerecon.facemodel import FaceModel, load_face_model
 from facerecon.fitting.engine import FitConfig, Fitter
-from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer, load_image
+from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer
 from facerecon.imageio.load import ImageSource, describe_source
 from facerecon.params import FaceParams
 from facerecon.render import Camera
@@ -77,12 +76,11 @@ class FaceReconstructor:
         self.fitter = Fitter(self.model, self.camera, facenet, self.config)
 
     def prepare(self, source: ImageSource, all_faces: bool = False) -> tuple[np.ndarray, list[PreparedFace]]:
-        """Load a photo and find its faces (raises ImageError / NoFaceError with a one-line reason)."""
-        photo = load_image(source)
-        faces = self.preparer.prepare(photo, all_faces=all_faces)
-        src = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-        for f in faces:
-            f.source = src
+        """Load a photo (once) and find its faces: ``(photo, faces)``.
+
+        Raises ImageError / NoFaceError with a one-line reason naming the file (for a path).
+        """
+        photo, faces = self.preparer.prepare_source(source, all_faces=all_faces)
         if not faces:
             raise NoFaceError(describe_source(source))
         return photo, faces

@@ -104,3 +104,197 @@ def test_demo_model_gallery(tmp_path):
     written = model_gallery(tmp_path)
     assert (tmp_path / "gallery.png").is_file() and (tmp_path / "mean.obj").is_file()
     assert len(written) >= 15
+
+
+# -- inputs, names, batches, faces, overwrite ------------------------------------------------------
+
+FASTER = ["--landmark-steps", "5", "--steps", "2", "--no-perceptual", "--texture-size", "128", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def preparer():
+    from facerecon.imageio import Preparer
+
+    return Preparer()
+
+
+def _own_landmarks(preparer, path: Path, face: int = 0) -> np.ndarray:
+    """A photo's detected landmarks (photo pixels), found on their own, not through the CLI."""
+    return preparer.prepare(path, all_faces=True)[face].landmarks_photo
+
+
+def _read(folder: Path) -> tuple[dict, dict]:
+    return (json.loads((folder / "params.json").read_text()),
+            json.loads((folder / "landmarks.json").read_text()))
+
+
+def test_expand_inputs_recursive_sorted_hidden_skipped(tmp_path):
+    from facerecon.cli.reconstruct import expand_inputs, output_names
+
+    photos = tmp_path / "photos"
+    for rel in ("bob/frame.png", "bob/frame.jpg", "alice/frame.jpg", "alice/deep/x.JPG", "alice.jpg",
+                ".hidden/frame.jpg", "bob/.frame.jpg", "bob/notes.txt", "out/o/overlay.png"):
+        (photos / rel).parent.mkdir(parents=True, exist_ok=True)
+        (photos / rel).write_bytes(b"x")
+    (photos / "empty").mkdir()
+    found = expand_inputs([photos, tmp_path / "single.jpg", photos / "empty"], exclude=photos / "out")
+    assert [f.is_folder for f in found] == [True, False, True]
+    rel = [p.relative_to(photos).as_posix() for p in found[0].photos]
+    assert rel == ["alice/deep/x.JPG", "alice/frame.jpg", "alice.jpg", "bob/frame.jpg", "bob/frame.png"]
+    assert found[0].summary() == f"found 5 photos in {photos}/ (4 folders)"
+    assert found[1].photos == [tmp_path / "single.jpg"]  # kept even if missing: reported per input later
+    assert found[2].photos == [] and found[2].summary().startswith(f"{photos / 'empty'}/: no photos found")
+    wanted = [n for f in found for n in f.names]
+    assert output_names(wanted) == ["alice/deep/x", "alice/frame", "alice-2", "bob/frame", "bob/frame-2", "single"]
+    from pathlib import PurePosixPath as P
+
+    assert output_names([P("a"), P("A"), P("a-2"), P("a")]) == ["a", "A-2", "a-2-2", "a-3"]
+
+
+def test_existing_results_detected_with_extra_faces(tmp_path):
+    from facerecon.cli.reconstruct import _has_results
+
+    target = tmp_path / "a" / "frame[1]"
+    assert not _has_results(target, all_faces=True)
+    target.mkdir(parents=True)
+    assert not _has_results(target, all_faces=False)  # an empty folder is no result
+    (tmp_path / "a" / "frame[1]_face2").mkdir()
+    (tmp_path / "a" / "frame[1]_face2" / "params.json").write_text("{}")
+    assert _has_results(target, all_faces=True) and not _has_results(target, all_faces=False)
+    (target / "face.obj").write_text("")
+    assert _has_results(target, all_faces=False)
+
+
+def test_no_face_and_empty_folder_errors_name_them(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (1, 1)).save(tmp_path / "noface.jpg", format="PNG")  # a PNG under a JPEG name
+    (tmp_path / "empty" / ".git").mkdir(parents=True)
+    (tmp_path / "empty" / ".git" / "a.jpg").write_bytes(b"x")  # hidden: not a photo to find
+    assert main(["reconstruct", "empty", "-o", "out"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("facerecon reconstruct: error: empty/: no photos found") and "\n" not in err
+    assert main(["reconstruct", "noface.jpg", "empty", "-o", "out", *FASTER]) == 1
+    err = capsys.readouterr().err
+    assert "noface.jpg: no face found" in err and "<array>" not in err and "Traceback" not in err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    reasons = {e["input"]: e["reason"] for e in report["inputs"]}
+    assert reasons["noface.jpg"].startswith("noface.jpg: no face found")
+    assert reasons["empty"].startswith("empty/: no photos found")
+    assert report["summary"] == {"ok": 0, "failed": 2}
+
+
+def test_folder_inputs_nested_names_paired_with_their_photos(tmp_path, preparer, capsys, monkeypatch):
+    """Equal names in different folders, one batch: each output is its own photo's, landmarks included."""
+    from facerecon.pipeline import FaceReconstructor
+    from tests.test_pipeline import mean_distance, shifted_photos
+
+    photos = tmp_path / "photos"
+    inputs = shifted_photos(photos, ("alice/frame.jpg", "bob/frame.jpg", "bob/frame.png"))
+    (photos / ".cache").mkdir()
+    (photos / ".cache" / "frame.jpg").write_bytes(inputs[0].read_bytes())  # hidden: skipped
+    (photos / "bob" / "notes.txt").write_text("not a photo")
+    fitted: dict[str, np.ndarray] = {}  # what the pipeline returned, by photo
+    real = FaceReconstructor.fit_prepared
+
+    def spy(self, items, progress=None):
+        results = real(self, items, progress)
+        for r in results:
+            # marked by a quarter pixel: landmarks.json must hold exactly these points, not a
+            # recomputation from the fitted parameters (which the export would match otherwise)
+            r.landmarks_fit = r.landmarks_fit + np.float32(0.25)
+            fitted[r.source] = r.landmarks_fit
+        return results
+
+    monkeypatch.setattr(FaceReconstructor, "fit_prepared", spy)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photos), "-o", str(out), "--batch-size", "3", *FASTER]) == 0
+    assert f"found 3 photos in {photos}/ (2 folders)" in capsys.readouterr().err
+    folders = [out / "alice" / "frame", out / "bob" / "frame", out / "bob" / "frame-2"]
+    report = json.loads((out / "report.json").read_text())
+    assert [(e["input"], e["output_folder"], e["status"]) for e in report["inputs"]] == [
+        (str(p), str(f), "ok") for p, f in zip(inputs, folders)]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("params.json")) == [
+        "alice/frame/params.json", "bob/frame-2/params.json", "bob/frame/params.json"]
+    for path, folder in zip(inputs, folders):
+        params, lmk = _read(folder)
+        assert params["photo"]["path"] == str(path)
+        assert "landmarks_fit_photo" not in params["extra"]  # one fitted set, in landmarks.json
+        assert lmk["photo"]["path"] == str(path)
+        # the pipeline's fitted landmarks (rec.landmarks_fit), near this photo's own detected ones
+        assert np.allclose(lmk["fitted_photo_px"], fitted[str(path)], atol=1e-3)
+        assert mean_distance(lmk["fitted_photo_px"], _own_landmarks(preparer, path)) < 10
+
+
+def test_batch_size_same_results_as_one_by_one(tmp_path, monkeypatch):
+    from facerecon.pipeline import FaceReconstructor
+    from tests.test_pipeline import shifted_photos
+
+    inputs = shifted_photos(tmp_path / "in")
+    batches: list[int] = []
+    real = FaceReconstructor.fit_prepared
+
+    def spy(self, items, progress=None):
+        batches.append(len(items))
+        return real(self, items, progress)
+
+    monkeypatch.setattr(FaceReconstructor, "fit_prepared", spy)
+    runs = {}
+    for bs in (2, 1):
+        batches.clear()
+        out = tmp_path / f"out{bs}"
+        assert main(["reconstruct", *map(str, inputs), "-o", str(out), "--batch-size", str(bs), *FASTER]) == 0
+        runs[bs] = [_read(out / p.stem) for p in inputs]
+        assert batches == ([2, 1] if bs == 2 else [1, 1, 1])
+        assert json.loads((out / "report.json").read_text())["summary"] == {"ok": 3, "failed": 0}
+    for path, (p2, l2), (p1, l1) in zip(inputs, runs[2], runs[1]):
+        assert p2["photo"]["path"] == p1["photo"]["path"] == str(path)
+        assert np.allclose(p2["vector"]["values"], p1["vector"]["values"], atol=1e-3)
+        assert np.allclose(l2["fitted_photo_px"], l1["fitted_photo_px"], atol=0.05)
+
+
+def test_all_faces_writes_one_folder_per_face(tmp_path, preparer):
+    from PIL import Image
+
+    from tests.test_pipeline import mean_distance
+
+    left = need_shared("faces", "lfw", "Aaron_Peirsol", "Aaron_Peirsol_0001.jpg")
+    right = need_shared("faces", "lfw", "Al_Gore", "Al_Gore_0001.jpg")
+    pair = tmp_path / "pair.jpg"
+    Image.fromarray(np.concatenate([np.asarray(Image.open(left).convert("RGB")),
+                                    np.asarray(Image.open(right).convert("RGB"))], axis=1)).save(pair, quality=95)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(pair), "-o", str(out), "--all-faces", *FASTER]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["pair", "pair_face2"]
+    report = json.loads((out / "report.json").read_text())
+    assert [o["folder"] for o in report["inputs"][0]["outputs"]] == [str(out / "pair"), str(out / "pair_face2")]
+    xs = []
+    for k, name in enumerate(("pair", "pair_face2")):
+        params, lmk = _read(out / name)
+        assert params["photo"]["path"] == str(pair)
+        assert mean_distance(lmk["fitted_photo_px"], _own_landmarks(preparer, pair, k)) < 10
+        xs.append(np.mean(np.asarray(lmk["fitted_photo_px"])[:, 0]))
+    assert sorted(x > 250 for x in xs) == [False, True]  # one face in each half
+
+
+def test_overwrite_keeps_or_replaces(tmp_path, capsys):
+    from tests.test_pipeline import shifted_photos
+
+    photos = tmp_path / "photos"
+    (photo,) = shifted_photos(photos, ("alice/frame.jpg",))
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photos), "-o", str(out), *FASTER]) == 0
+    params = out / "alice" / "frame" / "params.json"
+    params.write_text("stale")
+    capsys.readouterr()
+    # without --overwrite: kept untouched, reported as failed, nothing succeeded
+    assert main(["reconstruct", str(photos), "-o", str(out), *FASTER]) == 1
+    assert params.read_text() == "stale"
+    assert "already exists (use --overwrite" in capsys.readouterr().err
+    (entry,) = json.loads((out / "report.json").read_text())["inputs"]
+    assert entry["status"] == "failed" and entry["input"] == str(photo) and "already exists" in entry["reason"]
+    # with --overwrite: replaced
+    assert main(["reconstruct", str(photos), "-o", str(out), "--overwrite", *FASTER]) == 0
+    assert json.loads(params.read_text())["photo"]["path"] == str(photo)
+    assert json.loads((out / "report.json").read_text())["summary"] == {"ok": 1, "failed": 0}

@@ -60,6 +60,36 @@ def test_prepare_function_with_array_and_errors(preparer, photo, tmp_path):
         preparer.prepare(flat)
 
 
+def test_prepare_source_loads_once_and_names_the_file(preparer, photo, tmp_path, monkeypatch):
+    import facerecon.imageio as imageio
+    from PIL import Image
+
+    calls: list[object] = []
+
+    def counting(source, *args, **kwargs):
+        calls.append(source)
+        return load_image(source, *args, **kwargs)
+
+    monkeypatch.setattr(imageio, "load_image", counting)
+    rgb, faces = preparer.prepare_source(photo)
+    assert calls == [photo]  # loaded once; the faces are found on that same array
+    assert np.array_equal(rgb, load_image(photo))
+    assert len(faces) == 1 and faces[0].source == str(photo) and faces[0].image_size == rgb.shape[:2]
+    calls.clear()
+    assert np.array_equal(preparer.prepare(photo)[0].crop, faces[0].crop)
+    assert calls == [photo]
+    # a photo without a face: the one-line error names the file, not "<array>"
+    noface = tmp_path / "noface.jpg"
+    Image.new("RGB", (1, 1)).save(noface, format="PNG")
+    with pytest.raises(NoFaceError) as info:
+        preparer.prepare_source(noface)
+    assert str(info.value).startswith(f"{noface}: no face found") and "\n" not in str(info.value)
+    # an in-memory photo prepared with a name: errors use the name, faces record the source
+    with pytest.raises(NoFaceError, match=r"^shot\.png: no face found"):
+        preparer.prepare_loaded(load_image(noface), name="shot.png")
+    assert preparer.prepare_loaded(rgb, source=str(photo))[0].source == str(photo)
+
+
 def test_cli_evaluate_landmarks_json(capsys):
     from facerecon.cli import main
 

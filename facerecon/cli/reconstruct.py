@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+import glob
 import os
 import sys
 import time
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
@@ -17,14 +17,23 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def register(subparsers) -> None:
+    """Add the ``reconstruct`` sub-command."""
     p = subparsers.add_parser(
         "reconstruct", help="reconstruct 3D faces from photos",
-        description="Fit the face model to each photo and write OUT/<photo stem>/: face.obj/.mtl/"
-                    "_texture.png, face.ply, face.glb, overlay.png, params.json, landmarks.json; "
-                    "and OUT/report.json listing every input with ok/failed.",
+        description="Fit the face model to each photo and write one folder per photo into OUT: "
+                    "face.obj/.mtl/_texture.png, face.ply, face.glb, overlay.png, params.json, "
+                    "landmarks.json; and OUT/report.json listing every input (ok/failed) with its "
+                    "output folder. A photo given directly goes to OUT/<stem>/; a photo found in a "
+                    "folder goes to OUT/<its path below that folder, without suffix>/ (photos/alice/"
+                    "frame.jpg given as photos/ -> OUT/alice/frame/). Names that still collide get "
+                    "-2, -3, ... in input order; further faces (--all-faces) go to <name>_face2/, ... "
+                    "An existing non-empty output folder is kept (and the photo reported failed) "
+                    "unless --overwrite.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("photos", nargs="+", type=Path, help="photos, or folders of photos")
+    p.add_argument("photos", nargs="+", type=Path,
+                   help="photos, or folders searched recursively for photos "
+                        f"({' '.join(sorted(IMAGE_SUFFIXES))}; hidden files and folders skipped)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=8, help="faces fitted together")
@@ -36,40 +45,106 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """Photos as given, folders expanded to their image files (sorted, not recursive)."""
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+@dataclass
+class Found:
+    """What one command-line path stands for: itself (a photo), or the photos of a folder."""
+
+    given: Path
+    """The path as given on the command line."""
+    is_folder: bool
+    photos: list[Path] = field(default_factory=list)
+    """The photo itself, or the folder's photos (recursive, sorted)."""
+    names: list[PurePosixPath] = field(default_factory=list)
+    """Wanted output name per photo: its stem, or its path below the folder without suffix."""
+
+    def summary(self) -> str:
+        """One line for stderr, e.g. ``found 12 photos in photos/ (3 folders)``."""
+        from facerecon.imageio.load import one_line
+
+        where = one_line(os.path.join(str(self.given), ""))
+        if not self.photos:
+            return (f"{where}: no photos found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} "
+                    "in it and its subfolders)")
+        n = len(self.photos)
+        folders = len({p.parent for p in self.photos})
+        text = f"found {n} photo{'s' if n != 1 else ''} in {where}"
+        return text + (f" ({folders} folders)" if folders > 1 else "")
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def find_photos(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted; hidden files/folders and ``exclude`` skipped."""
+    skip = exclude.resolve() if exclude is not None else None
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not _hidden(d) and (skip is None or (here / d).resolve() != skip))
+        found.extend(here / f for f in files
+                     if not _hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES and (here / f).is_file())
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def expand_inputs(paths: list[Path], exclude: Path | None = None) -> list[Found]:
+    """Each given path as photos with wanted output names (folders expanded recursively).
+
+    Missing or unreadable files are kept as photos: they are reported per input later.
+    ``exclude`` (the output folder) is never searched.
+    """
+    out: list[Found] = []
+    for given in paths:
+        if given.is_dir():
+            photos = find_photos(given, exclude)
+            names = [PurePosixPath(*p.relative_to(given).parts).with_suffix("") for p in photos]
+            out.append(Found(given, True, photos, names))
         else:
-            out.append(p)  # missing or bad files are reported per input
+            out.append(Found(given, False, [given], [PurePosixPath(given.stem or "photo")]))
     return out
 
 
-def output_names(inputs: list[Path]) -> list[str]:
-    """A distinct folder name per input: the photo's stem, with -2, -3… on collisions."""
-    seen: dict[str, int] = {}
+def output_names(wanted: list[PurePosixPath]) -> list[str]:
+    """A distinct output folder (relative to OUT, '/'-separated) per wanted name.
+
+    A name that is already taken (compared case-insensitively) or that is a folder of another
+    output (``alice`` beside ``alice/frame``) gets ``-2``, ``-3``… on its last part, in input order.
+    """
+    def key(name: str) -> str:
+        return name.casefold()
+
+    folders = {key(a.as_posix()) for w in wanted for a in w.parents if a.as_posix() != "."}
+    taken: set[str] = set()
     names = []
-    for p in inputs:
-        stem = p.stem or "photo"
-        n = seen.get(stem, 0) + 1
-        seen[stem] = n
-        names.append(stem if n == 1 else f"{stem}-{n}")
+    for w in wanted:
+        base = w.as_posix() if w.name else "photo"
+        name, n = base, 1
+        while key(name) in taken or key(name) in folders:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(key(name))
+        names.append(name)
     return names
 
 
-def _write_json_atomic(path: Path, doc) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+def _has_results(folder: Path, all_faces: bool) -> bool:
+    """Whether ``folder`` (or, with ``all_faces``, one of its ``_faceN`` siblings) holds anything."""
+    def nonempty(d: Path) -> bool:
+        return d.exists() and (not d.is_dir() or any(d.iterdir()))
+
+    if nonempty(folder):
+        return True
+    return all_faces and folder.parent.is_dir() and any(
+        nonempty(d) for d in folder.parent.glob(glob.escape(folder.name) + "_face*"))
 
 
 def run(args: argparse.Namespace) -> int:
+    """Reconstruct every photo given; exit code 0 when at least one succeeded."""
     import torch
     from tqdm import tqdm
 
     from facerecon import __version__
+    from facerecon.atomic import atomic_write_json
     from facerecon.cli import UserError
     from facerecon.export.reconstruction import write_reconstruction
     from facerecon.facemodel import load_face_model
@@ -78,25 +153,34 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     config = from_args(FitConfig, args)
-    inputs = expand_inputs(args.photos)
-    if not inputs:
-        raise UserError("no photos found in the given folders")
     out_root: Path = args.out
+    found = expand_inputs(args.photos, exclude=out_root)
+    inputs = [p for f in found for p in f.photos]
+    empty = [f for f in found if f.is_folder and not f.photos]
+    if not inputs:
+        raise UserError("; ".join(f.summary() for f in empty) if empty else "no photos given")
+    for f in found:
+        if f.is_folder and f.photos:
+            print(f"facerecon reconstruct: {f.summary()}", file=sys.stderr)
+    names = output_names([n for f in found for n in f.names])
     out_root.mkdir(parents=True, exist_ok=True)
-    names = output_names(inputs)
     recon = FaceReconstructor(device=args.device, config=config)
     head = load_face_model("head")
     report = {"facerecon": __version__, "device": args.device, "inputs": []}
     entries: dict[int, dict] = {}
+    folder_failures = [{"input": str(f.given), "status": "failed", "reason": f.summary()} for f in empty]
+    for e in folder_failures:
+        print(f"facerecon reconstruct: {e['reason']}", file=sys.stderr)
 
     def fail(i: int, reason: str) -> None:
-        entries[i] = {"input": str(inputs[i]), "status": "failed", "reason": reason}
+        entries[i] = {"input": str(inputs[i]), "status": "failed", "output_folder": str(out_root / names[i]),
+                      "reason": reason}
         tqdm.write(f"facerecon reconstruct: {reason}", file=sys.stderr)
 
     todo = []
     for i, path in enumerate(inputs):
         target = out_root / names[i]
-        if target.exists() and any(target.iterdir()) and not args.overwrite:
+        if not args.overwrite and _has_results(target, args.all_faces):
             fail(i, f"{path}: {target} already exists (use --overwrite to replace it)")
         else:
             todo.append(i)
@@ -118,27 +202,29 @@ def run(args: argparse.Namespace) -> int:
                 written = write_reconstruction(
                     folder, photo=rec.photo, aligned=rec.prepared, params=rec.params, face_model_head=head,
                     camera=recon.camera, landmarks_photo=rec.prepared.landmarks_photo, source_path=rec.source,
-                    extra={"losses": rec.losses, "fit_config": asdict(config),
-                           "landmarks_fit_photo": rec.landmarks_fit.tolist()},
+                    fitted_landmarks_photo_px=rec.landmarks_fit,
+                    extra={"losses": rec.losses, "fit_config": asdict(config)},
                     texture_size=args.texture_size,
                 )
             except OSError as exc:
                 fail(i, f"{inputs[i]}: cannot write {folder}: {exc.strerror or exc}")
+                if k == 1:
+                    bar.update(1)
                 continue
-            e = entries.setdefault(i, {"input": str(inputs[i]), "status": "ok", "outputs": []})
+            e = entries.setdefault(i, {"input": str(inputs[i]), "status": "ok",
+                                       "output_folder": str(out_root / names[i]), "outputs": []})
             e["outputs"].append({"folder": str(folder), "files": sorted(Path(p).name for p in written.values()),
                                  "seconds": round(seconds, 3), "losses": rec.losses})
             if k == 1:
                 bar.update(1)
-    report["inputs"] = [entries[i] for i in sorted(entries)]
+    report["inputs"] = folder_failures + [entries[i] for i in sorted(entries)]
     ok = sum(e["status"] == "ok" for e in report["inputs"])
     failed = [e for e in report["inputs"] if e["status"] != "ok"]
     report["summary"] = {"ok": ok, "failed": len(failed)}
-    _write_json_atomic(out_root / "report.json", report)
+    atomic_write_json(out_root / "report.json", report, indent=2)
     print(f"reconstructed {ok} of {len(inputs)} photos into {out_root}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} failed:", file=sys.stderr)
         for e in failed:
             print(f"  {e['reason']}", file=sys.stderr)
     return 0 if ok else 1
-

@@ -51,7 +51,8 @@ class PreparedFace:
 
 class Preparer:
     """Holds the detector and skin model; ``prepare(photo)`` returns one :class:`PreparedFace`
-    per face (the largest only unless ``all_faces``)."""
+    per face (the largest only unless ``all_faces``); ``prepare_source(photo)`` also returns the
+    loaded photo, so that callers that need its pixels load it only once."""
 
     def __init__(
         self,
@@ -63,12 +64,25 @@ class Preparer:
         self.skin = skin if skin is not None else SkinClassifier.load()
         self.size = int(size)
 
-    def prepare(self, image_or_path: ImageSource, all_faces: bool = False) -> list[PreparedFace]:
-        """Load, detect, align and compute attention. Raises ImageError / NoFaceError (one line)."""
-        is_path = isinstance(image_or_path, (str, os.PathLike))
-        source = os.fspath(image_or_path) if is_path else None
-        name = describe_source(image_or_path)
-        rgb = load_image(image_or_path)
+    def prepare_source(self, source: ImageSource, all_faces: bool = False
+                       ) -> tuple[np.ndarray, list[PreparedFace]]:
+        """Load ``source`` once and prepare its faces: ``(photo, faces)``.
+
+        ``photo`` is the loaded (H, W, 3) uint8 RGB photo; errors (:class:`ImageError`,
+        :class:`NoFaceError`) are one line naming the source (its path for a file).
+        """
+        path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        rgb = load_image(source)
+        return rgb, self.prepare_loaded(rgb, all_faces=all_faces, source=path, name=describe_source(source))
+
+    def prepare_loaded(self, rgb: np.ndarray, all_faces: bool = False, source: str | None = None,
+                       name: str | None = None) -> list[PreparedFace]:
+        """Detect, align and compute attention on an already loaded (H, W, 3) uint8 RGB photo.
+
+        ``source`` is recorded in each :class:`PreparedFace`; ``name`` (default: ``source``, else
+        ``<array>``) is what a :class:`NoFaceError` names.
+        """
+        name = name or source or describe_source(rgb)
         faces = self.detector.detect(rgb, all_faces=all_faces, source=name)
         out = []
         for face in faces:
@@ -86,6 +100,10 @@ class Preparer:
                 score=face.score,
             ))
         return out
+
+    def prepare(self, image_or_path: ImageSource, all_faces: bool = False) -> list[PreparedFace]:
+        """Load, detect, align and compute attention. Raises ImageError / NoFaceError (one line)."""
+        return self.prepare_source(image_or_path, all_faces=all_faces)[1]
 
     __call__ = prepare
 
