@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facerecon.facemodel import load_face_model
-from facerecon.facemodel.ict import download_ict, find_source
+from facerecon.facemodel.ict import FaceModelSourceError, download_ict, find_source
 
 
 def raw_vertices(path) -> np.ndarray:
@@ -138,12 +138,65 @@ def test_skin_region_covers_forehead_cheeks_nose(face_model):
     assert not mouth_box.any()
 
 
-def test_source_order_and_download(tmp_path, ict_archive, monkeypatch):
-    monkeypatch.setenv("FACERECON_ICT", str(ict_archive))
-    assert find_source() == ict_archive
-    assert find_source(tmp_path / "nope.zip", allow_download=False) if False else True
-    with pytest.raises(Exception, match="nope.zip"):
-        find_source(tmp_path / "nope.zip")
-    got = download_ict(ict_archive.as_uri(), dest_dir=tmp_path)
-    assert got.parent == tmp_path and got.stat().st_size == ict_archive.stat().st_size
-    assert not list(tmp_path.glob(".download-*"))
+def test_source_order_and_download(tmp_path, monkeypatch):
+    """find_source looks, in order, at the explicit path, $FACERECON_ICT, the shared archive and
+    last a download; a missing path or $FACERECON_ICT is an error naming it, never a fallback."""
+    import facerecon.facemodel.ict as ict
+
+    downloads = []
+
+    def fake_download(*args, **kwargs):  # no network in tests: record the call
+        downloads.append((args, kwargs))
+        return tmp_path / "downloaded.zip"
+
+    monkeypatch.setattr(ict, "download_ict", fake_download)
+    explicit = tmp_path / "explicit.tar.xz"
+    explicit.write_bytes(b"x")
+    env = tmp_path / "env.zip"
+    env.write_bytes(b"y")
+    shared = tmp_path / "shared"
+    shared_archive = shared / "facemodel" / "ict-facekit-facexmodel.tar.xz"
+    shared_archive.parent.mkdir(parents=True)
+    shared_archive.write_bytes(b"z")
+    monkeypatch.setenv("FACERECON_SHARED", str(shared))  # a shared folder holding the archive
+
+    # 1. the explicit path wins over $FACERECON_ICT and the shared archive
+    monkeypatch.setenv("FACERECON_ICT", str(env))
+    assert find_source(explicit) == explicit
+    assert find_source(str(explicit), allow_download=False) == explicit
+    # a missing explicit path raises, naming it, instead of falling back to $FACERECON_ICT
+    missing = tmp_path / "nope.zip"
+    for allow in (False, True):
+        with pytest.raises(FaceModelSourceError, match="nope.zip") as err:
+            find_source(missing, allow_download=allow)
+        assert str(missing) in str(err.value)
+    # 2. $FACERECON_ICT wins over the shared archive; missing, it raises naming it
+    assert find_source() == env
+    monkeypatch.setenv("FACERECON_ICT", str(tmp_path / "gone.tar.xz"))
+    with pytest.raises(FaceModelSourceError, match="gone.tar.xz"):
+        find_source()
+    # 3. the shared archive beside the checkout, before any download
+    monkeypatch.delenv("FACERECON_ICT")
+    assert find_source() == shared_archive
+    assert find_source(allow_download=False) == shared_archive
+    assert downloads == []
+    # 4. none of them: a download, or an error when downloads are not allowed
+    shared_archive.unlink()
+    with pytest.raises(FaceModelSourceError, match="download"):
+        find_source(allow_download=False)
+    assert downloads == []
+    assert find_source() == tmp_path / "downloaded.zip"
+    assert len(downloads) == 1
+
+
+def test_download_ict_writes_atomically(tmp_path):
+    src = tmp_path / "src" / "kit.tar.xz"
+    src.parent.mkdir()
+    src.write_bytes(bytes(range(256)) * 1000)
+    dest = tmp_path / "dest"
+    got = download_ict(src.as_uri(), dest_dir=dest)
+    assert got == dest / "ict-facekit-kit.tar.xz" and got.read_bytes() == src.read_bytes()
+    assert not list(dest.glob(".download-*"))  # no temporary left
+    src.write_bytes(b"changed")
+    assert download_ict(src.as_uri(), dest_dir=dest) == got  # cached: not fetched again
+    assert got.stat().st_size == 256_000

@@ -57,3 +57,111 @@ def test_hybrid_uses_paper_weights():
     assert torch.allclose(t.total, torch.full((2,), 1.9 + 1.6e-3 + 0.2 + 3e-4 + 5.0))
     t = hybrid_loss(w, photo=one, landmark=one, perceptual=None, coef=one, texture=one)
     assert torch.allclose(t.total, torch.full((2,), 1.9 + 1.6e-3 + 3e-4 + 5.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-computed values: each would change if the formula did (normaliser, weights, mean/sum)
+# ---------------------------------------------------------------------------------------------
+def test_photo_loss_normalises_each_image_by_its_own_weight():
+    """Two images with very different mask areas and attention sums: each image's value is its
+    own weighted mean, whatever the other image holds."""
+    render = torch.zeros(2, 3, 4, 4)
+    target = torch.zeros(2, 3, 4, 4)
+    mask = torch.zeros(2, 1, 4, 4)
+    att = torch.zeros(2, 1, 4, 4)
+    # image 0: all 16 pixels masked, colour difference (0.3, 0.4, 0) -> distance 0.5 everywhere;
+    # attention 1 on the left half (8 px), 0.5 on the right half (8 px)
+    target[0] = torch.tensor([0.3, 0.4, 0.0])[:, None, None]
+    mask[0] = 1.0
+    att[0, 0, :, :2] = 1.0
+    att[0, 0, :, 2:] = 0.5
+    # image 1: only 4 pixels masked; two at distance 1.0 (diff (0.6, 0, 0.8)) with attention 1,
+    # two at distance 0.5 (diff (0, 0.3, 0.4)) with attention 0.5; the rest differ by 1 in
+    # every channel (distance √3) but lie outside the mask
+    target[1] = 1.0
+    target[1, :, 0, 0] = target[1, :, 0, 1] = torch.tensor([0.6, 0.0, 0.8])
+    target[1, :, 1, 0] = target[1, :, 1, 1] = torch.tensor([0.0, 0.3, 0.4])
+    mask[1, 0, :2, :2] = 1.0
+    att[1, 0, 0, :2] = 1.0
+    att[1, 0, 1, :2] = 0.5
+    att[1, 0, 2:, :] = 1.0  # attention outside the mask must not count either
+
+    # with attention: image 0 (8·1·0.5 + 8·0.5·0.5) / (8·1 + 8·0.5) = 6/12;
+    #                 image 1 (2·1·1.0 + 2·0.5·0.5) / (2·1 + 2·0.5) = 2.5/3
+    got = photo_loss(render, target, mask, att)
+    assert got.shape == (2,)
+    torch.testing.assert_close(got, torch.tensor([0.5, 2.5 / 3]), atol=1e-4, rtol=0)
+    # without attention (mask only): image 0 = 0.5; image 1 (2·1.0 + 2·0.5) / 4 = 0.75
+    torch.testing.assert_close(photo_loss(render, target, mask), torch.tensor([0.5, 0.75]), atol=1e-4, rtol=0)
+    # an image alone gives the same value as inside the batch
+    torch.testing.assert_close(photo_loss(render[1:], target[1:], mask[1:], att[1:]),
+                               torch.tensor([2.5 / 3]), atol=1e-4, rtol=0)
+
+
+def test_landmark_weights_are_20_on_every_nose_and_mouth_point():
+    expected = torch.ones(68)
+    expected[27:36] = 20.0  # nose: bridge 27–30, lower nose 31–35
+    expected[48:68] = 20.0  # mouth: outer lip 48–59, inner lip 60–67
+    assert torch.equal(landmark_weights(), expected)
+    jaw = landmark_weights(jaw=0.5)
+    expected[:17] = 0.5  # the 17 contour points 0–16 only
+    assert torch.equal(jaw, expected)
+
+
+def test_landmark_loss_is_weighted_mean_of_squared_distances_per_image():
+    w = landmark_weights()
+    target = torch.rand(2, 68, 2, generator=torch.Generator().manual_seed(0)) * 224
+    pred = target.clone()
+    pred[0, 0] += torch.tensor([1.0, 2.0])    # jaw, ω 1:   5 px²
+    pred[0, 35] += torch.tensor([0.0, -1.0])  # nose, ω 20: 1 px² -> 20
+    pred[0, 48] += torch.tensor([2.0, 0.0])   # mouth, ω 20: 4 px² -> 80
+    pred[0, 47] += torch.tensor([1.0, 1.0])   # eye, ω 1:   2 px²
+    pred[1, 27] += torch.tensor([3.0, -4.0])  # nose, ω 20: 25 px² -> 500
+    torch.testing.assert_close(landmark_loss(pred, target, w), torch.tensor([107.0 / 68, 500.0 / 68]),
+                               atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(landmark_loss(pred, target), torch.tensor([12.0 / 68, 25.0 / 68]),
+                               atol=1e-3, rtol=1e-4)
+
+
+def test_coef_loss_weights_each_block_by_its_own_weight():
+    alpha, beta, delta = torch.zeros(2, 80), torch.zeros(2, 53), torch.zeros(2, 80)
+    alpha[0] = 0.5                               # ‖α‖² = 80 · 0.25 = 20
+    beta[0, :2] = torch.tensor([3.0, 4.0])       # ‖β‖² = 25
+    delta[0, 7] = 10.0                           # ‖δ‖² = 100
+    delta[1] = 2.0                               # ‖δ‖² = 80 · 4 = 320
+    # image 0: 1.0·20 + 0.8·25 + 1.7e-3·100 = 40.17;  image 1: 1.7e-3·320 = 0.544
+    torch.testing.assert_close(coef_loss(alpha, beta, delta), torch.tensor([40.17, 0.544]))
+    # explicit weights: 2·20 + 3·25 + 0.5·100 = 165;  0.5·320 = 160
+    torch.testing.assert_close(coef_loss(alpha, beta, delta, 2.0, 3.0, 0.5), torch.tensor([165.0, 160.0]))
+    w = LossWeights()
+    assert (w.coef_id, w.coef_exp, w.coef_tex) == (1.0, 0.8, 1.7e-3)
+
+
+def test_texture_loss_is_sum_of_per_channel_population_variance_over_the_skin():
+    albedo = torch.zeros(2, 7, 3)
+    skin = torch.tensor([True, True, False, True, True, False, False])
+    # image 0 over the 4 skin vertices 0, 1, 3, 4: red 0, 1, 0, 1 (var 0.25); green 0.2, 0.2,
+    # 0.6, 0.6 (var 0.04); blue constant 0.3 (var 0)  -> 0.29
+    albedo[0, [0, 1, 3, 4]] = torch.tensor([[0.0, 0.2, 0.3], [1.0, 0.2, 0.3], [0.0, 0.6, 0.3], [1.0, 0.6, 0.3]])
+    albedo[0, [2, 5, 6]] = torch.tensor([[5.0, -3.0, 9.0]])  # off the skin: ignored
+    # image 1: every channel 0.1, 0.1, 0.1, 0.5 (mean 0.2, var (3·0.01 + 0.09)/4 = 0.03) -> 0.09
+    albedo[1, [0, 1, 3, 4]] = torch.tensor([0.1, 0.1, 0.1, 0.5])[:, None]
+    torch.testing.assert_close(texture_loss(albedo, skin), torch.tensor([0.29, 0.09]))
+
+
+def test_perceptual_loss_is_one_minus_cosine_of_unnormalised_embeddings():
+    a = torch.tensor([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    b = torch.tensor([[8.0, 6.0, 0.0], [0.0, 5.0, 0.0], [1.0, 1.0, 0.0]])
+    # cos: (24 + 24) / (5 · 10) = 0.96;  orthogonal 0;  2 / (2 · √2) = 1/√2
+    torch.testing.assert_close(perceptual_loss(a, b), torch.tensor([0.04, 1.0, 1.0 - 2 ** -0.5]))
+
+
+def test_hybrid_loss_puts_each_weight_on_its_own_term():
+    w = LossWeights()
+    terms = dict(photo=torch.tensor([2.0, 0.0]), landmark=torch.tensor([3.0, 0.0]), perceptual=torch.tensor([5.0, 1.0]),
+                 coef=torch.tensor([7.0, 0.0]), texture=torch.tensor([11.0, 0.0]))
+    t = hybrid_loss(w, **terms)
+    # 1.9·2 + 1.6e-3·3 + 0.2·5 + 3e-4·7 + 5·11 = 3.8 + 0.0048 + 1.0 + 0.0021 + 55
+    torch.testing.assert_close(t.total, torch.tensor([59.8069, 0.2]))
+    for name, value in terms.items():
+        assert torch.equal(getattr(t, name), value)  # the unweighted terms are kept
