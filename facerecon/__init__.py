@@ -1,12 +1,14 @@
 """facerecon: 3D faces from one or many photos.
 
-Data flows one way through the sub-packages:
-``imageio`` (photos -> aligned crops, landmarks, skin attention) ->
-``facemodel`` (coefficients -> vertices, albedo) -> ``render`` (vertices -> images) ->
-``losses`` -> ``fitting`` (analysis by synthesis) -> ``export`` (meshes, textures, JSON), with
-``nets`` (FaceNet for the perceptual loss) and ``evaluation`` (accuracy against ground truth)
-beside them; ``pipeline`` is the library API and ``cli`` only wires these together.
-R-Net training and multi-image aggregation will sit between fitting and export.
+Data flows one way, bottom to top: ``atomic``, ``geometry``, ``assets`` and ``config`` at the
+bottom; ``render`` (camera, shading, rasterizer), ``params`` and ``facemodel`` (coefficients ->
+vertices, albedo, jaw contour); ``forward`` (the one chain FaceParams -> mesh, shading, image,
+landmarks); ``imageio`` (photos -> aligned crops, landmarks, skin attention) and ``nets``
+(FaceNet); ``losses`` (the hybrid loss over a forward pass); ``fitting`` (analysis by synthesis
+in stages, photos grouped into people) and ``synthesis`` (faces with known parameters);
+``evaluation`` (accuracy against ground truth); ``export`` (meshes, textures, JSON); ``pipeline``
+is the library API and ``cli`` only wires these together. R-Net training and multi-image
+aggregation will sit beside fitting, on the same forward model and loss.
 """
 
 import os as _os

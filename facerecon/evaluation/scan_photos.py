@@ -22,7 +22,7 @@ import torch
 from facerecon.forward import shade_vertices
 from facerecon.render import Camera, project, transform
 from facerecon.synthesis.backgrounds import make_background
-from facerecon.synthesis.generate import landmark_visibility, photo_backgrounds, render_over
+from facerecon.synthesis.generate import index_batches, landmark_visibility, photo_backgrounds, render_over
 from facerecon.synthesis.sampling import SynthConfig, frame_translation, random_light, random_pose
 
 #: Default views: yaw in degrees, cycled over the samples (pitch and roll are drawn small).
@@ -103,13 +103,7 @@ def generate_scan_photos(n: int, seed: int = 0, config: SynthConfig | None = Non
     lmk = torch.tensor(scan.landmarks, dtype=torch.float32, device=device)
     reference = torch.tensor(ict_mean_landmarks(), dtype=torch.float32, device=device)
     photos = photo_backgrounds(cfg.background)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="img", desc="scan photos")
-    for b0 in range(start, start + n, batch_size):
-        idx = list(range(b0, min(b0 + batch_size, start + n)))
+    for idx in index_batches(n, start, batch_size, progress, "scan photos"):
         angs, trs, gams, albs, bgs, metas, noises = [], [], [], [], [], [], []
         for i in idx:
             rng = np.random.default_rng([int(seed), int(i), 1])
@@ -144,7 +138,3 @@ def generate_scan_photos(n: int, seed: int = 0, config: SynthConfig | None = Non
                    "angles": angles[j], "trans": trans[j], "landmarks3d": lmk,
                    "landmarks2d": lmk2d[j], "landmarks_visible": visible[j],
                    "focal": torch.tensor(float(cfg.focal)), "meta": metas[j]}
-        if bar is not None:
-            bar.update(b)
-    if bar is not None:
-        bar.close()

@@ -71,6 +71,18 @@ def photo_backgrounds(kind: str) -> PhotoBackgrounds | None:
         return None
 
 
+def index_batches(n: int, start: int, batch_size: int, progress: bool = False, desc: str = "synth"
+                  ) -> Iterator[list[int]]:
+    """Sample indices ``start .. start+n-1`` in lists of ``batch_size``, with a progress bar."""
+    from tqdm import tqdm
+
+    with tqdm(total=n, unit="img", desc=desc, disable=not progress) as bar:
+        for b0 in range(start, start + n, batch_size):
+            idx = list(range(b0, min(b0 + batch_size, start + n)))
+            yield idx
+            bar.update(len(idx))
+
+
 def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *,
                      device: str | torch.device = "cpu", batch_size: int = 16, model=None,
                      start: int = 0, progress: bool = False) -> Iterator[dict[str, Any]]:
@@ -94,13 +106,7 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
     with torch.no_grad():
         reference = model.landmarks(model.mean[None])[0]
     photos = photo_backgrounds(cfg.background)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n, unit="img", desc="synth")
-    for b0 in range(start, start + n, batch_size):
-        idx = list(range(b0, min(b0 + batch_size, start + n)))
+    for idx in index_batches(n, start, batch_size, progress, "synth"):
         draws = [draw_sample(seed, i, cfg, model.n_id, model.n_exp, model.n_tex) for i in idx]
         t = {k: _to_tensor(draws, k, device) for k in ("alpha", "beta", "delta", "gamma", "angles", "jitter")}
         bgs, metas = [], []
@@ -129,10 +135,6 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
             "focal": torch.full((len(idx),), float(cfg.focal), device=device),
             "meta": metas,
         }
-        if bar is not None:
-            bar.update(len(idx))
-    if bar is not None:
-        bar.close()
 
 
 def generate(n: int, seed: int = 0, config: SynthConfig | None = None, **kwargs
@@ -145,4 +147,4 @@ def generate(n: int, seed: int = 0, config: SynthConfig | None = None, **kwargs
                    if k != "index"} | {"index": int(batch["index"][j])}
 
 
-__all__ = ["render_over", "landmark_visibility", "photo_backgrounds", "generate_batches", "generate"]
+__all__ = ["render_over", "landmark_visibility", "photo_backgrounds", "index_batches", "generate_batches", "generate"]
