@@ -39,8 +39,14 @@ VIEWS = {  # name: (pitch, yaw) degrees
 }
 
 
-def render_scan_photos(size: int = 512, seed: int = 0):
-    """Photo-like renders (H,W,3 uint8) of the scan per view, and the scan's projected landmarks."""
+#: The light of every view unless given: ambient, from above-front-right, a little second band.
+LIGHT = (0.75, 0.12, 0.35, 0.15, 0.0, 0.0, -0.05, 0.0, 0.0)
+
+
+def render_scan_photos(size: int = 512, seed: int = 0, views: dict | None = None, lights: dict | None = None):
+    """Photo-like renders (H,W,3 uint8) of the scan per view ({name: (pitch, yaw)} degrees,
+    default :data:`VIEWS`; ``lights`` {name: 9 SH coefficients}, default :data:`LIGHT`), and the
+    scan's projected landmarks; returns ({name: (image, landmarks)}, scan mesh, scan landmarks)."""
     mesh, lmk = load_lee_perry_smith()
     verts = torch.tensor(np.asarray(mesh.vertices), dtype=torch.float32)
     faces = torch.tensor(np.asarray(mesh.faces), dtype=torch.int64)
@@ -53,14 +59,14 @@ def render_scan_photos(size: int = 512, seed: int = 0):
     cam = Camera(focal=1015.0 * size / 224 * 0.75, size=size)
     g = torch.Generator().manual_seed(seed)
     out = {}
-    for name, (pitch, yaw) in VIEWS.items():
+    for name, (pitch, yaw) in (views or VIEWS).items():
         ang = torch.tensor([[math.radians(pitch), math.radians(yaw), 0.0]])
         vc = transform((verts - centre)[None], ang, torch.tensor([[0.0, 0.0, -1000.0]]))
         # the scan's own normals as trimesh computes them (angle-weighted): part of the fixed
         # instrument, kept as it was when the figures in BENCHMARKS.md were first measured
         n = torch.tensor(np.asarray(trimesh.Trimesh(vc[0].numpy(), faces.numpy(), process=False).vertex_normals),
                          dtype=torch.float32)[None]
-        gamma = torch.tensor([[0.75, 0.12, 0.35, 0.15, 0.0, 0.0, -0.05, 0.0, 0.0]])
+        gamma = torch.tensor([list((lights or {}).get(name, LIGHT))], dtype=torch.float32)
         col = sh_shading(albedo, n, gamma)
         bg = (0.45 + 0.08 * torch.randn(1, 3, size // 8, size // 8, generator=g))
         bg = torch.nn.functional.interpolate(bg, size=(size, size), mode="bilinear", align_corners=False)
@@ -70,6 +76,22 @@ def render_scan_photos(size: int = 512, seed: int = 0):
                                       torch.tensor([[0.0, 0.0, -1000.0]])), cam)
         out[name] = ((img.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8), xy[0].numpy())
     return out, mesh, lmk
+
+
+def prepare_view(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
+    """The render prepared as a photo (dlib detection and landmarks); where dlib finds no face,
+    the scan's own projected landmarks stand in. Returns (PreparedFace, landmark source)."""
+    try:
+        _, faces_found = recon.prepare(photo)
+        return faces_found[0], "dlib"
+    except NoFaceError:
+        from facerecon.imageio import PreparedFace, align
+        from facerecon.imageio.skin import SkinClassifier
+
+        a = align(photo, lm_true)
+        prep = PreparedFace(None, photo.shape[:2], a.crop, a.landmarks, lm_true, SkinClassifier.load().attention(a.crop),
+                            a.M, a.M_inv, (0, 0, 0, 0), 0.0)
+        return prep, "scan (no detection)"
 
 
 def main() -> None:
@@ -100,19 +122,7 @@ def main() -> None:
     score(mean, "mean face", "-", 0.0, "-")
     for view in args.views:
         photo, lm_true = photos[view]
-        try:
-            _, faces_found = recon.prepare(photo)
-            prep, lm_source = faces_found[0], "dlib"
-        except NoFaceError:
-            from facerecon.imageio import align
-            from facerecon.imageio.skin import SkinClassifier
-
-            a = align(photo, lm_true)
-            from facerecon.imageio import PreparedFace
-
-            prep = PreparedFace(None, photo.shape[:2], a.crop, a.landmarks, lm_true, SkinClassifier.load().attention(a.crop),
-                                a.M, a.M_inv, (0, 0, 0, 0), 0.0)
-            lm_source = "scan (no detection)"
+        prep, lm_source = prepare_view(recon, photo, lm_true)
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)])[0]
         dt = time.perf_counter() - t0

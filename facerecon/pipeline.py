@@ -54,6 +54,38 @@ class FailedInput:
     reason: str
 
 
+@dataclass
+class PersonReconstruction:
+    """One face built from several photos of one person (multi-image reconstruction)."""
+
+    name: str
+    """The person's name (their folder, or ``person_NN`` when grouped)."""
+    params: FaceParams
+    """The person's face (batch 1): aggregated identity α and albedo δ, neutral expression, the
+    photos' mean light and the first photo's pose (for reference)."""
+    members: list[Reconstruction]
+    """The photos that formed the face, each with its own per-photo fit."""
+    member_params: FaceParams
+    """Per photo (one row each): the person's α and δ with that photo's pose, expression and
+    light — what the overlays show (after ``joint``: the joint fit itself)."""
+    weights: np.ndarray
+    """(N,) the weight each photo got in the aggregate (sums to 1)."""
+    qualities: list
+    """Per photo :class:`~facerecon.multi.aggregate.PhotoQuality`."""
+    method: str
+    """The aggregator used (see :data:`facerecon.multi.aggregate.AGGREGATORS`)."""
+    failed: list[FailedInput] = field(default_factory=list)
+    """Photos of this person that could not be used."""
+    extra: dict = field(default_factory=dict)
+    """Method details (K-means cluster purity, …)."""
+
+    def vertices(self, model: FaceModel) -> np.ndarray:
+        """The person's neutral face (V,3) in mm over ``model``'s region (identity only)."""
+        with torch.no_grad():
+            v = model.shape(self.params.alpha.to(model.mean.device))
+        return v[0].cpu().numpy()
+
+
 class FaceReconstructor:
     """Photos -> fitted 3D faces. Holds the detector, skin model, face model and FaceNet.
 
@@ -74,6 +106,7 @@ class FaceReconstructor:
 
             facenet = FaceNet.from_package(device=self.device)
         self.fitter = Fitter(self.model, self.camera, facenet, self.config)
+        self._facenet = facenet  # also used to embed faces for grouping (loaded on first use)
 
     def prepare(self, source: ImageSource, all_faces: bool = False) -> tuple[np.ndarray, list[PreparedFace]]:
         """Load a photo (once) and find its faces: ``(photo, faces)``.
@@ -85,15 +118,16 @@ class FaceReconstructor:
             raise NoFaceError(describe_source(source))
         return photo, faces
 
-    def fit_prepared(self, items: Sequence[tuple[np.ndarray, PreparedFace]], progress: Callable | None = None
-                     ) -> list[Reconstruction]:
-        """Fit a batch of prepared faces together (one optimisation, batched on the device)."""
+    def fit_prepared(self, items: Sequence[tuple[np.ndarray, PreparedFace]], progress: Callable | None = None,
+                     init: FaceParams | None = None, groups: Sequence | None = None) -> list[Reconstruction]:
+        """Fit a batch of prepared faces together (one optimisation, batched on the device);
+        ``init`` starts from given parameters, ``groups`` shares α and δ between equal labels."""
         if not items:
             return []
         crops = torch.stack([torch.from_numpy(p.crop).permute(2, 0, 1).float() / 255.0 for _, p in items])
         lmk = torch.stack([torch.from_numpy(np.asarray(p.landmarks_crop, np.float32)) for _, p in items])
         att = torch.stack([torch.from_numpy(np.asarray(p.attention, np.float32))[None] for _, p in items])
-        result = self.fitter.fit(crops, lmk, att, progress=progress)
+        result = self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
         params = result.params.map(lambda t: t.cpu())
         out = []
         for i, (photo, prep) in enumerate(items):
@@ -134,6 +168,83 @@ class FaceReconstructor:
                 yield from flush()
         if pending:
             yield from flush()
+
+    # --- several photos of one person -----------------------------------------------------------
+    def photo_quality(self, rec: Reconstruction):
+        """The :class:`~facerecon.multi.aggregate.PhotoQuality` of one photo's fit."""
+        from facerecon.multi.aggregate import PhotoQuality
+
+        prep = rec.prepared
+        fitted_crop = np.asarray(rec.landmarks_fit, np.float64) @ np.asarray(prep.M)[:, :2].T + np.asarray(prep.M)[:, 2]
+        err = float(np.linalg.norm(fitted_crop - np.asarray(prep.landmarks_crop, np.float64), axis=1).mean())
+        return PhotoQuality(err, float(np.degrees(float(rec.params.angles[0, 1]))), float(rec.losses.get("photo", 0.0)),
+                            float(prep.score))
+
+    def combine(self, members: Sequence[Reconstruction], method: str = "mean", name: str = "person",
+                failed: Sequence[FailedInput] = ()) -> PersonReconstruction:
+        """One face from the per-photo fits of one person, by ``method`` (an aggregator of
+        :mod:`facerecon.multi.aggregate`; ``joint`` refits all photos with α and δ shared)."""
+        from facerecon.multi.aggregate import aggregate
+
+        if not members:
+            raise ValueError(f"{name}: no usable photo")
+        params = FaceParams.cat([m.params for m in members])
+        qualities = [self.photo_quality(m) for m in members]
+        person, weights = aggregate(params, method, model=self.model, qualities=qualities,
+                                    forward=self.fitter.forward)
+        members = list(members)
+        per_photo = params.map(lambda t: t.clone())
+        per_photo.alpha[:] = person.alpha
+        per_photo.delta[:] = person.delta
+        if method == "joint":
+            refit = self.fit_prepared([(m.photo, m.prepared) for m in members], init=per_photo,
+                                      groups=[0] * len(members))
+            per_photo = FaceParams.cat([r.params for r in refit])
+            person = FaceParams(per_photo.alpha[:1], person.beta, per_photo.delta[:1], person.gamma,
+                                person.angles, person.trans)
+            members = refit
+        return PersonReconstruction(name, person, members, per_photo, weights, qualities, method, list(failed))
+
+    def combine_people(self, people: dict[str, Sequence[Reconstruction]], method: str = "mean",
+                       kmeans_features: str = "all", failed: dict[str, list[FailedInput]] | None = None
+                       ) -> list[PersonReconstruction]:
+        """One face per person from their photos' fits. ``kmeans`` is the paper's: K-means with
+        K = number of people over every photo of every person; a person's face is the centroid
+        of the cluster holding most of their photos (its purity is recorded in ``extra``)."""
+        failed = failed or {}
+        names = [n for n in people if people[n]]
+        if method != "kmeans":
+            return [self.combine(people[n], method, n, failed.get(n, ())) for n in names]
+        from facerecon.multi.aggregate import kmeans_centroids
+
+        all_params = FaceParams.cat([m.params for n in names for m in people[n]])
+        owner = np.array([i for i, n in enumerate(names) for _ in people[n]])
+        centroids, labels, purity = kmeans_centroids(all_params, owner, kmeans_features)
+        out = []
+        for i, n in enumerate(names):
+            person = self.combine(people[n], "mean", n, failed.get(n, ()))
+            person.params.alpha, person.params.delta = centroids.alpha[i:i + 1], centroids.delta[i:i + 1]
+            person.member_params.alpha[:] = centroids.alpha[i]
+            person.member_params.delta[:] = centroids.delta[i]
+            person.method = "kmeans"
+            person.extra = {"kmeans_features": kmeans_features, "cluster_purity": float(purity[i]),
+                            "cluster_labels": labels[owner == i].tolist()}
+            out.append(person)
+        return out
+
+    def embed(self, members: Sequence[Reconstruction], box: tuple[float, float, float, float] | None = None
+              ) -> np.ndarray:
+        """(N,512) FaceNet embeddings of the faces' aligned crops, for grouping. ``box``: fractions
+        x0, y0, x1, y1 of the 224 crop; default the perceptual term's box, which grouped LFW
+        people best of the boxes measured (BENCHMARKS.md, multi-image)."""
+        box = box or self.config.perceptual_box
+        from facerecon.nets.facenet import FaceNet
+
+        if self._facenet is None:
+            self._facenet = FaceNet.from_package(device=self.device)
+        crops = torch.stack([torch.from_numpy(m.prepared.crop).permute(2, 0, 1).float() / 255.0 for m in members])
+        with torch.no_grad():
+            return self._facenet.embed(crops.to(self.device), box).cpu().numpy()
 
     def reconstruct_many(self, sources: Sequence[ImageSource], batch_size: int = 8, all_faces: bool = False,
                          progress: bool = True) -> tuple[list[Reconstruction], list[FailedInput]]:

@@ -24,9 +24,11 @@ LAYERS: list[set[str]] = [
     {"imageio", "nets"},
     {"losses"},
     {"fitting", "synthesis"},
+    {"multi"},
     {"evaluation"},
     {"export"},
     {"pipeline"},
+    {"web"},  # below cli: cli/serve.py starts it, and layer-mates may not import each other
     {"cli"},
 ]
 

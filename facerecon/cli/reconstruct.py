@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+from facerecon.cli import multi
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 
@@ -41,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
     p.add_argument("--texture-size", type=int, default=1024, help="UV texture size, pixels")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    multi.add_arguments(p)
     add_arguments(p.add_argument_group("fitting"), FitConfig)
     p.set_defaults(func=run)
 
@@ -154,6 +156,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     config = from_args(FitConfig, args)
     out_root: Path = args.out
+    if args.multi or args.group:
+        if args.multi and args.group:
+            raise UserError("--multi and --group exclude each other")
+        return multi.run(args, FaceReconstructor(device=args.device, config=config), load_face_model("head"),
+                         list(args.photos))
     found = expand_inputs(args.photos, exclude=out_root)
     inputs = [p for f in found for p in f.photos]
     empty = [f for f in found if f.is_folder and not f.photos]

@@ -1,0 +1,130 @@
+"""Everything a multi-image reconstruction writes for one person, into one folder:
+
+``face.obj``/``face.mtl``/``face_texture.png``, ``face.ply``, ``face.glb`` — the person's neutral
+face (aggregated identity, no expression) with a texture fused from all their photos;
+``params.json`` — the person's coefficients; ``landmarks.json`` — the 68 landmarks on the mesh
+(mm); ``overlays/<photo>.png`` — the person's face posed, lit and expressed as in each photo, over
+it; ``members.json`` — which photos formed the face, with each photo's parameters, weight and
+quality figures. All files are staged and appear together.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facerecon.atomic import AtomicFiles
+from facerecon.export.atlas import model_atlas
+from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
+from facerecon.export.overlay import overlay
+from facerecon.export.photo import posed_mesh
+from facerecon.export.reconstruction import _json_bytes, _num, params_document, region_faces
+from facerecon.export.texture import bake_texture_maps
+from facerecon.params import FaceParams
+from facerecon.render.camera import Camera
+
+
+@dataclass
+class MemberPhoto:
+    """One photo of the person, as the writer needs it."""
+
+    name: str
+    """Output name of its overlay (no suffix, no folders)."""
+    photo: np.ndarray
+    """(H,W,3) uint8 RGB."""
+    M_inv: np.ndarray
+    """(2,3) crop -> photo matrix of its aligned face."""
+    params: FaceParams
+    """Batch 1: the person's α, δ with this photo's pose, expression and light."""
+    weight: float
+    """Its weight in the aggregate (texture fusion uses it too)."""
+    record: dict
+    """JSON-able facts for ``members.json`` (source path, quality, own fit, landmarks)."""
+    landmarks_photo: np.ndarray | None = None
+    """(68,2) detected landmarks, photo pixels (drawn in the overlay)."""
+
+
+def fuse_textures(model, members: list[MemberPhoto], camera: Camera, size: int, atlas=None) -> tuple[np.ndarray, dict]:
+    """One texture from every photo: each texel a weighted mean of the photos' bakes, weighted
+    by the photo's aggregate weight × how much of that texel it saw (its photo weight, from the
+    facing angle and visibility); where no photo sees a texel, their model colours.
+    Returns the (S,S,3) uint8 texture and figures (share of texels seen by 0, 1, 2+ photos)."""
+    atlas = atlas or model_atlas(model)
+    acc = np.zeros((size, size, 3), np.float64)
+    total = np.zeros((size, size), np.float64)
+    seen = np.zeros((size, size), np.int64)
+    covered = None
+    for m in members:
+        bake = bake_texture_maps(model, m.params, m.photo, m.M_inv, camera, size=size, atlas=atlas,
+                                 posed=posed_mesh(model, m.params, camera))
+        c = max(m.weight, 1e-6) * (bake.photo_weight.astype(np.float64) + 1e-3)
+        acc += c[..., None] * bake.texture.astype(np.float64)
+        total += c
+        seen += bake.photo_weight > 0.5
+        covered = bake.covered
+    tex = np.clip(np.rint(acc / np.maximum(total, 1e-12)[..., None]), 0, 255).astype(np.uint8)
+    cov = covered if covered is not None and covered.any() else np.ones((size, size), bool)
+    figures = {"texels_seen_by_no_photo": _num(float((seen[cov] == 0).mean())),
+               "texels_seen_by_one_photo": _num(float((seen[cov] == 1).mean())),
+               "texels_seen_by_several_photos": _num(float((seen[cov] >= 2).mean()))}
+    return tex, figures
+
+
+def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: list[MemberPhoto], face_model_head,
+                 camera: Camera | None = None, method: str = "mean", extra: dict | None = None,
+                 texture_size: int = 1024, overlay_region: str | None = "fit") -> dict[str, Path]:
+    """Write one person's face and its records into ``out_dir`` (created if missing).
+
+    ``person`` (batch 1) holds the aggregated identity and albedo; the mesh is written neutral
+    (no expression) in model space, mm. Returns {key: path} for every file written.
+    """
+    out = Path(out_dir)
+    (out / "overlays").mkdir(parents=True, exist_ok=True)
+    camera = camera or Camera()
+    model = face_model_head
+    person = person.map(lambda t: t.detach().cpu())
+    neutral = FaceParams(person.alpha, 0 * person.beta, person.delta, person.gamma, person.angles, person.trans)
+    posed = posed_mesh(model, neutral, camera)
+    atlas = model_atlas(model)
+    texture, tex_figures = fuse_textures(model, members, camera, texture_size, atlas)
+    faces = model.faces.detach().cpu().numpy()
+    lmk_idx = model.landmark_idx.detach().cpu().numpy()
+    faces_drawn = None if overlay_region is None else region_faces(model, overlay_region)
+    overlays = {m.name: overlay(m.photo, model, m.params, m.M_inv, camera, faces=faces_drawn,
+                                detected_landmarks=m.landmarks_photo) for m in members}
+
+    pdoc = params_document(neutral, model, camera, extra={"aggregate": method, "photos": len(members),
+                                                          **(extra or {})})
+    pdoc["texture"] = {"file": "face_texture.png", "size_px": int(texture_size), "fused_from_photos": len(members),
+                       **tex_figures}
+    ldoc: dict[str, Any] = {
+        "format": "facerecon.landmarks", "format_version": 1, "scheme": "iBUG 300-W 68 points, 0-based",
+        "units": {"model_mm": "mm"}, "model_mm": _num(posed.verts[lmk_idx]),
+        "mesh_vertex_index": [int(i) for i in lmk_idx],
+        "per_photo": "members.json holds each photo's detected and fitted landmarks in its pixels",
+    }
+    mdoc = {"format": "facerecon.members", "format_version": 1, "aggregate": method,
+            "members": [m.record | {"weight": _num(m.weight), "overlay": f"overlays/{m.name}.png"} for m in members],
+            **({"details": extra} if extra else {})}
+    written: dict[str, Path] = {}
+    png = encode_png(texture)
+    with AtomicFiles() as files:
+        written.update(write_obj(out / "face.obj", posed.verts, faces, atlas.uv, atlas.faces_uv, texture,
+                                 normals=posed.normals, files=files, texture_png=png))
+        written["ply"] = write_ply(out / "face.ply", posed.verts, faces, posed.albedo, normals=posed.normals,
+                                   files=files)
+        written["glb"] = write_glb(out / "face.glb", posed.verts, faces, atlas.uv, atlas.faces_uv, texture,
+                                   normals=posed.normals, files=files, texture_png=png)
+        written["params"] = files.write_bytes(out / "params.json", _json_bytes(pdoc))
+        written["landmarks"] = files.write_bytes(out / "landmarks.json", _json_bytes(ldoc))
+        written["members"] = files.write_bytes(out / "members.json", _json_bytes(mdoc))
+        for name, img in overlays.items():
+            written[f"overlay:{name}"] = files.write_bytes(out / "overlays" / f"{name}.png", encode_png(img))
+    return written
+
+
+__all__ = ["MemberPhoto", "fuse_textures", "write_person"]
