@@ -232,6 +232,38 @@ class FaceReconstructor:
             out.append(person)
         return out
 
+    def reconstruct_person(self, sources: Sequence[ImageSource], aggregate: str = "joint", name: str = "person",
+                           batch_size: int = 8, progress: bool = False) -> PersonReconstruction:
+        """Several photos of one person -> one face: each photo fitted (largest face), then
+        combined by ``aggregate``. Photos that fail are listed in ``failed``; raises ValueError
+        when none is usable."""
+        done, failed = self.reconstruct_many(sources, batch_size, progress=progress)
+        return self.combine(done, aggregate, name, failed)
+
+    def reconstruct_groups(self, sources: Sequence[ImageSource], people: int | None = None, aggregate: str = "joint",
+                           batch_size: int = 8, progress: bool = False) -> list[PersonReconstruction]:
+        """Photos of several unknown people -> one face per person: every face of every photo
+        fitted, grouped by FaceNet embedding (``people`` = K, or estimated), then combined."""
+        done, failed = self.reconstruct_many(sources, batch_size, all_faces=True, progress=progress)
+        return self.combine_people(self.group(done, people), aggregate) if done else []
+
+    def group(self, faces: Sequence[Reconstruction], people: int | None = None, by: str = "facenet"
+              ) -> dict[str, list[Reconstruction]]:
+        """Faces grouped into people: {``person_01``…: faces}, numbered in order of first
+        appearance. ``by``: ``facenet`` (embedding of the aligned crop, the default: best on LFW),
+        ``x`` (the fit's whole vector, as the paper) or ``identity`` (α and δ)."""
+        from facerecon.multi.aggregate import kmeans_features
+        from facerecon.multi.grouping import group_vectors
+
+        if by == "facenet":
+            vectors = self.embed(faces)
+        else:
+            vectors = kmeans_features(FaceParams.cat([f.params for f in faces]), "all" if by == "x" else "identity")
+        labels = group_vectors(vectors, people)
+        width = max(2, len(str(labels.max() + 1)))
+        return {f"person_{k + 1:0{width}d}": [f for f, lab in zip(faces, labels) if lab == k]
+                for k in range(labels.max() + 1)}
+
     def embed(self, members: Sequence[Reconstruction], box: tuple[float, float, float, float] | None = None
               ) -> np.ndarray:
         """(N,512) FaceNet embeddings of the faces' aligned crops, for grouping. ``box``: fractions

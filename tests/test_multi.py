@@ -230,3 +230,27 @@ def test_cli_group_finds_the_people(tmp_path, capsys, ict_archive):
     assert 3 <= len(found) <= 4
     assert all(len({p.rsplit("/", 1)[1].rsplit("_", 1)[0] for p in person["photos"]}) == 1 for person in found)
     assert [p["person"] for p in report["people"]] == ["person_01", "person_02", "person_03"]
+
+
+def test_python_api_one_call(tmp_path, ict_archive):
+    """reconstruct_person: a list of photos in, one face out, a bad photo listed, not fatal;
+    reconstruct_groups: unknown people grouped by K."""
+    from facerecon.fitting import FitConfig
+    from facerecon.pipeline import FaceReconstructor
+
+    lfw = need_shared("faces", "lfw")
+    recon = FaceReconstructor(config=FitConfig(landmark_steps=10, steps=2, perceptual=False))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    photos = [lfw / "Colin_Powell" / f"Colin_Powell_000{k}.jpg" for k in (1, 2)]
+    person = recon.reconstruct_person([photos[0], bad, photos[1]], aggregate="median", name="colin")
+    assert person.name == "colin" and len(person.members) == 2 and person.method == "median"
+    assert [f.source for f in person.failed] == [str(bad)] and "empty file" in person.failed[0].reason
+    torch.testing.assert_close(person.params.alpha[0], person.member_params.alpha[1])
+    with pytest.raises(ValueError, match="no usable photo"):
+        recon.reconstruct_person([bad])
+    serena = [lfw / "Serena_Williams" / f"Serena_Williams_000{k}.jpg" for k in (1, 2)]
+    people = recon.reconstruct_groups([photos[0], serena[0], photos[1], serena[1]], people=2, aggregate="mean")
+    assert [p.name for p in people] == ["person_01", "person_02"]
+    assert [[m.source for m in p.members] for p in people] == [[str(photos[0]), str(photos[1])],
+                                                              [str(serena[0]), str(serena[1])]]

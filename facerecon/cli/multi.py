@@ -136,7 +136,6 @@ def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
     from facerecon.cli import UserError
     from facerecon.cli.reconstruct import expand_inputs
     from facerecon.export.person import write_person
-    from facerecon.multi.grouping import group_vectors
 
     out_root: Path = args.out
     failures: dict[str, list] = {}
@@ -161,18 +160,7 @@ def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
         recs = [r for _, r in done]
         if not recs:
             raise UserError("no face found in any photo: " + "; ".join(f.reason for f in failed))
-        if args.group_by == "facenet":
-            vectors = recon.embed(recs)
-        else:
-            from facerecon.multi.aggregate import kmeans_features
-            from facerecon.params import FaceParams
-
-            vectors = kmeans_features(FaceParams.cat([r.params for r in recs]),
-                                      "all" if args.group_by == "x" else "identity")
-        labels = group_vectors(vectors, args.people)
-        width = max(2, len(str(labels.max() + 1)))
-        fits = {f"person_{k + 1:0{width}d}": [r for r, lab in zip(recs, labels) if lab == k]
-                for k in range(labels.max() + 1)}
+        fits = recon.group(recs, args.people, args.group_by)
         print(f"facerecon reconstruct: {len(recs)} faces grouped into {len(fits)} people"
               + ("" if args.people else " (estimated)"), file=sys.stderr)
     usable = {n: r for n, r in fits.items() if r}
