@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/facerecon bench render
+
+# Debian's chromium + chromedriver for the browser test of `facerecon serve` (skipped without
+# them). Installs only what is missing, and only as root with apt-get; otherwise says so.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+			|| echo "could not install chromium; the browser test will be skipped"; \
+	else \
+		echo "not root or no apt-get: install chromium and chromium-driver to run the browser test"; \
+	fi
 
 clean:
 	rm -rf out .pytest_cache

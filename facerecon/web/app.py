@@ -1,0 +1,273 @@
+"""The Starlette application behind ``facerecon serve``: the page and a small JSON API.
+
+===========================================  ===================================================
+``GET /``                                    the page (``static/index.html``)
+``GET /static/...``                          its scripts, styles and the vendored three.js
+``GET /api/status``                          worker state, limits, version
+``POST /api/sessions``                       a new session: ``{"id": ..., "limits": ...}``
+``GET /api/sessions/{sid}``                  its jobs with state, progress, figures, file URLs
+``POST /api/sessions/{sid}/uploads?name=N``  body = the file's bytes; queues one job per photo
+                                             (a video: one per sampled frame)
+``GET /api/sessions/{sid}/jobs/{jid}/files/{name}``  a file the job wrote (``?download=1``)
+``DELETE /api/sessions/{sid}``               end it now (``POST .../end`` for ``sendBeacon``)
+===========================================  ===================================================
+
+Errors are JSON ``{"error": "one line"}`` with the fitting HTTP status (404 unknown session or
+file, 413 too large, 415 not a photo or video, 429 too many uploads, 503 too many sessions).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import re
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+import facerecon
+from facerecon.atomic import atomic_path
+from facerecon.imageio.load import ImageError
+from facerecon.web.config import WebConfig
+from facerecon.web.media import PHOTO_SUFFIXES, VIDEO_SUFFIXES, kind_of, sample_frames
+from facerecon.web.sessions import Session, SessionStore, display_name
+from facerecon.web.worker import FitWorker
+
+STATIC = Path(__file__).parent / "static"
+
+
+class TooLarge(Exception):
+    """The upload went past its size limit."""
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    """A JSON error with a one-line message."""
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _csp(index_html: str) -> str:
+    """Content-Security-Policy for the page: nothing from elsewhere; the inline import map by hash."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+        for m in re.findall(r'<script type="importmap">(.*?)</script>', index_html, re.S))
+    return ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+            f"script-src 'self' {hashes}; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+            "frame-ancestors 'none'")
+
+
+def default_builder(fit_config: Any, device: str) -> Callable[[], tuple[Any, Any]]:
+    """``build`` for :class:`FitWorker`: a FaceReconstructor and the "head" face model for export."""
+    def build() -> tuple[Any, Any]:
+        from facerecon.facemodel import load_face_model
+        from facerecon.pipeline import FaceReconstructor
+
+        return FaceReconstructor(device=device, config=fit_config), load_face_model("head")
+    return build
+
+
+class WebApp:
+    """The sessions, the worker and the request handlers of one server."""
+
+    def __init__(self, config: WebConfig, worker: FitWorker, tmp_root: Path | None = None) -> None:
+        self.config = config
+        self.worker = worker
+        self.store = SessionStore(config, tmp_root)
+        self.store.on_end.append(worker.drop_session)
+        self._reaper_stop = threading.Event()
+        self.index_html = (STATIC / "index.html").read_text(encoding="utf-8")
+        self.csp = _csp(self.index_html)
+
+    # --- life cycle --------------------------------------------------------------------------
+    def _reap(self) -> None:
+        """Expire idle sessions every little while until the server stops."""
+        period = max(1.0, min(60.0, self.config.session_minutes * 60.0 / 4))
+        while not self._reaper_stop.wait(period):
+            self.store.expire()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """Start the worker and the expiry thread; on shutdown stop both and delete every file."""
+        self.worker.start()
+        reaper = threading.Thread(target=self._reap, name="facerecon-expire", daemon=True)
+        reaper.start()
+        try:
+            yield
+        finally:
+            self._reaper_stop.set()
+            self.worker.stop()
+            self.store.close()
+
+    # --- helpers -----------------------------------------------------------------------------
+    def limits(self) -> dict[str, Any]:
+        """The limits the page shows and checks before uploading."""
+        c = self.config
+        return {"max_photo_bytes": c.max_photo_bytes, "max_video_bytes": c.max_video_bytes,
+                "max_files": c.max_files, "session_minutes": c.session_minutes,
+                "video_frames": c.video_frames, "photo_suffixes": list(PHOTO_SUFFIXES),
+                "video_suffixes": list(VIDEO_SUFFIXES)}
+
+    def _session(self, request: Request) -> Session | None:
+        """The live session named in the URL, or None."""
+        return self.store.get(request.path_params["sid"])
+
+    def session_json(self, session: Session) -> dict[str, Any]:
+        """A session's state for the page."""
+        base = f"/api/sessions/{session.id}"
+        with session.lock:
+            jobs = list(session.jobs.values())
+            docs = [j.to_json(base) for j in jobs]
+        for doc, job in zip(docs, jobs):
+            if doc["state"] == "queued":
+                doc["queue_position"] = self.worker.queue_position(job)
+        return {"id": session.id, "worker": self.worker.status, "uploads": session.uploads,
+                "limits": self.limits(), "jobs": docs}
+
+    # --- handlers ----------------------------------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        """The page, with its Content-Security-Policy."""
+        return Response(self.index_html, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": self.csp, "Cache-Control": "no-cache"})
+
+    async def status(self, request: Request) -> Response:
+        """Worker state, limits, version."""
+        return JSONResponse({"facerecon": facerecon.__version__, "worker": self.worker.status,
+                             "sessions": len(self.store), "limits": self.limits(),
+                             "modes": {"single": True, "person": False}})
+
+    async def create_session(self, request: Request) -> Response:
+        """A new session (503 when the server has its maximum)."""
+        session = await run_in_threadpool(self.store.create)
+        if session is None:
+            return _error(503, f"the server already has {self.config.max_sessions} open sessions; "
+                               "close a page or try again later")
+        return JSONResponse({"id": session.id, "limits": self.limits()}, status_code=201)
+
+    async def get_session(self, request: Request) -> Response:
+        """A session's jobs (polled by the page; keeps the session alive)."""
+        session = self._session(request)
+        if session is None:
+            return _error(404, "no such session (it ended or expired): reload the page")
+        return JSONResponse(self.session_json(session))
+
+    async def end_session(self, request: Request) -> Response:
+        """End a session now and delete its files."""
+        ended = await run_in_threadpool(self.store.end, request.path_params["sid"])
+        return Response(status_code=204) if ended else _error(404, "no such session")
+
+    async def upload(self, request: Request) -> Response:
+        """Store one uploaded file (the request body) and queue its job(s)."""
+        session = self._session(request)
+        if session is None:
+            return _error(404, "no such session (it ended or expired): reload the page")
+        name = display_name(request.query_params.get("name", ""))
+        kind = kind_of(name)
+        if kind is None:
+            return _error(415, f"{name}: not a photo or video (accepted: "
+                               f"{' '.join(PHOTO_SUFFIXES + VIDEO_SUFFIXES)})")
+        limit = self.config.max_photo_bytes if kind == "photo" else self.config.max_video_bytes
+        too_large = _error(413, f"{name}: larger than the {limit / 1e6:g} MB limit for a {kind}")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return too_large
+        number = session.reserve_upload()
+        if number is None:
+            return _error(429, f"{name}: this page already sent {self.config.max_files} files "
+                               "(the limit); reload the page for a new session")
+        dest = session.upload_path(number, Path(name).suffix)
+        size = 0
+        try:
+            with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge
+                    fh.write(chunk)
+        except TooLarge:
+            session.release_upload()
+            return too_large
+        except OSError:
+            session.release_upload()
+            return _error(410, f"{name}: the session ended during the upload")
+        if size == 0:
+            dest.unlink(missing_ok=True)
+            session.release_upload()
+            return _error(400, f"{name}: the file is empty")
+        jobs = [session.add_job(name, dest)] if kind == "photo" else await self._video_jobs(session, name, dest, number)
+        for job in jobs:
+            if job.state == "queued":
+                self.worker.submit(session, job)
+        base = f"/api/sessions/{session.id}"
+        return JSONResponse({"jobs": [j.to_json(base) for j in jobs]}, status_code=201)
+
+    async def _video_jobs(self, session: Session, name: str, video: Path, number: int) -> list:
+        """One job per sampled frame (saved as PNG beside the video), or one failed job."""
+        try:
+            frames = await run_in_threadpool(sample_frames, video, self.config.video_frames)
+        except ImageError as exc:
+            job = session.add_job(name, None)
+            session.update(job, state="failed", stage="failed", error=exc.reason)
+            return [job]
+        from PIL import Image
+
+        jobs = []
+        for k, frame in enumerate(frames, 1):
+            path = session.upload_path(number, ".png", frame=k)
+            with atomic_path(path) as tmp:
+                Image.fromarray(frame.image).save(tmp, format="PNG")
+            jobs.append(session.add_job(f"{name} @ {frame.time_s:.1f} s", path))
+        return jobs
+
+    async def file(self, request: Request) -> Response:
+        """A file a job wrote, inline or (``?download=1``) as an attachment."""
+        session = self._session(request)
+        path = None if session is None else session.result_file(request.path_params["jid"],
+                                                                  request.path_params["name"])
+        if path is None:
+            return _error(404, "no such file")
+        download = request.query_params.get("download") == "1"
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+        return FileResponse(path, headers=headers, filename=path.name if download else None,
+                            content_disposition_type="attachment" if download else "inline")
+
+    def routes(self) -> list:
+        """The URL table."""
+        return [
+            Route("/", self.index),
+            Route("/api/status", self.status),
+            Route("/api/sessions", self.create_session, methods=["POST"]),
+            Route("/api/sessions/{sid}", self.get_session, methods=["GET"]),
+            Route("/api/sessions/{sid}", self.end_session, methods=["DELETE"]),
+            Route("/api/sessions/{sid}/end", self.end_session, methods=["POST"]),
+            Route("/api/sessions/{sid}/uploads", self.upload, methods=["POST"]),
+            Route("/api/sessions/{sid}/jobs/{jid}/files/{name}", self.file),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+
+
+def create_app(config: WebConfig | None = None, *, fit_config: Any = None, device: str = "cpu",
+               allowed_hosts: list[str] | None = None, build: Callable[[], tuple[Any, Any]] | None = None,
+               tmp_root: Path | None = None) -> Starlette:
+    """The ASGI app. ``allowed_hosts`` limits the Host header (DNS-rebinding guard; None: any);
+    ``build`` replaces the default FaceReconstructor builder; ``tmp_root`` holds the sessions'
+    temporary folders (default: the system's temporary folder)."""
+    config = config or WebConfig()
+    if fit_config is None:
+        from facerecon.fitting.engine import FitConfig
+
+        fit_config = FitConfig()
+    worker = FitWorker(build or default_builder(fit_config, device), config.texture_size, fit_config)
+    web = WebApp(config, worker, tmp_root)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    app = Starlette(routes=web.routes(), middleware=middleware, lifespan=web.lifespan)
+    app.state.web = web
+    return app

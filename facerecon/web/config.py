@@ -1,0 +1,37 @@
+"""The limits of a ``facerecon serve`` server; field docstrings are its command-line help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class WebConfig:
+    """What one server accepts and how long it keeps it."""
+
+    max_photo_mb: float = 20.0
+    """Largest photo accepted, in MB (10^6 bytes); a larger upload is refused with 413."""
+    max_video_mb: float = 200.0
+    """Largest video accepted, in MB."""
+    max_files: int = 32
+    """Uploads accepted per browser session."""
+    max_sessions: int = 16
+    """Browser sessions kept at once; a new page is refused while that many are active."""
+    session_minutes: float = 30.0
+    """A session nobody has looked at for this long is deleted with all its files (an open page
+    polls, so it stays; a closed page ends its session at once)."""
+    video_frames: int = 5
+    """Most frames taken from a video (spread over it, at most two a second, blurred ones dropped);
+    each is fitted as a photo."""
+    texture_size: int = 1024
+    """Side of the baked face texture, texels."""
+
+    @property
+    def max_photo_bytes(self) -> int:
+        """:attr:`max_photo_mb` in bytes."""
+        return int(self.max_photo_mb * 1e6)
+
+    @property
+    def max_video_bytes(self) -> int:
+        """:attr:`max_video_mb` in bytes."""
+        return int(self.max_video_mb * 1e6)

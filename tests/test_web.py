@@ -1,0 +1,329 @@
+"""The ``facerecon serve`` server through Starlette's TestClient: upload, progress, results,
+downloads, bad files, limits, path traversal, session end and expiry, the queue, the page."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import need_shared
+
+pytest.importorskip("starlette", reason="the web extra is not installed (pip install -e '.[test]')")
+from starlette.testclient import TestClient  # noqa: E402
+
+from facerecon.web.app import create_app  # noqa: E402
+from facerecon.web.config import WebConfig  # noqa: E402
+from facerecon.web.sessions import Session  # noqa: E402
+
+PHOTO = ("faces", "lfw", "Aaron_Peirsol", "Aaron_Peirsol_0001.jpg")
+PHOTO2 = ("faces", "lfw", "Serena_Williams", "Serena_Williams_0001.jpg")
+LIMITS = WebConfig(max_photo_mb=0.5, max_video_mb=2.0, max_files=8, texture_size=256, video_frames=3)
+
+
+def wait_jobs(client: TestClient, sid: str, n: int, timeout: float = 180.0) -> tuple[list[dict], list[dict]]:
+    """Poll until ``n`` jobs have ended; returns (final jobs, every job snapshot seen)."""
+    seen: list[dict] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        doc = client.get(f"/api/sessions/{sid}").json()
+        seen.extend(doc["jobs"])
+        ended = [j for j in doc["jobs"] if j["state"] in ("done", "failed", "cancelled")]
+        if len(doc["jobs"]) >= n and len(ended) == len(doc["jobs"]):
+            return doc["jobs"], seen
+        time.sleep(0.02)
+    raise AssertionError(f"jobs did not finish in {timeout} s: {doc['jobs']}")
+
+
+def upload(client: TestClient, sid: str, name: str, data: bytes):
+    return client.post(f"/api/sessions/{sid}/uploads", params={"name": name}, content=data)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """A server with the real fitting (fast config), for the whole module."""
+    from facerecon.fitting.engine import FitConfig
+
+    need_shared(*PHOTO)
+    app = create_app(LIMITS, fit_config=FitConfig(landmark_steps=10, steps=3, perceptual=False),
+                     tmp_root=tmp_path_factory.mktemp("web"))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def done(client):
+    """One session with one real LFW photo fitted: (session id, final job, snapshots seen)."""
+    sid = client.post("/api/sessions").json()["id"]
+    r = upload(client, sid, "Aaron.jpg", need_shared(*PHOTO).read_bytes())
+    assert r.status_code == 201, r.text
+    jobs, seen = wait_jobs(client, sid, 1)
+    return sid, jobs[0], seen
+
+
+def web_of(client: TestClient):
+    return client.app.state.web
+
+
+# --- the happy path ------------------------------------------------------------------------------
+def test_upload_reports_progress_then_a_result(done):
+    sid, job, seen = done
+    assert job["state"] == "done", job
+    assert job["name"] == "Aaron.jpg"
+    progress = [j["progress"] for j in seen]
+    assert progress == sorted(progress), "progress went backwards"
+    stages = {j["stage"] for j in seen}
+    assert any(re.fullmatch(r"fitting: step \d+ of 13", s) for s in stages), stages
+    assert "running" in {j["state"] for j in seen}
+    f = job["figures"]
+    assert set(f) >= {"yaw_deg", "pitch_deg", "roll_deg", "landmark_error_px", "fit_seconds", "total_seconds"}
+    assert 0 < f["landmark_error_px"] < 15 and abs(f["yaw_deg"]) < 45
+    assert 0 < f["fit_seconds"] <= f["total_seconds"] <= f["since_upload_seconds"]
+
+
+def test_every_file_downloads(client, done):
+    sid, job, _ = done
+    files = job["files"]
+    assert set(files) >= {"glb", "obj", "mtl", "texture", "ply", "params", "landmarks", "overlay", "zip"}
+    glb = client.get(files["glb"])
+    assert glb.status_code == 200 and glb.content[:4] == b"glTF"
+    assert glb.headers["content-type"] == "model/gltf-binary"
+    from tests.test_web_browser import check_glb
+
+    check_glb(glb.content)  # header, chunks, buffer views and accessors in bounds, PNG texture
+    params = client.get(files["params"]).json()
+    assert abs(params["pose"]["angles_deg"]["yaw"] - job["figures"]["yaw_deg"]) < 0.06
+    assert client.get(files["obj"]).text.startswith(("#", "mtllib", "v "))
+    assert Image.open(io.BytesIO(client.get(files["texture"]).content)).size == (256, 256)
+    assert client.get(files["ply"]).content.startswith(b"ply")
+    z = client.get(files["zip"] + "?download=1")
+    assert "attachment" in z.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        names = set(zf.namelist())
+        assert names >= {"face.glb", "face.obj", "face.mtl", "face_texture.png", "face.ply", "params.json"}
+        assert zf.read("face.glb") == glb.content
+    preview = files.get("compare") or files["overlay"]
+    assert client.get(preview).headers["content-type"] == "image/png"
+
+
+# --- bad files never stop the others ------------------------------------------------------------
+def test_bad_files_fail_alone(client, tmp_path):
+    sid = client.post("/api/sessions").json()["id"]
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(blank, format="PNG")
+    assert upload(client, sid, "broken.jpg", b"this is not a JPEG").status_code == 201
+    assert upload(client, sid, "blank.png", blank.getvalue()).status_code == 201
+    assert upload(client, sid, "serena.jpg", need_shared(*PHOTO2).read_bytes()).status_code == 201
+    jobs, _ = wait_jobs(client, sid, 3)
+    by = {j["name"]: j for j in jobs}
+    assert by["broken.jpg"]["state"] == "failed" and by["broken.jpg"]["error"]
+    assert by["blank.png"]["state"] == "failed" and "face" in by["blank.png"]["error"]
+    assert by["serena.jpg"]["state"] == "done"
+    assert str(web_of(client).store.root) not in json.dumps(jobs), "a server path leaked to the page"
+
+
+def test_wrong_type_empty_and_oversized_uploads_are_refused(client):
+    sid = client.post("/api/sessions").json()["id"]
+    r = upload(client, sid, "notes.txt", b"hello")
+    assert r.status_code == 415 and "notes.txt" in r.json()["error"]
+    assert upload(client, sid, "empty.jpg", b"").status_code == 400
+    big = b"\xff" * (LIMITS.max_photo_bytes + 1)
+    r = upload(client, sid, "big.jpg", big)  # refused from its Content-Length
+    assert r.status_code == 413 and "limit" in r.json()["error"]
+
+    def chunks():  # no Content-Length: refused while streaming
+        for _ in range(4):
+            yield b"\xff" * (LIMITS.max_photo_bytes // 3)
+
+    r = client.post(f"/api/sessions/{sid}/uploads", params={"name": "big2.jpg"}, content=chunks())
+    assert r.status_code == 413
+    session = web_of(client).store.get(sid)
+    assert list((session.folder / "uploads").iterdir()) == [], "a refused upload left a file"
+    assert session.uploads == 0 and client.get(f"/api/sessions/{sid}").json()["jobs"] == []
+
+
+def test_upload_count_is_limited(client):
+    sid = client.post("/api/sessions").json()["id"]
+    codes = [upload(client, sid, f"x{i}.jpg", b"not an image").status_code for i in range(LIMITS.max_files + 1)]
+    assert codes == [201] * LIMITS.max_files + [429]
+    wait_jobs(client, sid, LIMITS.max_files)
+
+
+# --- nothing outside the session's folder is served ---------------------------------------------
+def test_path_traversal_is_refused(client, done):
+    sid, job, _ = done
+    base = f"/api/sessions/{sid}/jobs/{job['id']}/files"
+    assert client.get(f"{base}/face.glb").status_code == 200
+    for bad in ("..%2F..%2Fuploads%2F0001.jpg", "..%2f..%2f..%2f..%2fetc%2fpasswd", "%2e%2e", "..",
+                "face.glb%00", "%2Fetc%2Fpasswd", "..%5C..%5Cuploads%5C0001.jpg", "report.json"):
+        r = client.get(f"{base}/{bad}")
+        assert r.status_code == 404, (bad, r.status_code)
+    for url in (f"/api/sessions/{sid}/jobs/..%2F..%2F{sid}/files/face.glb",
+                f"/api/sessions/..%2F{sid}/jobs/{job['id']}/files/face.glb",
+                "/static/..%2F..%2Fapp.py", "/static/../app.py", "/static/%2e%2e/app.py"):
+        r = client.get(url)
+        assert r.status_code == 404 and b"import" not in r.content, url
+    other = client.post("/api/sessions").json()["id"]
+    r = client.get(f"/api/sessions/{other}/jobs/{job['id']}/files/face.glb")
+    assert r.status_code == 404, "a job was served through another session"
+
+
+def test_result_file_refuses_a_link_out_of_the_folder(tmp_path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    session = Session("abcdefgh1234", tmp_path / "s", WebConfig())
+    job = session.add_job("x.jpg", None)
+    folder = session.results_dir(job.id)
+    folder.mkdir(parents=True)
+    (folder / "face.glb").write_bytes(b"glTF")
+    (folder / "face.ply").symlink_to(outside)
+    session.update(job, files={"glb": "face.glb", "ply": "face.ply"})
+    assert session.result_file(job.id, "face.glb") == (folder / "face.glb").resolve()
+    assert session.result_file(job.id, "face.ply") is None
+    (folder / "face.obj").write_text("v 0 0 0\n")  # inside the folder, but not a file the job listed
+    assert session.result_file(job.id, "face.obj") is None
+    assert session.result_file(job.id, "../../secret.txt") is None
+    assert session.result_file("../" + job.id, "face.glb") is None
+
+
+# --- sessions end, expire, and take their files with them ----------------------------------------
+def test_ending_a_session_deletes_its_files(client):
+    sid = client.post("/api/sessions").json()["id"]
+    assert upload(client, sid, "broken.jpg", b"not an image").status_code == 201
+    wait_jobs(client, sid, 1)
+    folder = web_of(client).store.get(sid).folder
+    assert folder.is_dir()
+    assert client.post(f"/api/sessions/{sid}/end").status_code == 204
+    assert not folder.exists()
+    assert client.get(f"/api/sessions/{sid}").status_code == 404
+    assert upload(client, sid, "a.jpg", b"x").status_code == 404
+    assert client.delete(f"/api/sessions/{sid}").status_code == 404
+
+
+def test_idle_sessions_expire(client):
+    store = web_of(client).store
+    sid = client.post("/api/sessions").json()["id"]
+    folder = store.get(sid).folder
+    assert store.expire(now=time.monotonic()) == []
+    assert sid in store.expire(now=time.monotonic() + LIMITS.session_minutes * 60 + 1)
+    assert not folder.exists() and client.get(f"/api/sessions/{sid}").status_code == 404
+
+
+class SlowRecon:
+    """A stand-in reconstructor whose ``prepare`` waits for a signal, then finds no face."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.running = 0
+        self.most = 0
+        self.calls: list[str] = []
+
+    def prepare(self, source):
+        from facerecon.imageio import NoFaceError
+
+        self.running += 1
+        self.most = max(self.most, self.running)
+        self.calls.append(Path(source).name)
+        self.go.wait(30)
+        self.running -= 1
+        raise NoFaceError(source)
+
+
+def test_one_job_at_a_time_in_a_queue_and_server_stop_cleans_up(tmp_path):
+    recon = SlowRecon()
+    app = create_app(WebConfig(max_sessions=2), build=lambda: (recon, None), tmp_root=tmp_path)
+    with TestClient(app) as c:
+        root = app.state.web.store.root
+        sid = c.post("/api/sessions").json()["id"]
+        for name in ("a.jpg", "b.jpg", "c.jpg"):
+            assert upload(c, sid, name, b"x").status_code == 201
+        deadline = time.time() + 10
+        while not recon.calls and time.time() < deadline:
+            time.sleep(0.01)
+        jobs = {j["name"]: j for j in c.get(f"/api/sessions/{sid}").json()["jobs"]}
+        assert jobs["a.jpg"]["state"] == "running"
+        assert [jobs[n]["queue_position"] for n in ("b.jpg", "c.jpg")] == [1, 2]
+        assert c.post("/api/sessions").status_code == 201
+        assert c.post("/api/sessions").status_code == 503, "max_sessions not enforced"
+        recon.go.set()
+        final, _ = wait_jobs(c, sid, 3, timeout=30)
+        assert [j["state"] for j in final] == ["failed"] * 3
+        assert recon.most == 1 and recon.calls == ["0001.jpg", "0002.jpg", "0003.jpg"]
+        assert root.is_dir()
+    assert not root.exists(), "stopping the server left uploads behind"
+
+
+def test_video_becomes_frames(tmp_path):
+    import cv2
+
+    rgb = np.asarray(Image.open(need_shared(*PHOTO)).convert("RGB"))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (rgb.shape[1], rgb.shape[0]))
+    for i in range(20):
+        writer.write(np.roll(rgb, i, axis=1)[:, :, ::-1].copy())
+    writer.release()
+    recon = SlowRecon()
+    recon.go.set()
+    app = create_app(LIMITS, build=lambda: (recon, None), tmp_root=tmp_path / "web")
+    with TestClient(app) as c:
+        sid = c.post("/api/sessions").json()["id"]
+        r = upload(c, sid, "clip.avi", video.read_bytes())
+        assert r.status_code == 201, r.text
+        names = [j["name"] for j in r.json()["jobs"]]
+        assert len(names) == LIMITS.video_frames and all(n.startswith("clip.avi @ ") for n in names)
+        wait_jobs(c, sid, LIMITS.video_frames, timeout=30)
+        assert recon.calls == [f"0001_frame{k:02d}.png" for k in (1, 2, 3)]
+        r = upload(c, sid, "fake.mp4", b"not a video at all")
+        assert r.status_code == 201 and r.json()["jobs"][0]["state"] == "failed"
+        assert "video" in r.json()["jobs"][0]["error"]
+
+
+# --- the page ------------------------------------------------------------------------------------
+def test_page_and_its_assets_are_served_from_the_package(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "Drop photos" in r.text
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self' 'sha256-" in csp
+    refs = set(re.findall(r'(?:href|src)="(/static/[^"]+)"', r.text))
+    refs |= set(re.findall(r'"(/static/[^"]+\.js)"', r.text))  # the import map
+    static = Path(__file__).resolve().parents[1] / "facerecon" / "web" / "static"
+    for js in ("app.js", "viewer.js"):
+        refs |= set(re.findall(r"from '(/static/[^']+)'", (static / js).read_text()))
+    assert len(refs) >= 6
+    for ref in sorted(refs):
+        assert client.get(ref).status_code == 200, ref
+    for path in static.rglob("*"):
+        if path.suffix in (".html", ".js", ".css") and "vendor" not in path.parts:
+            text = path.read_text()
+            assert not re.search(r"(?:src|href)=[\"']https?:|from ['\"]https?:|import\(['\"]https?:", text), path
+    assert "MIT" in (static / "vendor" / "three" / "LICENSE").read_text()
+
+
+def test_status_and_host_guard(tmp_path):
+    app = create_app(WebConfig(), build=lambda: (SlowRecon(), None), allowed_hosts=["127.0.0.1"], tmp_root=tmp_path)
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        doc = c.get("/api/status").json()
+        assert doc["modes"]["single"] and doc["limits"]["max_files"] == WebConfig().max_files
+        assert c.get("http://evil.example/api/status").status_code == 400  # DNS rebinding
+
+
+def test_serve_command_help_and_loopback(capsys):
+    from facerecon.cli import build_parser, main
+    from facerecon.cli.serve import is_loopback
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, "cpu")
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "WARNING: anything other than 127.0.0.1" in out and "--max-photo-mb" in out and "--steps" in out
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
