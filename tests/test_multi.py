@@ -58,6 +58,8 @@ def test_mean_median_quality_by_hand():
     assert torch.equal(mean.beta, torch.zeros(1, 53))  # the person's face is neutral
     med, _ = aggregate(p, "median")
     assert float(med.alpha[0, 0]) == 2.0 and float(med.delta[0, 1]) == 3.0
+    med2, _ = aggregate(p[[0, 2]], "median")  # even count: the mean of the two middle values
+    assert float(med2.alpha[0, 0]) == pytest.approx(5.0)
     q = [PhotoQuality(0.0, 0.0, 0.0), PhotoQuality(0.0, 0.0, 0.0), PhotoQuality(0.0, 90.0, 0.0)]  # 3rd: weight ~0
     qual, w = aggregate(p, "quality", qualities=q)
     np.testing.assert_allclose(w, [0.5, 0.5, 0.0], atol=1e-9)

@@ -159,9 +159,9 @@ def aggregate(params: FaceParams, method: str, *, model: FaceModel | None = None
     equal = np.full(n, 1.0 / n)
     if method in ("mean", "kmeans", "joint"):
         return _person(params, params.alpha.mean(0, keepdim=True), params.delta.mean(0, keepdim=True)), equal
-    if method == "median":
-        return _person(params, params.alpha.median(0, keepdim=True).values,
-                       params.delta.median(0, keepdim=True).values), equal
+    if method == "median":  # the mean of the two middle values for an even count
+        return _person(params, params.alpha.quantile(0.5, dim=0, keepdim=True),
+                       params.delta.quantile(0.5, dim=0, keepdim=True)), equal
     w = quality_weights(qualities) if qualities else equal
     if method == "quality":
         return _person(params, _weighted_mean(params.alpha, w), _weighted_mean(params.delta, w)), w
