@@ -256,3 +256,25 @@ def test_python_api_one_call(tmp_path, ict_archive):
     assert [p.name for p in people] == ["person_01", "person_02"]
     assert [[m.source for m in p.members] for p in people] == [[str(photos[0]), str(photos[1])],
                                                               [str(serena[0]), str(serena[1])]]
+
+
+def test_cli_multi_video_is_a_person(tmp_path, ict_archive):
+    """A video in the --multi folder is one person: its sharp frames are the photos."""
+    import cv2
+
+    from facerecon.cli import main
+
+    lfw = need_shared("faces", "lfw")
+    root = tmp_path / "people"
+    root.mkdir()
+    frames = [cv2.resize(cv2.imread(str(lfw / "Tony_Blair" / f"Tony_Blair_000{k}.jpg")), (256, 256)) for k in (1, 2, 3)]
+    writer = cv2.VideoWriter(str(root / "blair.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (256, 256))
+    for k in range(12):  # 3 s at 4 fps: each photo for 1 s, the middle second blurred
+        f = frames[k // 4]
+        writer.write(cv2.GaussianBlur(f, (0, 0), 5) if 4 <= k < 8 else f)
+    writer.release()
+    out = tmp_path / "out"
+    assert main(["reconstruct", "--multi", str(root), "-o", str(out), "--aggregate", "mean", *FAST]) == 0
+    members = json.loads((out / "blair" / "members.json").read_text())["members"]
+    assert [m["source"] for m in members] == ["blair_frame_000000", "blair_frame_000002", "blair_frame_000008",
+                                             "blair_frame_000010"]
