@@ -24,12 +24,15 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def group_vectors(vectors: np.ndarray, k: int | None = None, *, threshold: float = FACENET_DISTANCE_THRESHOLD,
-                  n_init: int = 10, seed: int = 0) -> np.ndarray:
+                  method: str = "kmeans", n_init: int = 10, seed: int = 0) -> np.ndarray:
     """Person labels (N,) 0..K−1 for (N,D) vectors, in order of first appearance.
 
-    ``k`` given: K-means on unit vectors. ``k`` None: average-linkage clustering on cosine
+    ``k`` given: K-means on unit vectors (``method="kmeans"``, the paper's) or average-linkage
+    clustering into K groups (``"linkage"``). ``k`` None: average-linkage clustering on cosine
     distance, cut at ``threshold``.
     """
+    if method not in ("kmeans", "linkage"):
+        raise ValueError(f"unknown grouping method {method!r} (kmeans or linkage)")
     x = normalise(vectors)
     n = len(x)
     if n == 0:
@@ -38,15 +41,15 @@ def group_vectors(vectors: np.ndarray, k: int | None = None, *, threshold: float
         raise ValueError(f"cannot make {k} groups of {n} faces")
     if n == 1 or k == 1:
         labels = np.zeros(n, np.int64)
-    elif k is not None:
+    elif k is not None and method == "kmeans":
         from sklearn.cluster import KMeans
 
         labels = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(x).labels_
     else:
         from sklearn.cluster import AgglomerativeClustering
 
-        labels = AgglomerativeClustering(n_clusters=None, distance_threshold=threshold, metric="cosine",
-                                         linkage="average").fit(x).labels_
+        labels = AgglomerativeClustering(n_clusters=k, distance_threshold=None if k else threshold,
+                                         metric="cosine", linkage="average").fit(x).labels_
     _, first = np.unique(labels, return_index=True)
     order = {lab: i for i, lab in enumerate(labels[np.sort(first)])}
     return np.array([order[lab] for lab in labels], dtype=np.int64)
