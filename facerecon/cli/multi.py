@@ -13,8 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 AGGREGATE_DEFAULT = "joint"
 GROUP_VECTORS = ("facenet", "x", "identity")
 
@@ -109,33 +107,13 @@ def _fit(recon, sources: list, batch_size: int, all_faces: bool, quiet: bool, de
     return done, failed
 
 
-def member_photos(person) -> list:
-    """The writer's view of a :class:`~facerecon.pipeline.PersonReconstruction`'s photos."""
-    from facerecon.export.person import MemberPhoto
-
-    seen: dict[str, int] = {}
-    out = []
-    for i, m in enumerate(person.members):
-        stem = Path(m.source).stem if m.source else f"photo_{i + 1:02d}"
-        seen[stem] = seen.get(stem, 0) + 1
-        name = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
-        record = {"source": m.source, "quality": person.qualities[i].as_dict(),
-                  "own_fit": {"vector": m.params.to_vector()[0].tolist(), "losses": m.losses},
-                  "landmarks_detected_photo_px": np.asarray(m.prepared.landmarks_photo).round(3).tolist(),
-                  "landmarks_fitted_photo_px": np.asarray(m.landmarks_fit).round(3).tolist(),
-                  "person_params_vector": person.member_params[i].to_vector()[0].tolist()}
-        out.append(MemberPhoto(name, m.photo, np.asarray(m.prepared.M_inv), person.member_params[i],
-                               float(person.weights[i]), record, np.asarray(m.prepared.landmarks_photo)))
-    return out
-
-
 def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
     """Reconstruct people (``--multi`` or ``--group``); writes OUT/<person>/ and OUT/report.json."""
     from facerecon import __version__
     from facerecon.atomic import atomic_write_json
     from facerecon.cli import UserError
     from facerecon.cli.reconstruct import expand_inputs
-    from facerecon.export.person import write_person
+    from facerecon.export.person import member_photos, write_person
 
     out_root: Path = args.out
     failures: dict[str, list] = {}

@@ -48,6 +48,27 @@ class MemberPhoto:
     """(68,2) detected landmarks, photo pixels (drawn in the overlay)."""
 
 
+def member_photos(person) -> list[MemberPhoto]:
+    """The writer's view of the photos of a person: anything shaped like
+    :class:`facerecon.pipeline.PersonReconstruction` (``members`` with ``source``, ``photo``,
+    ``prepared``, ``params``, ``losses``, ``landmarks_fit``; ``qualities``, ``member_params``,
+    ``weights``). Overlay names are the photos' stems, made unique."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, m in enumerate(person.members):
+        stem = Path(m.source).stem if m.source else f"photo_{i + 1:02d}"
+        seen[stem] = seen.get(stem, 0) + 1
+        name = stem if seen[stem] == 1 else f"{stem}-{seen[stem]}"
+        record = {"source": m.source, "quality": person.qualities[i].as_dict(),
+                  "own_fit": {"vector": m.params.to_vector()[0].tolist(), "losses": m.losses},
+                  "landmarks_detected_photo_px": np.asarray(m.prepared.landmarks_photo).round(3).tolist(),
+                  "landmarks_fitted_photo_px": np.asarray(m.landmarks_fit).round(3).tolist(),
+                  "person_params_vector": person.member_params[i].to_vector()[0].tolist()}
+        out.append(MemberPhoto(name, m.photo, np.asarray(m.prepared.M_inv), person.member_params[i],
+                               float(person.weights[i]), record, np.asarray(m.prepared.landmarks_photo)))
+    return out
+
+
 def fuse_textures(model, members: list[MemberPhoto], camera: Camera, size: int, atlas=None) -> tuple[np.ndarray, dict]:
     """One texture from every photo: each texel a weighted mean of the photos' bakes, weighted
     by the photo's aggregate weight × how much of that texel it saw (its photo weight, from the
@@ -127,4 +148,4 @@ def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: lis
     return written
 
 
-__all__ = ["MemberPhoto", "fuse_textures", "write_person"]
+__all__ = ["MemberPhoto", "member_photos", "fuse_textures", "write_person"]
