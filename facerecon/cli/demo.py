@@ -72,7 +72,6 @@ def model_gallery(out: Path, seed: int = 0) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from PIL import Image
 
     from facerecon.assets import shared_path
     from facerecon.cli import main as cli_main
@@ -86,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         import skimage.data
 
-        astronaut = inputs / "astronaut.png"
-        Image.fromarray(np.asarray(skimage.data.astronaut())).save(astronaut)
+        from facerecon.atomic import atomic_write_bytes
+        from facerecon.export.mesh import encode_png
+
+        astronaut = atomic_write_bytes(inputs / "astronaut.png", encode_png(np.asarray(skimage.data.astronaut())))
         photos.append(astronaut)
     except Exception as exc:  # skimage without its bundled data: go on with the rest
         print(f"demo: scikit-image's astronaut photo unavailable ({exc})")
