@@ -181,9 +181,10 @@ class FaceReconstructor:
                             float(prep.score))
 
     def combine(self, members: Sequence[Reconstruction], method: str = "mean", name: str = "person",
-                failed: Sequence[FailedInput] = ()) -> PersonReconstruction:
+                failed: Sequence[FailedInput] = (), progress: Callable | None = None) -> PersonReconstruction:
         """One face from the per-photo fits of one person, by ``method`` (an aggregator of
-        :mod:`facerecon.multi.aggregate`; ``joint`` refits all photos with α and δ shared)."""
+        :mod:`facerecon.multi.aggregate`; ``joint`` refits all photos with α and δ shared, calling
+        ``progress(step, total)`` after each of its steps)."""
         from facerecon.multi.aggregate import aggregate
 
         if not members:
@@ -198,7 +199,9 @@ class FaceReconstructor:
         per_photo.delta[:] = person.delta
         if method == "joint":
             refit = self.fit_prepared([(m.photo, m.prepared) for m in members], init=per_photo,
-                                      groups=[0] * len(members))
+                                      groups=[0] * len(members), progress=progress)
+            for r, m in zip(refit, members):
+                r.source = m.source  # keep the caller's names (video frames have no path)
             per_photo = FaceParams.cat([r.params for r in refit])
             person = FaceParams(per_photo.alpha[:1], person.beta, per_photo.delta[:1], person.gamma,
                                 person.angles, person.trans)

@@ -274,7 +274,8 @@ def test_cli_multi_video_is_a_person(tmp_path, ict_archive):
         writer.write(cv2.GaussianBlur(f, (0, 0), 5) if 4 <= k < 8 else f)
     writer.release()
     out = tmp_path / "out"
-    assert main(["reconstruct", "--multi", str(root), "-o", str(out), "--aggregate", "mean", *FAST]) == 0
+    assert main(["reconstruct", "--multi", str(root), "-o", str(out), "--aggregate", "joint", *FAST]) == 0
     members = json.loads((out / "blair" / "members.json").read_text())["members"]
+    assert sorted(p.name for p in (out / "blair" / "overlays").iterdir())[0] == "blair_frame_000000.png"
     assert [m["source"] for m in members] == ["blair_frame_000000", "blair_frame_000002", "blair_frame_000008",
                                              "blair_frame_000010"]
