@@ -1,5 +1,6 @@
 """The ``facerecon serve`` server through Starlette's TestClient: upload, progress, results,
-downloads, bad files, limits, path traversal, session end and expiry, the queue, the page."""
+downloads, bad files, limits, path traversal, session end and expiry, the queue, the page, and
+the "one person" mode (several photos fitted and combined into one face)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from facerecon.web.sessions import Session  # noqa: E402
 
 PHOTO = ("faces", "lfw", "Aaron_Peirsol", "Aaron_Peirsol_0001.jpg")
 PHOTO2 = ("faces", "lfw", "Serena_Williams", "Serena_Williams_0001.jpg")
+PHOTO_SAME = ("faces", "lfw", "Aaron_Peirsol", "Aaron_Peirsol_0002.jpg")  # PHOTO's person again
 LIMITS = WebConfig(max_photo_mb=0.5, max_video_mb=2.0, max_files=8, texture_size=256, video_frames=3)
 
 
@@ -43,8 +45,8 @@ def wait_jobs(client: TestClient, sid: str, n: int, timeout: float = 180.0) -> t
     raise AssertionError(f"jobs did not finish in {timeout} s: {doc['jobs']}")
 
 
-def upload(client: TestClient, sid: str, name: str, data: bytes):
-    return client.post(f"/api/sessions/{sid}/uploads", params={"name": name}, content=data)
+def upload(client: TestClient, sid: str, name: str, data: bytes, **params):
+    return client.post(f"/api/sessions/{sid}/uploads", params={"name": name, **params}, content=data)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,38 @@ def done(client):
 
 def web_of(client: TestClient):
     return client.app.state.web
+
+
+def new_person(client: TestClient, sid: str, **params) -> str:
+    """A person job collecting photos in session ``sid``: its id."""
+    r = client.post(f"/api/sessions/{sid}/people", params=params)
+    assert r.status_code == 201, r.text
+    job = r.json()["job"]
+    assert job["kind"] == "person" and job["state"] == "collecting" and job["members"] == []
+    return job["id"]
+
+
+def start_person(client: TestClient, sid: str, pid: str) -> dict:
+    r = client.post(f"/api/sessions/{sid}/people/{pid}/start")
+    assert r.status_code == 200, r.text
+    return r.json()["job"]
+
+
+@pytest.fixture(scope="module")
+def person(client):
+    """One session with one person: two real LFW photos of Aaron Peirsol and a broken file,
+    fitted and combined with the default aggregator: (session id, final job, snapshots seen)."""
+    sid = client.post("/api/sessions").json()["id"]
+    pid = new_person(client, sid)
+    for name, data in (("aaron one.jpg", need_shared(*PHOTO).read_bytes()), ("broken.jpg", b"not a JPEG at all"),
+                       ("aaron_two.jpg", need_shared(*PHOTO_SAME).read_bytes())):
+        r = upload(client, sid, name, data, person=pid)
+        assert r.status_code == 201, r.text
+        assert r.json()["jobs"][0]["id"] == pid
+    queued = start_person(client, sid, pid)
+    assert queued["state"] in ("queued", "running") and len(queued["members"]) == 3
+    jobs, seen = wait_jobs(client, sid, 1)
+    return sid, jobs[0], [j for j in seen if j["id"] == pid]
 
 
 # --- the happy path ------------------------------------------------------------------------------
@@ -112,6 +146,122 @@ def test_every_file_downloads(client, done):
         assert zf.read("face.glb") == glb.content
     preview = files.get("compare") or files["overlay"]
     assert client.get(preview).headers["content-type"] == "image/png"
+
+
+# --- one person from several photos --------------------------------------------------------------
+def test_person_fits_each_photo_with_progress_and_combines_them(person):
+    sid, job, seen = person
+    assert job["state"] == "done", job
+    assert job["kind"] == "person" and job["aggregate"] == "joint"  # the command line's default
+    by = {m["name"]: m for m in job["members"]}
+    assert list(by) == ["aaron one.jpg", "broken.jpg", "aaron_two.jpg"]
+    assert by["broken.jpg"]["state"] == "failed" and by["broken.jpg"]["error"]
+    for name in ("aaron one.jpg", "aaron_two.jpg"):
+        m = by[name]
+        assert m["state"] == "done" and m["figures"]["weight"] == pytest.approx(0.5)
+        assert 0 < m["figures"]["landmark_error_px"] < 15
+        assert m["overlay"].endswith(".png")
+    f = job["figures"]
+    assert f["photos_used"] == 2 and f["photos_given"] == 3 and f["aggregate"] == "joint"
+    assert [x["name"] for x in f["failed"]] == ["broken.jpg"] and f["failed"][0]["reason"]
+    assert 0 < f["fit_seconds"] <= f["total_seconds"] <= f["since_upload_seconds"]
+    # progress per photo while fitting: each fitted photo showed its own steps
+    member_stages = {(m["name"], m["stage"]) for j in seen for m in j["members"]}
+    for name in ("aaron one.jpg", "aaron_two.jpg"):
+        assert any(n == name and re.fullmatch(r"fitting: step \d+ of 13", st) for n, st in member_stages), name
+    assert any(st.startswith("combining 2 photos") for st in (j["stage"] for j in seen))
+    progress = [j["progress"] for j in seen]
+    assert progress == sorted(progress), "the person's progress went backwards"
+
+
+def test_person_files_download(client, person):
+    sid, job, _ = person
+    files = job["files"]
+    assert set(files) >= {"glb", "obj", "mtl", "texture", "ply", "params", "landmarks", "members", "zip"}
+    glb = client.get(files["glb"])
+    assert glb.status_code == 200 and glb.headers["content-type"] == "model/gltf-binary"
+    from tests.test_web_browser import check_glb
+
+    check_glb(glb.content)
+    members = client.get(files["members"]).json()
+    assert members["aggregate"] == "joint"
+    assert [m["source"] for m in members["members"]] == ["aaron one.jpg", "aaron_two.jpg"]
+    overlays = [m["overlay"] for m in members["members"]]
+    assert overlays == ["overlays/aaron_one.png", "overlays/aaron_two.png"]
+    assert [x["name"] for x in members["details"]["failed_photos"]] == ["broken.jpg"]
+    params = client.get(files["params"]).json()
+    assert params["extra"]["photos"] == 2
+    for m in job["members"]:
+        if m["state"] == "done":
+            r = client.get(m["overlay"])
+            assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+            assert Image.open(io.BytesIO(r.content)).size == (250, 250)
+    assert client.get(files["obj"]).text.startswith(("#", "mtllib", "v "))
+    assert Image.open(io.BytesIO(client.get(files["texture"]).content)).size == (256, 256)
+    assert client.get(files["ply"]).content.startswith(b"ply")
+    z = client.get(files["zip"] + "?download=1")
+    assert "attachment" in z.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(z.content)) as zf:
+        assert set(zf.namelist()) >= {"face.glb", "face.obj", "face.mtl", "face_texture.png", "face.ply",
+                                      "params.json", "members.json", *overlays}
+        assert zf.read("face.glb") == glb.content
+    root = str(web_of(client).store.root)
+    for text in (json.dumps(job), client.get(files["members"]).text, client.get(files["params"]).text):
+        assert root not in text and "uploads" not in text, "a server path leaked"
+
+
+def test_person_files_stay_inside_the_job_folder(client, person):
+    sid, job, _ = person
+    base = f"/api/sessions/{sid}/jobs/{job['id']}/files"
+    assert client.get(f"{base}/overlays/aaron_one.png").status_code == 200
+    # (a plain "overlays/../x" is resolved by the client before sending; encoded dots reach the server)
+    for bad in ("overlays%2F..%2Fface.glb", "overlays%2F..%2F..%2F..%2Fuploads%2F0001.jpg", "overlays",
+                "overlays/", "overlays%2Faaron_one.png%2F..", "..%2F..%2Fuploads%2F0001.jpg", "/etc/passwd",
+                "overlays%2F%2E%2E%2Fmembers.json", "overlays%5C..%5Cface.glb"):
+        r = client.get(f"{base}/{bad}")
+        assert r.status_code == 404, (bad, r.status_code)
+
+
+def test_person_aggregate_choice_and_a_person_with_no_usable_photo(client):
+    sid = client.post("/api/sessions").json()["id"]
+    r = client.post(f"/api/sessions/{sid}/people", params={"aggregate": "nonsense"})
+    assert r.status_code == 400 and "joint" in r.json()["error"]
+    median = new_person(client, sid, aggregate="median")
+    for name in ("a.jpg", "b.jpg"):
+        assert upload(client, sid, name, need_shared(*PHOTO).read_bytes(), person=median).status_code == 201
+    start_person(client, sid, median)
+    hopeless = new_person(client, sid)
+    assert upload(client, sid, "broken.jpg", b"not an image", person=hopeless).status_code == 201
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(blank, format="PNG")
+    assert upload(client, sid, "blank.png", blank.getvalue(), person=hopeless).status_code == 201
+    start_person(client, sid, hopeless)
+    empty = new_person(client, sid)
+    start_person(client, sid, empty)
+    jobs, _ = wait_jobs(client, sid, 3)
+    by = {j["id"]: j for j in jobs}
+    assert by[median]["state"] == "done" and by[median]["figures"]["aggregate"] == "median"
+    assert client.get(by[median]["files"]["members"]).json()["aggregate"] == "median"
+    bad = by[hopeless]
+    assert bad["state"] == "failed" and "no usable photo" in bad["error"]
+    assert [m["state"] for m in bad["members"]] == ["failed", "failed"]
+    assert "face" in bad["members"][1]["error"] and bad["members"][0]["error"]
+    assert by[empty]["state"] == "failed" and "no photo" in by[empty]["error"]
+
+
+def test_a_started_person_takes_no_more_photos(client):
+    sid = client.post("/api/sessions").json()["id"]
+    pid = new_person(client, sid)
+    assert upload(client, sid, "x.jpg", b"not an image", person=pid).status_code == 201
+    start_person(client, sid, pid)
+    r = upload(client, sid, "late.jpg", b"not an image", person=pid)
+    assert r.status_code == 409 and "already started" in r.json()["error"]
+    assert client.post(f"/api/sessions/{sid}/people/{pid}/start").status_code == 409
+    assert upload(client, sid, "y.jpg", b"x", person="nosuchperson1").status_code == 404
+    other = client.post("/api/sessions").json()["id"]  # a person is only reachable from its own session
+    assert client.post(f"/api/sessions/{other}/people/{pid}/start").status_code == 404
+    assert upload(client, other, "y.jpg", b"x", person=pid).status_code == 404
+    wait_jobs(client, sid, 1)
 
 
 # --- bad files never stop the others ------------------------------------------------------------
@@ -192,6 +342,19 @@ def test_result_file_refuses_a_link_out_of_the_folder(tmp_path):
     assert session.result_file(job.id, "face.obj") is None
     assert session.result_file(job.id, "../../secret.txt") is None
     assert session.result_file("../" + job.id, "face.glb") is None
+
+
+def test_a_person_takes_photos_only_until_started_and_people_are_limited(tmp_path):
+    session = Session("abcdefgh1234", tmp_path / "s", WebConfig(max_files=2))
+    job = session.add_person("joint")
+    assert session.add_member(job, "a.jpg", tmp_path / "a.jpg") is not None
+    assert session.add_member(job, "bad.mp4", None, error="cannot open the video").state == "failed"
+    assert session.start_person(job) and job.state == "queued"
+    assert not session.start_person(job), "a person was started twice"
+    assert session.add_member(job, "late.jpg", tmp_path / "late.jpg") is None  # an upload racing the start
+    assert [m.name for m in job.members] == ["a.jpg", "bad.mp4"]
+    assert session.add_person("mean") is not None and session.add_person("mean") is None, "people not limited"
+    assert session.person(job.id) is job and session.person(session.add_job("x.jpg", None).id) is None
 
 
 # --- sessions end, expire, and take their files with them ----------------------------------------
@@ -285,6 +448,22 @@ def test_video_becomes_frames(tmp_path):
         assert r.status_code == 201 and r.json()["jobs"][0]["state"] == "failed"
         assert "video" in r.json()["jobs"][0]["error"]
 
+        # one person: the video's frames are its photos; a bad video is one failed photo
+        pid = c.post(f"/api/sessions/{sid}/people").json()["job"]["id"]
+        assert upload(c, sid, "clip.avi", video.read_bytes(), person=pid).status_code == 201
+        r = upload(c, sid, "fake.mp4", b"not a video at all", person=pid)
+        assert r.status_code == 201
+        members = r.json()["jobs"][0]["members"]
+        assert [m["name"].startswith("clip.avi @ ") for m in members] == [True] * LIMITS.video_frames + [False]
+        assert members[-1]["state"] == "failed" and "video" in members[-1]["error"]
+        recon.calls.clear()
+        assert c.post(f"/api/sessions/{sid}/people/{pid}/start").status_code == 200
+        final, _ = wait_jobs(c, sid, LIMITS.video_frames + 2, timeout=30)
+        assert recon.calls == [f"0003_frame{k:02d}.png" for k in (1, 2, 3)]
+        person = next(j for j in final if j["id"] == pid)
+        assert person["state"] == "failed" and "no usable photo" in person["error"]
+        assert [m["state"] for m in person["members"]] == ["failed"] * (LIMITS.video_frames + 1)
+
 
 # --- the page ------------------------------------------------------------------------------------
 def test_page_and_its_assets_are_served_from_the_package(client):
@@ -312,6 +491,8 @@ def test_status_and_host_guard(tmp_path):
     with TestClient(app, base_url="http://127.0.0.1") as c:
         doc = c.get("/api/status").json()
         assert doc["modes"]["single"] and doc["limits"]["max_files"] == WebConfig().max_files
+        assert doc["modes"]["person"] and doc["modes"]["aggregate_default"] == "joint"
+        assert doc["modes"]["aggregators"][0]["name"] == "joint"
         assert c.get("http://evil.example/api/status").status_code == 400  # DNS rebinding
 
 
@@ -327,3 +508,23 @@ def test_serve_command_help_and_loopback(capsys):
     assert "WARNING: anything other than 127.0.0.1" in out and "--max-photo-mb" in out and "--steps" in out
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+
+
+def test_page_aggregators_follow_the_library_and_the_command_line():
+    from facerecon.cli.multi import AGGREGATE_DEFAULT as CLI_DEFAULT
+    from facerecon.multi.aggregate import AGGREGATORS
+    from facerecon.web.config import AGGREGATE_DEFAULT, AGGREGATE_HELP
+
+    assert AGGREGATE_DEFAULT == CLI_DEFAULT
+    assert set(AGGREGATE_HELP) == set(AGGREGATORS) and all(AGGREGATE_HELP.values())
+
+
+def test_overlay_file_stems_are_safe_and_distinct():
+    from facerecon.web.sessions import file_stems
+
+    names = ["a b.jpg", "a_b.png", "../../etc/passwd", "..", ".hidden.JPG", "clip.avi @ 1.5 s", "x" * 200 + ".jpg", ""]
+    stems = file_stems(names)
+    assert stems[:2] == ["a_b", "a_b-2"] and stems[3] == "photo" and stems[4] == "hidden"
+    assert len(set(stems)) == len(stems)
+    for stem in stems:
+        assert re.fullmatch(r"[\w.-]{1,64}", stem) and not stem.startswith(".") and "/" not in stem

@@ -4,12 +4,16 @@ A real uvicorn server (fast fitting config) serves the page; the browser uploads
 photo through the file input, waits for the 3D view, and the test checks that the canvas holds
 a drawn face (many colours, unlike the empty background), that the texture and wireframe
 toggles change it, that the page loaded nothing from elsewhere (its CSP would refuse it and log
-it), and that the GLB behind the download link is a well-formed glTF 2.0 binary.
+it), and that the GLB behind the download link is a well-formed glTF 2.0 binary. In "one
+person" mode it drops two photos of one person, a broken photo and a text file together and
+checks that one face is drawn from the two, with an overlay per photo and the other two listed
+as not used, each with its reason.
 
 Skipped, with the reason, where chromium, chromedriver or selenium is missing. Set
-``FACERECON_SCREENSHOT=path.png`` to save the window and ``FACERECON_WEB_FIT=default`` to fit
-with the server's default settings instead of the fast test ones (how docs/serve.png and the
-drop-to-3D time in BENCHMARKS.md were made; ``-s`` prints the time).
+``FACERECON_SCREENSHOT=path.png`` to save the window after the one-person run and
+``FACERECON_WEB_FIT=default`` to fit with the server's default settings instead of the fast test
+ones (how docs/serve.png and the drop-to-3D time in BENCHMARKS.md were made; ``-s`` prints the
+times).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import struct
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +36,8 @@ from PIL import Image
 from tests.conftest import need_shared
 
 PHOTO = ("faces", "lfw", "Colin_Powell", "Colin_Powell_0001.jpg")
+PHOTO_SAME = ("faces", "lfw", "Colin_Powell", "Colin_Powell_0002.jpg")  # the same person again
+BACKGROUND = np.array([0x20, 0x24, 0x2C])  # the 3D view's clear colour
 
 
 def _browser() -> tuple[str, str]:
@@ -113,6 +118,32 @@ def canvas_pixels(drv) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
 
+def assert_face_drawn(drawn: np.ndarray) -> None:
+    """The canvas shows a textured, lit face in the middle, not an empty or flat view."""
+    assert drawn.shape[0] > 200 and drawn.shape[1] > 200
+    face = np.abs(drawn.astype(int) - BACKGROUND).sum(-1) > 30
+    assert face.mean() > 0.1, f"only {face.mean():.1%} of the canvas differs from the background"
+    colours = len(np.unique(drawn[face].reshape(-1, 3) // 8, axis=0))
+    assert colours > 200, f"the face has only {colours} colours: not a textured, lit face"
+    h, w = face.shape
+    assert face[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5].mean() > 0.9, "the face is not in the middle of the view"
+
+
+def console_problems(drv) -> list[str]:
+    """Errors and warnings in the browser console, except the GL driver's note that our own
+    read-backs stall the GPU."""
+    return [e["message"] for e in drv.get_log("browser")
+            if e["level"] in ("SEVERE", "WARNING") and "GL Driver Message" not in e["message"]]
+
+
+def open_page(drv, server: str) -> None:
+    """Load the page and wait for its session."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv.get(server + "/")
+    WebDriverWait(drv, 60).until(lambda d: d.execute_script("return !!(window.facerecon && window.facerecon.sid)"))
+
+
 def check_glb(data: bytes) -> dict:
     """Validate a binary glTF 2.0 file's structure; returns its JSON document."""
     magic, version, length = struct.unpack_from("<4sII", data, 0)
@@ -152,8 +183,7 @@ def test_page_uploads_fits_and_draws_the_face(server, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 
     drv = browser
-    drv.get(server + "/")
-    WebDriverWait(drv, 60).until(lambda d: d.execute_script("return !!(window.facerecon && window.facerecon.sid)"))
+    open_page(drv, server)
     photo = need_shared(*PHOTO)
     t0 = time.perf_counter()
     drv.find_element(By.ID, "file-input").send_keys(str(photo))
@@ -163,14 +193,7 @@ def test_page_uploads_fits_and_draws_the_face(server, browser, tmp_path):
     time.sleep(0.5)  # let the ResizeObserver's last render land
 
     drawn = canvas_pixels(drv)
-    assert drawn.shape[0] > 200 and drawn.shape[1] > 200
-    background = np.array([0x20, 0x24, 0x2C])
-    face = np.abs(drawn.astype(int) - background).sum(-1) > 30
-    assert face.mean() > 0.1, f"only {face.mean():.1%} of the canvas differs from the background"
-    colours = len(np.unique(drawn[face].reshape(-1, 3) // 8, axis=0))
-    assert colours > 200, f"the face has only {colours} colours: not a textured, lit face"
-    h, w = face.shape
-    assert face[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5].mean() > 0.9, "the face is not in the middle of the view"
+    assert_face_drawn(drawn)
 
     drv.find_element(By.ID, "opt-texture").click()
     plain = canvas_pixels(drv)
@@ -192,11 +215,69 @@ def test_page_uploads_fits_and_draws_the_face(server, browser, tmp_path):
     kinds = {a.get_attribute("data-file") for a in drv.find_elements(By.CSS_SELECTOR, "#downloads a")}
     assert {"glb", "obj", "mtl", "texture", "ply", "params", "zip"} <= kinds
 
-    # Errors and warnings, except the GL driver's note that our own read-backs stall the GPU.
-    problems = [e["message"] for e in drv.get_log("browser")
-                if e["level"] in ("SEVERE", "WARNING") and "GL Driver Message" not in e["message"]]
+    problems = console_problems(drv)
+    assert not problems, "browser console:\n" + "\n".join(problems)
+
+
+def test_page_fits_one_person_from_several_photos(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv = browser
+    open_page(drv, server)
+    select = drv.find_element(By.ID, "aggregate")
+    assert not select.is_enabled(), "the aggregate menu is live in single-photo mode"
+    drv.find_element(By.CSS_SELECTOR, "input[name='mode'][value='person']").click()
+    assert select.is_enabled() and select.get_attribute("value") == "joint"
+    options = [o.get_attribute("value") for o in select.find_elements(By.TAG_NAME, "option")]
+    assert {"joint", "kmeans", "mean", "median", "quality", "segments", "confidence"} == set(options)
+    assert drv.find_element(By.ID, "aggregate-help").text
+    broken = tmp_path / "broken.jpg"  # uploaded, then fails on the server
+    broken.write_bytes(b"this is not a JPEG")
+    notes = tmp_path / "notes.txt"  # refused by the page itself, never uploaded
+    notes.write_text("not a photo")
+    photos = [need_shared(*PHOTO), need_shared(*PHOTO_SAME), broken, notes]
+    t0 = time.perf_counter()
+    drv.find_element(By.ID, "file-input").send_keys("\n".join(str(p) for p in photos))
+    # until the person's face is drawn, or every job has ended without that (fails at once, not at the timeout)
+    outcome = WebDriverWait(drv, 600).until(lambda d: d.execute_script("""
+        if (document.querySelector("#result[data-kind='person'] #viewer[data-state='drawn']")) return 'drawn';
+        const s = window.facerecon, jobs = [...s.jobs.values()];
+        const busy = s.local.some((j) => j.state !== 'failed') ||
+                     jobs.some((j) => ['collecting', 'queued', 'running'].includes(j.state));
+        return jobs.length && !busy && document.getElementById('viewer').dataset.state !== 'loading' ? 'ended' : false;
+    """))
+    assert outcome == "drawn", "every job ended but no person's face was drawn"
+    print(f"drop of 4 files (one person) to 3D view: {time.perf_counter() - t0:.1f} s")
+    time.sleep(0.5)
+    assert_face_drawn(canvas_pixels(drv))
+
+    jobs = drv.execute_script("return [...window.facerecon.jobs.values()]")
+    assert len(jobs) == 1 and jobs[0]["kind"] == "person", "the files did not become one person"
+    members = {m["name"]: m for m in jobs[0]["members"]}
+    assert [members[p.name]["state"] for p in photos[:3]] == ["done", "done", "failed"]
+    shown = drv.find_elements(By.CSS_SELECTOR, "#jobs .member")
+    assert [m.get_attribute("data-state") for m in shown] == ["done", "done", "failed", "failed"]
+    assert "notes.txt" in shown[3].text and "not a photo" in shown[3].text
+
+    strip = drv.find_elements(By.CSS_SELECTOR, "#strip img")
+    assert len(strip) == 2
+    for img in strip:
+        WebDriverWait(drv, 20).until(lambda d, img=img: d.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", img))
+    drv.find_elements(By.CSS_SELECTOR, "#strip button")[1].click()
+    assert drv.find_element(By.ID, "preview").get_attribute("src") == strip[1].get_attribute("src")
+    figures = drv.find_element(By.ID, "figures").text
+    assert "2 of 4" in figures and "broken.jpg" in figures and "notes.txt" in figures and "joint" in figures
+    kinds = {a.get_attribute("data-file") for a in drv.find_elements(By.CSS_SELECTOR, "#downloads a")}
+    assert {"glb", "obj", "mtl", "texture", "ply", "params", "members", "zip"} <= kinds
+    link = drv.find_element(By.CSS_SELECTOR, "#downloads a[data-file='members']").get_attribute("href")
+    doc = json.loads(urllib.request.urlopen(link, timeout=30).read())
+    assert [m["source"] for m in doc["members"]] == [PHOTO[-1], PHOTO_SAME[-1]]
+    problems = console_problems(drv)
     assert not problems, "browser console:\n" + "\n".join(problems)
     if os.environ.get("FACERECON_SCREENSHOT"):
+        drv.find_elements(By.CSS_SELECTOR, "#strip button")[0].click()
         drv.set_window_size(1280, 1000)
         time.sleep(1.0)
         drv.save_screenshot(os.environ["FACERECON_SCREENSHOT"])
@@ -221,8 +302,7 @@ def test_canvas_reader_sees_a_blank_view(server, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
     drv = browser
-    drv.get(server + "/")
-    WebDriverWait(drv, 60).until(lambda d: d.execute_script("return !!(window.facerecon && window.facerecon.sid)"))
+    open_page(drv, server)
     drv.execute_script("""
         const d = document.getElementById('detail'); d.hidden = false;
         return import('/static/viewer.js').then(m => { window._v = new m.FaceViewer(document.getElementById('viewer')); });

@@ -3,17 +3,28 @@
 ===========================================  ===================================================
 ``GET /``                                    the page (``static/index.html``)
 ``GET /static/...``                          its scripts, styles and the vendored three.js
-``GET /api/status``                          worker state, limits, version
-``POST /api/sessions``                       a new session: ``{"id": ..., "limits": ...}``
+``GET /api/status``                          worker state, limits, modes, version
+``POST /api/sessions``                       a new session: ``{"id": ..., "limits": ..., "modes": ...}``
 ``GET /api/sessions/{sid}``                  its jobs with state, progress, figures, file URLs
 ``POST /api/sessions/{sid}/uploads?name=N``  body = the file's bytes; queues one job per photo
                                              (a video: one per sampled frame)
-``GET /api/sessions/{sid}/jobs/{jid}/files/{name}``  a file the job wrote (``?download=1``)
+``POST /api/sessions/{sid}/people?aggregate=A``  a person job collecting photos: ``{"job": ...}``
+``POST /api/sessions/{sid}/uploads?name=N&person=J``  the file becomes a photo of person J (a
+                                             video: one photo per sampled frame); nothing queued
+``POST /api/sessions/{sid}/people/{jid}/start``  queue the person: its photos are fitted and
+                                             combined into one face by its aggregator
+``GET /api/sessions/{sid}/jobs/{jid}/files/{name}``  a file the job wrote (``?download=1``);
+                                             a person's overlays are ``overlays/<photo>.png``
 ``DELETE /api/sessions/{sid}``               end it now (``POST .../end`` for ``sendBeacon``)
 ===========================================  ===================================================
 
-Errors are JSON ``{"error": "one line"}`` with the fitting HTTP status (404 unknown session or
-file, 413 too large, 415 not a photo or video, 429 too many uploads, 503 too many sessions).
+A job is ``{"id", "kind": "photo"|"person", "name", "state", "stage", "progress", "figures",
+"files": {key: url}, ...}``; a person adds ``"aggregate"`` and ``"members"`` (one per photo, each
+with its own state, stage, progress, error, figures and overlay URL).
+
+Errors are JSON ``{"error": "one line"}`` with the fitting HTTP status (400 bad request, 404
+unknown session, person or file, 409 the person was already started, 413 too large, 415 not a
+photo or video, 429 too many uploads or people, 503 too many sessions).
 """
 
 from __future__ import annotations
@@ -38,9 +49,10 @@ from starlette.staticfiles import StaticFiles
 import facerecon
 from facerecon.atomic import atomic_path
 from facerecon.imageio.load import ImageError
-from facerecon.web.config import WebConfig
+from facerecon.multi.aggregate import AGGREGATORS
+from facerecon.web.config import AGGREGATE_DEFAULT, AGGREGATE_HELP, WebConfig
 from facerecon.web.media import PHOTO_SUFFIXES, VIDEO_SUFFIXES, kind_of, sample_frames
-from facerecon.web.sessions import Session, SessionStore, display_name
+from facerecon.web.sessions import Job, Session, SessionStore, display_name
 from facerecon.web.worker import FitWorker
 
 STATIC = Path(__file__).parent / "static"
@@ -116,6 +128,13 @@ class WebApp:
                 "video_frames": c.video_frames, "photo_suffixes": list(PHOTO_SUFFIXES),
                 "video_suffixes": list(VIDEO_SUFFIXES)}
 
+    def modes(self) -> dict[str, Any]:
+        """What the page offers: single photos, or one person from all photos combined by an
+        aggregator (menu entries in :data:`AGGREGATE_HELP`'s order, then any it lacks)."""
+        names = [a for a in AGGREGATE_HELP if a in AGGREGATORS] + [a for a in AGGREGATORS if a not in AGGREGATE_HELP]
+        return {"single": True, "person": True, "aggregate_default": AGGREGATE_DEFAULT,
+                "aggregators": [{"name": a, "help": AGGREGATE_HELP.get(a, "")} for a in names]}
+
     def _session(self, request: Request) -> Session | None:
         """The live session named in the URL, or None."""
         return self.store.get(request.path_params["sid"])
@@ -141,8 +160,7 @@ class WebApp:
     async def status(self, request: Request) -> Response:
         """Worker state, limits, version."""
         return JSONResponse({"facerecon": facerecon.__version__, "worker": self.worker.status,
-                             "sessions": len(self.store), "limits": self.limits(),
-                             "modes": {"single": True, "person": False}})
+                             "sessions": len(self.store), "limits": self.limits(), "modes": self.modes()})
 
     async def create_session(self, request: Request) -> Response:
         """A new session (503 when the server has its maximum)."""
@@ -150,7 +168,7 @@ class WebApp:
         if session is None:
             return _error(503, f"the server already has {self.config.max_sessions} open sessions; "
                                "close a page or try again later")
-        return JSONResponse({"id": session.id, "limits": self.limits()}, status_code=201)
+        return JSONResponse({"id": session.id, "limits": self.limits(), "modes": self.modes()}, status_code=201)
 
     async def get_session(self, request: Request) -> Response:
         """A session's jobs (polled by the page; keeps the session alive)."""
@@ -164,11 +182,49 @@ class WebApp:
         ended = await run_in_threadpool(self.store.end, request.path_params["sid"])
         return Response(status_code=204) if ended else _error(404, "no such session")
 
-    async def upload(self, request: Request) -> Response:
-        """Store one uploaded file (the request body) and queue its job(s)."""
+    async def create_person(self, request: Request) -> Response:
+        """A person job that collects the photos uploaded with ``person=<its id>`` until started."""
         session = self._session(request)
         if session is None:
             return _error(404, "no such session (it ended or expired): reload the page")
+        aggregate = request.query_params.get("aggregate", AGGREGATE_DEFAULT)
+        if aggregate not in AGGREGATORS:
+            return _error(400, f"unknown aggregate {display_name(aggregate)!r} (choose from {', '.join(AGGREGATORS)})")
+        job = session.add_person(aggregate)
+        if job is None:
+            return _error(429, f"this page already has {self.config.max_files} people (the limit); "
+                               "reload the page for a new session")
+        return JSONResponse({"job": self._job_json(session, job)}, status_code=201)
+
+    async def start_person(self, request: Request) -> Response:
+        """Queue a person's photos for fitting and combining (409 if already started)."""
+        session = self._session(request)
+        job = None if session is None else session.person(request.path_params["jid"])
+        if session is None or job is None:
+            return _error(404, "no such person")
+        if not session.start_person(job):
+            return _error(409, f"{job.name} was already started")
+        self.worker.submit(session, job)
+        return JSONResponse({"job": self._job_json(session, job)})
+
+    def _job_json(self, session: Session, job: Job) -> dict[str, Any]:
+        """One job as the page sees it (read under the session lock)."""
+        with session.lock:
+            return job.to_json(f"/api/sessions/{session.id}")
+
+    async def upload(self, request: Request) -> Response:
+        """Store one uploaded file (the request body) and queue its job(s), or (``person=``)
+        add it to a person collecting photos."""
+        session = self._session(request)
+        if session is None:
+            return _error(404, "no such session (it ended or expired): reload the page")
+        person = None
+        if "person" in request.query_params:
+            person = session.person(request.query_params["person"])
+            if person is None:
+                return _error(404, "no such person")
+            if person.state != "collecting":
+                return _error(409, f"{person.name} was already started: drop the photos again for a new person")
         name = display_name(request.query_params.get("name", ""))
         kind = kind_of(name)
         if kind is None:
@@ -202,30 +258,49 @@ class WebApp:
             dest.unlink(missing_ok=True)
             session.release_upload()
             return _error(400, f"{name}: the file is empty")
-        jobs = [session.add_job(name, dest)] if kind == "photo" else await self._video_jobs(session, name, dest, number)
+        if kind == "photo":
+            inputs: list[tuple[str, Path | None]] | str = [(name, dest)]
+        else:
+            inputs = await self._video_frames(session, name, dest, number)
+        if person is not None:
+            return self._add_to_person(session, person, name, inputs)
+        if isinstance(inputs, str):
+            jobs = [session.add_job(name, None)]
+            session.update(jobs[0], state="failed", stage="failed", error=inputs)
+        else:
+            jobs = [session.add_job(n, path) for n, path in inputs]
         for job in jobs:
             if job.state == "queued":
                 self.worker.submit(session, job)
         base = f"/api/sessions/{session.id}"
         return JSONResponse({"jobs": [j.to_json(base) for j in jobs]}, status_code=201)
 
-    async def _video_jobs(self, session: Session, name: str, video: Path, number: int) -> list:
-        """One job per sampled frame (saved as PNG beside the video), or one failed job."""
+    def _add_to_person(self, session: Session, person: Job, name: str,
+                       inputs: list[tuple[str, Path | None]] | str) -> Response:
+        """Make an upload's photo(s) members of a person (a bad video: one failed member)."""
+        entries = [(name, None, inputs)] if isinstance(inputs, str) else [(n, p, None) for n, p in inputs]
+        for n, path, error in entries:
+            if session.add_member(person, n, path, error) is None:
+                return _error(409, f"{person.name} was started during the upload of {name}")
+        return JSONResponse({"jobs": [self._job_json(session, person)]}, status_code=201)
+
+    async def _video_frames(self, session: Session, name: str, video: Path, number: int
+                            ) -> list[tuple[str, Path | None]] | str:
+        """The sampled frames of an uploaded video, each saved as PNG beside it: ``[(display name,
+        path)]``, or the one-line reason the video cannot be read."""
         try:
             frames = await run_in_threadpool(sample_frames, video, self.config.video_frames)
         except ImageError as exc:
-            job = session.add_job(name, None)
-            session.update(job, state="failed", stage="failed", error=exc.reason)
-            return [job]
+            return exc.reason
         from PIL import Image
 
-        jobs = []
+        out: list[tuple[str, Path | None]] = []
         for k, frame in enumerate(frames, 1):
             path = session.upload_path(number, ".png", frame=k)
             with atomic_path(path) as tmp:
                 Image.fromarray(frame.image).save(tmp, format="PNG")
-            jobs.append(session.add_job(f"{name} @ {frame.time_s:.1f} s", path))
-        return jobs
+            out.append((f"{name} @ {frame.time_s:.1f} s", path))
+        return out
 
     async def file(self, request: Request) -> Response:
         """A file a job wrote, inline or (``?download=1``) as an attachment."""
@@ -249,7 +324,9 @@ class WebApp:
             Route("/api/sessions/{sid}", self.end_session, methods=["DELETE"]),
             Route("/api/sessions/{sid}/end", self.end_session, methods=["POST"]),
             Route("/api/sessions/{sid}/uploads", self.upload, methods=["POST"]),
-            Route("/api/sessions/{sid}/jobs/{jid}/files/{name}", self.file),
+            Route("/api/sessions/{sid}/people", self.create_person, methods=["POST"]),
+            Route("/api/sessions/{sid}/people/{jid}/start", self.start_person, methods=["POST"]),
+            Route("/api/sessions/{sid}/jobs/{jid}/files/{name:path}", self.file),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
 
@@ -265,7 +342,8 @@ def create_app(config: WebConfig | None = None, *, fit_config: Any = None, devic
         from facerecon.fitting.engine import FitConfig
 
         fit_config = FitConfig()
-    worker = FitWorker(build or default_builder(fit_config, device), config.texture_size, fit_config)
+    worker = FitWorker(build or default_builder(fit_config, device), config.texture_size, fit_config,
+                       config.batch_size)
     web = WebApp(config, worker, tmp_root)
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
     app = Starlette(routes=web.routes(), middleware=middleware, lifespan=web.lifespan)

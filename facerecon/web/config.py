@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The aggregator the page's "one person" mode starts with: ``facerecon reconstruct --aggregate``'s
+#: default (the web layer may not import the command line; a test keeps the two equal).
+AGGREGATE_DEFAULT = "joint"
+
+#: One line per aggregator for the page's menu, in the order shown; its keys are exactly
+#: :data:`facerecon.multi.aggregate.AGGREGATORS` (a test checks), so a new one is not forgotten.
+AGGREGATE_HELP: dict[str, str] = {
+    "joint": "one fit over all the photos, identity and albedo shared (closest to a real scan)",
+    "kmeans": "the paper's K-means; with one person, its centroid is the mean",
+    "mean": "the mean of the photos' identity and albedo",
+    "median": "the per-coefficient median of the photos' fits",
+    "quality": "an average weighted by how well each photo was fitted",
+    "segments": "a quality-weighted average per face segment",
+    "confidence": "per-coefficient weights from each photo's landmark information",
+}
+
 
 @dataclass
 class WebConfig:
@@ -25,6 +41,8 @@ class WebConfig:
     each is fitted as a photo."""
     texture_size: int = 1024
     """Side of the baked face texture, texels."""
+    batch_size: int = 8
+    """Photos of one person fitted together (the page's "one person" mode)."""
 
     @property
     def max_photo_bytes(self) -> int:

@@ -1,12 +1,16 @@
 """Browser sessions: one temporary folder each, the jobs in it, expiry, and safe file look-up.
 
+A job is one photo (or video frame) fitted on its own, or one person: every photo of a batch
+fitted and combined into one face, each photo a :class:`Member` of the job with its own progress.
+
 Layout of a session's folder (all names chosen here, never taken from the client)::
 
     <root>/<session id>/uploads/0001.jpg        the uploaded bytes (or a video's frames)
-    <root>/<session id>/results/<job id>/...    what write_reconstruction wrote, + a zip
+    <root>/<session id>/results/<job id>/...    what write_reconstruction (a photo) or
+                                                write_person (a person) wrote, + a zip
 
 :meth:`Session.result_file` is the only way a path leaves this module for serving: the name must
-be one the job wrote and the resolved path must lie inside the session's folder.
+be one the job wrote and the resolved path must lie inside the job's results folder.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from facerecon.web.config import WebConfig
 
@@ -37,38 +42,100 @@ def display_name(raw: str) -> str:
     return text if len(text) <= MAX_NAME else text[: MAX_NAME - 1] + "…"
 
 
-@dataclass
-class Job:
-    """One photo (or one video frame) to fit, and what became of it."""
+def file_stems(names: list[str], fallback: str = "photo") -> list[str]:
+    """Safe, distinct file stems for display names (a person's overlays): the name without its
+    photo suffix, letters, digits, ``.``, ``_`` and ``-`` only (others become ``_``), no leading dot, at most 60
+    characters; a repeated stem gets ``-2``, ``-3``, …; an empty one becomes ``fallback``."""
+    out: list[str] = []
+    for raw in names:
+        base = re.sub(r"\.(jpe?g|png|webp|bmp|tiff?)$", "", raw, flags=re.I)
+        stem = re.sub(r"[^\w.-]+", "_", base).strip("._-")[:60].rstrip("._-") or fallback
+        unique, k = stem, 1
+        while unique in out:
+            k += 1
+            unique = f"{stem}-{k}"
+        out.append(unique)
+    return out
 
-    id: str
+
+@dataclass
+class Member:
+    """One photo (or video frame) of a person job, and what became of it."""
+
     name: str
     """Display name (the uploaded file's name; a frame adds its time)."""
     source: Path | None
-    """The file to fit (inside the session's uploads folder); None for a job failed at upload."""
+    """The file to fit (inside the session's uploads folder); None when it failed at upload."""
+    state: str = "queued"
+    """queued, running, done (fitted, then used in the face) or failed."""
+    stage: str = "waiting for the worker"
+    progress: float = 0.0
+    """0..1 for its own progress bar."""
+    error: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    """Its own fit's figures (pose, landmark error) and, once combined, its weight in the face."""
+    overlay: str | None = None
+    """Key in the job's ``files`` of its overlay (the person's face posed as in this photo)."""
+
+    def to_json(self, files_url: Callable[[str], str], files: dict[str, str]) -> dict[str, Any]:
+        """The member as the page sees it; ``files_url`` turns a file name into its URL."""
+        doc: dict[str, Any] = {"name": self.name, "state": self.state, "stage": self.stage,
+                               "progress": round(self.progress, 4), "error": self.error, "figures": self.figures}
+        if self.overlay and self.overlay in files:
+            doc["overlay"] = files_url(files[self.overlay])
+        return doc
+
+
+@dataclass
+class Job:
+    """One photo (or one video frame) to fit, or one person's photos to fit and combine, and
+    what became of it."""
+
+    id: str
+    name: str
+    """Display name (the uploaded file's name; a frame adds its time; "Person N" for a person)."""
+    source: Path | None
+    """The file to fit (inside the session's uploads folder); None for a job failed at upload
+    and for a person (whose files are its members')."""
+    kind: str = "photo"
+    """"photo" (one face from one photo) or "person" (one face from all of :attr:`members`)."""
     created: float = field(default_factory=time.time)
     state: str = "queued"
-    """queued, running, done, failed or cancelled."""
+    """queued, running, done, failed or cancelled; a person starts as collecting (its photos
+    are being uploaded) until the page starts it."""
     stage: str = "waiting for the worker"
     progress: float = 0.0
     """0..1 for the progress bar."""
     error: str | None = None
     files: dict[str, str] = field(default_factory=dict)
-    """{key: file name in the job's results folder} once done (keys of write_reconstruction + zip)."""
+    """{key: path relative to the job's results folder} once done (the keys write_reconstruction
+    or write_person returned, + zip)."""
     figures: dict[str, Any] = field(default_factory=dict)
     """Key figures of the fit: pose in degrees, landmark error, times."""
     started: float | None = None
     finished: float | None = None
+    progress_known: bool = True
+    """False while a stage runs that reports no progress (the page shows a busy bar)."""
+    members: list[Member] = field(default_factory=list)
+    """A person's photos, in upload order."""
+    aggregate: str | None = None
+    """A person's aggregator (one of :data:`facerecon.multi.aggregate.AGGREGATORS`)."""
 
     def to_json(self, base_url: str, queue_position: int | None = None) -> dict[str, Any]:
         """The job as the page sees it; file URLs start with ``base_url``."""
+        def url(name: str) -> str:
+            return f"{base_url}/jobs/{self.id}/files/{quote(name)}"
+
         doc: dict[str, Any] = {
-            "id": self.id, "name": self.name, "state": self.state, "stage": self.stage,
-            "progress": round(self.progress, 4), "error": self.error, "figures": self.figures,
-            "queue_position": queue_position,
+            "id": self.id, "kind": self.kind, "name": self.name, "state": self.state, "stage": self.stage,
+            "progress": round(self.progress, 4), "progress_known": self.progress_known, "error": self.error,
+            "figures": self.figures, "queue_position": queue_position,
         }
         if self.files:
-            doc["files"] = {k: f"{base_url}/jobs/{self.id}/files/{name}" for k, name in self.files.items()}
+            doc["files"] = {k: url(name) for k, name in self.files.items()}
+        if self.kind == "person":
+            doc["aggregate"] = self.aggregate
+            doc["members"] = [m.to_json(url, self.files) for m in self.members]
         return doc
 
 
@@ -126,23 +193,63 @@ class Session:
             self.jobs[job.id] = job
         return job
 
-    def update(self, job: Job, **changes: Any) -> None:
-        """Change a job's fields under the session lock (the worker thread calls this)."""
+    def add_person(self, aggregate: str) -> Job | None:
+        """A new person job collecting photos (named "Person N"), or None when the session
+        already has :attr:`WebConfig.max_files` people or is closed."""
+        with self.lock:
+            people = sum(j.kind == "person" for j in self.jobs.values())
+            if self.closed or people >= self.config.max_files:
+                return None
+            job = Job(secrets.token_urlsafe(9), f"Person {people + 1}", None, kind="person", state="collecting",
+                      stage="receiving the photos", aggregate=aggregate)
+            self.jobs[job.id] = job
+        return job
+
+    def person(self, job_id: str) -> Job | None:
+        """The person job ``job_id`` of this session, or None."""
+        with self.lock:
+            job = self.jobs.get(job_id)
+        return job if job is not None and job.kind == "person" else None
+
+    def add_member(self, job: Job, name: str, source: Path | None, error: str | None = None) -> Member | None:
+        """Add a photo to a person still collecting (failed at once when ``error`` is given);
+        None when the person has already been started."""
+        member = Member(name, source)
+        if error is not None:
+            member.state, member.stage, member.error = "failed", "failed", error
+        with self.lock:
+            if job.state != "collecting":
+                return None
+            job.members.append(member)
+        return member
+
+    def start_person(self, job: Job) -> bool:
+        """Close a person's batch and mark it queued (the caller hands it to the worker); False
+        when it was not collecting."""
+        with self.lock:
+            if job.state != "collecting":
+                return False
+            job.state, job.stage = "queued", "waiting for the worker"
+        return True
+
+    def update(self, item: Job | Member, **changes: Any) -> None:
+        """Change a job's (or a member's) fields under the session lock (the worker thread calls this)."""
         with self.lock:
             for k, v in changes.items():
-                setattr(job, k, v)
+                setattr(item, k, v)
 
     def result_file(self, job_id: str, name: str) -> Path | None:
         """The path of a file a finished job wrote, or None: unknown job or name, or a path that
-        would leave the session's folder."""
+        would leave the job's results folder. ``name`` is relative to that folder, exactly as the
+        job recorded it (``face.glb``, ``overlays/photo.png``)."""
         with self.lock:
             job = self.jobs.get(job_id)
             allowed = set(job.files.values()) if job is not None else set()
         if name not in allowed or not ID_PATTERN.match(job_id):
             return None
-        root = self.folder.resolve()
-        path = (self.results_dir(job_id) / name).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        folder = self.results_dir(job_id).resolve()
+        path = (folder / name).resolve()
+        if not path.is_relative_to(folder) or not path.is_file():
             return None
         return path
 
@@ -151,7 +258,7 @@ class Session:
         with self.lock:
             self.closed = True
             for job in self.jobs.values():
-                if job.state in ("queued", "running"):
+                if job.state in ("collecting", "queued", "running"):
                     job.state, job.stage = "cancelled", "session ended"
         with self.folder_lock:
             shutil.rmtree(self.folder, ignore_errors=True)
