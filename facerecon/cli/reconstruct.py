@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the largest")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
     p.add_argument("--texture-size", type=int, default=1024, help="UV texture size, pixels")
+    p.add_argument("--units", choices=("m", "mm"), default="m",
+                   help="length unit of face.obj and face.ply (Blender and three.js read metres; face.glb is always m)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     multi.add_arguments(p)
     add_arguments(p.add_argument_group("fitting"), FitConfig)
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
                     camera=recon.camera, landmarks_photo=rec.prepared.landmarks_photo, source_path=rec.source,
                     fitted_landmarks_photo_px=rec.landmarks_fit,
                     extra={"losses": rec.losses, "fit_config": asdict(config)},
-                    texture_size=args.texture_size,
+                    texture_size=args.texture_size, units=args.units,
                 )
             except OSError as exc:
                 fail(i, f"{inputs[i]}: cannot write {folder}: {exc.strerror or exc}")

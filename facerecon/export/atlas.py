@@ -140,7 +140,8 @@ def _skyline_pack(sizes: np.ndarray) -> np.ndarray | None:
 
 def build_atlas(uv_coords: np.ndarray, faces_uv: np.ndarray, verts: np.ndarray, faces: np.ndarray,
                 priority_vertices: np.ndarray | None = None, *, priority: float = 3.0,
-                gutter: float = 1 / 128, overlap_res: int = 256) -> UVAtlas:
+                gutter: float = 1 / 128, overlap_res: int = 256,
+                density_faces: np.ndarray | None = None) -> UVAtlas:
     """Repack a (possibly multi-tile, overlapping) UV layout into one [0,1]² texture.
 
     Args:
@@ -148,10 +149,14 @@ def build_atlas(uv_coords: np.ndarray, faces_uv: np.ndarray, verts: np.ndarray, 
         faces_uv: (F,3) UV indices per triangle, row-aligned with ``faces``.
         verts: (V,3) a representative shape in mm (e.g. the mean face), for texel density.
         faces: (F,3) vertex indices.
-        priority_vertices: vertex ids (e.g. the 68 landmarks) whose charts get ``priority``×
-            the texel density (linear) of the others.
+        priority_vertices: vertex ids (e.g. the 68 landmarks) whose charts (those with a
+            triangle of three such vertices) get ``priority``× the texel density (linear) of the
+            others.
         gutter: empty margin around each chart, atlas units (1/128 = 8 texels at 1024²).
         overlap_res: raster resolution per unit tile for the overlap test.
+        density_faces: (F,) bool, the triangles that set their chart's texel density (default
+            all; a chart with none of them uses all its own), so that a part packed tightly into
+            a chart's UV space (a mouth socket beside the scalp) does not inflate the chart.
     """
     uv_coords = np.asarray(uv_coords, dtype=np.float64)
     faces_uv = np.asarray(faces_uv, dtype=np.int64)
@@ -162,6 +167,7 @@ def build_atlas(uv_coords: np.ndarray, faces_uv: np.ndarray, verts: np.ndarray, 
     tri_uv = uv_coords[faces_uv]
     area_uv = _tri_area(tri_uv)
     area_3d = _tri_area(verts[faces])
+    density_mask = np.ones(len(faces), bool) if density_faces is None else np.asarray(density_faces, bool)
     island = uv_islands(faces_uv, len(uv_coords))
     n_isl = island.max() + 1
     isl_faces = [np.flatnonzero(island == i) for i in range(n_isl)]
@@ -195,8 +201,9 @@ def build_atlas(uv_coords: np.ndarray, faces_uv: np.ndarray, verts: np.ndarray, 
         fs = np.concatenate([isl_faces[i] for i in members])
         pts = tri_uv[fs].reshape(-1, 2)
         lo, hi = pts.min(0), pts.max(0)
-        k = np.sqrt(max(area_3d[fs].sum(), 1e-12) / max(area_uv[fs].sum(), 1e-12))
-        if prio[faces[fs]].any():
+        dfs = fs[density_mask[fs]] if density_mask[fs].any() else fs
+        k = np.sqrt(max(area_3d[dfs].sum(), 1e-12) / max(area_uv[dfs].sum(), 1e-12))
+        if prio[faces[dfs]].all(1).any():
             k *= priority
         chart_faces.append(fs)
         src_min.append(lo)
@@ -253,16 +260,28 @@ def frontal_vertices(verts: np.ndarray, landmark_idx: np.ndarray, depth_mm: floa
 def model_atlas(model) -> UVAtlas:
     """The single-texture atlas of a :class:`~facerecon.facemodel.model.FaceModel` (cached per
     model name, source and vertex set); charts of the inner face and the eyeballs
-    (:func:`frontal_vertices`) get the higher texel density."""
+    (:func:`frontal_vertices` of the face-model region "fit") get the higher texel density —
+    not the parts inside the head (mouth socket, teeth), which lie in the same box."""
     if model.faces_uv is None or len(model.faces_uv) == 0:
         raise ValueError(f"face model '{model.name}' has no UV layout")
     ids = np.asarray(model.vertex_ids)
     key = (model.name, model.source_sha256, len(ids), int(ids.sum()), int(len(model.faces_uv)))
     atlas = _ATLAS_CACHE.get(key)
     if atlas is None:
+        from facerecon.facemodel.model import region_vertex_ids
+
         mean = model.mean.detach().cpu().numpy().astype(np.float64)
-        atlas = build_atlas(model.uv_coords, model.faces_uv, mean, model.faces.detach().cpu().numpy(),
-                            frontal_vertices(mean, model.landmark_idx.detach().cpu().numpy()))
+        front = frontal_vertices(mean, model.landmark_idx.detach().cpu().numpy())
+        fit = region_vertex_ids("fit")
+        front = front[np.isin(ids[front], fit)]
+        faces = model.faces.detach().cpu().numpy()
+        # the outer surface: UV islands all of whose vertices are in the "head" region (so that
+        # the ring of triangles joining a socket to the lip or lid line counts as socket)
+        island = uv_islands(np.asarray(model.faces_uv), len(model.uv_coords))
+        outer = np.isin(ids[faces], region_vertex_ids("head")).all(1)
+        inner_islands = np.unique(island[~outer])
+        surface = ~np.isin(island, inner_islands)
+        atlas = build_atlas(model.uv_coords, model.faces_uv, mean, faces, front, density_faces=surface)
         _ATLAS_CACHE[key] = atlas
     return atlas
 

@@ -1,10 +1,14 @@
 """Mesh files: Wavefront OBJ (+ MTL + PNG texture), binary PLY with vertex colours, binary glTF
 (GLB) with an embedded texture.
 
-Conventions for every writer: vertices in millimetres, model space (head upright along +y,
-facing +z, right-handed), triangles counter-clockwise seen from outside. UVs follow the OBJ
-convention: u right, v *up*, (0, 0) at the bottom-left corner of the texture image, so texel
-row ``r`` of an S×S image sits at ``v = 1 − (r + ½)/S``. Every file is written atomically.
+Conventions for every writer: vertices are *given* in millimetres, model space (head upright
+along +y, facing +z, right-handed), triangles counter-clockwise seen from outside, with smooth
+(per-vertex) normals. OBJ and PLY are *written* in ``units`` "mm" or "m" (× 0.001; neither format
+records units, so the file's first comment line says which) and with ``up`` "y" (as given) or
+"z" ((x, y, z) → (x, −z, y): z up, the face towards −y, Blender's own frame). GLB is always y-up
+with the mm vertices under a root node scaled by 0.001 (glTF's unit is the metre). UVs follow
+the OBJ convention: u right, v *up*, (0, 0) at the bottom-left corner of the texture image, so
+texel row ``r`` of an S×S image sits at ``v = 1 − (r + ½)/S``. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -22,6 +26,33 @@ from facerecon.geometry import vertex_normals_np
 
 #: glTF's unit is the metre: GLB files carry the mm vertices under a root node scaled by this.
 MM_TO_M = 1e-3
+#: Length units OBJ and PLY files can be written in: file units per millimetre.
+UNITS = {"mm": 1.0, "m": MM_TO_M}
+#: Up axes OBJ and PLY files can be written with.
+UP_AXES = ("y", "z")
+
+
+def file_frame(verts: np.ndarray, normals: np.ndarray, units: str = "mm", up: str = "y"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Model-space vertices (V,3) mm and unit normals (V,3) in a file's ``units`` ("mm"/"m") and
+    ``up`` axis ("y": as given; "z": (x, y, z) → (x, −z, y), a proper rotation about x)."""
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+    if up not in UP_AXES:
+        raise ValueError(f"up must be one of {', '.join(UP_AXES)}, got {up!r}")
+    v = np.asarray(verts, dtype=np.float64) * UNITS[units]
+    n = np.array(normals, dtype=np.float64)
+    n[~(np.abs(n).sum(1) > 0)] = (0.0, 0.0, 1.0)  # vertices no triangle uses: any unit normal
+    if up == "z":
+        v = np.stack([v[:, 0], -v[:, 2], v[:, 1]], 1)
+        n = np.stack([n[:, 0], -n[:, 2], n[:, 1]], 1)
+    return v, n
+
+
+def frame_comment(units: str, up: str) -> str:
+    """The one-line description of a file's frame (without a comment marker)."""
+    axes = "+y up, +z front" if up == "y" else "+z up, -y front"
+    return f"facerecon: units {units}, {axes}, right-handed"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,13 +125,14 @@ def _texture_name(obj_path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 def obj_text(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, uv: np.ndarray | None,
              faces_uv: np.ndarray | None, mtl_name: str | None, material_name: str,
-             object_name: str = "face") -> str:
-    """The text of an OBJ file (1-based indices, ``f v/vt/vn``); see :func:`write_obj`."""
-    lines = ["# facerecon: units mm, +y up, +z front (model space)\n"]
+             object_name: str = "face", comment: str = frame_comment("mm", "y")) -> str:
+    """The text of an OBJ file (1-based indices, ``f v/vt/vn``) of vertices and normals as they
+    are to be written; see :func:`write_obj`."""
+    lines = [f"# {comment}\n"]
     if mtl_name:
         lines.append(f"mtllib {mtl_name}\n")
     lines.append(f"o {object_name}\n")
-    lines.append(_fmt_rows("v %.5f %.5f %.5f\n", verts))
+    lines.append(_fmt_rows("v %.8g %.8g %.8g\n", verts))
     if uv is not None:
         lines.append(_fmt_rows("vt %.6f %.6f\n", uv))
     lines.append(_fmt_rows("vn %.5f %.5f %.5f\n", normals))
@@ -137,7 +169,7 @@ def mtl_text(material_name: str, texture_name: str | None) -> str:
 
 def write_obj(path: str | os.PathLike, verts, faces, uv=None, faces_uv=None, texture: np.ndarray | None = None,
               *, normals=None, material_name: str = "face", files: AtomicFiles | None = None,
-              texture_png: bytes | None = None) -> dict[str, Path]:
+              texture_png: bytes | None = None, units: str = "mm", up: str = "y") -> dict[str, Path]:
     """Write a Wavefront OBJ with vertex normals, plus its material file and texture.
 
     ``path`` ``X.obj`` gives ``X.obj``, ``X.mtl`` and, with a ``texture``, ``X_texture.png``,
@@ -154,6 +186,8 @@ def write_obj(path: str | os.PathLike, verts, faces, uv=None, faces_uv=None, tex
         material_name: the ``newmtl``/``usemtl`` name.
         files: stage into this :class:`AtomicFiles` group instead (the caller commits it).
         texture_png: ``encode_png(texture)`` if already encoded (saves encoding it twice).
+        units: "mm" (as given) or "m" (× 0.001) in the file.
+        up: "y" (as given) or "z" (rotated so that z is up; see :func:`file_frame`).
 
     Returns:
         {"obj": path, "mtl": path, "texture": path (only with a texture)}.
@@ -185,32 +219,66 @@ def write_obj(path: str | os.PathLike, verts, faces, uv=None, faces_uv=None, tex
         if tex_path is not None:
             out["texture"] = group.write_bytes(tex_path, texture_png or encode_png(texture))
         out["mtl"] = group.write_text(mtl_path, mtl_text(material_name, tex_path.name if tex_path else None))
-        out["obj"] = group.write_text(path, obj_text(v, f, n, t, ft, mtl_path.name, material_name, path.stem))
+        vf, nf = file_frame(v, n, units, up)
+        out["obj"] = group.write_text(path, obj_text(vf, f, nf, t, ft, mtl_path.name, material_name, path.stem,
+                                                     frame_comment(units, up)))
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # PLY
 # ---------------------------------------------------------------------------------------------
-def write_ply(path: str | os.PathLike, verts, faces, colors=None, *, normals=None,
-              files: AtomicFiles | None = None) -> Path:
-    """Write a binary little-endian PLY: positions (mm, float), normals and, if given, vertex
-    colours ``colors`` (V,3) RGB in [0,1] (clipped, stored as uint8 with alpha 255).
-    ``files``: stage into this group instead of committing at once."""
-    import trimesh
+def ply_bytes(verts: np.ndarray, faces: np.ndarray, normals: np.ndarray, colors: np.ndarray | None = None,
+              comments: tuple[str, ...] = ()) -> bytes:
+    """A binary little-endian PLY: float32 ``x y z nx ny nz``, uchar ``red green blue`` (from
+    ``colors`` (V,3) in [0,1], rounded) if given, and triangles as ``uchar int`` lists. Vertices and
+    normals are written as given."""
+    v = np.asarray(verts, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    fields = [(name, "<f4") for name in ("x", "y", "z", "nx", "ny", "nz")]
+    if colors is not None:
+        fields += [(name, "u1") for name in ("red", "green", "blue")]
+    vert = np.empty(len(v), dtype=fields)
+    for k, name in enumerate("xyz"):
+        vert[name] = v[:, k]
+        vert["n" + name] = normals[:, k]
+    if colors is not None:
+        rgb = np.clip(np.rint(np.nan_to_num(np.asarray(colors, dtype=np.float64)) * 255.0), 0, 255).astype(np.uint8)
+        for k, name in enumerate(("red", "green", "blue")):
+            vert[name] = rgb[:, k]
+    tri = np.empty(len(f), dtype=[("n", "u1"), ("idx", "<i4", (3,))])
+    tri["n"] = 3
+    tri["idx"] = f
+    header = ["ply", "format binary_little_endian 1.0", *(f"comment {c}" for c in comments),
+              f"element vertex {len(v)}", *(f"property {'float' if t == '<f4' else 'uchar'} {n}" for n, t in fields),
+              f"element face {len(f)}", "property list uchar int vertex_indices", "end_header"]
+    return ("\n".join(header) + "\n").encode("ascii") + vert.tobytes() + tri.tobytes()
 
+
+def write_ply(path: str | os.PathLike, verts, faces, colors=None, *, normals=None,
+              files: AtomicFiles | None = None, units: str = "mm", up: str = "y") -> Path:
+    """Write a binary little-endian PLY: positions and smooth vertex normals (float) and, if
+    given, vertex colours ``colors`` (V,3) RGB in [0,1] (clipped, stored as uint8 sRGB values).
+
+    ``verts`` (V,3) are model-space mm, written in ``units`` "mm" or "m" with ``up`` "y" or "z"
+    (see :func:`file_frame`; a header comment records both). ``normals`` default to the mesh's
+    area-weighted vertex normals. ``files``: stage into this group instead of committing at once.
+    """
     v = _as_array(verts, np.float64, (3,), "verts")
     f = _as_array(faces, np.int64, (3,), "faces")
+    if f.size and (f.max() >= len(v) or f.min() < 0):
+        raise ValueError("faces index outside verts")
     n = vertex_normals_np(v, f) if normals is None else _as_array(normals, np.float64, (3,), "normals")
-    kwargs = {}
+    if len(n) != len(v):
+        raise ValueError("normals must have one row per vertex")
+    c = None
     if colors is not None:
         c = _as_array(colors, np.float64, (3,), "colors")
         if len(c) != len(v):
             raise ValueError("colors must have one row per vertex")
-        rgb = np.clip(np.rint(np.nan_to_num(c) * 255.0), 0, 255).astype(np.uint8)
-        kwargs["vertex_colors"] = np.concatenate([rgb, np.full((len(v), 1), 255, np.uint8)], 1)
-    mesh = trimesh.Trimesh(vertices=v, faces=f, vertex_normals=n, process=False, validate=False, **kwargs)
-    data = trimesh.exchange.ply.export_ply(mesh, encoding="binary", vertex_normal=True)
+    vf, nf = file_frame(v, n, units, up)
+    comments = (frame_comment(units, up),) + (("vertex colours: sRGB",) if c is not None else ())
+    data = ply_bytes(vf, f, nf, c, comments)
     with staging(files) as group:
         return group.write_bytes(path, data)
 
@@ -327,6 +395,6 @@ def write_glb(path: str | os.PathLike, verts, faces, uv, faces_uv, texture: np.n
 
 
 __all__ = [
-    "MM_TO_M", "staging", "split_seams", "encode_png", "obj_text", "mtl_text",
-    "write_obj", "write_ply", "glb_bytes", "write_glb",
+    "MM_TO_M", "UNITS", "UP_AXES", "file_frame", "frame_comment", "staging", "split_seams", "encode_png",
+    "obj_text", "mtl_text", "write_obj", "ply_bytes", "write_ply", "glb_bytes", "write_glb",
 ]

@@ -1,9 +1,12 @@
-"""The fitted face drawn over the original photo, at the photo's resolution.
+"""The fitted face drawn over the original photo, at the photo's resolution, and a side-by-side
+comparison (photo | model | overlay).
 
 The mesh is projected through the fitted camera and the crop→photo transform and rasterized
 directly in photo pixels (no 224-pixel render is resampled), shaded with the fitted albedo and
-light, and blended over the photo inside its coverage mask. The mask edge is softened by one pixel
-so the outline does not look jagged. Landmarks (fitted: green, detected: red) can be drawn on top.
+light, and blended over the photo inside its coverage mask. The blend fades in over a few pixels
+from the mask's edge (``feather_px``), so the drawn region — by default in ``overlay.png`` only
+the fitted face, brows to chin, and the eyes: no scalp over the hair, no neck over the collar —
+has no hard outline. Landmarks (fitted: green, detected: red) can be drawn on top.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ DETECTED_COLOR = (240, 40, 40)
 
 
 def render_over_photo(photo: np.ndarray, verts_cam: np.ndarray, faces: np.ndarray, colors: np.ndarray,
-                      M_inv: np.ndarray, camera: Camera | None = None, *, alpha: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+                      M_inv: np.ndarray, camera: Camera | None = None, *, alpha: float = 0.7,
+                      feather_px: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Composite a vertex-coloured mesh over ``photo``.
 
     Args:
@@ -33,6 +37,8 @@ def render_over_photo(photo: np.ndarray, verts_cam: np.ndarray, faces: np.ndarra
         M_inv: (2,3) crop→photo matrix.
         camera: the fitted camera (crop pixels), default ``Camera()``.
         alpha: opacity of the render inside the face.
+        feather_px: the opacity rises from 0 at the mask's edge to ``alpha`` over this many
+            pixels inside it (0: a one-pixel soft edge only).
 
     Returns:
         the composite (H,W,3) uint8 and the coverage mask (H,W) bool.
@@ -54,6 +60,10 @@ def render_over_photo(photo: np.ndarray, verts_cam: np.ndarray, faces: np.ndarra
     win = photo[ras.y0:ras.y0 + h, ras.x0:ras.x0 + w].astype(np.float32) / 255.0
     cover = (ras.tri_id >= 0).numpy()
     soft = cv2.GaussianBlur(cover.astype(np.float32), (3, 3), 0.6) * cover  # 1-px softened inner edge
+    if feather_px > 0:
+        inside = cv2.distanceTransform(np.pad(cover, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+        t = np.clip(inside / float(feather_px), 0.0, 1.0)
+        soft = soft * t * t * (3.0 - 2.0 * t)
     a = (float(alpha) * soft)[:, :, None]
     blended = win * (1.0 - a) + render * a
     out[ras.y0:ras.y0 + h, ras.x0:ras.x0 + w] = np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
@@ -72,10 +82,17 @@ def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[int, int,
     return image
 
 
+def face_feather_px(posed: PosedMesh, M_inv: np.ndarray, fraction: float = 0.08) -> float:
+    """A feather width in photo pixels: ``fraction`` of the distance between the outer eye
+    corners (landmarks 36 and 45) in the photo, at least 1."""
+    lm = to_photo_np(posed.landmarks_crop, M_inv)
+    return max(1.0, fraction * float(np.linalg.norm(lm[45] - lm[36])))
+
+
 def overlay(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarray, camera: Camera | None = None, *,
             alpha: float = 0.7, faces: np.ndarray | None = None, landmarks: bool = True,
             detected_landmarks: np.ndarray | None = None, fitted_landmarks: np.ndarray | None = None,
-            posed: PosedMesh | None = None) -> np.ndarray:
+            posed: PosedMesh | None = None, feather: float | None = 0.08) -> np.ndarray:
     """The shaded fitted face over the original photo, (H,W,3) uint8 at the photo's size.
 
     Args:
@@ -91,11 +108,15 @@ def overlay(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarray, cam
         detected_landmarks: (68,2) photo pixels, optional.
         fitted_landmarks: (68,2) photo pixels to draw instead of the projected model landmarks.
         posed: ``posed_mesh(model, params)`` if already computed.
+        feather: width of the fade-in at the drawn region's edge as a fraction of the outer eye
+            corners' distance (:func:`face_feather_px`); None: a one-pixel soft edge only.
     """
     camera = camera or Camera()
     posed = posed or posed_mesh(model, params, camera)
     f = model.faces.detach().cpu().numpy() if faces is None else np.asarray(faces)
-    out, _ = render_over_photo(photo, posed.verts_cam, f, posed.color, M_inv, camera, alpha=alpha)
+    feather_px = 0.0 if feather is None else face_feather_px(posed, M_inv, feather)
+    out, _ = render_over_photo(photo, posed.verts_cam, f, posed.color, M_inv, camera, alpha=alpha,
+                               feather_px=feather_px)
     if landmarks:
         if detected_landmarks is not None:
             draw_landmarks(out, detected_landmarks, DETECTED_COLOR)
@@ -105,4 +126,73 @@ def overlay(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarray, cam
     return out
 
 
-__all__ = ["render_over_photo", "draw_landmarks", "overlay", "FITTED_COLOR", "DETECTED_COLOR"]
+#: Background of the model panel of :func:`compare_image` (RGB).
+PANEL_BACKGROUND = (96, 96, 96)
+
+
+def _label(image: np.ndarray, text: str) -> None:
+    """Write ``text`` at the top-left corner of an RGB image (in place), white on a dark outline."""
+    scale = max(0.4, image.shape[0] / 900.0)
+    org = (int(8 * scale), int(22 * scale))
+    thick = max(1, int(round(scale)))
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+def compare_image(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarray, camera: Camera | None = None, *,
+                  posed: PosedMesh | None = None, overlay_faces: np.ndarray | None = None, height: int = 512,
+                  margin: float = 0.3, alpha: float = 0.7, feather: float | None = 0.08,
+                  detected_landmarks: np.ndarray | None = None, fitted_landmarks: np.ndarray | None = None,
+                  labels: bool = True, model_colors: np.ndarray | None = None) -> np.ndarray:
+    """Three panels side by side, (height, 3·width + 8, 3) uint8: the photo, the fitted model alone
+    (every triangle of ``model`` in ``model_colors`` (V,3), default the fitted albedo × light, on
+    grey) and the overlay (``overlay_faces``
+    blended over the photo, landmarks drawn), all cut to the same square around the drawn face
+    (``overlay_faces``, else the whole mesh; ``margin`` of its size added on each side; grey
+    beyond the photo) and scaled to ``height`` pixels, the renders rasterized at that size."""
+    camera = camera or Camera()
+    posed = posed or posed_mesh(model, params, camera)
+    M_inv = np.asarray(M_inv, dtype=np.float64)
+    faces_all = model.faces.detach().cpu().numpy()
+    f = faces_all if overlay_faces is None else np.asarray(overlay_faces)
+    used = np.unique(f)
+    xy, depth = project_to_photo(torch.as_tensor(posed.verts_cam[used], dtype=torch.float32)[None], camera, M_inv)
+    pts = xy[0].numpy()[depth[0].numpy() > camera.near]
+    if len(pts) == 0:
+        pts = np.array([[photo.shape[1] / 2, photo.shape[0] / 2]])
+    lo, hi = pts.min(0), pts.max(0)
+    side = max(float((hi - lo).max()) * (1.0 + 2.0 * margin), 8.0)
+    centre = 0.5 * (lo + hi)
+    x0, y0 = int(np.floor(centre[0] + 0.5 - side / 2)), int(np.floor(centre[1] + 0.5 - side / 2))
+    n = int(np.ceil(side))
+    h_img, w_img = photo.shape[:2]
+    pad = [max(0, -y0), max(0, y0 + n - h_img), max(0, -x0), max(0, x0 + n - w_img)]
+    padded = cv2.copyMakeBorder(np.ascontiguousarray(photo), *pad, cv2.BORDER_CONSTANT, value=PANEL_BACKGROUND)
+    crop = padded[y0 + pad[0]:y0 + pad[0] + n, x0 + pad[2]:x0 + pad[2] + n]
+    s = height / n
+    panel = cv2.resize(crop, (height, height), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    # photo pixel (centre convention) -> panel pixel: x' = (x + ½ − x0)·s − ½
+    A = np.array([[s, 0.0, (0.5 - x0) * s - 0.5], [0.0, s, (0.5 - y0) * s - 0.5], [0.0, 0.0, 1.0]])
+    M_panel = (A @ np.vstack([M_inv, [0.0, 0.0, 1.0]]))[:2]
+    grey = np.empty_like(panel)
+    grey[:] = PANEL_BACKGROUND
+    colors = posed.color if model_colors is None else np.asarray(model_colors)
+    model_panel, _ = render_over_photo(grey, posed.verts_cam, faces_all, colors, M_panel, camera, alpha=1.0)
+    feather_px = 0.0 if feather is None else face_feather_px(posed, M_panel, feather)
+    over, _ = render_over_photo(panel, posed.verts_cam, f, posed.color, M_panel, camera, alpha=alpha,
+                                feather_px=feather_px)
+    to_panel = lambda p: np.asarray(p, dtype=np.float64) @ A[:2, :2].T + A[:2, 2]  # noqa: E731
+    if detected_landmarks is not None:
+        draw_landmarks(over, to_panel(detected_landmarks), DETECTED_COLOR)
+    fitted = to_photo_np(posed.landmarks_crop, M_inv) if fitted_landmarks is None else fitted_landmarks
+    draw_landmarks(over, to_panel(fitted), FITTED_COLOR)
+    gap = np.full((height, 4, 3), 255, np.uint8)
+    panels = [panel.copy(), model_panel, over]
+    if labels:
+        for img, text in zip(panels, ("photo", "model", "overlay")):
+            _label(img, text)
+    return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], 1)
+
+
+__all__ = ["render_over_photo", "draw_landmarks", "face_feather_px", "overlay", "compare_image", "FITTED_COLOR",
+           "DETECTED_COLOR", "PANEL_BACKGROUND"]

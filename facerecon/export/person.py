@@ -23,7 +23,8 @@ from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
 from facerecon.export.overlay import overlay
 from facerecon.export.photo import posed_mesh
 from facerecon.export.reconstruction import _json_bytes, _num, params_document, region_faces
-from facerecon.export.texture import bake_texture_maps
+from facerecon.export.headmesh import export_model
+from facerecon.export.texture import bake_texture_multi, sample_photo, vertex_colors_from_texture
 from facerecon.params import FaceParams
 from facerecon.render.camera import Camera
 
@@ -69,50 +70,44 @@ def member_photos(person) -> list[MemberPhoto]:
     return out
 
 
-def fuse_textures(model, members: list[MemberPhoto], camera: Camera, size: int, atlas=None) -> tuple[np.ndarray, dict]:
-    """One texture from every photo: each texel a weighted mean of the photos' bakes, weighted
-    by the photo's aggregate weight × how much of that texel it saw (its photo weight, from the
-    facing angle and visibility); where no photo sees a texel, their model colours.
-    Returns the (S,S,3) uint8 texture and figures (share of texels seen by 0, 1, 2+ photos)."""
+def fuse_textures(model, members: list[MemberPhoto], camera: Camera, size: int, atlas=None):
+    """One texture from every photo (:func:`~facerecon.export.texture.bake_texture_multi`: each
+    texel from the photos that see it most squarely, colour-matched, the rest completed through
+    the face's symmetry). Returns the bake and figures (share of texels seen by 0, 1, 2+ photos)."""
     atlas = atlas or model_atlas(model)
-    acc = np.zeros((size, size, 3), np.float64)
-    total = np.zeros((size, size), np.float64)
-    seen = np.zeros((size, size), np.int64)
-    covered = None
-    for m in members:
-        bake = bake_texture_maps(model, m.params, m.photo, m.M_inv, camera, size=size, atlas=atlas,
-                                 posed=posed_mesh(model, m.params, camera))
-        c = max(m.weight, 1e-6) * (bake.photo_weight.astype(np.float64) + 1e-3)
-        acc += c[..., None] * bake.texture.astype(np.float64)
-        total += c
-        seen += bake.photo_weight > 0.5
-        covered = bake.covered
-    tex = np.clip(np.rint(acc / np.maximum(total, 1e-12)[..., None]), 0, 255).astype(np.uint8)
-    cov = covered if covered is not None and covered.any() else np.ones((size, size), bool)
-    figures = {"texels_seen_by_no_photo": _num(float((seen[cov] == 0).mean())),
-               "texels_seen_by_one_photo": _num(float((seen[cov] == 1).mean())),
-               "texels_seen_by_several_photos": _num(float((seen[cov] >= 2).mean()))}
-    return tex, figures
+    bake = bake_texture_multi(model, [m.params for m in members], [m.photo for m in members],
+                              [m.M_inv for m in members], camera, size=size, atlas=atlas)
+    seen = sum((sample_photo(model, m.params, m.photo, m.M_inv, camera, size=size, atlas=atlas).weight > 0.5
+                ).astype(np.int64) for m in members)  # per covered texel
+    figures = {"texels_seen_by_no_photo": _num(float((seen == 0).mean())),
+               "texels_seen_by_one_photo": _num(float((seen == 1).mean())),
+               "texels_seen_by_several_photos": _num(float((seen >= 2).mean()))}
+    return bake, figures
 
 
 def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: list[MemberPhoto], face_model_head,
                  camera: Camera | None = None, method: str = "mean", extra: dict | None = None,
-                 texture_size: int = 1024, overlay_region: str | None = "fit") -> dict[str, Path]:
+                 texture_size: int = 1024, overlay_region: str | None = "narrow", units: str = "m",
+                 up: str = "y", mesh_region: str | None = "export") -> dict[str, Path]:
     """Write one person's face and its records into ``out_dir`` (created if missing).
 
     ``person`` (batch 1) holds the aggregated identity and albedo; the mesh is written neutral
-    (no expression) in model space, mm. Returns {key: path} for every file written.
+    (no expression) in model space, in ``units`` with ``up`` as for
+    :func:`~facerecon.export.reconstruction.write_reconstruction` (the closed ``mesh_region``).
+    Returns {key: path} for every file written.
     """
     out = Path(out_dir)
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     camera = camera or Camera()
-    model = face_model_head
+    model = face_model_head if mesh_region is None else export_model(face_model_head, mesh_region)
     person = person.map(lambda t: t.detach().cpu())
     neutral = FaceParams(person.alpha, 0 * person.beta, person.delta, person.gamma, person.angles, person.trans)
     posed = posed_mesh(model, neutral, camera)
     atlas = model_atlas(model)
-    texture, tex_figures = fuse_textures(model, members, camera, texture_size, atlas)
+    bake, tex_figures = fuse_textures(model, members, camera, texture_size, atlas)
+    texture = bake.texture
     faces = model.faces.detach().cpu().numpy()
+    ply_colors = vertex_colors_from_texture(texture, atlas.uv, atlas.faces_uv, faces, model.n_vertices)
     lmk_idx = model.landmark_idx.detach().cpu().numpy()
     faces_drawn = None if overlay_region is None else region_faces(model, overlay_region)
     overlays = {m.name: overlay(m.photo, model, m.params, m.M_inv, camera, faces=faces_drawn,
@@ -120,8 +115,10 @@ def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: lis
 
     pdoc = params_document(neutral, model, camera, extra={"aggregate": method, "photos": len(members),
                                                           **(extra or {})})
+    pdoc["units"]["meshes"] = {"obj_ply": units, "glb": "m (mm under a root node scaled by 0.001)",
+                               "up": f"+{up}"}
     pdoc["texture"] = {"file": "face_texture.png", "size_px": int(texture_size), "fused_from_photos": len(members),
-                       **tex_figures}
+                       "mirrored_fraction": _num(bake.completed_fraction), **tex_figures}
     ldoc: dict[str, Any] = {
         "format": "facerecon.landmarks", "format_version": 1, "scheme": "iBUG 300-W 68 points, 0-based",
         "units": {"model_mm": "mm"}, "model_mm": _num(posed.verts[lmk_idx]),
@@ -135,9 +132,9 @@ def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: lis
     png = encode_png(texture)
     with AtomicFiles() as files:
         written.update(write_obj(out / "face.obj", posed.verts, faces, atlas.uv, atlas.faces_uv, texture,
-                                 normals=posed.normals, files=files, texture_png=png))
-        written["ply"] = write_ply(out / "face.ply", posed.verts, faces, posed.albedo, normals=posed.normals,
-                                   files=files)
+                                 normals=posed.normals, files=files, texture_png=png, units=units, up=up))
+        written["ply"] = write_ply(out / "face.ply", posed.verts, faces, ply_colors, normals=posed.normals,
+                                   files=files, units=units, up=up)
         written["glb"] = write_glb(out / "face.glb", posed.verts, faces, atlas.uv, atlas.faces_uv, texture,
                                    normals=posed.normals, files=files, texture_png=png)
         written["params"] = files.write_bytes(out / "params.json", _json_bytes(pdoc))

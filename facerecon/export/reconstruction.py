@@ -2,16 +2,21 @@
 
 ===================  ===============================================================
 ``face.obj``         textured mesh (+ ``face.mtl``, ``face_texture.png``), opens in Blender
-``face.ply``         binary PLY, vertex colours = fitted albedo
+``face.ply``         binary PLY, smooth normals, vertex colours read from the texture
 ``face.glb``         binary glTF with the texture embedded (node scale 0.001: glTF is in m)
-``overlay.png``      the shaded fit over the original photo, landmarks drawn
+``overlay.png``      the shaded fit over the original photo (face and eyes only), landmarks drawn
+``compare.png``      photo | exported model | overlay, side by side, cut to the face
 ``params.json``      every coefficient by name, pose, light, camera, face model, texture, conventions
 ``landmarks.json``   68 points: detected and fitted in photo pixels, 3D in the mesh (mm)
 ===================  ===============================================================
 
-Meshes are in model space: millimetres, head upright (+y), facing +z, neutral pose (identity +
-expression; the fitted rotation and translation are in ``params.json``). All files are staged
-and appear together: a failure leaves the folder as it was.
+The mesh is ICT's head closed from inside (:func:`~facerecon.export.headmesh.export_model`:
+mouth and eye sockets, teeth), in model space: head upright (+y), facing +z, neutral pose
+(identity + expression; the fitted rotation and translation are in ``params.json``); OBJ and
+PLY in ``units`` (default metres), GLB in metres through its root node. The texture is the
+photo where it saw the face, completed by symmetry and the photo's skin colour elsewhere, with
+painted eyes (:mod:`facerecon.export.texture`). All files are staged and appear together: a
+failure leaves the folder as it was.
 """
 
 from __future__ import annotations
@@ -27,17 +32,19 @@ import numpy as np
 import facerecon
 from facerecon.atomic import AtomicFiles
 from facerecon.export.atlas import model_atlas
-from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
-from facerecon.export.overlay import overlay
+from facerecon.export.headmesh import export_model
+from facerecon.export.mesh import UNITS, encode_png, frame_comment, write_glb, write_obj, write_ply
+from facerecon.export.overlay import compare_image, overlay
 from facerecon.export.photo import posed_mesh, to_photo_np
-from facerecon.export.texture import bake_texture_maps
+from facerecon.export.texture import bake_texture_maps, vertex_colors_from_texture
 from facerecon.params import PARTS, FaceParams
 from facerecon.render.camera import Camera, euler_to_matrix
 
 #: Output file names inside the folder.
 FILES = {
     "obj": "face.obj", "mtl": "face.mtl", "texture": "face_texture.png", "ply": "face.ply",
-    "glb": "face.glb", "overlay": "overlay.png", "params": "params.json", "landmarks": "landmarks.json",
+    "glb": "face.glb", "overlay": "overlay.png", "compare": "compare.png", "params": "params.json",
+    "landmarks": "landmarks.json",
 }
 
 #: Names of the 9 SH irradiance coefficients, in :func:`facerecon.render.sh_basis` order.
@@ -47,8 +54,9 @@ CONVENTIONS = {
     "model_space": "right-handed, millimetres; +x to the subject's left (image right in a frontal view), "
                    "+y up, +z out of the face towards the viewer",
     "meshes": "face.obj/face.ply/face.glb hold model-space vertices in the neutral pose "
-              "(identity + expression, no rotation or translation); face.glb stores mm under a root node "
-              "scaled by 0.001 because glTF's unit is the metre",
+              "(identity + expression, no rotation or translation); face.obj/face.ply are written in "
+              "mesh_units (see units.meshes) with +y up; face.glb stores mm under a root node scaled by 0.001 "
+              "because glTF's unit is the metre",
     "uv": "OBJ convention: u right, v up, (0,0) = bottom-left corner of face_texture.png",
     "camera_space": "camera at the origin looking down -z, +x right, +y up; v_cam = R(angles) v + translation",
     "rotation": "R = Rz(roll) Ry(yaw) Rx(pitch); positive yaw turns the face to its left",
@@ -178,7 +186,8 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
                          face_model_head, camera: Camera | None = None, landmarks_photo: np.ndarray | None = None,
                          source_path: str | os.PathLike | None = None, extra: dict | None = None,
                          texture_size: int = 1024, fitted_landmarks_photo_px: np.ndarray | None = None,
-                         overlay_region: str | None = "fit") -> dict[str, Path]:
+                         overlay_region: str | None = "narrow", units: str = "m", up: str = "y",
+                         mesh_region: str | None = "export") -> dict[str, Path]:
     """Write every output for one fitted face into ``out_dir`` (created if missing).
 
     Args:
@@ -187,7 +196,8 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
         aligned: its :class:`~facerecon.imageio.align.AlignedFace`, or anything else with the
             2×3 matrices ``M`` (photo→crop) and ``M_inv`` (crop→photo), e.g. a ``PreparedFace``.
         params: the fitted :class:`FaceParams`, batch 1.
-        face_model_head: the face model to export (the "head" region: face, head, neck, eyes).
+        face_model_head: the fitted face model (e.g. the "head" region); the mesh written is its
+            ``mesh_region`` (:func:`~facerecon.export.headmesh.export_model`).
         camera: the camera of the fit (crop pixels), default ``Camera()``.
         landmarks_photo: (68,2) detected landmarks in photo pixels (optional).
         source_path: where the photo came from (recorded; never written to).
@@ -196,8 +206,16 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
         fitted_landmarks_photo_px: (68,2) the fit's own landmarks (photo pixels), recorded in
             landmarks.json and drawn in the overlay; default: the exported model's 68 landmarks
             projected with the forward model's moving jaw contour.
-        overlay_region: the face-model region drawn in ``overlay.png`` ("fit": face and eyes;
+        overlay_region: the face-model region drawn in ``overlay.png`` and ``compare.png``
+            ("narrow": the face from brows to chin, and the eyes; "fit": with ears and forehead;
             None: the whole exported mesh).
+        units: length unit of face.obj and face.ply, "m" (the default: Blender, three.js and
+            <model-viewer> read metres; MeshLab has no units) or "mm" (the model's own numbers).
+        up: up axis of face.obj and face.ply: "y" (the model's, as glTF, three.js and MeshLab
+            expect; Blender's OBJ importer converts it) or "z" (Blender's frame, for its PLY
+            importer, which converts nothing by default).
+        mesh_region: the face-model region written as the mesh (default "export": the head
+            closed from inside); None: ``face_model_head`` itself.
 
     Returns:
         {key: path} for the keys of :data:`FILES`.
@@ -210,9 +228,11 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
         for p in paths.values():
             if _same_file(p, src):
                 raise ValueError(f"refusing to overwrite the input file {src} with an output")
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
     camera = camera or Camera()
     photo = np.asarray(photo)
-    model = face_model_head
+    model = face_model_head if mesh_region is None else export_model(face_model_head, mesh_region)
     params = params.map(lambda t: t.detach().cpu())
     M_inv = np.asarray(aligned.M_inv, dtype=np.float64)
 
@@ -220,21 +240,35 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
     atlas = model_atlas(model)
     bake = bake_texture_maps(model, params, photo, M_inv, camera, size=texture_size, atlas=atlas, posed=posed)
     faces = model.faces.detach().cpu().numpy()
+    ply_colors = vertex_colors_from_texture(bake.texture, atlas.uv, atlas.faces_uv, faces, model.n_vertices)
 
     lmk_idx = model.landmark_idx.detach().cpu().numpy()
     fitted = (to_photo_np(posed.landmarks_crop, M_inv) if fitted_landmarks_photo_px is None
               else np.asarray(fitted_landmarks_photo_px, dtype=np.float64).reshape(68, 2))
     detected = None if landmarks_photo is None else np.asarray(landmarks_photo, dtype=np.float64).reshape(68, 2)
-    over = overlay(photo, model, params, M_inv, camera,
-                   faces=None if overlay_region is None else region_faces(model, overlay_region),
-                   detected_landmarks=detected, fitted_landmarks=fitted, posed=posed)
+    drawn = None if overlay_region is None else region_faces(model, overlay_region)
+    over = overlay(photo, model, params, M_inv, camera, faces=drawn, detected_landmarks=detected,
+                   fitted_landmarks=fitted, posed=posed)
+    # the model panel shows the textured mesh (colours read from the texture), lit from the
+    # camera a little so that its shape shows
+    facing = np.clip(-(posed.normals_cam * posed.verts_cam).sum(1)
+                     / np.maximum(np.linalg.norm(posed.verts_cam, axis=1), 1e-9), 0.0, 1.0)
+    compare = compare_image(photo, model, params, M_inv, camera, posed=posed, overlay_faces=drawn,
+                            detected_landmarks=detected, fitted_landmarks=fitted,
+                            model_colors=ply_colors * (0.7 + 0.3 * facing)[:, None])
 
     pdoc = params_document(params, model, camera, aligned=aligned, photo_shape=photo.shape,
                            source_path=source_path, extra=extra)
+    pdoc["units"]["meshes"] = {"obj_ply": units, "glb": "m (mm under a root node scaled by 0.001)",
+                               "obj_ply_frame": frame_comment(units, up).removeprefix("facerecon: ")}
     pdoc["texture"] = {
         "file": FILES["texture"], "size_px": int(texture_size),
         "photo_pixels_per_texel": _num(bake.photo_scale),
         "photo_fraction": _num(float(bake.photo_weight[bake.covered].mean()) if bake.covered.any() else 0.0),
+        "mirrored_fraction": _num(bake.completed_fraction),
+        "skin_rgb": None if bake.skin_color is None else _num(bake.skin_color),
+        "iris_rgb": None if bake.iris_color is None else _num(bake.iris_color),
+        "iris_from_photo": bool(bake.iris_from_photo),
         "model_color_gain_rgb": _num(bake.color_gain),
     }
     ldoc: dict[str, Any] = {
@@ -243,7 +277,8 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
         "scheme": "iBUG 300-W 68 points, 0-based",
         "units": {"photo_px": "pixels of the original photo", "model_mm": "mm"},
         "conventions": {"photo_px": CONVENTIONS["photo_pixels"],
-                        "model_mm": "coordinates of the face.obj / face.ply vertices: " + CONVENTIONS["model_space"]},
+                        "model_mm": f"the face.obj / face.ply vertices in mm (the files hold them in {units}, "
+                                    f"{'+y' if up == 'y' else '+z'} up): " + CONVENTIONS["model_space"]},
         "photo": pdoc.get("photo"),
         "detected_photo_px": None if detected is None else _num(detected),
         "fitted_photo_px": _num(fitted),
@@ -258,11 +293,13 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
     png = encode_png(bake.texture)
     with AtomicFiles() as files:
         written.update(write_obj(paths["obj"], posed.verts, faces, atlas.uv, atlas.faces_uv, bake.texture,
-                                 normals=posed.normals, files=files, texture_png=png))
-        written["ply"] = write_ply(paths["ply"], posed.verts, faces, posed.albedo, normals=posed.normals, files=files)
+                                 normals=posed.normals, files=files, texture_png=png, units=units, up=up))
+        written["ply"] = write_ply(paths["ply"], posed.verts, faces, ply_colors, normals=posed.normals, files=files,
+                                   units=units, up=up)
         written["glb"] = write_glb(paths["glb"], posed.verts, faces, atlas.uv, atlas.faces_uv, bake.texture,
                                    normals=posed.normals, files=files, texture_png=png)
         written["overlay"] = files.write_bytes(paths["overlay"], encode_png(over))
+        written["compare"] = files.write_bytes(paths["compare"], encode_png(compare))
         written["params"] = files.write_bytes(paths["params"], _json_bytes(pdoc))
         written["landmarks"] = files.write_bytes(paths["landmarks"], _json_bytes(ldoc))
     return written

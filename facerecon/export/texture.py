@@ -1,17 +1,40 @@
-"""Bake a UV texture for the fitted face: the photo where the face is seen, the fitted model's
-colour elsewhere, blended without a seam.
+"""Bake a UV texture for the fitted face from one photo or several, and complete it where no
+photo saw the face.
 
 For every texel of the atlas (:mod:`facerecon.export.atlas`) we know the triangle and the
-barycentrics it lies at (a rasterization in UV space, cached per atlas and size). That gives its
-3D point and normal on the fitted, posed mesh. The point is projected through the fitted camera
-and the crop→photo transform into the photo and sampled bilinearly there if it is visible:
-in front in a z-buffer of the same mesh rendered at the photo's resolution, and facing the camera
-(n·v > ``min_facing``). Elsewhere the texel takes the model colour: fitted albedo times fitted
-SH shading, which is what the fitter matched to the photo, so the brightness agrees. The photo
-weight falls off smoothly with the facing angle, with the UV distance to the nearest occluded
-texel (feathering), and in 3D towards the parts of the head that were not fitted (scalp, back,
-neck: :func:`photo_vertex_weight`), and empty texels between UV charts are filled from their nearest neighbour
-so that filtering and mip-mapping show no black cracks at seams.
+barycentrics it lies at (:mod:`facerecon.export.uvraster`). That gives its 3D point and normal on
+the fitted, posed mesh. The point is projected through the fitted camera and the crop→photo
+transform into the photo and sampled bilinearly there if it is visible: in front in a z-buffer of
+the same mesh rendered at the photo's resolution, and facing the camera (n·v > ``min_facing``)
+(:func:`sample_photo`). The photo weight falls off smoothly with the facing angle, with the UV
+distance to the nearest occluded texel (feathering), next to the mesh's outlines in the image,
+and in 3D towards the parts of the head that were not fitted (scalp, back, neck:
+:func:`photo_vertex_weight`).
+
+Where the photo weight is below 1 the texel is *completed* (:func:`complete_texels`):
+
+1. from its mirror partner (:mod:`facerecon.export.symmetry`: the texel at the point's reflection
+   through the face's left–right symmetry plane), weighted by how well the photo saw that
+   partner — a three-quarter view's far cheek, ear and eye take the near side's. The photo's
+   colours were first evened out by part of the fitted light (:func:`delight`), the rest of the
+   light's difference between the two texels is applied to the copy (:func:`mirror_relight`),
+   and texels that disagree with a partner seen better (background sampled along the far jaw)
+   or, around the face, are far brighter than its skin (a white collar) lose photo weight;
+2. what neither saw takes a *fill* colour: the model's template albedo (skin, with darker brows
+   and reddish lips where the face has them) scaled per channel so that its skin is the skin
+   colour of the photo (median over the fully seen cheeks, forehead and nose), and fixed colours
+   for the inside of the mouth, the gums and the teeth — so the scalp, neck and ears match the
+   face's tone. Every blend follows the smooth photo weights: no hard seam.
+
+The eyeballs are painted (:mod:`facerecon.export.eyes`: sclera, iris and pupil, the iris in the
+photo's colour where it was seen). Empty texels between UV charts are filled from their nearest
+neighbour so that filtering and mip-mapping show no black cracks at seams.
+
+With several photos (:func:`bake_texture_multi`) every texel takes the photos that see it best
+(photo weight × facing⁴), after each photo's colours were matched to the others' by one gain per
+channel (least squares over the texels two photos both see well), then is completed as above.
+``complete=False`` gives the earlier behaviour: the fitted model's colour (albedo × shading)
+wherever the photo is not used.
 """
 
 from __future__ import annotations
@@ -24,110 +47,25 @@ import numpy as np
 import torch
 
 from facerecon.export.atlas import UVAtlas, model_atlas
+from facerecon.export.eyes import DEFAULT_IRIS, eye_colors, eye_geometry, iris_color
 from facerecon.export.photo import PosedMesh, affine_scale, posed_mesh, project_to_photo, rasterize_photo
+from facerecon.export.symmetry import texel_mirror
+from facerecon.export.uvraster import (PART_NAMES, TexelGeometry, UVRaster, fill_gaps, interpolate, texel_geometry,
+                                       to_image, uv_raster)
 from facerecon.params import FaceParams
 from facerecon.render.camera import Camera
-from facerecon.render.raster import rasterize
+from facerecon.render.shading import sh_shading
 
-
-# ---------------------------------------------------------------------------------------------
-# UV-space rasterization (cached: it depends only on the atlas and the size)
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UVRaster:
-    """The covered texels of an atlas at one size."""
-
-    size: int
-    pix: np.ndarray
-    """(N,) flat texel index (row-major, row 0 = top = v 1)."""
-    tri: np.ndarray
-    """(N,) triangle index."""
-    bary: np.ndarray
-    """(N,3) float32 barycentric weights of the triangle's corners."""
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(S,S) bool, True on covered texels."""
-        m = np.zeros(self.size * self.size, bool)
-        m[self.pix] = True
-        return m.reshape(self.size, self.size)
-
-
-_UV_RASTER_CACHE: dict[tuple[int, int], tuple[UVAtlas, UVRaster]] = {}
-
-
-def uv_raster(atlas: UVAtlas, size: int) -> UVRaster:
-    """Rasterize the atlas triangles at ``size``² texels (cached for a few atlases and sizes)."""
-    key = (id(atlas), int(size))
-    hit = _UV_RASTER_CACHE.get(key)
-    if hit is not None and hit[0] is atlas:
-        return hit[1]
-    xy = np.ascontiguousarray(atlas.pixels(size), dtype=np.float32)
-    faces_uv = np.ascontiguousarray(atlas.faces_uv, dtype=np.int64)
-    # Where UV triangles overlap (ICT maps the inner, back-facing sides of the irises onto the
-    # same texels as the front), the z-buffer keeps the lowest id: list front-facing (counter-
-    # clockwise in UV) triangles first so that the visible side owns the texels.
-    t = xy[faces_uv]
-    ccw = ((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 1, 1] - t[:, 0, 1]) * (t[:, 2, 0] - t[:, 0, 0])) < 0
-    order = np.argsort(~ccw, kind="stable")
-    tri_id = rasterize(torch.from_numpy(xy)[None], torch.ones(1, len(xy)), torch.from_numpy(faces_uv[order]), size, size)
-    flat = tri_id.reshape(-1).numpy()
-    pix = np.flatnonzero(flat >= 0)
-    tri = order[flat[pix]]
-    out = UVRaster(size=int(size), pix=pix, tri=tri, bary=_uv_bary_kernel(pix, tri, xy, faces_uv, size))
-    if len(_UV_RASTER_CACHE) >= 8:
-        _UV_RASTER_CACHE.pop(next(iter(_UV_RASTER_CACHE)))
-    _UV_RASTER_CACHE[key] = (atlas, out)
-    return out
-
-
-def fill_gaps(texture: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """Give every uncovered texel the colour of its nearest covered texel (Euclidean), so that
-    bilinear filtering and mip-maps across chart borders never pull in a background colour.
-
-    ``texture`` (S,S,C), ``covered`` (S,S) bool; returns a new array of the same dtype.
-    """
-    if covered.all() or not covered.any():
-        return texture.copy()
-    holes = (~covered).astype(np.uint8)
-    _, labels = cv2.distanceTransformWithLabels(holes, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-    flat = np.flatnonzero(covered.ravel())
-    lut = np.zeros(int(labels.max()) + 1, np.int64)
-    lut[labels.ravel()[flat]] = flat
-    src = lut[labels.ravel()]
-    c = texture.shape[2] if texture.ndim == 3 else 1
-    return texture.reshape(-1, c)[src].reshape(texture.shape)
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _uv_bary_kernel(pix, tri, xy, faces, size):  # pragma: no cover - jitted
-    """Barycentrics (N,3) float32 of texel centres ``pix`` (flat) in their triangles ``tri``."""
-    n = pix.shape[0]
-    out = np.empty((n, 3), np.float32)
-    for i in numba.prange(n):
-        cx, cy = pix[i] % size + 0.5, pix[i] // size + 0.5
-        a, b, c = faces[tri[i], 0], faces[tri[i], 1], faces[tri[i], 2]
-        xa, ya, xb, yb, xc, yc = xy[a, 0], xy[a, 1], xy[b, 0], xy[b, 1], xy[c, 0], xy[c, 1]
-        area = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa)
-        if area == 0:
-            out[i, 0], out[i, 1], out[i, 2] = 1.0, 0.0, 0.0
-            continue
-        w0 = ((xc - xb) * (cy - yb) - (yc - yb) * (cx - xb)) / area
-        w1 = ((xa - xc) * (cy - yc) - (ya - yc) * (cx - xc)) / area
-        out[i, 0], out[i, 1], out[i, 2] = w0, w1, 1.0 - w0 - w1
-    return out
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _interp_kernel(bary, corners, vals):  # pragma: no cover - jitted
-    """out[i] = Σ_k bary[i,k] · vals[corners[i,k]]  (N,C) float32."""
-    n, c = bary.shape[0], vals.shape[1]
-    out = np.empty((n, c), np.float32)
-    for i in numba.prange(n):
-        a, b, d = corners[i, 0], corners[i, 1], corners[i, 2]
-        for k in range(c):
-            out[i, k] = bary[i, 0] * vals[a, k] + bary[i, 1] * vals[b, k] + bary[i, 2] * vals[d, k]
-    return out
+#: Fill colours (RGB in [0,1]) of the parts inside the head, before the photo's exposure is applied.
+INNER_COLORS: dict[str, tuple[float, float, float]] = {
+    "mouth_socket": (0.36, 0.13, 0.12),
+    "gums_tongue": (0.62, 0.28, 0.27),
+    "teeth": (0.86, 0.82, 0.72),
+    "eye_socket_left": (0.58, 0.33, 0.30),
+    "eye_socket_right": (0.58, 0.33, 0.30),
+}
+#: A mirror partner farther than this (mm, mean face) from the reflected point is not used.
+MAX_MIRROR_MM = 2.0
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -158,7 +96,10 @@ def _front_depth_kernel(px, py, tri_id, xy, invz, faces):  # pragma: no cover - 
     return out
 
 
+
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """3x² − 2x³ of x clipped to [0, 1]: a smooth ramp from 0 to 1."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
@@ -175,9 +116,11 @@ def photo_vertex_weight(model, region: str | None = "fit", feather_mm: float = 1
 
     The photo is trusted only on the part of the mesh that was fitted to it: the vertices of
     face-model ``region`` (default "fit": face and eyes; None: all), fading to 0 over
-    ``feather_mm`` (3D distance, mean shape) towards the rest (scalp, back of the head), and,
-    with ``neck_mm``, fading out from ``neck_mm`` to ``neck_mm + feather_mm`` below the chin
-    (landmark 8), where collars, beards and shadow rarely show skin the model can explain.
+    ``feather_mm`` (3D distance, mean shape) towards the rest of the skin (scalp, back of the
+    head, neck: ICT's "head_neck" part), and, with ``neck_mm``, fading out from ``neck_mm`` to
+    ``neck_mm + feather_mm`` below the chin (landmark 8), where collars, beards and shadow rarely
+    show skin the model can explain. Parts inside the head (mouth and eye sockets, gums, teeth)
+    are seen only through the mouth and eyes and take the photo wherever it shows them.
     """
     ids = np.asarray(model.vertex_ids)
     key = (model.name, model.source_sha256, len(ids), int(ids.sum()), region, feather_mm, neck_mm)
@@ -186,18 +129,23 @@ def photo_vertex_weight(model, region: str | None = "fit", feather_mm: float = 1
         return hit
     from scipy.spatial import cKDTree
 
+    from facerecon.facemodel.ict import PARTS
     from facerecon.facemodel.model import region_vertex_ids
 
     mean = model.mean.detach().cpu().numpy().astype(np.float64)
     w = np.ones(len(mean))
     region_ids = None if region is None else region_vertex_ids(region)
     if region_ids is not None:
-        inside = np.isin(ids, region_ids)
-        if not inside.all():
+        skin = np.zeros(len(ids), bool)
+        for part in ("face", "head_neck"):
+            skin |= (ids >= PARTS[part][0]) & (ids < PARTS[part][1])
+        outside = skin & ~np.isin(ids, region_ids)
+        if outside.any():
             w = np.zeros(len(mean))
-            if inside.any():
-                d, _ = cKDTree(mean[~inside]).query(mean[inside])
-                w[inside] = _smoothstep(d / max(feather_mm, 1e-6))
+            rest = ~outside
+            if rest.any():
+                d, _ = cKDTree(mean[outside]).query(mean[rest])
+                w[rest] = _smoothstep(d / max(feather_mm, 1e-6))
     if neck_mm is not None:
         chin_y = mean[int(model.landmark_idx[8]), 1]
         w *= _smoothstep((mean[:, 1] - (chin_y - neck_mm - feather_mm)) / max(feather_mm, 1e-6))
@@ -207,61 +155,35 @@ def photo_vertex_weight(model, region: str | None = "fit", feather_mm: float = 1
 
 
 # ---------------------------------------------------------------------------------------------
-# baking
+# what one photo says about each texel
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class TextureBake:
-    """A baked texture and the maps it was blended from (all (S,S) images, row 0 = v 1)."""
+class PhotoSample:
+    """One photo sampled at the covered texels of an atlas (arrays over ``raster.pix``)."""
 
-    texture: np.ndarray
-    """(S,S,3) uint8 RGB: photo × weight + model colour × (1 − weight), gaps filled."""
-    photo_weight: np.ndarray
-    """(S,S) float32 in [0,1]: how much of each texel came from the photo."""
+    raster: UVRaster
+    color: np.ndarray
+    """(N,3) float32 photo RGB in [0,1] (0 where not visible)."""
+    weight: np.ndarray
+    """(N,) float32 in [0,1]: how far the photo is trusted at the texel."""
     visible: np.ndarray
-    """(S,S) bool: texel seen in the photo (in front in the z-buffer, facing > min_facing)."""
-    covered: np.ndarray
-    """(S,S) bool: texel inside a UV triangle (the rest was filled from neighbours)."""
+    """(N,) bool: in front in the z-buffer and facing the camera (n·v > ``min_facing``)."""
+    facing: np.ndarray
+    """(N,) float32 n·v, the cosine between the surface normal and the direction to the camera."""
     model_color: np.ndarray
-    """(S,S,3) float32 in [0,1]: fitted albedo × fitted shading × ``color_gain`` (0 on uncovered
-    texels)."""
-    color_gain: np.ndarray
-    """(3,) per-channel gain applied to the model colour to match the photo (1 if not matched)."""
+    """(N,3) float32 fitted albedo × fitted shading, RGB in [0,1] (not colour-matched)."""
     photo_scale: float
     """Photo pixels per texel on the visible face; the photo was pre-filtered where > 1.25."""
-    atlas: UVAtlas
+    shading: np.ndarray | None = None
+    """(N,3) float32 the fitted light's irradiance at each texel (SH shading of a white albedo)."""
 
 
-def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.ndarray,
-                      camera: Camera | None = None, *, size: int = 1024, atlas: UVAtlas | None = None,
-                      min_facing: float = 0.2, full_facing: float = 0.5, feather: float = 1 / 32,
-                      depth_tolerance: float = 1.0, photo_region: str | None = "fit", neck_mm: float | None = 10.0,
-                      contour_mm: float = 4.0, match_colors: bool = True, max_gain: float = 1.5,
-                      posed: PosedMesh | None = None) -> TextureBake:
-    """Bake the UV texture of a fitted face and return it with its blending maps.
-
-    Args:
-        model: the :class:`~facerecon.facemodel.model.FaceModel` whose mesh is exported (the
-            "head" region); its coefficients are the fitted ones whatever region was fitted.
-        params: the fitted :class:`~facerecon.params.FaceParams`, batch 1 (any device).
-        photo: (H,W,3) uint8 RGB, the original photo.
-        M_inv: (2,3) crop→photo matrix (:attr:`AlignedFace.M_inv`).
-        camera: the camera the fit used (crop pixels; default ``Camera()``, 224 px).
-        size: texture side S in texels.
-        atlas: UV layout (default :func:`~facerecon.export.atlas.model_atlas` of ``model``).
-        min_facing: texels whose normal·view-direction is below this take the model colour.
-        full_facing: above this the facing term of the photo weight is 1 (smoothstep between).
-        feather: width of the fade next to occluded texels, as a fraction of S (1/32 → 32 texels
-            at 1024², about 1 cm on the face).
-        depth_tolerance: mm a texel may lie behind the front surface and still count as visible
-            (plus a slope term: one photo pixel × tan(view angle)).
-        photo_region, neck_mm: where the photo may be used at all (see :func:`photo_vertex_weight`).
-        contour_mm: the photo weight rises from 0 to 1 over this distance (mm, converted to photo
-            pixels) from the mesh's outlines in the image: silhouette and depth jumps.
-        match_colors: scale the model colour per channel by the median photo/model ratio over the
-            texels taken fully from the photo (clipped to [1/max_gain, max_gain]), so that a fit
-            whose albedo or light is a little off still meets the photo without a visible seam.
-        posed: ``posed_mesh(model, params)`` if already computed.
-    """
+def sample_photo(model, params: FaceParams, photo: np.ndarray, M_inv: np.ndarray, camera: Camera | None = None,
+                 *, size: int = 1024, atlas: UVAtlas | None = None, min_facing: float = 0.2,
+                 full_facing: float = 0.5, feather: float = 1 / 32, depth_tolerance: float = 1.0,
+                 photo_region: str | None = "fit", neck_mm: float | None = 10.0, contour_mm: float = 4.0,
+                 jump_contour_mm: float = 4.0, posed: PosedMesh | None = None) -> PhotoSample:
+    """Sample one photo at every covered texel; see :func:`bake_texture_maps` for the arguments."""
     if params.batch != 1:
         raise ValueError(f"bake_texture takes one face (batch 1), got {params.batch}")
     photo = np.asarray(photo)
@@ -282,17 +204,12 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
     xy_v, z_v = xy_v[0].numpy().astype(np.float64), z_v[0].numpy().astype(np.float64)
     view = -v_cam / np.maximum(np.linalg.norm(v_cam, axis=1, keepdims=True), 1e-9)
     facing_v = (n_cam * view).sum(1)
-    corners = faces[ras.tri]  # (N,3)
-
-    def interp(values: np.ndarray, sel: np.ndarray | None = None) -> np.ndarray:
-        vals = np.ascontiguousarray(np.asarray(values, dtype=np.float32).reshape(len(values), -1))
-        if sel is None:
-            return _interp_kernel(ras.bary, corners, vals)
-        return _interp_kernel(ras.bary[sel], corners[sel], vals)
 
     region_w = photo_vertex_weight(model, photo_region, neck_mm=neck_mm)
-    cf = interp(np.concatenate([color, facing_v[:, None], region_w[:, None]], 1))
-    model_c, facing, w_region = cf[:, :3], cf[:, 3], cf[:, 4]
+    gamma = params.gamma.detach().cpu().float()
+    shade_v = sh_shading(torch.ones(1, len(n_cam), 3), torch.from_numpy(n_cam)[None], gamma)[0].numpy()
+    cf = interpolate(ras, faces, np.concatenate([color, facing_v[:, None], region_w[:, None], shade_v], 1))
+    model_c, facing, w_region, shading = cf[:, :3], cf[:, 3], cf[:, 4], cf[:, 5:8]
     n_tex = len(ras.pix)
 
     # photo window around the face; pre-filter when the photo is finer than the texture
@@ -320,7 +237,7 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
             fx = fy = 1.0
         # candidate texels in z-buffer coordinates; visible unless behind the front surface
         xy_r = work.xy.numpy()
-        txyz = interp(np.concatenate([xy_r, z_v[:, None]], 1), cand)
+        txyz = interpolate(ras, faces, np.concatenate([xy_r, z_v[:, None]], 1), cand)
         rx, ry, depth_t = txyz[:, 0], txyz[:, 1], txyz[:, 2]
         front = _front_depth_kernel(rx, ry, work.tri_id.numpy(), np.ascontiguousarray(xy_r, dtype=np.float32),
                                     (1.0 / np.maximum(z_v, 1e-6)).astype(np.float32), faces)
@@ -329,15 +246,17 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
         tol = depth_tolerance + pix_mm * np.sqrt(1.0 - c * c) / c
         vis = depth_t <= front + tol
         visible[cand[vis]] = True
-        # distrust the photo next to the mesh's outlines in the image (silhouette, depth jumps
-        # such as the nose over the cheek): a fit a few pixels off samples background there
+        # distrust the photo next to the mesh's outlines in the image: the silhouette, where a fit
+        # a few pixels off samples background, and depth jumps such as the nose over the cheek,
+        # where it samples the other surface
         if contour_mm > 0:
             px_per_mm = float(np.median(1.0 / pix_mm[vis])) if vis.any() else 1.0
-            dist = _contour_distance(work, jump_mm=max(10.0, 6.0 / px_per_mm))
-            wh, ww = dist.shape
+            d_sil, d_jump = _contour_distance(work, jump_mm=max(10.0, 6.0 / px_per_mm))
+            wh, ww = d_sil.shape
             rows = np.clip(np.floor(ry).astype(np.int64), 0, wh - 1)
             cols = np.clip(np.floor(rx).astype(np.int64), 0, ww - 1)
-            w_contour[cand] = _smoothstep(dist[rows, cols] / (contour_mm * px_per_mm))
+            w_contour[cand] = (_smoothstep(d_sil[rows, cols] / (contour_mm * px_per_mm))
+                               * _smoothstep(d_jump[rows, cols] / (max(jump_contour_mm, 1e-6) * px_per_mm)))
         # bilinear samples of the (window of the) photo, OpenCV pixel-centre convention
         map_xy = np.full((size * size, 2), -1.0, np.float32)
         map_xy[ras.pix[cand[vis]]] = np.stack([rx[vis] - 0.5 + offset[0], ry[vis] - 0.5 + offset[1]], 1)
@@ -345,57 +264,581 @@ def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.nd
                             cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         photo_c[visible] = sampled.reshape(-1, 3)[ras.pix[visible]].astype(np.float32) / 255.0
 
-    # photo weight: facing term × feather from occluded texels (distance in UV space)
+    # photo weight: facing term × feather from occluded texels (distance in UV space). Occluded:
+    # facing the camera, yet hidden (behind the nose, off the photo); texels that turn away (the
+    # inner lips and lids, the far side) fade out through the facing term instead, so the lips
+    # and the skin around the eyes keep the photo
+    hidden = np.zeros(n_tex, bool)
+    hidden[cand] = True
+    hidden &= ~visible
     occluded = np.zeros(size * size, np.uint8)
-    occluded[ras.pix[~visible]] = 1
+    occluded[ras.pix[hidden]] = 1
     occluded = cv2.morphologyEx(occluded.reshape(size, size), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     dist = cv2.distanceTransform((1 - occluded).astype(np.uint8), cv2.DIST_L2, 5).reshape(-1)[ras.pix]
     w_face = _smoothstep((facing - min_facing) / max(full_facing - min_facing, 1e-6))
     w_dist = _smoothstep(dist / max(feather * size, 1e-6))
     weight = np.where(visible, w_face * w_dist * w_region * w_contour, 0.0).astype(np.float32)
+    return PhotoSample(raster=ras, color=photo_c, weight=weight, visible=visible, facing=facing.astype(np.float32),
+                       model_color=model_c, photo_scale=float(photo_scale), shading=np.ascontiguousarray(shading))
 
-    gain = np.ones(3, np.float32)
-    if match_colors:  # robust per-channel gain: model colour -> the photo's, where both are trusted
-        sure = weight > 0.9
-        if sure.sum() >= 100:
-            ratio = photo_c[sure] / np.maximum(model_c[sure], 1.0 / 255.0)
-            gain = np.clip(np.median(ratio, axis=0), 1.0 / max_gain, max_gain).astype(np.float32)
-            model_c = np.clip(model_c * gain, 0.0, 1.0)
-    blend = model_c + weight[:, None] * (photo_c - model_c)
+
+def delight(sample: PhotoSample, strength: float = 1.0, max_ratio: float = 1.6, facing: tuple[float, float] = (0.2, 0.6)
+            ) -> np.ndarray:
+    """The photo colours (N,3) with the fitted light's low-frequency shading divided out and the
+    light of the face's well-seen texels put back: ``color · (S_ref / S)^k`` with S the SH
+    irradiance at the texel, S_ref its median over texels of photo weight > 0.9, and k =
+    ``strength`` on texels facing the camera, falling to 0 between ``facing`` cosines (at grazing
+    angles the fitted light is least certain and the photo mixes in its background); the ratio is
+    clipped to [1/max_ratio, max_ratio]. A cheek turned away from the light then matches the rest
+    of the face (and its mirror partner) instead of carrying its shadow across the face; shading
+    the light model cannot explain (nostrils, eye sockets) stays."""
+    if sample.shading is None or strength <= 0:
+        return sample.color
+    s = np.maximum(sample.shading, 1e-3)
+    sure = sample.weight > 0.9
+    if sure.sum() < 50:
+        return sample.color
+    ref = np.median(s[sure], axis=0)
+    k = strength * _smoothstep((sample.facing - facing[0]) / max(facing[1] - facing[0], 1e-6))
+    ratio = np.clip((ref[None] / s) ** k[:, None], 1.0 / max_ratio, max_ratio)
+    return np.clip(sample.color * ratio, 0.0, 1.0).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# completion: mirror partners, a fill colour from the photo's skin, painted eyes
+# ---------------------------------------------------------------------------------------------
+def _luma(rgb: np.ndarray) -> float:
+    """Rec. 601 luma of one RGB colour (same scale as the colour)."""
+    return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+
+
+def _skin_texels(model, geo: TexelGeometry) -> np.ndarray:
+    """(N,) bool: texels of the model's skin region (forehead, cheeks, nose; ``model.skin_mask``)."""
+    skin_v = model.skin_mask.detach().cpu().numpy().astype(np.float32)
+    return interpolate(geo.raster, model.faces.detach().cpu().numpy(), skin_v)[:, 0] > 0.5
+
+
+def skin_color(model, geo: TexelGeometry, color: np.ndarray, weight: np.ndarray, *, min_weight: float = 0.9,
+               min_texels: int = 100) -> np.ndarray | None:
+    """The photo's skin colour (3,) float32 in [0,1]: median over the texels of the skin region
+    (forehead, cheeks, nose) with photo weight ≥ ``min_weight``; failing ``min_texels`` of those,
+    over any such texel of the face; None if the photo saw too little."""
+    seen = weight >= min_weight
+    sel = seen & _skin_texels(model, geo)
+    if sel.sum() < min_texels:
+        sel = seen & (geo.part == PART_NAMES.index("face"))
+        if sel.sum() < min_texels:
+            return None
+    return np.median(color[sel], axis=0).astype(np.float32)
+
+
+_SKIN_SYSTEM_CACHE: dict[tuple, tuple] = {}
+
+
+def _skin_system(model) -> tuple[np.ndarray, object, object]:
+    """The skin vertices (face and head_neck parts; (K,) model indices) and the cotangent
+    Laplacian L and lumped mass matrix M (mm²) of the mean face over them (cached per model)."""
+    ids = np.asarray(model.vertex_ids)
+    key = (model.name, model.source_sha256, len(ids), int(ids.sum()))
+    hit = _SKIN_SYSTEM_CACHE.get(key)
+    if hit is not None:
+        return hit
+    from facerecon.facemodel.albedo import cotangent_laplacian
+    from facerecon.export.uvraster import vertex_parts
+
+    part = vertex_parts(ids)
+    skin = np.flatnonzero((part == PART_NAMES.index("face")) | (part == PART_NAMES.index("head_neck")))
+    faces = model.faces.detach().cpu().numpy()
+    local = -np.ones(len(ids), np.int64)
+    local[skin] = np.arange(len(skin))
+    tri = local[faces]
+    tri = tri[(tri >= 0).all(1)]
+    lap, mass = cotangent_laplacian(model.mean.detach().cpu().numpy().astype(np.float64)[skin], tri)
+    out = (skin, lap, mass)
+    _SKIN_SYSTEM_CACHE[key] = out
+    return out
+
+
+def skin_field(model, geo: TexelGeometry, observed: np.ndarray, w_observed: np.ndarray, skin_rgb: np.ndarray,
+               length_mm: float = 25.0, data_weight: float = 20.0) -> np.ndarray:
+    """A smooth skin colour (N,3) float32 over the skin texels (face, head and neck) that meets
+    what the photos show and relaxes to ``skin_rgb`` away from it.
+
+    On the mean face's skin vertices it minimises ∫ λ w |c − o|² + ℓ² |∇c|² + |c − skin|² dA, with
+    ``o``/``w`` the observed colours and their weights (``observed``/``w_observed`` over the texels,
+    gathered at each texel's nearest triangle corner), λ = ``data_weight`` and ℓ = ``length_mm``:
+    next to the seen face the fill continues its colour (no step at the border), some ℓ further
+    on it is the photo's overall skin colour. Texels of other parts get ``skin_rgb``.
+    """
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    skin, lap, mass = _skin_system(model)
+    ras = geo.raster
+    faces = model.faces.detach().cpu().numpy()
+    corner = faces[ras.tri, np.argmax(ras.bary, axis=1)]
+    n_v = len(np.asarray(model.vertex_ids))
+    wsum = np.bincount(corner, weights=w_observed, minlength=n_v)
+    csum = np.stack([np.bincount(corner, weights=w_observed * observed[:, k], minlength=n_v) for k in range(3)], 1)
+    count = np.maximum(np.bincount(corner, minlength=n_v), 1)
+    w_v = (wsum / count)[skin]
+    o_v = (csum / np.maximum(wsum, 1e-9)[:, None])[skin]
+    m = mass.diagonal()
+    wd = data_weight * w_v
+    a = sp.diags(m * wd) + (length_mm ** 2) * lap + sp.diags(m)
+    b = (m * wd)[:, None] * o_v + m[:, None] * np.asarray(skin_rgb, np.float64)[None]
+    solve = spla.factorized(a.tocsc())
+    c_skin = np.stack([solve(b[:, k]) for k in range(3)], 1)
+    field = np.tile(np.asarray(skin_rgb, np.float64), (n_v, 1))
+    field[skin] = c_skin
+    return np.clip(interpolate(ras, faces, field), 0.0, 1.0)
+
+
+_TEMPLATE_CACHE: dict[int, tuple[TexelGeometry, tuple]] = {}
+
+
+def _template_colors(model, geo: TexelGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's template albedo at the texels (N,3), its skin colour (3,), and the template's
+    features relative to that skin (N,3, clipped to [0.3, 1.5]); cached per texel geometry."""
+    hit = _TEMPLATE_CACHE.get(id(geo))
+    if hit is not None and hit[0] is geo:
+        return hit[1]
+    faces = model.faces.detach().cpu().numpy()
+    albedo = model.albedo_mean.detach().cpu().numpy().astype(np.float32)
+    skin_v = model.skin_mask.detach().cpu().numpy().astype(bool)
+    ref = np.median(albedo[skin_v], axis=0) if skin_v.any() else np.median(albedo, axis=0)
+    template = np.clip(interpolate(geo.raster, faces, albedo), 0.0, 1.0)
+    feature = np.clip(template / np.maximum(ref, 1e-3)[None], 0.3, 1.5)
+    out = (template, ref, feature)
+    if len(_TEMPLATE_CACHE) >= 4:
+        _TEMPLATE_CACHE.pop(next(iter(_TEMPLATE_CACHE)))
+    _TEMPLATE_CACHE[id(geo)] = (geo, out)
+    return out
+
+
+def fill_colors(model, geo: TexelGeometry, skin_rgb: np.ndarray | None, observed: np.ndarray | None = None,
+                w_observed: np.ndarray | None = None) -> np.ndarray:
+    """Fill colours (N,3) float32 for texels no photo saw.
+
+    With ``skin_rgb`` (the photo's skin colour): on the skin the :func:`skin_field` of the
+    ``observed`` colours (or ``skin_rgb`` itself without them), times the template albedo's
+    features relative to its skin on the face (lips, brows); inside the head the
+    :data:`INNER_COLORS` scaled by the photo's exposure (skin luma over the template's, clipped to
+    [0.6, 1.3]). Without it: the model's template albedo (its mean, no fitted coefficients).
+    """
+    template, ref, feature = _template_colors(model, geo)
+    if skin_rgb is None:
+        fill = template.copy()
+        exposure = 1.0
+    else:
+        exposure = float(np.clip(_luma(skin_rgb) / max(_luma(ref), 1e-3), 0.6, 1.3))
+        if observed is not None and w_observed is not None:
+            fill = skin_field(model, geo, observed, w_observed, skin_rgb)
+        else:
+            fill = np.tile(np.asarray(skin_rgb, np.float32), (len(geo.part), 1))
+        # the template's features (reddish lips, darker brows) relative to its skin, on the face
+        face = geo.part == PART_NAMES.index("face")
+        fill[face] = np.clip(fill[face] * feature[face], 0.0, 1.0)
+    for name, rgb in INNER_COLORS.items():
+        fill[geo.part == PART_NAMES.index(name)] = np.clip(np.asarray(rgb, np.float32) * exposure, 0.0, 1.0)
+    return fill.astype(np.float32)
+
+
+def complete_texels(color: np.ndarray, weight: np.ndarray, fill: np.ndarray, partner: np.ndarray,
+                    usable: np.ndarray | None = None, relight: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Complete photo colours where the photo weight is below 1.
+
+    ``texel = w·photo + (1 − w)·(w_m·r·photo[partner] + (1 − w_m)·fill)`` with ``w`` the texel's
+    photo weight, ``w_m`` its mirror partner's (0 where ``usable`` is False) and ``r`` = ``relight``
+    (N,3) (default 1): the light's ratio between the texel and its partner. Arrays over the
+    covered texels: ``color`` (N,3), ``weight`` (N,), ``fill`` (N,3), ``partner`` (N,) indices.
+    Returns the colours (N,3) float32 and ``w_m`` (N,).
+    """
+    wm = weight[partner]
+    if usable is not None:
+        wm = np.where(usable, wm, 0.0)
+    mirrored = color[partner] if relight is None else np.clip(color[partner] * relight, 0.0, 1.0)
+    inner = fill + wm[:, None] * (mirrored - fill)
+    return (inner + weight[:, None] * (color - inner)).astype(np.float32), wm.astype(np.float32)
+
+
+def mirror_relight(shading: np.ndarray | None, partner: np.ndarray, exponent: float, max_ratio: float = 1.6
+                   ) -> np.ndarray | None:
+    """(N,3) factors ``(S / S[partner])^exponent`` (clipped to [1/max_ratio, max_ratio]) that carry
+    the light left in the texture (the part :func:`delight` did not even out: exponent =
+    1 − its strength) from a mirror partner over to the texel; None without shading."""
+    if shading is None or exponent <= 0:
+        return None
+    s = np.maximum(shading, 1e-3)
+    return np.clip((s / s[partner]) ** exponent, 1.0 / max_ratio, max_ratio).astype(np.float32)
+
+
+def mirror_consistent_weight(color: np.ndarray, weight: np.ndarray, partner: np.ndarray, usable: np.ndarray,
+                             relight: np.ndarray | None = None, raster: UVRaster | None = None,
+                             facing: np.ndarray | None = None, tolerance: float = 0.1, scale: float = 0.15,
+                             margin: float = 0.3, smooth_texels: float = 4.0) -> np.ndarray:
+    """Photo weights (N,) lowered where a texel disagrees with a mirror partner the photo saw
+    better: ``w · (1 − s·(1 − trust))`` with ``trust = exp(−(max(d − tolerance, 0)/scale)²)``, d the
+    largest channel difference to the partner's colour (times ``relight``, the light's ratio
+    between the two, so that shading is no disagreement) and s = clip((q_partner − q)/margin, 0,
+    1), q = w × ``facing`` (the cosine of the view angle; w alone without it). With ``raster`` the
+    factor is also blurred (σ = ``smooth_texels``, the lower of the two kept), so that it fades
+    out around what it lowers instead of leaving an edge.
+
+    Along the far side of a turned face a fit that is a few pixels too wide samples the
+    background (a wall, a collar); the partner, seen squarely, shows skin there. Texels seen as
+    well as their partner are left alone, so a real asymmetry (a mole, a scar) survives where it
+    is seen squarely (seen at a slant while its partner is seen squarely, it gives way).
+    """
+    q = weight if facing is None else weight * np.clip(facing, 0.0, 1.0)
+    qp = np.where(usable, q[partner], 0.0)
+    s = np.clip((qp - q) / margin, 0.0, 1.0)
+    expected = color[partner] if relight is None else color[partner] * relight
+    d = np.abs(color - expected).max(1)
+    trust = np.exp(-(np.maximum(d - tolerance, 0.0) / scale) ** 2)
+    factor = (1.0 - s * (1.0 - trust)).astype(np.float32)
+    if raster is not None and smooth_texels > 0:  # soften outwards; what was low stays low
+        img = to_image(raster, factor, fill=1.0)
+        factor = np.minimum(cv2.GaussianBlur(img, (0, 0), smooth_texels).reshape(-1)[raster.pix], factor)
+    return (weight * factor).astype(np.float32)
+
+
+def bright_outlier_weight(color: np.ndarray, weight: np.ndarray, skin_rgb: np.ndarray | None, where: np.ndarray,
+                          max_ratio: float = 1.3, scale: float = 0.15) -> np.ndarray:
+    """Photo weights (N,) lowered on texels of ``where`` that are much brighter than the skin:
+    ``w · exp(−(max(luma/luma_skin − max_ratio, 0)/scale)²)``.
+
+    Around the face (ears, under the jaw, the top of the forehead) and along its silhouette a fit
+    samples what lies next to the head in the photo — a white collar, a telephone, a bright
+    wall — which the completion would copy to both sides; skin, hair and beard are not brighter
+    than the face's skin by that much. The caller leaves out the inner face seen squarely, so
+    highlights on the nose and forehead stay."""
+    if skin_rgb is None or not where.any():
+        return weight
+    ratio = (color @ np.array([0.299, 0.587, 0.114], np.float32)) / max(_luma(skin_rgb), 1e-3)
+    trust = np.exp(-(np.maximum(ratio - max_ratio, 0.0) / scale) ** 2)
+    return np.where(where, weight * trust, weight).astype(np.float32)
+
+
+_EYE_CACHE: dict[tuple, dict] = {}
+
+
+def paint_eyes(model, geo: TexelGeometry, out: np.ndarray, color: np.ndarray, weight: np.ndarray
+               ) -> tuple[np.ndarray | None, bool]:
+    """Paint sclera, iris and pupil on the eyeball texels of ``out`` (N,3), in place; the iris in
+    the photo's colour (``color``/``weight`` of the photo at the texels) if it shows enough of
+    it, else :data:`~facerecon.export.eyes.DEFAULT_IRIS`. Returns (iris colour, from the photo),
+    (None, False) for a model without eyeballs."""
+    ids = np.asarray(model.vertex_ids)
+    key = (model.name, model.source_sha256, len(ids), int(ids.sum()))
+    eyes = _EYE_CACHE.get(key)
+    if eyes is None:
+        eyes = _EYE_CACHE[key] = eye_geometry(model)
+    if not eyes:
+        return None, False
+    sel = {name: np.flatnonzero(geo.part == PART_NAMES.index(name)) for name in eyes}
+    rho = np.concatenate([eyes[n].coordinates(geo.position[s])[0] for n, s in sel.items()])
+    idx = np.concatenate(list(sel.values()))
+    iris_mm = float(np.mean([e.iris_mm for e in eyes.values()]))
+    iris = iris_color(rho, color[idx], weight[idx], iris_mm)
+    from_photo = iris is not None
+    iris_rgb = iris if from_photo else DEFAULT_IRIS
+    for name, s in sel.items():
+        out[s] = eye_colors(eyes[name], geo.position[s], iris_rgb)
+    return np.asarray(iris_rgb, np.float32), from_photo
+
+
+# ---------------------------------------------------------------------------------------------
+# baking
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TextureBake:
+    """A baked texture and the maps it was blended from (all (S,S) images, row 0 = v 1)."""
+
+    texture: np.ndarray
+    """(S,S,3) uint8 RGB: photo × weight, completed elsewhere (see the module), gaps filled."""
+    photo_weight: np.ndarray
+    """(S,S) float32 in [0,1]: how much of each texel came from the photo (the best of them)."""
+    visible: np.ndarray
+    """(S,S) bool: texel seen in the photo (in any photo)."""
+    covered: np.ndarray
+    """(S,S) bool: texel inside a UV triangle (the rest was filled from neighbours)."""
+    model_color: np.ndarray
+    """(S,S,3) float32 in [0,1]: fitted albedo × fitted shading × ``color_gain`` (0 on uncovered
+    texels); of the photo with the most photo weight when several were baked."""
+    color_gain: np.ndarray
+    """(3,) per-channel gain applied to the model colour to match the photo (1 if not matched)."""
+    photo_scale: float
+    """Photo pixels per texel on the visible face; the photo was pre-filtered where > 1.25."""
+    atlas: UVAtlas
+    mirror_weight: np.ndarray | None = None
+    """(S,S) float32: the mirror partner's photo weight, i.e. its share of what the photo did not
+    give (None without completion)."""
+    fill_color: np.ndarray | None = None
+    """(S,S,3) float32: the colour where neither the texel nor its partner was seen."""
+    skin_color: np.ndarray | None = None
+    """(3,) the photo's skin colour the fill was matched to (None: not measurable)."""
+    iris_color: np.ndarray | None = None
+    """(3,) the painted iris colour (None: eyes not painted)."""
+    iris_from_photo: bool = False
+    """Whether the iris colour was measured in the photo (else the default brown)."""
+    photo_gains: np.ndarray | None = None
+    """(P,3) per-photo colour gains of a multi-photo bake (None for one photo)."""
+
+    @property
+    def completed_fraction(self) -> float:
+        """Share of the covered texels taken mostly (> ½) from a mirror partner."""
+        if self.mirror_weight is None or not self.covered.any():
+            return 0.0
+        m = (1.0 - self.photo_weight) * self.mirror_weight
+        return float((m[self.covered] > 0.5).mean())
+
+
+def finish_bake(model, atlas: UVAtlas, size: int, color: np.ndarray, weight: np.ndarray, visible: np.ndarray,
+            model_c: np.ndarray, gain: np.ndarray, photo_scale: float, *, complete: bool, eyes: bool,
+            photo_gains: np.ndarray | None = None, shading: np.ndarray | None = None,
+            relight_exponent: float = 0.0, facing: np.ndarray | None = None) -> TextureBake:
+    """The texture from photo colours ``color`` (N,3), weights ``weight`` (N,) and visibility
+    (N,) over the covered texels of ``atlas`` at ``size``: mirror-consistency weights, completion
+    (or the model colour ``model_c`` with ``complete=False``), painted eyes, filled gaps.
+    ``shading`` (N,3) and ``relight_exponent``: see :func:`mirror_relight`; ``facing`` (N,): see
+    :func:`mirror_consistent_weight`."""
+    ras = uv_raster(atlas, size)
+    geo = texel_geometry(model, atlas, size) if (complete or eyes) else None
+    mirror_w = fill = skin = None
+    if complete:
+        mirror = texel_mirror(model, atlas, size)
+        usable = mirror.distance <= MAX_MIRROR_MM
+        relight = mirror_relight(shading, mirror.partner, relight_exponent)
+        weight = mirror_consistent_weight(color, weight, mirror.partner, usable, relight, ras, facing)
+        skin = skin_color(model, geo, color, weight)
+        from facerecon.facemodel.ict import PARTS
+
+        # around the face, and wherever the photo is already doubted (near the silhouette, at a
+        # slant): the inner face seen squarely keeps its highlights
+        skin_part = (geo.part == PART_NAMES.index("face")) | (geo.part == PART_NAMES.index("head_neck"))
+        around = skin_part & ((geo.ict_id >= PARTS["face_narrow"][1]) | (weight < 0.9))
+        weight = bright_outlier_weight(color, weight, skin, around)
+        # what the photo shows, directly or through the mirror (the fill continues it)
+        zero = np.zeros_like(color)
+        seen, mirror_w = complete_texels(color, weight, zero, mirror.partner, usable, relight)
+        w_seen = weight + (1.0 - weight) * mirror_w
+        observed = seen / np.maximum(w_seen, 1e-6)[:, None]
+        fill = fill_colors(model, geo, skin, observed, w_seen)
+        blend = seen + (1.0 - w_seen)[:, None] * fill
+    else:
+        blend = model_c + weight[:, None] * (color - model_c)
+    iris, iris_from_photo = (None, False)
+    if eyes:
+        iris, iris_from_photo = paint_eyes(model, geo, blend, color, weight)
     tex = np.zeros((size * size, 3), np.uint8)
     tex[ras.pix] = np.clip(np.rint(blend * 255.0), 0, 255).astype(np.uint8)
     covered = ras.mask
-    texture = fill_gaps(tex.reshape(size, size, 3), covered)
-
-    def image(values: np.ndarray, dtype) -> np.ndarray:
-        out = np.zeros((size * size,) + values.shape[1:], dtype)
-        out[ras.pix] = values
-        return out.reshape((size, size) + values.shape[1:])
-
-    return TextureBake(texture=texture, photo_weight=image(weight, np.float32), visible=image(visible, bool),
-                       covered=covered, model_color=image(model_c, np.float32), color_gain=gain,
-                       photo_scale=float(photo_scale), atlas=atlas)
+    return TextureBake(
+        texture=fill_gaps(tex.reshape(size, size, 3), covered),
+        photo_weight=to_image(ras, weight.astype(np.float32)), visible=to_image(ras, visible.astype(bool)),
+        covered=covered, model_color=to_image(ras, model_c.astype(np.float32)),
+        color_gain=np.asarray(gain, np.float32), photo_scale=float(photo_scale), atlas=atlas,
+        mirror_weight=None if mirror_w is None else to_image(ras, mirror_w),
+        fill_color=None if fill is None else to_image(ras, fill), skin_color=skin, iris_color=iris,
+        iris_from_photo=iris_from_photo, photo_gains=photo_gains)
 
 
-def _contour_distance(ras, jump_mm: float) -> np.ndarray:
-    """(h,w) float32 distance in pixels from each pixel of a photo raster to the nearest outline:
-    a pixel off the mesh, or one whose depth differs from a neighbour's by more than ``jump_mm``."""
+def bake_texture_maps(model, params: FaceParams, photo: np.ndarray, M_inv: np.ndarray,
+                      camera: Camera | None = None, *, size: int = 1024, atlas: UVAtlas | None = None,
+                      min_facing: float = 0.2, full_facing: float = 0.5, feather: float = 1 / 32,
+                      depth_tolerance: float = 1.0, photo_region: str | None = "fit", neck_mm: float | None = 10.0,
+                      contour_mm: float = 4.0, jump_contour_mm: float = 4.0, match_colors: bool = True,
+                      max_gain: float = 1.5,
+                      posed: PosedMesh | None = None, complete: bool = True, eyes: bool = True,
+                      delight_strength: float = 0.5) -> TextureBake:
+    """Bake the UV texture of a fitted face from one photo and return it with its blending maps.
+
+    Args:
+        model: the :class:`~facerecon.facemodel.model.FaceModel` whose mesh is exported (e.g.
+            :func:`~facerecon.export.headmesh.export_model`); its coefficients are the fitted
+            ones whatever region was fitted.
+        params: the fitted :class:`~facerecon.params.FaceParams`, batch 1 (any device).
+        photo: (H,W,3) uint8 RGB, the original photo.
+        M_inv: (2,3) crop→photo matrix (:attr:`AlignedFace.M_inv`).
+        camera: the camera the fit used (crop pixels; default ``Camera()``, 224 px).
+        size: texture side S in texels.
+        atlas: UV layout (default :func:`~facerecon.export.atlas.model_atlas` of ``model``).
+        min_facing: texels whose normal·view-direction is below this do not take the photo.
+        full_facing: above this the facing term of the photo weight is 1 (smoothstep between).
+        feather: width of the fade next to occluded texels, as a fraction of S (1/32 → 32 texels
+            at 1024², about 1 cm on the face).
+        depth_tolerance: mm a texel may lie behind the front surface and still count as visible
+            (plus a slope term: one photo pixel × tan(view angle)).
+        photo_region, neck_mm: where the photo may be used at all (see :func:`photo_vertex_weight`).
+        contour_mm: the photo weight rises from 0 to 1 over this distance (mm, converted to photo
+            pixels) from the mesh's silhouette in the image.
+        jump_contour_mm: the same next to depth jumps inside the mesh's image (the nose over the
+            cheek, the lips over the mouth): the cheek right behind the nose's outline would
+            take the nose's colour (in the test renders too: the z-buffer's tolerance lets it
+            through), so as wide as at the silhouette by default.
+        match_colors: scale the model colour per channel by the median photo/model ratio over the
+            texels taken fully from the photo (clipped to [1/max_gain, max_gain]); it fills the
+            texture only with ``complete=False``.
+        posed: ``posed_mesh(model, params)`` if already computed.
+        complete: complete the texture from mirror partners and the photo's skin colour (the
+            module's steps 1–2); False: the (matched) model colour wherever the photo is not used.
+        eyes: paint sclera, iris and pupil on the eyeballs.
+        delight_strength: with ``complete``, how much of the fitted light's shading is evened
+            out in the photo's colours first (:func:`delight`; 0: none, 1: all of it). The
+            default, half, was chosen by eye on LFW photos: the fitted light is only an
+            approximation of a real photo's, and dividing all of it out turned strong
+            second-order light terms into blotches (bright eye sockets, orange cheeks).
+    """
+    s = sample_photo(model, params, photo, M_inv, camera, size=size, atlas=atlas, min_facing=min_facing,
+                     full_facing=full_facing, feather=feather, depth_tolerance=depth_tolerance,
+                     photo_region=photo_region, neck_mm=neck_mm, contour_mm=contour_mm,
+                     jump_contour_mm=jump_contour_mm, posed=posed)
+    atlas = atlas or model_atlas(model)
+    gain = np.ones(3, np.float32)
+    model_c = s.model_color
+    if match_colors:  # robust per-channel gain: model colour -> the photo's, where both are trusted
+        sure = s.weight > 0.9
+        if sure.sum() >= 100:
+            ratio = s.color[sure] / np.maximum(model_c[sure], 1.0 / 255.0)
+            gain = np.clip(np.median(ratio, axis=0), 1.0 / max_gain, max_gain).astype(np.float32)
+            model_c = np.clip(model_c * gain, 0.0, 1.0)
+    color = delight(s, delight_strength) if complete else s.color
+    return finish_bake(model, atlas, size, color, s.weight, s.visible, model_c, gain, s.photo_scale,
+                       complete=complete, eyes=eyes, shading=s.shading, relight_exponent=1.0 - delight_strength,
+                       facing=s.facing)
+
+
+def photo_gains(samples: list[PhotoSample], skins: list[np.ndarray | None] | None = None, *,
+                min_overlap: int = 200, max_gain: float = 1.5) -> np.ndarray:
+    """Per-photo colour gains (P,3) that make the photos agree where they see the same texels.
+
+    For every pair of photos that both see at least ``min_overlap`` texels well (weight > 0.5),
+    the median log colour ratio there is one equation ``log g_i − log g_j = median log(c_j/c_i)``
+    (weighted by √overlap); a photo without such overlaps is tied to the others by its skin colour
+    (``skins``, weight 1); the photo with the most photo weight keeps gain 1. Least squares per
+    channel, gains clipped to [1/max_gain, max_gain].
+    """
+    p = len(samples)
+    if p <= 1:
+        return np.ones((p, 3), np.float32)
+    ref = int(np.argmax([s.weight.sum() for s in samples]))
+    rows: list[np.ndarray] = []
+    rhs: list[np.ndarray] = []
+    linked = np.zeros(p, bool)
+    linked[ref] = True
+    for i in range(p):
+        for j in range(i + 1, p):
+            a, b = samples[i], samples[j]
+            both = (a.weight > 0.5) & (b.weight > 0.5) & (a.color.min(1) > 2 / 255) & (b.color.min(1) > 2 / 255)
+            n = int(both.sum())
+            if n < min_overlap:
+                continue
+            w = np.sqrt(n)
+            row = np.zeros(p)
+            row[i], row[j] = w, -w
+            rows.append(row)
+            rhs.append(w * np.median(np.log(b.color[both]) - np.log(a.color[both]), axis=0))
+            linked[i] = linked[j] = True
+    if skins is not None and skins[ref] is not None:
+        for i in range(p):
+            if i != ref and skins[i] is not None and (not linked[i] or not rows):
+                row = np.zeros(p)
+                row[i], row[ref] = 1.0, -1.0
+                rows.append(row)
+                rhs.append(np.log(np.maximum(skins[ref], 1e-3)) - np.log(np.maximum(skins[i], 1e-3)))
+    anchor = np.zeros(p)
+    anchor[ref] = 1e3
+    rows.append(anchor)
+    rhs.append(np.zeros(3))
+    x, *_ = np.linalg.lstsq(np.stack(rows), np.stack(rhs), rcond=None)
+    return np.clip(np.exp(x), 1.0 / max_gain, max_gain).astype(np.float32)
+
+
+def bake_texture_multi(model, params_list: list[FaceParams], photos: list[np.ndarray], M_invs: list[np.ndarray],
+                       camera: Camera | list[Camera] | None = None, *, size: int = 1024, atlas: UVAtlas | None = None,
+                       sharpness: float = 4.0, match_photos: bool = True, complete: bool = True, eyes: bool = True,
+                       delight_strength: float = 0.5, **kwargs) -> TextureBake:
+    """Bake one UV texture from several photos of the same face.
+
+    Args:
+        model: the face model whose mesh is exported (as for :func:`bake_texture_maps`).
+        params_list: one fitted :class:`FaceParams` (batch 1) per photo: each photo's own pose,
+            expression and light (identity may be shared; the texel layout does not depend on it).
+        photos: (H,W,3) uint8 RGB photos, one per entry of ``params_list``.
+        M_invs: their (2,3) crop→photo matrices.
+        camera: the fitting camera (crop pixels), one for all or one per photo; default ``Camera()``.
+        size: texture side S in texels.
+        atlas: UV layout (default :func:`~facerecon.export.atlas.model_atlas` of ``model``).
+        sharpness: each photo's share of a texel is its photo weight × facing^sharpness (facing =
+            cos of the view angle), so the photo that sees the texel most squarely dominates.
+        match_photos: scale each photo's colours by :func:`photo_gains` first.
+        complete, eyes, delight_strength: as for :func:`bake_texture_maps` (each photo is evened
+            out under its own fitted light before the photos are matched and combined).
+        **kwargs: sampling options of :func:`bake_texture_maps` (``min_facing``, ``feather``,
+            ``photo_region``, ``neck_mm``, ``contour_mm``, ``jump_contour_mm``, ``depth_tolerance``,
+            ``full_facing``).
+
+    Returns:
+        a :class:`TextureBake`: ``photo_weight`` is the best photo weight per texel, ``photo_gains``
+        the gains applied, ``model_color`` that of the photo with the most photo weight.
+    """
+    n = len(params_list)
+    if n == 0 or len(photos) != n or len(M_invs) != n:
+        raise ValueError(f"need as many photos and matrices as parameters, got {n}, {len(photos)}, {len(M_invs)}")
+    cams = list(camera) if isinstance(camera, (list, tuple)) else [camera] * n
+    if len(cams) != n:
+        raise ValueError(f"{len(cams)} cameras for {n} photos")
+    atlas = atlas or model_atlas(model)
+    samples = [sample_photo(model, p, ph, m, c, size=size, atlas=atlas, **kwargs)
+               for p, ph, m, c in zip(params_list, photos, M_invs, cams)]
+    if complete and delight_strength > 0:
+        for smp in samples:
+            smp.color = delight(smp, delight_strength)
+    geo = texel_geometry(model, atlas, size)
+    if match_photos:
+        gains = photo_gains(samples, [skin_color(model, geo, s.color, s.weight) for s in samples])
+    else:
+        gains = np.ones((n, 3), np.float32)
+    score = np.stack([s.weight * np.clip(s.facing, 0.0, 1.0) ** sharpness for s in samples])
+    total = score.sum(0)
+    color = np.zeros_like(samples[0].color)
+    for k, s in enumerate(samples):
+        color += score[k][:, None] * np.clip(s.color * gains[k], 0.0, 1.0)
+    color = np.where(total[:, None] > 0, color / np.maximum(total, 1e-12)[:, None], 0.0).astype(np.float32)
+    weight = np.max(np.stack([s.weight for s in samples]), 0)
+    visible = np.any(np.stack([s.visible for s in samples]), 0)
+    ref = int(np.argmax([s.weight.sum() for s in samples]))
+    return finish_bake(model, atlas, size, color, weight, visible, samples[ref].model_color, np.ones(3, np.float32),
+                       samples[ref].photo_scale, complete=complete, eyes=eyes, photo_gains=gains,
+                       shading=samples[ref].shading, relight_exponent=1.0 - delight_strength,
+                       facing=np.max(np.stack([np.where(smp.weight > 0, smp.facing, 0.0) for smp in samples]), 0))
+
+
+def _contour_distance(ras, jump_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two (h,w) float32 distances in pixels from each pixel of a photo raster: to the nearest
+    pixel off the mesh (the silhouette; beyond the window's border counts as off), and to the
+    nearest depth jump inside the mesh (a neighbour's depth differs by more than ``jump_mm``)."""
     depth = ras.depth()
     h, w = depth.shape
     if h == 0 or w == 0:
-        return np.zeros((h, w), np.float32)
+        return np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
     covered = np.isfinite(depth)
     d = np.where(covered, depth, np.float32(1e9))
-    edge = ~covered
-    jx = np.abs(np.diff(d, axis=1)) > jump_mm
-    jy = np.abs(np.diff(d, axis=0)) > jump_mm
-    edge[:, 1:] |= jx
-    edge[:, :-1] |= jx
-    edge[1:] |= jy
-    edge[:-1] |= jy
-    # pixels beyond the window's border count as off the mesh
-    padded = np.pad((~edge).astype(np.uint8), 1, constant_values=0)
-    return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+    jump = np.zeros_like(covered)
+    jx = (np.abs(np.diff(d, axis=1)) > jump_mm) & covered[:, 1:] & covered[:, :-1]
+    jy = (np.abs(np.diff(d, axis=0)) > jump_mm) & covered[1:] & covered[:-1]
+    jump[:, 1:] |= jx
+    jump[:, :-1] |= jx
+    jump[1:] |= jy
+    jump[:-1] |= jy
+
+    def distance(edge: np.ndarray, border: int) -> np.ndarray:
+        padded = np.pad((~edge).astype(np.uint8), 1, constant_values=border)
+        return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+
+    return distance(~covered, 0), distance(jump, 1)
 
 
 def _photo_pixels_per_texel(xy: np.ndarray, depth: np.ndarray, n_cam: np.ndarray, v_cam: np.ndarray,
@@ -424,11 +867,53 @@ def _photo_pixels_per_texel(xy: np.ndarray, depth: np.ndarray, n_cam: np.ndarray
     return float(ratio[order][np.searchsorted(cum, 0.25 * cum[-1])])
 
 
+
+
 def bake_texture(model, params: FaceParams, photo: np.ndarray, M_inv: np.ndarray, camera: Camera | None = None,
                  *, size: int = 1024, atlas: UVAtlas | None = None, **kwargs) -> np.ndarray:
-    """The (S,S,3) uint8 UV texture of a fitted face (photo where visible, model colour elsewhere,
+    """The (S,S,3) uint8 UV texture of a fitted face (photo where visible, completed elsewhere,
     feathered, gaps filled); see :func:`bake_texture_maps` for the arguments."""
     return bake_texture_maps(model, params, photo, M_inv, camera, size=size, atlas=atlas, **kwargs).texture
 
 
-__all__ = ["UVRaster", "uv_raster", "fill_gaps", "photo_vertex_weight", "TextureBake", "bake_texture_maps", "bake_texture"]
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear samples (N,3) float64 in [0,1] of an (S,S,3) uint8 texture at UVs (N,2) in the
+    OBJ convention (v up; texel (r, c) centred at u = (c + ½)/S, v = 1 − (r + ½)/S), clamped at
+    the image border."""
+    tex = np.asarray(texture, dtype=np.float64) / 255.0
+    h, w = tex.shape[:2]
+    uv = np.asarray(uv, dtype=np.float64)
+    x = np.clip(uv[:, 0] * w - 0.5, 0.0, w - 1.0)
+    y = np.clip((1.0 - uv[:, 1]) * h - 0.5, 0.0, h - 1.0)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = tex[y0, x0] * (1 - fx) + tex[y0, x1] * fx
+    bottom = tex[y1, x0] * (1 - fx) + tex[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def vertex_colors_from_texture(texture: np.ndarray, uv: np.ndarray, faces_uv: np.ndarray, faces: np.ndarray,
+                               n_vertices: int) -> np.ndarray:
+    """Per-vertex colours (V,3) float64 in [0,1] read from a UV texture: the texture at each of
+    the vertex's UV corners (bilinear), averaged where a UV seam gives it several; vertices no
+    triangle uses get the mean colour."""
+    f = np.asarray(faces, dtype=np.int64).ravel()
+    t = np.asarray(faces_uv, dtype=np.int64).ravel()
+    n_uv = int(t.max(initial=0)) + 1
+    key = np.unique(f * n_uv + t)  # one entry per (vertex, UV corner) pair
+    vert, corner = key // n_uv, key % n_uv
+    col = sample_texture(texture, np.asarray(uv)[corner])
+    count = np.bincount(vert, minlength=n_vertices).astype(np.float64)
+    out = np.stack([np.bincount(vert, weights=col[:, k], minlength=n_vertices) for k in range(3)], 1)
+    used = count > 0
+    out[used] /= count[used, None]
+    out[~used] = col.mean(0) if len(col) else 0.5
+    return out
+
+
+__all__ = ["INNER_COLORS", "MAX_MIRROR_MM", "UVRaster", "uv_raster", "fill_gaps", "photo_vertex_weight",
+           "PhotoSample", "sample_photo", "delight", "skin_color", "skin_field", "fill_colors",
+           "mirror_consistent_weight", "bright_outlier_weight", "complete_texels", "mirror_relight", "paint_eyes",
+           "TextureBake", "finish_bake", "bake_texture_maps", "photo_gains", "bake_texture_multi", "bake_texture",
+           "sample_texture", "vertex_colors_from_texture"]

@@ -23,6 +23,10 @@ REGIONS: dict[str, tuple[str, ...]] = {
     "fit": ("face", "eyeball_left", "eyeball_right"),
     "narrow": ("face_narrow", "eyeball_left", "eyeball_right"),
     "head": ("face", "head_neck", "eyeball_left", "eyeball_right"),
+    # what facerecon's mesh files hold: the head closed from inside (mouth and eye sockets,
+    # gums, tongue and teeth: no see-through mouth or eye holes), ICT's vertex order kept
+    "export": ("face", "head_neck", "mouth_socket", "eye_socket_left", "eye_socket_right", "gums_tongue",
+               "teeth", "eyeball_left", "eyeball_right"),
     "full": (),
 }
 

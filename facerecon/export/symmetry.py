@@ -1,0 +1,86 @@
+"""Left–right mirror partners on the face model, per vertex and per texel.
+
+ICT-FaceKit's mean face is symmetric about the plane x = 0 (99 % of vertices have a vertex exactly
+at their reflection; the farthest is 0.3 mm off), while a fitted face need not be. Texture
+completion copies colour from the side a photo saw to the side it did not, so it needs, for each
+texel, the texel at the mirror image of its point: both are found on the *mean* face, where the
+correspondence is clean and the same for every person.
+
+:func:`texel_mirror` reflects each texel's mean-face point (and normal) and takes the nearest
+texel in position and normal (a k-d tree over both, the normal scaled by ``normal_mm``, so that
+the two layers of an eyeball or the two sides of a thin lid do not swap). On ICT's head at
+1024² the partner lies within 0.2 mm (median) and 0.6 mm (99th percentile) of the reflected
+point; the map is cached per atlas and size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from facerecon.export.atlas import UVAtlas
+from facerecon.export.uvraster import texel_geometry
+
+#: The reflection x -> −x.
+FLIP = np.array([-1.0, 1.0, 1.0], np.float32)
+
+
+def mirror_vertices(verts: np.ndarray, normals: np.ndarray | None = None, normal_mm: float = 4.0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror partner of every vertex: the vertex nearest to its reflection (−x, y, z).
+
+    Args:
+        verts: (V,3) positions in mm, symmetric about x = 0 (e.g. the mean face).
+        normals: (V,3) unit normals; when given, they count too (× ``normal_mm``).
+
+    Returns:
+        partner (V,) int64 and the distance (V,) float64 in mm from the reflection to the partner.
+    """
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(verts, dtype=np.float64)
+    if normals is None:
+        tree, query = cKDTree(v), v * FLIP
+    else:
+        n = np.asarray(normals, dtype=np.float64) * normal_mm
+        tree, query = cKDTree(np.concatenate([v, n], 1)), np.concatenate([v * FLIP, n * FLIP], 1)
+    _, idx = tree.query(query)
+    return idx.astype(np.int64), np.linalg.norm(v[idx] - v * FLIP, axis=1)
+
+
+@dataclass(frozen=True)
+class TexelMirror:
+    """Mirror partner of every covered texel (arrays over the raster's ``pix``)."""
+
+    partner: np.ndarray
+    """(N,) int64 index (into the covered texels) of the texel at the reflected point."""
+    distance: np.ndarray
+    """(N,) float32 mm between the reflected point and the partner's point (mean face)."""
+
+
+_MIRROR_CACHE: dict[tuple, tuple[UVAtlas, TexelMirror]] = {}
+
+
+def texel_mirror(model, atlas: UVAtlas, size: int, normal_mm: float = 4.0) -> TexelMirror:
+    """The texel mirror map of a face model's atlas at ``size``² (cached; about 2 s at 1024²)."""
+    from scipy.spatial import cKDTree
+
+    ids = np.asarray(model.vertex_ids)
+    key = (model.name, model.source_sha256, len(ids), int(ids.sum()), id(atlas), int(size), float(normal_mm))
+    hit = _MIRROR_CACHE.get(key)
+    if hit is not None and hit[0] is atlas:
+        return hit[1]
+    geo = texel_geometry(model, atlas, size)
+    p, n = geo.position.astype(np.float64), geo.normal.astype(np.float64) * normal_mm
+    tree = cKDTree(np.concatenate([p, n], 1))
+    _, idx = tree.query(np.concatenate([p * FLIP, n * FLIP], 1))
+    dist = np.linalg.norm(p[idx] - p * FLIP, axis=1).astype(np.float32)
+    out = TexelMirror(partner=idx.astype(np.int64), distance=dist)
+    if len(_MIRROR_CACHE) >= 4:
+        _MIRROR_CACHE.pop(next(iter(_MIRROR_CACHE)))
+    _MIRROR_CACHE[key] = (atlas, out)
+    return out
+
+
+__all__ = ["FLIP", "mirror_vertices", "TexelMirror", "texel_mirror"]
