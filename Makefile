@@ -27,8 +27,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/facerecon bench render
 
-# Debian's chromium + chromedriver for the browser test of `facerecon serve` (skipped without
-# them). Installs only what is missing, and only as root with apt-get; otherwise says so.
+# Debian's chromium + chromedriver for the browser tests of `facerecon serve` and of face.glb in
+# <model-viewer> (skipped without them). Installs only what is missing, and only as root with apt-get; otherwise says so.
 browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
 		echo "chromium and chromedriver are installed"; \
@@ -37,6 +37,15 @@ browser:
 			|| echo "could not install chromium; the browser test will be skipped"; \
 	else \
 		echo "not root or no apt-get: install chromium and chromium-driver to run the browser test"; \
+	fi
+	@# <model-viewer> (npm, Apache-2.0) for the export viewer test, into the ignored .venv folder
+	@if [ -f $(VENV)/model-viewer/package/dist/model-viewer.min.js ]; then \
+		echo "model-viewer is there"; \
+	elif command -v npm >/dev/null; then \
+		mkdir -p $(VENV)/model-viewer && cd $(VENV)/model-viewer && npm pack -s @google/model-viewer@4.4.0 >/dev/null \
+			&& tar xzf google-model-viewer-4.4.0.tgz || echo "could not fetch model-viewer; the viewer test will be skipped"; \
+	else \
+		echo "no npm: the export viewer test will be skipped"; \
 	fi
 
 clean:

@@ -288,3 +288,20 @@ def test_lee_perry_smith_in_mm_with_landmarks_on_its_surface():
     d, _ = SurfaceIndex(mesh).distance(lmk)
     assert d.max() < 1.0
     assert lmk[30, 2] > np.percentile(mesh.vertices[:, 2], 99)
+
+
+def test_declared_units_of_facerecon_meshes(tmp_path):
+    """A facerecon OBJ/PLY says its unit in its header; the evaluator reads it (metres -> ×1000)."""
+    import numpy as np
+
+    from facerecon.evaluation.scan import declared_units_to_mm
+    from facerecon.export.mesh import write_obj, write_ply
+
+    verts = np.array([[0.0, 0, 0], [10, 0, 0], [0, 10, 0]])
+    faces = np.array([[0, 1, 2]])
+    write_obj(tmp_path / "m.obj", verts, faces, units="m")
+    write_ply(tmp_path / "mm.ply", verts, faces, units="mm")
+    (tmp_path / "other.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    assert declared_units_to_mm(tmp_path / "m.obj") == 1000.0
+    assert declared_units_to_mm(tmp_path / "mm.ply") == 1.0
+    assert declared_units_to_mm(tmp_path / "other.obj") is None

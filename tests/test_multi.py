@@ -164,7 +164,8 @@ def test_texture_fused_from_two_views_covers_more(head):
             img = ForwardModel(head, cam)(p, background=0.5).image[0]
         photo = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         members.append(MemberPhoto(f"y{yaw}", photo, np.array([[1.0, 0, 0], [0, 1.0, 0]]), p, 0.5, {}))
-    _, both = fuse_textures(head, members, cam, 128)
+    bake, both = fuse_textures(head, members, cam, 128)
+    assert bake.texture.shape == (128, 128, 3)
     singles = [fuse_textures(head, [m], cam, 128)[1] for m in members]
     assert both["texels_seen_by_several_photos"] > 0.05
     assert all(both["texels_seen_by_no_photo"] < s["texels_seen_by_no_photo"] - 0.05 for s in singles)

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="allow one isotropic scale in the alignment (reported)")
     parser.add_argument("--scan-units-to-mm", type=float, default=1.0, metavar="F",
                         help="multiply scan coordinates by F to get millimetres")
-    parser.add_argument("--pred-units-to-mm", type=float, default=1.0, metavar="F",
-                        help="multiply prediction coordinates by F to get millimetres")
+    parser.add_argument("--pred-units-to-mm", type=float, default=None, metavar="F",
+                        help="multiply prediction coordinates by F to get millimetres (default: what a "
+                             "facerecon OBJ/PLY declares in its header — face.obj in metres: 1000 — else 1)")
     parser.add_argument("--crop-radius", type=float, default=95.0, metavar="MM",
                         help="compare within this distance of the scan's nose tip")
     parser.add_argument("--heatmap", metavar="PNG", help="write a per-vertex error render here")
@@ -60,12 +61,16 @@ def _load_pred(args):
         mesh = trimesh.Trimesh(verts, fm.faces.cpu().numpy(), process=False)
         lmk = verts[fm.landmark_idx.cpu().numpy()]
     else:
+        from facerecon.evaluation.scan import declared_units_to_mm
+
+        if args.pred_units_to_mm is None:
+            args.pred_units_to_mm = declared_units_to_mm(args.pred) or 1.0
         mesh = load_mesh(args.pred, args.pred_units_to_mm)
         lmk = None
     if args.pred_landmarks == "ict":
         lmk = _ict_landmarks(mesh, args.pred)
     elif args.pred_landmarks:
-        lmk = load_landmarks(args.pred_landmarks, mesh.vertices, args.pred_units_to_mm)
+        lmk = load_landmarks(args.pred_landmarks, mesh.vertices, args.pred_units_to_mm or 1.0)
     return mesh, (None if lmk is None else np.asarray(lmk, dtype=np.float64))
 
 

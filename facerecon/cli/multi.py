@@ -159,7 +159,7 @@ def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
             try:
                 write_person(folder, person=person.params, members=member_photos(person), face_model_head=head,
                              camera=recon.camera, method=person.method, extra=person.extra,
-                             texture_size=args.texture_size)
+                             texture_size=args.texture_size, units=args.units)
                 entry["status"] = "ok"
                 ok += 1
             except OSError as exc:

@@ -56,6 +56,20 @@ class MeshError(ValueError):
 # loading
 
 
+def declared_units_to_mm(path: str | os.PathLike) -> float | None:
+    """The factor to millimetres that a facerecon OBJ/PLY declares in its header comment
+    (``facerecon: units m`` -> 1000, ``units mm`` -> 1), or None when the file says nothing."""
+    import re
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2048).decode("latin-1")
+    except OSError:
+        return None
+    m = re.search(r"facerecon: units (mm|m)\b", head)
+    return None if m is None else (1000.0 if m.group(1) == "m" else 1.0)
+
+
 def load_mesh(path: str | os.PathLike, units_to_mm: float = 1.0) -> trimesh.Trimesh:
     """Load a triangle mesh (OBJ, PLY, GLB/GLTF, STL, OFF ...) and scale it to millimetres.
 
