@@ -298,3 +298,20 @@ def test_overwrite_keeps_or_replaces(tmp_path, capsys):
     assert main(["reconstruct", str(photos), "-o", str(out), "--overwrite", *FASTER]) == 0
     assert json.loads(params.read_text())["photo"]["path"] == str(photo)
     assert json.loads((out / "report.json").read_text())["summary"] == {"ok": 1, "failed": 0}
+
+
+def test_units_and_up_axis_of_the_mesh_files(tmp_path, ict_archive):
+    """--units mm --up z: the same vertices as the default (metres, y up), scaled by 1000 and
+    turned so that model +y becomes +z (x, y, z) -> (x, -z, y); the PLY header says so."""
+    import trimesh
+
+    from facerecon.cli import main
+
+    photo = need_shared("faces", "lfw") / "Colin_Powell" / "Colin_Powell_0001.jpg"
+    assert main(["reconstruct", str(photo), "-o", str(tmp_path / "a"), *FASTER]) == 0
+    assert main(["reconstruct", str(photo), "-o", str(tmp_path / "b"), "--units", "mm", "--up", "z", *FASTER]) == 0
+    a = trimesh.load(tmp_path / "a" / "Colin_Powell_0001" / "face.ply", process=False).vertices
+    b = trimesh.load(tmp_path / "b" / "Colin_Powell_0001" / "face.ply", process=False).vertices
+    np.testing.assert_allclose(b, 1000 * np.stack([a[:, 0], -a[:, 2], a[:, 1]], 1), atol=0.05)
+    head = (tmp_path / "b" / "Colin_Powell_0001" / "face.ply").read_bytes()[:400].decode("latin-1")
+    assert "units mm" in head and "+z up" in head

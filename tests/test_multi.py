@@ -280,3 +280,12 @@ def test_cli_multi_video_is_a_person(tmp_path, ict_archive):
     assert sorted(p.name for p in (out / "blair" / "overlays").iterdir())[0] == "blair_frame_000000.png"
     assert [m["source"] for m in members] == ["blair_frame_000000", "blair_frame_000002", "blair_frame_000008",
                                              "blair_frame_000010"]
+
+
+def test_badly_detected_frames_by_hand():
+    from facerecon.multi.video import badly_detected
+
+    # median 2.0: 4.5 > 2×2 and > 3 px -> bad; 3.5 is under 2×median; 2 frames are too few to judge
+    assert badly_detected([2.0, 1.8, 4.5, 2.2, 3.5]).tolist() == [False, False, True, False, False]
+    assert badly_detected([0.5, 0.6, 1.4]).tolist() == [False, False, False]  # under the 3 px floor
+    assert badly_detected([1.0, 9.0]).tolist() == [False, False]

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 AGGREGATE_DEFAULT = "joint"
 GROUP_VECTORS = ("facenet", "x", "identity")
 
@@ -83,7 +85,8 @@ def expand_videos(sources: list, every_s: float) -> tuple[list, list[tuple[str, 
 
 
 def _fit(recon, sources: list, batch_size: int, all_faces: bool, quiet: bool, desc: str):
-    """Per-photo fits of ``sources`` (paths or (name, array)): (results with their names, failures)."""
+    """Per-photo fits of ``sources`` (paths or (name, array) video frames): ([(name, result,
+    is a video frame)], failures)."""
     from tqdm import tqdm
 
     from facerecon.pipeline import FailedInput
@@ -101,10 +104,25 @@ def _fit(recon, sources: list, batch_size: int, all_faces: bool, quiet: bool, de
             else:
                 if isinstance(sources[i], tuple):
                     res.source = sources[i][0]
-                done.append((names[i], res))
+                done.append((names[i], res, isinstance(sources[i], tuple)))
             bar.update(i - last if i > last else 0)
             last = max(last, i)
     return done, failed
+
+
+def reject_bad_frames(recon, done: list) -> tuple[list, list]:
+    """Drop the video frames whose fit is far off the detected landmarks (see
+    :func:`facerecon.multi.video.badly_detected`); photos are kept. Returns (kept, failures)."""
+    from facerecon.multi.video import badly_detected
+    from facerecon.pipeline import FailedInput
+
+    frames = [i for i, (_, _, is_frame) in enumerate(done) if is_frame]
+    errors = [recon.photo_quality(done[i][1]).landmark_error_px for i in frames]
+    bad = {frames[j] for j in np.flatnonzero(badly_detected(errors))}
+    median = float(np.median(errors)) if errors else 0.0
+    failures = [FailedInput(done[i][1].source, f"{done[i][1].source}: badly detected frame (landmark error "
+                            f"{errors[frames.index(i)]:.1f} px, the video's median {median:.1f} px)") for i in sorted(bad)]
+    return [d for i, d in enumerate(done) if i not in bad], failures
 
 
 def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
@@ -126,7 +144,9 @@ def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
         for name, sources in people_sources.items():
             sources, vfail = expand_videos(sources, args.video_every)
             done, failed = _fit(recon, sources, args.batch_size, False, args.quiet, name)
-            fits[name] = [r for _, r in done]
+            done, rejected = reject_bad_frames(recon, done)
+            fits[name] = [r for _, r, _ in done]
+            failed += rejected
             failures[name] = failed + [_failed(s, r) for s, r in vfail]
     else:
         found = expand_inputs(list(args.photos), exclude=out_root)
@@ -135,7 +155,7 @@ def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
             raise UserError("no photos found")
         done, failed = _fit(recon, sources, args.batch_size, True, args.quiet, "faces")
         failures["(ungrouped)"] = failed + [_failed(s, r) for s, r in vfail]
-        recs = [r for _, r in done]
+        recs = [r for _, r, _ in done]
         if not recs:
             raise UserError("no face found in any photo: " + "; ".join(f.reason for f in failed))
         fits = recon.group(recs, args.people, args.group_by)
@@ -159,7 +179,7 @@ def run(args: argparse.Namespace, recon, head, found_inputs: list[Path]) -> int:
             try:
                 write_person(folder, person=person.params, members=member_photos(person), face_model_head=head,
                              camera=recon.camera, method=person.method, extra=person.extra,
-                             texture_size=args.texture_size, units=args.units)
+                             texture_size=args.texture_size, units=args.units, up=args.up)
                 entry["status"] = "ok"
                 ok += 1
             except OSError as exc:

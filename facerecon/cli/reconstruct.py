@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("--texture-size", type=int, default=1024, help="UV texture size, pixels")
     p.add_argument("--units", choices=("m", "mm"), default="m",
                    help="length unit of face.obj and face.ply (Blender and three.js read metres; face.glb is always m)")
+    p.add_argument("--up", choices=("y", "z"), default="y",
+                   help="up axis of face.obj and face.ply: y (glTF, three.js, MeshLab; Blender converts OBJ) "
+                        "or z (for importers that convert no axes, such as Blender's PLY importer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     multi.add_arguments(p)
     add_arguments(p.add_argument_group("fitting"), FitConfig)
@@ -213,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
                     camera=recon.camera, landmarks_photo=rec.prepared.landmarks_photo, source_path=rec.source,
                     fitted_landmarks_photo_px=rec.landmarks_fit,
                     extra={"losses": rec.losses, "fit_config": asdict(config)},
-                    texture_size=args.texture_size, units=args.units,
+                    texture_size=args.texture_size, units=args.units, up=args.up,
                 )
             except OSError as exc:
                 fail(i, f"{inputs[i]}: cannot write {folder}: {exc.strerror or exc}")

@@ -81,4 +81,14 @@ def read_frames(path: str | os.PathLike, every_s: float = 0.5, max_frames: int =
     return [f for f in frames if f.sharpness >= min_sharpness_ratio * median]
 
 
-__all__ = ["VIDEO_SUFFIXES", "Frame", "sharpness", "is_video", "read_frames"]
+def badly_detected(landmark_errors_px: list[float], factor: float = 2.0, floor_px: float = 3.0) -> np.ndarray:
+    """(N,) bool: frames whose fitted-to-detected landmark error is over ``factor`` × the median
+    of the video's frames and over ``floor_px`` — a detector that latched onto something else, or
+    landmarks thrown off by motion. (Frames with no face at all fail on their own.)"""
+    err = np.asarray(landmark_errors_px, dtype=np.float64)
+    if len(err) < 3:
+        return np.zeros(len(err), bool)
+    return (err > factor * np.median(err)) & (err > floor_px)
+
+
+__all__ = ["VIDEO_SUFFIXES", "Frame", "sharpness", "is_video", "read_frames", "badly_detected"]
