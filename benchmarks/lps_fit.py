@@ -127,12 +127,18 @@ def main() -> None:
         rec = recon.fit_prepared([(photo, prep)])[0]
         dt = time.perf_counter() - t0
         score(rec.vertices(fit_model), "fit", view, dt, lm_source)
-        print(f"{view}: {[round(r['rmse_mm'], 3) for r in rows[-2:]]} ({dt:.1f} s, landmarks: {lm_source})", flush=True)
+        with torch.no_grad():  # the same fit without expression: what face_neutral.ply holds
+            score(fit_model.shape(rec.params.alpha)[0].numpy(), "fit neutral", view, dt, lm_source)
+        print(f"{view}: {[round(r['rmse_mm'], 3) for r in rows[-4:]]} (with expression rigid/scale, neutral "
+              f"rigid/scale; {dt:.1f} s, landmarks: {lm_source})", flush=True)
     fits = [r for r in rows if r["method"] == "fit"]
     summary = {
         "config": asdict(config),
         "mean_face_rmse_mm": {str(s): next(r["rmse_mm"] for r in rows if r["method"] == "mean face" and r["scale"] == s) for s in (False, True)},
         "fit_rmse_mm_mean_over_views": {str(s): float(np.mean([r["rmse_mm"] for r in fits if r["scale"] == s])) for s in (False, True)},
+        "fit_neutral_rmse_mm_mean_over_views": {str(s): float(np.mean([r["rmse_mm"] for r in rows
+                                                                       if r["method"] == "fit neutral" and r["scale"] == s]))
+                                                for s in (False, True)},
         "seconds_per_photo": float(np.mean([r["seconds"] for r in fits])) if fits else None,
         "rows": rows,
     }

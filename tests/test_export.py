@@ -519,6 +519,11 @@ def test_write_reconstruction(head, scene, tmp_path):
     ply = trimesh.load(out / "face.ply", process=False)
     np.testing.assert_allclose(ply.vertices * 1000.0, neutral, atol=2e-3)
     assert doc["units"]["meshes"]["obj_ply"] == "m"
+    # face_neutral.ply: the same identity without expression, same colours and triangles
+    bare = trimesh.load(out / "face_neutral.ply", process=False)
+    np.testing.assert_allclose(bare.vertices * 1000.0, closed.shape(scene.params.alpha)[0].numpy(), atol=2e-3)
+    assert np.array_equal(bare.faces, ply.faces) and np.array_equal(bare.visual.vertex_colors, ply.visual.vertex_colors)
+    assert float(scene.params.beta.abs().max()) > 0 and np.abs(bare.vertices - ply.vertices).max() > 1e-4
     glb = trimesh.load(out / "face.glb")
     (mesh,) = glb.geometry.values()
     assert mesh.visual.material.baseColorTexture.size == (256, 256)

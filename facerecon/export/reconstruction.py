@@ -3,6 +3,8 @@
 ===================  ===============================================================
 ``face.obj``         textured mesh (+ ``face.mtl``, ``face_texture.png``), opens in Blender
 ``face.ply``         binary PLY, smooth normals, vertex colours read from the texture
+``face_neutral.ply`` the same face without expression (identity only), same colours: what
+                     evaluation protocols (neutral scans) and avatar rigs want
 ``face.glb``         binary glTF with the texture embedded (node scale 0.001: glTF is in m)
 ``overlay.png``      the shaded fit over the original photo (face and eyes only), landmarks drawn
 ``compare.png``      photo | exported model | overlay, side by side, cut to the face
@@ -43,6 +45,7 @@ from facerecon.render.camera import Camera, euler_to_matrix
 #: Output file names inside the folder.
 FILES = {
     "obj": "face.obj", "mtl": "face.mtl", "texture": "face_texture.png", "ply": "face.ply",
+    "ply_neutral": "face_neutral.ply",
     "glb": "face.glb", "overlay": "overlay.png", "compare": "compare.png", "params": "params.json",
     "landmarks": "landmarks.json",
 }
@@ -175,6 +178,14 @@ def region_faces(model, region: str = "fit") -> np.ndarray:
     return faces[keep]
 
 
+def neutral_mesh(model, params: FaceParams) -> np.ndarray:
+    """(V,3) float32 model-space vertices, mm, of the fitted identity without expression (β = 0)."""
+    import torch
+
+    with torch.no_grad():
+        return model.shape(params.alpha.to(model.mean.device))[0].float().cpu().numpy()
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -296,6 +307,9 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
                                  normals=posed.normals, files=files, texture_png=png, units=units, up=up))
         written["ply"] = write_ply(paths["ply"], posed.verts, faces, ply_colors, normals=posed.normals, files=files,
                                    units=units, up=up)
+        neutral = neutral_mesh(model, params)
+        written["ply_neutral"] = write_ply(paths["ply_neutral"], neutral, faces, ply_colors, files=files,
+                                           units=units, up=up)
         written["glb"] = write_glb(paths["glb"], posed.verts, faces, atlas.uv, atlas.faces_uv, bake.texture,
                                    normals=posed.normals, files=files, texture_png=png)
         written["overlay"] = files.write_bytes(paths["overlay"], encode_png(over))
@@ -306,4 +320,4 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
 
 
 __all__ = ["FILES", "SH_NAMES", "CONVENTIONS", "light_names", "params_document", "params_from_document",
-           "region_faces", "write_reconstruction"]
+           "region_faces", "neutral_mesh", "write_reconstruction"]
