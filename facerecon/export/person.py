@@ -75,10 +75,10 @@ def fuse_textures(model, members: list[MemberPhoto], camera: Camera, size: int, 
     texel from the photos that see it most squarely, colour-matched, the rest completed through
     the face's symmetry). Returns the bake and figures (share of texels seen by 0, 1, 2+ photos)."""
     atlas = atlas or model_atlas(model)
+    samples = [sample_photo(model, m.params, m.photo, m.M_inv, camera, size=size, atlas=atlas) for m in members]
+    seen = sum((smp.weight > 0.5).astype(np.int64) for smp in samples)  # per covered texel, before evening out
     bake = bake_texture_multi(model, [m.params for m in members], [m.photo for m in members],
-                              [m.M_inv for m in members], camera, size=size, atlas=atlas)
-    seen = sum((sample_photo(model, m.params, m.photo, m.M_inv, camera, size=size, atlas=atlas).weight > 0.5
-                ).astype(np.int64) for m in members)  # per covered texel
+                              [m.M_inv for m in members], camera, size=size, atlas=atlas, samples=samples)
     figures = {"texels_seen_by_no_photo": _num(float((seen == 0).mean())),
                "texels_seen_by_one_photo": _num(float((seen == 1).mean())),
                "texels_seen_by_several_photos": _num(float((seen >= 2).mean()))}

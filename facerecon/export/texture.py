@@ -759,7 +759,8 @@ def photo_gains(samples: list[PhotoSample], skins: list[np.ndarray | None] | Non
 def bake_texture_multi(model, params_list: list[FaceParams], photos: list[np.ndarray], M_invs: list[np.ndarray],
                        camera: Camera | list[Camera] | None = None, *, size: int = 1024, atlas: UVAtlas | None = None,
                        sharpness: float = 4.0, match_photos: bool = True, complete: bool = True, eyes: bool = True,
-                       delight_strength: float = 0.5, **kwargs) -> TextureBake:
+                       delight_strength: float = 0.5, samples: list[PhotoSample] | None = None,
+                       **kwargs) -> TextureBake:
     """Bake one UV texture from several photos of the same face.
 
     Args:
@@ -776,6 +777,9 @@ def bake_texture_multi(model, params_list: list[FaceParams], photos: list[np.nda
         match_photos: scale each photo's colours by :func:`photo_gains` first.
         complete, eyes, delight_strength: as for :func:`bake_texture_maps` (each photo is evened
             out under its own fitted light before the photos are matched and combined).
+        samples: the photos already sampled by :func:`sample_photo` (same order, size and atlas),
+            so a caller that needs them too samples each photo once; their colours are evened
+            out here as usual.
         **kwargs: sampling options of :func:`bake_texture_maps` (``min_facing``, ``feather``,
             ``photo_region``, ``neck_mm``, ``contour_mm``, ``jump_contour_mm``, ``depth_tolerance``,
             ``full_facing``).
@@ -791,8 +795,11 @@ def bake_texture_multi(model, params_list: list[FaceParams], photos: list[np.nda
     if len(cams) != n:
         raise ValueError(f"{len(cams)} cameras for {n} photos")
     atlas = atlas or model_atlas(model)
-    samples = [sample_photo(model, p, ph, m, c, size=size, atlas=atlas, **kwargs)
-               for p, ph, m, c in zip(params_list, photos, M_invs, cams)]
+    if samples is None:
+        samples = [sample_photo(model, p, ph, m, c, size=size, atlas=atlas, **kwargs)
+                   for p, ph, m, c in zip(params_list, photos, M_invs, cams)]
+    elif len(samples) != n:
+        raise ValueError(f"{len(samples)} samples for {n} photos")
     if complete and delight_strength > 0:
         for smp in samples:
             smp.color = delight(smp, delight_strength)
