@@ -241,16 +241,7 @@ def test_overlay_draws_only_the_face_with_a_soft_edge(head, closed):
     photo = rng.integers(0, 256, scene.photo.shape, dtype=np.uint8)
     faces = region_faces(closed, "narrow")
     out = overlay(photo, closed, scene.params, scene.M_inv, scene.camera, faces=faces, landmarks=False)
-    posed = posed_mesh(closed, scene.params)
-    vc = torch.from_numpy(posed.verts_cam)[None]
-    render = Renderer(scene.camera.scaled(448))
-    px, py = scene.pad
-    h, w = scene.photo.shape[:2]
-
-    def mask_of(f) -> np.ndarray:
-        m = np.zeros((h, w), bool)
-        m[py:py + 448, px:px + 448] = render(vc, torch.as_tensor(f), torch.ones_like(vc)).mask[0, 0].numpy() > 0
-        return m
+    mask_of = _photo_mask(closed, scene)
 
     import cv2
 
@@ -265,13 +256,8 @@ def test_overlay_draws_only_the_face_with_a_soft_edge(head, closed):
     assert delta[(inside > 0) & (inside <= 2)].mean() < 0.35 * delta[inside > 12].mean()
 
 
-def test_overlay_png_shows_only_the_face(written, closed):
-    """overlay.png changes the photo only over the narrow face (and the landmark dots on it):
-    the scalp over the hair and the neck over the collar are left as they were."""
-    import cv2
-
-    scene, out = written
-    over = cv2.cvtColor(cv2.imread(str(out / "overlay.png")), cv2.COLOR_BGR2RGB)
+def _photo_mask(closed, scene):
+    """A function: triangles (F,3) of ``closed`` -> (H,W) bool, where they cover the scene's photo."""
     posed = posed_mesh(closed, scene.params)
     vc = torch.from_numpy(posed.verts_cam)[None]
     render = Renderer(scene.camera.scaled(448))
@@ -282,6 +268,18 @@ def test_overlay_png_shows_only_the_face(written, closed):
         m = np.zeros((h, w), bool)
         m[py:py + 448, px:px + 448] = render(vc, torch.as_tensor(f), torch.ones_like(vc)).mask[0, 0].numpy() > 0
         return m
+
+    return mask_of
+
+
+def test_overlay_png_shows_only_the_face(written, closed):
+    """overlay.png changes the photo only over the narrow face (and the landmark dots on it):
+    the scalp over the hair and the neck over the collar are left as they were."""
+    import cv2
+
+    scene, out = written
+    over = cv2.cvtColor(cv2.imread(str(out / "overlay.png")), cv2.COLOR_BGR2RGB)
+    mask_of = _photo_mask(closed, scene)
 
     narrow = cv2.dilate(mask_of(region_faces(closed, "narrow")).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
     whole = mask_of(closed.faces.numpy())
