@@ -47,6 +47,9 @@ def register(subparsers) -> None:
                    help="up axis of face.obj and face.ply: y (glTF, three.js, MeshLab; Blender converts OBJ) "
                         "or z (for importers that convert no axes, such as Blender's PLY importer)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="only every N-th photo (sorted by path) from the I-th, so N jobs split the work; "
+                        "output folders are as without --shard, the report is OUT/report-shard-I-of-N.json")
     multi.add_arguments(p)
     add_arguments(p.add_argument_group("fitting"), FitConfig)
     p.set_defaults(func=run)
@@ -145,6 +148,19 @@ def _has_results(folder: Path, all_faces: bool) -> bool:
         nonempty(d) for d in folder.parent.glob(glob.escape(folder.name) + "_face*"))
 
 
+def _shard_spec(text: str | None) -> tuple[int, int] | None:
+    """``--shard I/N`` as (I, N), None without it; a UserError (one line) when malformed."""
+    if text is None:
+        return None
+    from facerecon.cli import UserError
+    from facerecon.data.split import parse_shard_spec
+
+    try:
+        return parse_shard_spec(text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Reconstruct every photo given; exit code 0 when at least one succeeded."""
     import torch
@@ -161,9 +177,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     config = from_args(FitConfig, args)
     out_root: Path = args.out
+    shard = _shard_spec(args.shard)
     if args.multi or args.group:
         if args.multi and args.group:
             raise UserError("--multi and --group exclude each other")
+        if shard is not None:
+            raise UserError("--shard splits single photos; it does not work with --multi or --group")
         return multi.run(args, FaceReconstructor(device=args.device, config=config), load_face_model("head"),
                          list(args.photos))
     found = expand_inputs(args.photos, exclude=out_root)
@@ -175,6 +194,14 @@ def run(args: argparse.Namespace) -> int:
         if f.is_folder and f.photos:
             print(f"facerecon reconstruct: {f.summary()}", file=sys.stderr)
     names = output_names([n for f in found for n in f.names])
+    if shard is not None:  # names come from all inputs, so every job gives a photo the same folder
+        from facerecon.data.split import take_shard
+
+        mine = take_shard(sorted(range(len(inputs)), key=lambda i: str(inputs[i])), shard)
+        inputs, names = [inputs[i] for i in mine], [names[i] for i in mine]
+        if not inputs:
+            print(f"facerecon reconstruct: --shard {shard[0]}/{shard[1]}: no photo for this job", file=sys.stderr)
+            return 0
     out_root.mkdir(parents=True, exist_ok=True)
     recon = FaceReconstructor(device=args.device, config=config)
     head = load_face_model("head")
@@ -233,7 +260,8 @@ def run(args: argparse.Namespace) -> int:
     ok = sum(e["status"] == "ok" for e in report["inputs"])
     failed = [e for e in report["inputs"] if e["status"] != "ok"]
     report["summary"] = {"ok": ok, "failed": len(failed)}
-    atomic_write_json(out_root / "report.json", report, indent=2)
+    report_name = "report.json" if shard is None else f"report-shard-{shard[0]}-of-{shard[1]}.json"
+    atomic_write_json(out_root / report_name, report, indent=2)
     print(f"reconstructed {ok} of {len(inputs)} photos into {out_root}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} failed:", file=sys.stderr)

@@ -1,0 +1,60 @@
+"""``facerecon label SHARDS -o LABELS``: fit every face of a shards folder, for regressor training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from facerecon.config import add_arguments as add_config_arguments, from_args
+from facerecon.fitting.engine import FitConfig
+
+
+def register(subparsers) -> None:
+    """Add the ``label`` sub-command."""
+    p = subparsers.add_parser(
+        "label", help="fit every face of a shards folder (labels for regressor training)",
+        description="Fit the face model to every photo of SHARDS (made by `facerecon data prepare`), "
+                    "BATCH-SIZE photos at a time, and write LABELS/labels-NNNNN.npz per batch (keys, "
+                    "float16 parameter vectors, final loss) and LABELS/config.json (the fit config). "
+                    "Batches already written are skipped, so a stopped run goes on; --shard I/N splits "
+                    "the batches over N independent jobs writing into the same LABELS.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("shards", type=Path, metavar="SHARDS", help="shards folder")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="LABELS", help="labels folder")
+    p.add_argument("--batch-size", type=int, default=8, help="photos fitted together (one chunk each)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="this job fits only batches I, I+N, I+2N, … (N jobs together fit them all)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N photos of SHARDS")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="processes reading the shards")
+    p.add_argument("--force", action="store_true", help="add to LABELS made with another fit config")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(p.add_argument_group("fitting"), FitConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Label the shards; 0 when every batch of this job is labelled."""
+    import torch
+
+    from facerecon.cli import UserError
+    from facerecon.data.labels import label_shards
+    from facerecon.data.shards import ShardError
+    from facerecon.data.split import parse_shard_spec
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA device")
+    try:
+        spec = parse_shard_spec(args.shard)
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"{args.out}: not a folder")
+        result = label_shards(args.shards, args.out, batch_size=args.batch_size, shard=spec,
+                              fit_config=from_args(FitConfig, args), device=args.device, limit=args.limit,
+                              force=args.force, progress=not args.quiet, workers=args.workers)
+    except (ValueError, ShardError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"labelled {result.photos} photos in {result.fitted} batches into {args.out} "
+          f"({result.skipped} of {result.batches} batches already there)", file=sys.stderr)
+    return 0
