@@ -45,3 +45,30 @@ def face_normals_np(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     v = torch.as_tensor(np.asarray(verts, dtype=np.float64))[None]
     f = torch.as_tensor(np.asarray(faces, dtype=np.int64))
     return face_normals(v, f)[0].numpy()
+
+
+#: The reflection x -> −x (the face model's plane of symmetry is x = 0).
+FLIP = np.array([-1.0, 1.0, 1.0], np.float32)
+
+
+def mirror_vertices(verts: np.ndarray, normals: np.ndarray | None = None, normal_mm: float = 4.0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror partner of every vertex: the vertex nearest to its reflection (−x, y, z).
+
+    Args:
+        verts: (V,3) positions in mm, symmetric about x = 0 (e.g. the mean face).
+        normals: (V,3) unit normals; when given, they count too (× ``normal_mm``).
+
+    Returns:
+        partner (V,) int64 and the distance (V,) float64 in mm from the reflection to the partner.
+    """
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(verts, dtype=np.float64)
+    if normals is None:
+        tree, query = cKDTree(v), v * FLIP
+    else:
+        n = np.asarray(normals, dtype=np.float64) * normal_mm
+        tree, query = cKDTree(np.concatenate([v, n], 1)), np.concatenate([v * FLIP, n * FLIP], 1)
+    _, idx = tree.query(query)
+    return idx.astype(np.int64), np.linalg.norm(v[idx] - v * FLIP, axis=1)

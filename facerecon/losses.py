@@ -41,6 +41,10 @@ class LossWeights:
     """Inside the regulariser: weight of ‖β‖² (expression)."""
     coef_tex: float = 1.7e-3
     """Inside the regulariser: weight of ‖δ‖² (albedo)."""
+    photo_robust: float = 0.0
+    """Robust photometric term: pixels whose colour residual r (RGB distance, [0,1] units) is large
+    count with weight 1/(1+(r/τ)²), τ this value (0: off, the paper's plain L2,1). Hair, beards,
+    glasses and highlights the model cannot explain then stop pulling the shape."""
 
 
 def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None) -> torch.Tensor:
@@ -52,14 +56,18 @@ def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None) ->
 
 
 def photo_loss(render: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-               attention: torch.Tensor | None = None) -> torch.Tensor:
-    """``Σ_{i∈M} A_i ‖I_i − I'_i‖₂ / Σ_{i∈M} A_i`` per image (B,).
+               attention: torch.Tensor | None = None, robust: float = 0.0) -> torch.Tensor:
+    """``Σ_{i∈M} A_i R_i ‖I_i − I'_i‖₂ / Σ_{i∈M} A_i R_i`` per image (B,).
 
     Images (B,3,H,W) in [0,1]; ``mask`` (B,1,H,W) the rendered face coverage M; ``attention``
-    (B,1,H,W) the skin attention A (1 where skin probability > 0.5, else the probability).
+    (B,1,H,W) the skin attention A (1 where skin probability > 0.5, else the probability);
+    ``robust`` τ > 0 adds the weight R_i = 1/(1+(r_i/τ)²) of each pixel's residual r_i (held
+    fixed in the gradient, as in iteratively reweighted least squares); τ = 0: R = 1.
     """
     w = mask if attention is None else mask * attention
     dist = torch.sqrt(((render - target) ** 2).sum(1, keepdim=True) + 1e-8)
+    if robust > 0:
+        w = w / (1 + (dist.detach() / robust) ** 2)
     return (w * dist).sum((1, 2, 3)) / w.sum((1, 2, 3)).clamp(min=1e-6)
 
 
@@ -166,7 +174,7 @@ class HybridLoss:
             composite = out.image * out.mask + images * (1 - out.mask)
             per = perceptual_loss(self.embed(composite), target_embedding)
         return hybrid_loss(
-            self.weights, photo=photo_loss(out.image, images, out.mask, attention),
+            self.weights, photo=photo_loss(out.image, images, out.mask, attention, self.weights.photo_robust),
             landmark=landmark_loss(out.landmarks, landmarks, self.omega.to(landmarks.device)), perceptual=per,
             coef=self.coef(params), texture=texture_loss(out.albedo, self.skin_mask),
         )

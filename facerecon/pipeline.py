@@ -97,7 +97,7 @@ class FaceReconstructor:
                  preparer: Preparer | None = None) -> None:
         self.device = torch.device(device)
         self.config = config or FitConfig()
-        self.model = (face_model or load_face_model(self.config.region)).to(self.device)
+        self.model = (face_model or load_face_model(self.config.region, albedo=self.config.albedo)).to(self.device)
         self.camera = camera or Camera()
         self.preparer = preparer or Preparer()
         facenet = None
@@ -107,6 +107,11 @@ class FaceReconstructor:
             facenet = FaceNet.from_package(device=self.device)
         self.fitter = Fitter(self.model, self.camera, facenet, self.config)
         self._facenet = facenet  # also used to embed faces for grouping (loaded on first use)
+
+    def face_model(self, region: str) -> FaceModel:
+        """The face model over another ``region`` (e.g. "head" for export) with the same albedo
+        model as the fit's, so that fitted coefficients mean the same there."""
+        return load_face_model(region, device=self.device, albedo=self.model.albedo_kind)
 
     def prepare(self, source: ImageSource, all_faces: bool = False) -> tuple[np.ndarray, list[PreparedFace]]:
         """Load a photo (once) and find its faces: ``(photo, faces)``.

@@ -238,3 +238,20 @@ def test_fit_region_with_the_whole_face_part(ict_archive):
     res = Fitter(model, config=FitConfig(region="fit", perceptual=False, landmark_steps=30, steps=15)).fit(image, lm)
     assert res.history[-1]["photo"] < 0.6 * res.history[0]["photo"]
     assert (res.landmarks_2d - lm).norm(dim=-1).mean() < 2.5
+
+
+def test_learning_rate_schedule_ends_at_the_final_fraction():
+    from facerecon.fitting.engine import _schedule
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [p], "lr": 0.02}])
+    sched = _schedule(opt, 5, 0.1)
+    rates = []
+    for _ in range(5):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # cosine from 0.02 at step 0 to 0.002 at step 4, 0.011 half way
+    assert rates[0] == pytest.approx(0.02) and rates[-1] == pytest.approx(0.002) and rates[2] == pytest.approx(0.011)
+    const = _schedule(torch.optim.Adam([{"params": [p], "lr": 0.02}]), 5, 1.0)
+    assert all(lr == 0.02 for lr in [g["lr"] for g in const.optimizer.param_groups])

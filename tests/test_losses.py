@@ -165,3 +165,19 @@ def test_hybrid_loss_puts_each_weight_on_its_own_term():
     torch.testing.assert_close(t.total, torch.tensor([59.8069, 0.2]))
     for name, value in terms.items():
         assert torch.equal(getattr(t, name), value)  # the unweighted terms are kept
+
+
+def test_robust_photo_loss_down_weights_large_residuals_by_hand():
+    """Two pixels, residuals 0.1 and 0.5 (red channel), τ = 0.1: weights 1/(1+1) and 1/(1+25)."""
+    render = torch.zeros(1, 3, 1, 2)
+    target = torch.zeros(1, 3, 1, 2)
+    target[0, 0, 0, 0], target[0, 0, 0, 1] = 0.1, 0.5
+    mask = torch.ones(1, 1, 1, 2)
+    w1, w2 = 0.5, 1 / 26
+    want = (w1 * 0.1 + w2 * 0.5) / (w1 + w2)
+    assert torch.allclose(photo_loss(render, target, mask, robust=0.1), torch.tensor([want]), atol=1e-6)
+    assert torch.allclose(photo_loss(render, target, mask), torch.tensor([0.3]), atol=1e-6)  # off: plain mean
+    # the weights are held fixed in the gradient (IRLS): d/dI of Σ w r / Σ w with w constant
+    r = render.clone().requires_grad_()
+    photo_loss(r, target, mask, robust=0.1).sum().backward()
+    assert torch.allclose(r.grad[0, 0, 0], torch.tensor([-w1, -w2]) / (w1 + w2), atol=1e-5)

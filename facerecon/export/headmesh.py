@@ -58,11 +58,12 @@ def export_model(model, region: str = "export"):
     if model.region == region:
         return model
     dev = model.mean.device
-    key = (model.name, model.source_sha256, region, str(dev))
+    kind = getattr(model, "albedo_kind", "spectral")
+    key = (model.name, model.source_sha256, region, str(dev), kind)
     hit = _EXPORT_CACHE.get(key)
     if hit is not None:
         return hit
-    out = load_face_model(region, device=dev, allow_download=False)
+    out = load_face_model(region, device=dev, allow_download=False, albedo=kind)
     if out.source_sha256 != model.source_sha256:
         raise ValueError(f"the face model found for region '{region}' is not the one given "
                          f"(source sha256 {out.source_sha256[:12]} != {model.source_sha256[:12]})")

@@ -8,13 +8,16 @@ ICT-FaceKit ships no colour model, so facerecon builds one from the geometry alo
   each paired with a colour direction: 40 luminance modes and 20 + 20 chroma modes, scaled so
   that coefficients ``δ ~ N(0, 1)`` give plausible skin variation.
 
-It sits behind :class:`AlbedoBasis`; a statistical basis learned from de-lit photo textures can
-replace it without touching the rest of the code.
+It sits behind :class:`AlbedoBasis`. The statistical alternative, learned from de-lit real photos
+(:func:`pca_albedo`, stored in ``facerecon/resources/albedo_pca.npz`` by ``tools/learn_albedo.py``,
+read by :func:`load_learned_albedo`), replaces it without touching the rest of the code.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +40,93 @@ class AlbedoBasis:
     mean: np.ndarray
     basis: np.ndarray
     kind: str = "spectral"
+
+
+#: The learned albedo model's file among the package resources.
+LEARNED_FILE = "albedo_pca.npz"
+
+
+def trusted_samples(weight: np.ndarray, skin: np.ndarray, inner: np.ndarray, min_weight: float = 0.3,
+                    min_skin: float = 0.5) -> np.ndarray:
+    """(M,) bool: samples to keep — seen squarely enough (``weight``) and either on the inner face
+    (``inner``: brows, eyes and lips are not skin but belong to the face) or on skin (the crop's
+    skin attention ``skin`` ≥ ``min_skin``; hair and background at the face's border are not)."""
+    return (weight >= min_weight) & (inner | (skin >= min_skin))
+
+
+def complete_samples(albedo: np.ndarray, trusted: np.ndarray, partner: np.ndarray, skin_rgb: np.ndarray
+                     ) -> np.ndarray:
+    """Per-vertex albedo (M,3) of ICT's face part from one photo's samples: ``trusted`` vertices
+    keep theirs, others take their mirror ``partner``'s when trusted, else ``skin_rgb`` (the
+    photo's median skin albedo)."""
+    out = np.where(trusted[:, None], albedo, np.nan)
+    mirror = ~trusted & trusted[partner]
+    out[mirror] = albedo[partner[mirror]]
+    rest = np.isnan(out[:, 0])
+    out[rest] = skin_rgb
+    return np.clip(out, 0.0, 1.0)
+
+
+def read_albedo_sample(path: str | Path, partner: np.ndarray, inner_vertices: int = 6706
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One de-lit photo sample (``tools/albedo_samples.py``: per-vertex albedo of ICT's face part)
+    completed: (albedo (M,3), median skin albedo (3,), info with ``source``, ``params`` and the
+    ``trusted`` fraction). Vertices below ``inner_vertices`` (ICT's inner face) count as face
+    whatever their colour; ``partner`` (M,) are the face part's mirror partners
+    (:func:`facerecon.geometry.mirror_vertices` of the mean face)."""
+    with np.load(path) as d:
+        w = d["weight"].astype(np.float32) / 255.0
+        sk = d["skin"].astype(np.float32) / 255.0
+        alb = d["albedo"].astype(np.float32)
+        ids = d["vertex_ids"].astype(np.int64)
+        info = {"source": str(d["source"]), "params": d["params"].astype(np.float32)}
+    trusted = trusted_samples(w, sk, ids < inner_vertices)
+    sure = trusted & (w > 0.8) & (sk > 0.8)
+    skin = np.median(alb[sure], 0) if sure.sum() > 200 else np.median(alb[trusted] if trusted.any() else alb, 0)
+    info["trusted"] = float(trusted.mean())
+    return complete_samples(alb, trusted, partner, skin), skin, info
+
+
+def pca_albedo(samples: np.ndarray, n_modes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean (V,3), basis (K,V,3) and per-mode std (K,) of complete albedo samples (N,V,3).
+
+    Principal components of the centred samples, each scaled by its standard deviation over the
+    samples (divisor N−1), so that coefficients ``δ ~ N(0,1)`` reproduce the samples' spread;
+    ``K = min(n_modes, N−1)``, strongest first, signs fixed (largest entry positive).
+    """
+    x = np.asarray(samples, np.float64)
+    n = len(x)
+    mean = x.mean(0)
+    flat = (x - mean).reshape(n, -1)
+    _, sv, vt = np.linalg.svd(flat, full_matrices=False)
+    k = min(n_modes, n - 1)
+    std = sv[:k] / np.sqrt(max(n - 1, 1))
+    modes = vt[:k] * np.sign(vt[:k][np.arange(k), np.abs(vt[:k]).argmax(1)])[:, None]
+    return mean, (modes * std[:, None]).reshape(k, *x.shape[1:]), std
+
+
+def save_learned_albedo(path: str | Path, vertex_ids: np.ndarray, mean: np.ndarray, basis: np.ndarray,
+                        std: np.ndarray, info: dict) -> None:
+    """Store a learned model compactly (fp16) over the full-mesh ``vertex_ids`` it covers."""
+    from facerecon.atomic import atomic_path
+
+    with atomic_path(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, vertex_ids=np.asarray(vertex_ids, np.int32), mean=mean.astype(np.float16),
+                                basis=basis.astype(np.float16), std=np.asarray(std, np.float32),
+                                info=np.array(json.dumps(info)))
+
+
+def load_learned_albedo(path: str | Path, base: AlbedoBasis) -> AlbedoBasis:
+    """The learned model over the full mesh: its mean and modes on the vertices it covers, and
+    ``base``'s mean (painted eyes, mouth) with no modes elsewhere."""
+    with np.load(path) as d:
+        ids = d["vertex_ids"].astype(np.int64)
+        mean = base.mean.astype(np.float32).copy()
+        mean[ids] = d["mean"].astype(np.float32)
+        basis = np.zeros((len(d["basis"]), len(mean), 3), np.float32)
+        basis[:, ids] = d["basis"].astype(np.float32)
+    return AlbedoBasis(mean=mean, basis=basis, kind="learned")
 
 
 def cotangent_laplacian(verts: np.ndarray, faces: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:

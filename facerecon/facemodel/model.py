@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from facerecon.assets import resource_path
 from facerecon.facemodel import ict
-from facerecon.facemodel.albedo import AlbedoBasis, build_spectral_albedo, skin_region
+from facerecon.facemodel.albedo import LEARNED_FILE, AlbedoBasis, build_spectral_albedo, load_learned_albedo, skin_region
 from facerecon.geometry import vertex_normals
 
 #: Named vertex subsets. ICT's "face" part (0–9408) reaches the ears and the scalp; its "narrow"
@@ -75,6 +76,7 @@ class FaceModel(nn.Module):
         if (lmk < 0).any():
             raise ValueError(f"region '{region}' does not contain all 68 landmark vertices")
         self.name, self.region = name, region
+        self.albedo_kind = "spectral"  # which albedo model (see ALBEDO_MODELS); set by load_face_model
         self.vertex_ids = ids  # indices into the full ICT mesh
         self.expression_names: list[str] = [str(s) for s in arrays["exp_names"]]
         self.source_sha256 = str(arrays.get("source_sha256", ""))
@@ -153,6 +155,7 @@ class FaceModel(nn.Module):
         dev = self.mean.device
         other.albedo_mean = torch.as_tensor(basis.mean, dtype=torch.float32, device=dev)
         other.albedo_basis = torch.as_tensor(basis.basis, dtype=torch.float32, device=dev).reshape(len(basis.basis), -1)
+        other.albedo_kind = basis.kind
         return other
 
     def extra_repr(self) -> str:
@@ -168,15 +171,34 @@ def region_vertex_ids(region: str) -> np.ndarray | None:
     return _part_ids(*parts) if parts else None
 
 
+#: Albedo models ``load_face_model`` offers: the smooth spectral basis built from the geometry, or
+#: the statistical one learned from de-lit real photos (``facerecon/resources/albedo_pca.npz``).
+ALBEDO_MODELS = ("learned", "spectral")
+
+
+@lru_cache(maxsize=2)
+def _with_learned_albedo(cache_file: str) -> dict[str, np.ndarray]:
+    arrays = dict(_load_arrays(cache_file))
+    base = AlbedoBasis(arrays["albedo_mean"], arrays["albedo_basis"])
+    learned = load_learned_albedo(resource_path(LEARNED_FILE), base)
+    arrays["albedo_mean"], arrays["albedo_basis"] = learned.mean, learned.basis
+    return arrays
+
+
 def load_face_model(region: str = "fit", source: str | os.PathLike | None = None,
-                    device: str | torch.device | None = None, allow_download: bool = True) -> FaceModel:
-    """Load ICT-FaceKit as a :class:`FaceModel` over ``region`` (a key of :data:`REGIONS`).
+                    device: str | torch.device | None = None, allow_download: bool = True,
+                    albedo: str = "spectral") -> FaceModel:
+    """Load ICT-FaceKit as a :class:`FaceModel` over ``region`` (a key of :data:`REGIONS`) with
+    the albedo model ``albedo`` (one of :data:`ALBEDO_MODELS`).
 
     ``source`` is a folder, tar or zip of the kit; see :func:`facerecon.facemodel.ict.find_source`
     for where it is looked up otherwise. The first call builds a compact cache (seconds).
     """
+    if albedo not in ALBEDO_MODELS:
+        raise ValueError(f"unknown albedo model '{albedo}' (choose from {', '.join(ALBEDO_MODELS)})")
     src = ict.find_source(source, allow_download=allow_download)
     cache = ict.cached_model_file(src, build_extra=_derived_arrays)
-    arrays = _load_arrays(str(cache))
+    arrays = _load_arrays(str(cache)) if albedo == "spectral" else _with_learned_albedo(str(cache))
     model = FaceModel(arrays, region_vertex_ids(region), region=region)
+    model.albedo_kind = albedo
     return model.to(device) if device is not None else model

@@ -18,7 +18,7 @@ group of one; a group of N copies of one photo gives that photo's own fit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import cv2
 import numpy as np
@@ -53,6 +53,9 @@ class FitConfig:
     """Adam learning rate for the rotation angles (radians)."""
     lr_trans: float = 1.0
     """Adam learning rate for the translation (mm)."""
+    lr_final: float = 1.0
+    """Fraction of each learning rate reached at the last step of a stage, along a cosine (1:
+    constant rates). Below 1 the last steps settle instead of hopping around the optimum."""
     perceptual: bool = True
     """Use the FaceNet perceptual term in stage 2 (slower on CPU)."""
     perceptual_every: int = 4
@@ -70,6 +73,9 @@ class FitConfig:
     detectors place the contour loosely (measured better on the Lee Perry-Smith views)."""
     rgb_light: bool = False
     """27 RGB light coefficients instead of the paper's 9 monochromatic ones."""
+    albedo: Literal["spectral", "learned"] = "spectral"
+    """Albedo model the face model is loaded with: "learned" (PCA of de-lit real photos,
+    facerecon/resources/albedo_pca.npz) or "spectral" (smooth modes built from the geometry)."""
     weights: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=10.0, landmark=8e-4))
     """Loss weights: the paper's, except ‖β‖² weighted 10 instead of 0.8 — ICT's ARKit
     blendshapes at 1.0 are full expressions, not std-scaled PCA modes, and with 0.8 the fit put
@@ -134,6 +140,15 @@ class _Unknowns:
     def clamp(self) -> None:
         with torch.no_grad():
             self.beta.clamp_(0.0, 1.0)
+
+
+def _schedule(opt: torch.optim.Optimizer, steps: int, final: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine from each group's rate at step 0 to ``final`` × it at the last step."""
+    import math
+
+    span = max(steps - 1, 1)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(k, span) / span)))
 
 
 def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +220,7 @@ class Fitter:
             {"params": [x.trans], "lr": cfg.lr_trans},
             {"params": coefs, "lr": cfg.lr},
         ])
+        sched = _schedule(opt, cfg.landmark_steps, cfg.lr_final)
         ids = None
         for step in range(cfg.landmark_steps):
             p = x.params()
@@ -213,6 +229,7 @@ class Fitter:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sched.step()
             x.clamp()
             if progress:
                 progress(step + 1, cfg.landmark_steps)
@@ -243,6 +260,7 @@ class Fitter:
         if use_per:
             with torch.no_grad():
                 target_emb = self.loss.embed(images)
+        sched = _schedule(opt, cfg.steps, cfg.lr_final)
         history: list[dict[str, float]] = []
         ids, terms = None, None
         for step in range(cfg.steps + 1):
@@ -260,6 +278,7 @@ class Fitter:
             opt.zero_grad(set_to_none=True)
             terms.total.sum().backward()
             opt.step()
+            sched.step()
             x.clamp()
             if progress:
                 progress(step + 1, cfg.steps)

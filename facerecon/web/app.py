@@ -80,10 +80,10 @@ def _csp(index_html: str) -> str:
 def default_builder(fit_config: Any, device: str) -> Callable[[], tuple[Any, Any]]:
     """``build`` for :class:`FitWorker`: a FaceReconstructor and the "head" face model for export."""
     def build() -> tuple[Any, Any]:
-        from facerecon.facemodel import load_face_model
         from facerecon.pipeline import FaceReconstructor
 
-        return FaceReconstructor(device=device, config=fit_config), load_face_model("head")
+        recon = FaceReconstructor(device=device, config=fit_config)
+        return recon, recon.face_model("head")
     return build
 
 

@@ -1,0 +1,154 @@
+"""Single-photo accuracy on the Lee Perry-Smith scan painted with REAL skin (issue 10's instrument):
+the scan's geometry with de-lit albedo taken from held-out real photos of other people (carried on
+by a landmark thin-plate-spline correspondence, no fitting), lit by SH light fitted to another
+real photo, over real-photo backgrounds, some with a hair fringe or glasses drawn over the face.
+Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane RMSE, rigid and
+with scale), next to the ICT mean face.
+
+    python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
+    python benchmarks/lps_realskin.py [--textures 6] [--json OUT] [--save-renders DIR] [FitConfig options]
+
+Texture k of K is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
+light is the SH light fitted to the next sample in that order; texture K−2 wears a hair fringe,
+texture K−1 glasses (every view). Nothing here reads facerecon's albedo model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from facerecon.cli import set_cpu_threads
+from facerecon.config import add_arguments, from_args
+from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_view, skin_transfer
+from facerecon.evaluation.scan import evaluate_scan
+from facerecon.evaluation.scans import load_lee_perry_smith
+from facerecon.facemodel import load_face_model
+from facerecon.facemodel.albedo import read_albedo_sample
+from facerecon.fitting.engine import FitConfig
+from facerecon.geometry import mirror_vertices
+from facerecon.imageio import NoFaceError
+from facerecon.params import FaceParams
+from facerecon.pipeline import FaceReconstructor
+from facerecon.synthesis.backgrounds import PhotoBackgrounds
+
+def load_samples(folder: Path, partner: np.ndarray) -> list[dict]:
+    """Held-out albedo samples (tools/albedo_samples.py), completed, sorted by skin luminance."""
+    out = []
+    for f in sorted(folder.glob("*.npz")):
+        albedo, skin, info = read_albedo_sample(f, partner)
+        out.append({"name": f.stem, "albedo": albedo, "skin": skin, **info})
+    return sorted(out, key=lambda s: float(s["skin"] @ np.array([0.299, 0.587, 0.114])))
+
+
+def prepare(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
+    """dlib detection and landmarks; the scan's projected landmarks where dlib finds no face."""
+    try:
+        _, faces = recon.prepare(photo)
+        return faces[0], "dlib"
+    except NoFaceError:
+        from facerecon.imageio import PreparedFace, align
+        from facerecon.imageio.skin import SkinClassifier
+
+        a = align(photo, lm_true)
+        return PreparedFace(None, photo.shape[:2], a.crop, a.landmarks, lm_true, SkinClassifier.load().attention(a.crop),
+                            a.M, a.M_inv, (0, 0, 0, 0), 0.0), "scan (no detection)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=Path, default=Path("work/albedo/heldout"))
+    ap.add_argument("--textures", type=int, default=6)
+    ap.add_argument("--views", nargs="+", default=list(VIEWS))
+    ap.add_argument("--json", help="write every row and the summary here")
+    ap.add_argument("--save-renders", type=Path, help="write the renders here (PNG, for looking at)")
+    ap.add_argument("--seed", type=int, default=0)
+    add_arguments(ap.add_argument_group("fitting"), FitConfig)
+    args = ap.parse_args()
+    set_cpu_threads(None)
+    config = from_args(FitConfig, args)
+
+    face = load_face_model("face")
+    mean = face.mean.numpy().astype(np.float64)
+    partner, _ = mirror_vertices(mean)
+    samples = load_samples(args.samples, partner)
+    if len(samples) < args.textures + 1:
+        raise SystemExit(f"{args.samples}: {len(samples)} samples, need {args.textures + 1} "
+                         f"(run tools/albedo_samples.py --set heldout)")
+    pick = np.linspace(0, len(samples) - 1, args.textures).round().astype(int)
+    scan, scan_lmk = load_lee_perry_smith()
+    transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
+    backgrounds = PhotoBackgrounds()
+    recon = FaceReconstructor(config=config)
+    faces_np = face.faces.numpy()
+    rows: list[dict] = []
+
+    def score(verts: np.ndarray, method: str, **info) -> list[float]:
+        pred = trimesh.Trimesh(verts, faces_np, process=False)
+        out = []
+        for scale in (False, True):
+            r = evaluate_scan(pred, scan, verts[face.landmark_idx.numpy()], scan_lmk, allow_scale=scale)
+            rows.append({"method": method, "scale": scale, "rmse_mm": r.rmse_mm, **info})
+            out.append(r.rmse_mm)
+        return out
+
+    mean_rmse = score(mean, "mean face", view="-", texture="-")
+    print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
+    for k, i in enumerate(pick):
+        smp = samples[i]
+        light = samples[(i + 1) % len(samples)]["params"]
+        sizes = FaceParams.zeros(1).sizes()
+        gamma = FaceParams.from_vector(torch.tensor(light[None]), sizes).gamma[0].numpy()
+        albedo = paint_scan(transfer, smp["albedo"], smp["skin"])
+        occluder = {args.textures - 2: "fringe", args.textures - 1: "glasses"}.get(k, "none")
+        for view in args.views:
+            rng = np.random.default_rng([args.seed, k, list(VIEWS).index(view)])
+            bg, _ = backgrounds.sample(rng, 512)
+            pitch, yaw = VIEWS[view]
+            photo, lm_true = render_view(transfer, albedo, scan_lmk, pitch, yaw, gamma, bg)
+            if occluder != "none":
+                photo = draw_occluder(photo, lm_true, occluder, rng)
+            if args.save_renders:
+                import cv2
+
+                args.save_renders.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(args.save_renders / f"t{k}_{view}.png"), photo[:, :, ::-1])
+            prep, lm_source = prepare(recon, photo, lm_true)
+            t0 = time.perf_counter()
+            rec = recon.fit_prepared([(photo, prep)])[0]
+            dt = time.perf_counter() - t0
+            info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
+            r_fit = score(rec.vertices(face), "fit", **info)
+            with torch.no_grad():
+                r_neu = score(face.shape(rec.params.alpha)[0].numpy(), "fit neutral", **info)
+            print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
+                  f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
+
+    summary: dict = {"config": asdict(config), "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
+                     "textures": [samples[i]["name"] for i in pick], "per_view": {}}
+    for method in ("fit", "fit neutral"):
+        for view in args.views:
+            for scale, tag in ((False, "rigid"), (True, "scale")):
+                v = [r["rmse_mm"] for r in rows if r["method"] == method and r["view"] == view and r["scale"] == scale]
+                ref = mean_rmse[int(scale)]
+                summary["per_view"].setdefault(method, {}).setdefault(view, {})[tag] = {
+                    "rmse_mm": float(np.mean(v)), "vs_mean_face": float(np.mean(v) / ref - 1)}
+        for scale, tag in ((False, "rigid"), (True, "scale")):
+            v = [r["rmse_mm"] for r in rows if r["method"] == method and r["scale"] == scale]
+            summary.setdefault("overall", {}).setdefault(method, {})[tag] = float(np.mean(v))
+    fits = [r["seconds"] for r in rows if r["method"] == "fit" and not r["scale"]]
+    summary["seconds_per_photo"] = float(np.mean(fits))
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps({**summary, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The real-skin scan instrument (facerecon.evaluation.real_skin) and the learned albedo model's
+maths (facerecon.facemodel.albedo.pca_albedo): values checked against known geometry and data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from facerecon.evaluation.real_skin import bend_to_landmarks, draw_occluder, paint_scan, render_view, skin_transfer
+from facerecon.facemodel.albedo import (AlbedoBasis, complete_samples, load_learned_albedo, pca_albedo,
+                                        save_learned_albedo, trusted_samples)
+
+
+def _rot(deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+
+
+def test_bend_is_the_similarity_when_landmarks_are_related_by_one():
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(68, 3)) * 30
+    pts = rng.normal(size=(200, 3)) * 30
+    s, r, t = 1.3, _rot(25), np.array([5.0, -3.0, 10.0])
+    out = bend_to_landmarks(pts, src, s * src @ r.T + t, smoothing=0.0)
+    assert np.allclose(out, s * pts @ r.T + t, atol=1e-6)
+
+
+def test_bend_puts_landmarks_exactly_on_their_targets():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(68, 3)) * 30
+    dst = src + rng.normal(size=(68, 3)) * 3  # a non-rigid change
+    assert np.allclose(bend_to_landmarks(src, src, dst, smoothing=0.0), dst, atol=1e-6)
+
+
+def test_skin_transfer_of_a_scan_that_is_the_template_moved():
+    """A "scan" that is the template itself, scaled and turned: every vertex finds itself."""
+    box = trimesh.creation.icosphere(subdivisions=3, radius=80.0)
+    v = np.asarray(box.vertices)
+    lmk_ids = np.linspace(0, len(v) - 1, 68).astype(int)
+    s, r, t = 1.1, _rot(-30), np.array([1.0, 2.0, 3.0])
+    scan = trimesh.Trimesh(s * v @ r.T + t, box.faces, process=False)
+    tr = skin_transfer(scan, np.asarray(scan.vertices)[lmk_ids], v, v[lmk_ids], subdivisions=0)
+    assert np.array_equal(tr.source, np.arange(len(v)))
+    assert tr.distance.max() < 1e-6
+    # and painting reads the template's albedo through it; out-of-reach vertices take the skin
+    alb = np.random.default_rng(2).uniform(size=(len(v), 3))
+    assert np.allclose(paint_scan(tr, alb, np.array([0.5, 0.4, 0.3])), alb)
+    tr.source[:5] = -1
+    assert np.allclose(paint_scan(tr, alb, np.array([0.5, 0.4, 0.3]))[:5], [0.5, 0.4, 0.3])
+
+
+def test_trusted_and_completed_samples():
+    weight = np.array([1.0, 0.1, 1.0, 0.1, 0.9])
+    skin = np.array([0.9, 0.9, 0.2, 0.9, 0.1])
+    inner = np.array([False, False, False, False, True])
+    # 0: seen + skin; 1: not seen; 2: seen but not skin on the border (hair); 4: inner, any colour
+    assert trusted_samples(weight, skin, inner).tolist() == [True, False, False, False, True]
+    alb = np.array([[0.1, 0.2, 0.3], [0.9, 0.9, 0.9], [0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.7, 0.6, 0.5]])
+    partner = np.array([1, 0, 3, 2, 4])  # 0<->1, 2<->3 mirror pairs
+    out = complete_samples(alb, trusted_samples(weight, skin, inner), partner, np.array([0.6, 0.5, 0.4]))
+    assert np.allclose(out[0], alb[0]) and np.allclose(out[4], alb[4])
+    assert np.allclose(out[1], alb[0])                       # from its mirror partner
+    assert np.allclose(out[2], [0.6, 0.5, 0.4]) and np.allclose(out[3], [0.6, 0.5, 0.4])  # skin
+
+
+@pytest.mark.parametrize("kind", ["fringe", "glasses"])
+def test_occluders_cover_their_part_of_the_face(kind):
+    img = np.full((200, 200, 3), 200, np.uint8)
+    lm = np.zeros((68, 2))
+    lm[17:27] = np.stack([np.linspace(60, 140, 10), np.full(10, 80.0)], 1)      # brows at y = 80
+    lm[36:42] = [60, 100] + np.random.default_rng(0).normal(size=(6, 2))         # eyes at y = 100
+    lm[42:48] = [140, 100] + np.random.default_rng(1).normal(size=(6, 2))
+    lm[36], lm[45] = [50, 100], [150, 100]
+    out = draw_occluder(img, lm, kind, np.random.default_rng(0))
+    changed = np.abs(out.astype(int) - img).sum(2) > 30
+    ys, xs = np.nonzero(changed)
+    assert changed.sum() > 300 and np.array_equal(img, np.full_like(img, 200))  # input untouched
+    if kind == "fringe":   # hair from above, ending over the brows
+        assert ys.max() < 80 and ys.min() < 20
+    else:                  # frames around both eyes
+        assert changed[95:106, 30:50].any() and changed[95:106, 150:170].any() and ys.max() < 130
+    with pytest.raises(ValueError, match="unknown occluder"):
+        draw_occluder(img, lm, "hat", np.random.default_rng(0))
+
+
+def test_render_view_of_a_white_lit_grey_ball():
+    """Ambient light 1 and a flat albedo: the covered pixels are the albedo, the rest background."""
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=60.0)
+    tr = skin_transfer(ball, np.asarray(ball.vertices)[:68], np.asarray(ball.vertices), np.asarray(ball.vertices)[:68],
+                       subdivisions=0)
+    lmk = np.zeros((68, 3))
+    lmk[36], lmk[45] = [-30, 0, 95], [30, 0, 95]  # turn centre at the ball's centre
+    gamma = np.zeros(9)
+    gamma[0] = 1.0
+    img, xy = render_view(tr, np.full((len(tr.vertices), 3), 0.5), lmk, 0.0, 30.0, gamma,
+                          np.zeros((64, 64, 3)), size=128)
+    assert img.shape == (128, 128, 3)
+    assert abs(int(img[64, 64, 0]) - 128) <= 1 and img[2, 2].max() == 0
+    r = (img[:, :, 0] > 64).sum()  # a disc of radius focal·60/1000 px
+    radius = 1015.0 * 128 / 224 * 0.75 * 60 / 1000
+    assert abs(r - np.pi * radius**2) / (np.pi * radius**2) < 0.05
+
+
+def test_pca_albedo_recovers_a_known_low_rank_model(tmp_path):
+    rng = np.random.default_rng(0)
+    v = 50
+    mean = rng.uniform(0.3, 0.7, (v, 3))
+    modes = np.linalg.qr(rng.normal(size=(v * 3, 3)))[0].T  # 3 orthonormal directions
+    std = np.array([0.2, 0.1, 0.05])
+    coef = rng.normal(size=(4000, 3))
+    coef = (coef - coef.mean(0)) / coef.std(0, ddof=1)
+    coef = np.linalg.qr(coef)[0] * np.sqrt(len(coef) - 1)  # exactly white: unit std, uncorrelated
+    x = mean.reshape(1, -1) + (coef * std) @ modes
+    m, basis, s = pca_albedo(x.reshape(-1, v, 3), 10)
+    assert np.allclose(m, mean, atol=1e-9)          # centred, white coefficients: the true mean
+    assert np.allclose(s[:3], std, rtol=1e-6) and np.all(s[3:] < 1e-9)
+    # mode k is ± the true direction k scaled by its std
+    b = basis[:3].reshape(3, -1)
+    assert np.allclose(np.abs(b @ modes.T), np.diag(std), atol=1e-6)
+    # stored (fp16) and read back over a larger mesh: covered vertices learned, others the base's
+    base = AlbedoBasis(np.full((v + 10, 3), 0.9, np.float32), np.zeros((80, v + 10, 3), np.float32))
+    save_learned_albedo(tmp_path / "a.npz", np.arange(5, v + 5), m, basis, s, {"photos": 4000})
+    got = load_learned_albedo(tmp_path / "a.npz", base)
+    assert got.kind == "learned" and got.basis.shape == (10, v + 10, 3)
+    assert np.allclose(got.mean[5:v + 5], m, atol=1e-3) and np.allclose(got.mean[:5], 0.9)
+    assert np.allclose(got.basis[:, 5:v + 5], basis, atol=1e-3) and not got.basis[:, :5].any()

@@ -1,0 +1,67 @@
+"""Learn facerecon's statistical albedo model from de-lit real photos (issue 10, item 2).
+
+    python tools/albedo_samples.py --set train            # the samples (resumable, ~6 s a photo)
+    python tools/learn_albedo.py [--samples work/albedo/train] [--modes 80]
+
+Each sample (one photo, per-vertex de-lit colours of ICT's face part) is completed where the photo
+could not be trusted (not seen squarely; hair or background at the face's border: see
+:func:`facerecon.facemodel.albedo.trusted_samples`) by its mirror partner, else its median skin
+colour; the head and neck take that skin colour too. PCA over the completed samples gives the
+mean and the modes (scaled by their std) written to ``facerecon/resources/albedo_pca.npz`` (fp16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from facerecon.assets import resource_path
+from facerecon.facemodel import ict, load_face_model
+from facerecon.facemodel.albedo import LEARNED_FILE, pca_albedo, read_albedo_sample, save_learned_albedo
+from facerecon.geometry import mirror_vertices
+
+
+def completed(path: Path, partner: np.ndarray, n_head: int) -> tuple[np.ndarray, dict]:
+    """One sample completed over the face part + ``n_head`` head/neck vertices (V,3)."""
+    face, skin, info = read_albedo_sample(path, partner, ict.PARTS["face_narrow"][1])
+    return np.vstack([face, np.tile(skin, (n_head, 1))]), info
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=Path, default=Path("work/albedo/train"))
+    ap.add_argument("--modes", type=int, default=80)
+    ap.add_argument("--min-trusted", type=float, default=0.25,
+                    help="skip samples with fewer trusted face vertices than this fraction")
+    ap.add_argument("--out", type=Path, default=resource_path(LEARNED_FILE))
+    args = ap.parse_args()
+    full = load_face_model("full")
+    face_ids = np.arange(*ict.PARTS["face"])
+    head_ids = np.arange(*ict.PARTS["head_neck"])
+    partner, _ = mirror_vertices(full.mean.numpy()[face_ids].astype(np.float64))
+    rows, used, skipped = [], [], []
+    for f in sorted(args.samples.glob("*.npz")):
+        x, info = completed(f, partner, len(head_ids))
+        (used if info["trusted"] >= args.min_trusted else skipped).append(info["source"])
+        if info["trusted"] >= args.min_trusted:
+            rows.append(x)
+    if len(rows) < 10:
+        print(f"{args.samples}: {len(rows)} usable samples, need at least 10", file=sys.stderr)
+        return 2
+    mean, basis, std = pca_albedo(np.stack(rows), args.modes)
+    info = {"photos": len(rows), "skipped": skipped, "sources": used, "modes": int(len(std)),
+            "made_by": "tools/learn_albedo.py", "date": datetime.date.today().isoformat(),
+            "licence_note": "learned from UTKFace and 300-W photos (non-commercial research use)"}
+    save_learned_albedo(args.out, np.concatenate([face_ids, head_ids]), mean, basis, std, info)
+    print(f"{args.out}: {len(rows)} photos, {len(std)} modes, std {std[0]:.3f} .. {std[-1]:.4f}, "
+          f"{args.out.stat().st_size / 2**20:.1f} MiB; first 5 modes hold "
+          f"{(std[:5]**2).sum() / (std**2).sum():.0%} of the variance", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
