@@ -24,8 +24,8 @@ LAYERS: list[set[str]] = [
     {"imageio", "nets"},
     {"losses"},
     {"fitting", "synthesis"},
-    {"multi"},
-    {"evaluation"},
+    {"multi", "data"},
+    {"evaluation", "training"},
     {"export"},
     {"pipeline"},
     {"web"},  # below cli: cli/serve.py starts it, and layer-mates may not import each other

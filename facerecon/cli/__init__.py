@@ -13,7 +13,7 @@ import sys
 
 from facerecon import __version__
 
-COMMANDS = ("reconstruct", "evaluate", "synth", "bench", "demo", "serve")
+COMMANDS = ("reconstruct", "evaluate", "synth", "bench", "demo", "serve", "data", "label", "train")
 
 
 class UserError(Exception):

@@ -1,0 +1,139 @@
+"""What a training run is: one dataclass, whose field docstrings are ``facerecon train``'s help.
+
+Defaults follow the paper where it says something (SPEC §3: batch 8, learning rate 1e-4, 500K
+iterations, the hybrid loss with its weights) and the fitter's measured choices where ICT differs
+from the paper's model (‖β‖² weighted 10: ARKit blendshapes are not std-scaled PCA modes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Optional
+
+from facerecon.losses import LossWeights
+from facerecon.nets.rnet import RNetConfig
+
+
+@dataclass
+class LabelWeights:
+    """Weights of the geometry loss against known parameters (a fitter's labels, or synthetic
+    truth): both faces are posed and projected by the same forward model and compared there,
+    never coefficient by coefficient (coefficients trade off against each other)."""
+
+    vertices: float = 1.0
+    """Mean distance between posed (camera-space) vertices, per mm."""
+    landmarks: float = 0.5
+    """Mean distance between the 68 projected landmarks, per pixel of the crop."""
+    color: float = 2.0
+    """Mean absolute difference of shaded vertex colours (albedo × light, RGB in [0,1])."""
+    vertex_count: int = 2000
+    """Vertices compared (an even subsample of the face model's; 0 = all)."""
+
+
+@dataclass
+class TrainConfig:
+    """One R-Net training run (the paper's self-supervised training, plus distillation from fitter
+    labels and synthetic faces with known parameters, each weighted, 0 = off)."""
+
+    data: str = ""
+    """Folder of training shards (facerecon.data.shards layout; its "train" split trains, its
+    "val" split of held-out people validates). Empty: synthetic faces only."""
+    labels: Optional[str] = None
+    """Folder of fitter labels (facerecon.data.labels) for the distillation objective."""
+    out: str = "runs/rnet"
+    """Output folder: last.pt (checkpoint, resumed from automatically), config.json,
+    train.jsonl (log), tb/ (TensorBoard)."""
+    net: RNetConfig = field(default_factory=RNetConfig)
+    """The network (stored in every checkpoint)."""
+    steps: int = 500_000
+    """Optimiser steps of the whole run (a resumed run continues to this count)."""
+    batch_size: int = 8
+    """Photos per step and per process (and as many synthetic faces when that objective is on)."""
+    lr: float = 1e-4
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (convolution and linear weights only; not batch norm, not biases)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW's β1 and β2."""
+    warmup: int = 1000
+    """Steps of linear learning-rate warm-up, then cosine decay to ``lr × final_lr``."""
+    final_lr: float = 0.01
+    """Learning rate at the last step, as a fraction of ``lr``."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 = no clipping)."""
+    self_supervised: float = 1.0
+    """Weight of the paper's objective: the hybrid loss of the rendered prediction against the
+    photo, its landmarks and skin attention (0 = off)."""
+    distill: float = 0.0
+    """Weight of distillation from fitter labels (--labels): geometry loss on posed vertices,
+    projected landmarks and shaded colours (0 = off)."""
+    synthetic: float = 0.0
+    """Weight of the same geometry loss on synthetic faces with known parameters (0 = off)."""
+    loss: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=10.0))
+    """Hybrid-loss weights of the self-supervised objective: the paper's, except ‖β‖² weighted
+    10 as in the fitter (ICT's blendshapes are full expressions at 1.0)."""
+    label: LabelWeights = field(default_factory=LabelWeights)
+    """Geometry-loss weights of the distillation and synthetic objectives."""
+    max_label_loss: Optional[float] = None
+    """Ignore labels whose fit ended with a hybrid loss above this (None: use every label)."""
+    region: str = "narrow"
+    """Face-model region rendered for the hybrid loss (as the fitter: "narrow" or "fit")."""
+    albedo: Literal["spectral", "learned"] = "spectral"
+    """Albedo model of the face model, as the fitter's --albedo (labels must come from the same)."""
+    contour: bool = True
+    """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
+    jaw_weight: float = 0.3
+    """Landmark weight ω of the jaw contour points (nose and mouth 20, others 1), as the fitter."""
+    perceptual: bool = True
+    """Use the FaceNet perceptual term (loads FaceNet; its weight is --loss-perceptual)."""
+    perceptual_every: int = 1
+    """Evaluate the FaceNet term every N-th step only (it is most of a CPU step)."""
+    perceptual_box: tuple[float, float, float, float] = (0.1, 0.12, 0.9, 0.92)
+    """Crop of the aligned image given to FaceNet (fractions x0, y0, x1, y1), as the fitter."""
+    synthetic_background: Literal["photos", "noise", "grey"] = "photos"
+    """Backgrounds of synthetic faces (photos: crops of the shared 300-W photos outside faces)."""
+    synthetic_region: str = "fit"
+    """Face-model region rendered into synthetic images."""
+    val_synthetic: int = 64
+    """Held-out synthetic faces scored at each validation when the synthetic objective is on."""
+    amp: Literal["off", "bf16", "fp16"] = "bf16"
+    """Mixed precision of the network on CUDA (the renderer and losses stay float32); ignored on CPU."""
+    checkpoint_every: int = 1000
+    """Write OUT/last.pt every N steps (and at the end)."""
+    validate_every: int = 5000
+    """Validate every N steps and at the end (0 = never)."""
+    log_every: int = 50
+    """Log the mean loss terms of the last N steps (TensorBoard, train.jsonl, progress bar)."""
+    seed: int = 0
+    """Seed of the network's initialisation, the data order and the synthetic faces."""
+    num_workers: int = 4
+    """Data-loading worker processes per training process."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process takes
+    cuda:LOCAL_RANK."""
+    progress: bool = True
+    """Show a progress bar (first process only)."""
+
+    def record(self) -> dict[str, Any]:
+        """The config as plain JSON-able values (tuples as lists)."""
+        def plain(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: plain(x) for k, x in v.items()}
+            return list(v) if isinstance(v, tuple) else v
+        return plain(asdict(self))
+
+    def validate(self) -> None:
+        """Raise ValueError on settings that cannot run."""
+        if min(self.self_supervised, self.distill, self.synthetic) < 0:
+            raise ValueError("objective weights must be >= 0")
+        if self.self_supervised + self.distill + self.synthetic <= 0:
+            raise ValueError("every objective is off: set --self-supervised, --distill or --synthetic above 0")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("--steps and --batch-size must be at least 1")
+        if self.checkpoint_every < 1 or self.log_every < 1 or self.validate_every < 0:
+            raise ValueError("--checkpoint-every and --log-every must be >= 1, --validate-every >= 0")
+        if self.perceptual_every < 1:
+            raise ValueError("--perceptual-every must be at least 1")
+
+
+__all__ = ["TrainConfig", "LabelWeights"]

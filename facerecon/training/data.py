@@ -1,0 +1,115 @@
+"""What the trainer reads: photo batches (any map-style dataset whose items are dicts with
+``image`` (3,S,S) float in [0,1], ``landmarks`` (68,2) crop pixels, ``attention`` (1,S,S),
+``person`` int and ``key`` str — :class:`facerecon.data.shards.ShardDataset`'s items), fitter
+labels by key, and synthetic batches with known parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facerecon.params import FaceParams
+
+#: Sample indices of one process's synthetic stream are ``rank × SYNTH_STREAM + i``: disjoint
+#: streams per process, each long enough for any run.
+SYNTH_STREAM = 2 ** 40
+
+
+def shard_datasets(root: str | os.PathLike) -> tuple[Any, Any]:
+    """The training and validation splits of a shard folder (held-out people validate)."""
+    from facerecon.data.shards import ShardDataset
+
+    return ShardDataset(root, split="train"), ShardDataset(root, split="val")
+
+
+def read_label_folder(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:
+    """Fitter labels of a folder: {key: (FaceParams vector, the fit's final loss)}."""
+    from facerecon.data.labels import read_labels
+
+    return read_labels(path)
+
+
+def label_fit_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The fit config a labels folder records in its config.json ({} when it records none)."""
+    import json
+    from pathlib import Path
+
+    file = Path(path) / "config.json"
+    if not file.is_file():
+        return {}
+    return dict(json.loads(file.read_text(encoding="utf-8")).get("fit_config") or {})
+
+
+def dataset_people(dataset: Any) -> set | None:
+    """The person labels of a dataset's items when it lists them cheaply (``records`` whose
+    entries have a ``person``, as :class:`~facerecon.data.shards.ShardDataset`), else None."""
+    records = getattr(dataset, "records", None)
+    if records is None or not all(hasattr(r, "person") for r in records):
+        return None
+    return {r.person for r in records}
+
+
+class LabelTable:
+    """Fitter labels as one (N,P) tensor, looked up by item key; labels whose fit loss exceeds
+    ``max_loss`` are left out (those images then count 0 in the distillation term)."""
+
+    def __init__(self, labels: Mapping[str, tuple[np.ndarray, float]], sizes: dict[str, int],
+                 max_loss: float | None = None, device: str | torch.device = "cpu") -> None:
+        width = sum(sizes.values())
+        keep = {k: np.asarray(v, np.float32).reshape(-1) for k, (v, loss) in labels.items()
+                if max_loss is None or (math.isfinite(float(loss)) and float(loss) <= max_loss)}
+        bad = [k for k, v in keep.items() if v.shape[0] != width]
+        if bad:
+            raise ValueError(f"label {bad[0]!r} has {keep[bad[0]].shape[0]} numbers; the network predicts {width}")
+        self.sizes = sizes
+        self.index = {k: i for i, k in enumerate(sorted(keep))}
+        rows = [keep[k] for k in sorted(keep)] or [np.zeros(width, np.float32)]
+        self.table = torch.as_tensor(np.stack(rows), device=device)
+        self.fallback = FaceParams.zeros(1, sizes["alpha"], sizes["beta"], sizes["delta"],
+                                         rgb_light=sizes["gamma"] == 27, device=device).to_vector()[0]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def lookup(self, keys: list[str]) -> tuple[FaceParams, torch.Tensor]:
+        """Labels of ``keys`` as FaceParams (B rows; the mean face where a key has no label) and
+        (B,) a 1/0 mask of the keys that have one."""
+        rows = [self.index.get(k, -1) for k in keys]
+        found = torch.tensor([r >= 0 for r in rows], dtype=torch.float32, device=self.table.device)
+        vec = torch.stack([self.table[r] if r >= 0 else self.fallback for r in rows])
+        return FaceParams.from_vector(vec, self.sizes), found
+
+
+def fit_size(batch: dict[str, Any], size: int) -> dict[str, Any]:
+    """Resample a photo batch to ``size`` pixels when its images are another size (landmarks
+    scaled with them); ``batch`` is returned as it is otherwise."""
+    s = batch["image"].shape[-1]
+    if s == size:
+        return batch
+    out = dict(batch)
+    out["image"] = F.interpolate(batch["image"], size=(size, size), mode="bilinear", align_corners=False,
+                                 antialias=s > size)
+    if batch.get("attention") is not None:
+        out["attention"] = F.interpolate(batch["attention"], size=(size, size), mode="bilinear",
+                                         align_corners=False)
+    out["landmarks"] = batch["landmarks"] * (size / s)
+    return out
+
+
+def synthetic_batches(seed: int, start: int, batch_size: int, synth_config, model, device) -> Iterator[dict]:
+    """Endless synthetic batches of samples ``start, start+1, …`` (each sample is a pure function
+    of (seed, index), so a run resumed at step k restarts the stream at ``start + k×batch``)."""
+    from facerecon.synthesis import generate_batches
+
+    return generate_batches(SYNTH_STREAM, seed, synth_config, device=device, batch_size=batch_size,
+                            model=model, start=start)
+
+
+__all__ = ["LabelTable", "SYNTH_STREAM", "dataset_people", "fit_size", "label_fit_config", "read_label_folder",
+           "shard_datasets", "synthetic_batches"]

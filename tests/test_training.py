@@ -1,0 +1,289 @@
+"""R-Net training: each objective learns, they mix by weight, checkpoints resume exactly (also
+after kill -9), DDP keeps the processes in step on disjoint data with one writer, TensorBoard gets
+its tags and validation sees held-out people only.
+
+Everything runs at 64 px with the ResNet-18 trunk on tiny in-memory data sets of synthetic faces
+(items shaped as :class:`facerecon.data.shards.ShardDataset`'s), so the file stays fast on CPUs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from facerecon.nets.rnet import RNet, RNetConfig, load_checkpoint
+from facerecon.synthesis import SynthConfig, generate_batches
+from facerecon.training import TrainConfig, Trainer
+from facerecon.training.trainer import lr_factor
+
+SIZE = 64
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def synth_config() -> SynthConfig:
+    return SynthConfig(size=SIZE, focal=1015.0 * SIZE / 224, background="noise")
+
+
+class Faces(Dataset):
+    """Synthetic faces with known parameters as photo items (image, landmarks, attention, person,
+    key); remembers which items were read, and holds the true parameters as fitter-style labels."""
+
+    def __init__(self, model, people: list[int], seed: int) -> None:
+        n = len(people)
+        b = next(generate_batches(n, seed, synth_config(), batch_size=n, model=model))
+        vec = b["params"].to_vector()
+        self.items = [{"image": b["image"][i], "landmarks": b["landmarks2d"][i], "attention": b["mask"][i],
+                       "person": people[i], "key": f"s{seed}/{i}"} for i in range(n)]
+        self.labels = {f"s{seed}/{i}": (vec[i].numpy(), 0.1) for i in range(n)}
+        self.read: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        self.read.append(int(i))
+        return dict(self.items[i])
+
+
+@pytest.fixture(scope="module")
+def data(face_model):
+    torch.set_num_threads(1)
+    train = Faces(face_model, [0, 0, 1, 1], seed=11)
+    val = Faces(face_model, [2, 3], seed=12)
+    return train, val, {**train.labels, **val.labels}
+
+
+def config(tmp_path: Path, **kw) -> TrainConfig:
+    base = dict(out=str(tmp_path / "run"), net=RNetConfig(trunk="resnet18", input_size=SIZE), steps=15, batch_size=4,
+                lr=5e-4, warmup=0, perceptual=False, contour=False, checkpoint_every=1000, validate_every=0,
+                log_every=1, num_workers=0, device="cpu", progress=False, synthetic_background="noise",
+                val_synthetic=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def net(seed: int = 0) -> RNet:
+    torch.manual_seed(seed)
+    return RNet(RNetConfig(trunk="resnet18", input_size=SIZE))
+
+
+class FixedSynthetic(Trainer):
+    """The synthetic objective on one fixed batch (for the overfit check)."""
+
+    def synthetic_batches(self, start_step):
+        batch = next(generate_batches(4, 5, synth_config(), batch_size=4, model=self.face_model))
+        return itertools.repeat(batch)
+
+
+@pytest.mark.parametrize("objective", ["self_supervised", "distill", "synthetic"])
+def test_each_objective_overfits_a_fixed_batch(objective, data, face_model, tmp_path):
+    train, val, labels = data
+    weights = {"self_supervised": 0.0, "distill": 0.0, "synthetic": 0.0, objective: 1.0}
+    cfg = config(tmp_path, **weights)
+    cls = FixedSynthetic if objective == "synthetic" else Trainer
+    trainer = cls(cfg, net(), train if objective != "synthetic" else None, None,
+                  labels if objective == "distill" else None, model=face_model)
+    trainer.train()
+    totals = [h["total"] for h in trainer.history]
+    assert len(totals) == cfg.steps and trainer.step == cfg.steps
+    assert sum(totals[-3:]) / 3 < 0.7 * totals[0], totals
+    terms = set(trainer.history[-1]) - {"step", "total", "lr", "grad_norm"}
+    assert terms and all(k.startswith(f"{objective}/") for k in terms)
+
+
+def test_the_objectives_mix_by_weight(data, face_model, tmp_path):
+    train, _, labels = data
+    cfg = config(tmp_path, steps=2, self_supervised=1.0, distill=0.5, synthetic=0.25, batch_size=2)
+    trainer = Trainer(cfg, net(), train, None, labels, model=face_model)
+    trainer.train()
+    h = trainer.history[-1]
+    mixed = h["self_supervised/total"] + 0.5 * h["distill/total"] + 0.25 * h["synthetic/total"]
+    assert h["total"] == pytest.approx(mixed, rel=1e-5)
+    assert h["distill/labelled"] == 1.0 and h["self_supervised/photo"] > 0 and h["synthetic/vertices"] > 0
+
+
+def test_a_resumed_run_takes_the_same_steps_as_an_uninterrupted_one(data, face_model, tmp_path):
+    train, _, labels = data
+    kw = dict(steps=5, batch_size=2, checkpoint_every=3, distill=0.5, warmup=2)  # 2 batches per epoch
+    whole = Trainer(config(tmp_path / "a", **kw), net(), train, None, labels, model=face_model)
+    whole.train()
+    first = Trainer(config(tmp_path / "b", **kw), net(), train, None, labels, model=face_model)
+    first.train(until=4)  # interrupted one step after its checkpoint at step 3 (mid-epoch)
+    resumed = Trainer(config(tmp_path / "b", **kw), net(seed=99), train, None, labels, model=face_model)
+    assert resumed.step == 3 and resumed.resumed_from == 3
+    resumed.train()
+    log = [json.loads(line) for line in (tmp_path / "b" / "run" / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["event"] == "train"] == [1, 2, 3, 4, 5]  # the lost step 4 logged once
+    assert [h["total"] for h in resumed.history] == [h["total"] for h in list(whole.history)[3:]]
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in list(whole.history)[3:]]
+    for a, b in zip(whole.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    _, extra = load_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    assert extra["step"] == 5 and extra["train_config"]["steps"] == 5 and "optimizer" in extra and extra["rng"]
+
+
+def test_lr_warms_up_then_decays_to_the_final_fraction():
+    f = [lr_factor(s, 10, 110, 0.01) for s in range(110)]
+    assert f[0] == pytest.approx(0.1) and f[9] == 1.0 and f[10] == 1.0
+    assert f[-1] == pytest.approx(0.01) and all(a >= b for a, b in zip(f[10:], f[11:]))
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo"}
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_to_the_configured_step(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "facerecon.cli", "--threads", "1", "train", "-o", str(out),
+           "--self-supervised", "0", "--synthetic", "1", "--net-trunk", "resnet18", "--net-input-size", str(SIZE),
+           "--batch-size", "2", "--steps", "8", "--checkpoint-every", "4", "--validate-every", "0",
+           "--synthetic-background", "grey", "--num-workers", "0", "--device", "cpu", "--no-progress",
+           "--log-every", "1", "--warmup", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()[-2000:]
+    _, extra = load_checkpoint(out / "last.pt")
+    killed_at = extra["step"]
+    assert 4 <= killed_at < 8
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written checkpoint
+
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"resumed from {out / 'last.pt'} at step {killed_at}" in done.stdout
+    _, extra = load_checkpoint(out / "last.pt")
+    assert extra["step"] == 8
+    log = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in log if r["event"] == "train"]
+    assert steps == list(range(1, 9))  # lines of the killed run past its checkpoint were dropped
+
+
+DDP_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from facerecon.facemodel import load_face_model
+from test_training import Faces, config, net
+from facerecon.training import Trainer
+from pathlib import Path
+model = load_face_model("fit")
+data = Faces(model, [0, 0, 1, 1, 2, 2, 3, 3], seed=21)
+cfg = config(Path({tmp!r}), steps=3, batch_size=2, checkpoint_every=1)
+trainer = Trainer(cfg, net(), data, None, None, model=model)
+trainer.train()
+rank = trainer.dist.rank
+torch.save({{"params": [p.detach().clone() for p in trainer.net.parameters()], "read": data.read,
+            "world": trainer.dist.world}}, Path({tmp!r}) / f"rank{{rank}}.pt")
+trainer.close()
+"""
+
+
+def test_ddp_keeps_two_processes_in_step_on_disjoint_data(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
+    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script)],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    for a, b in zip(r0["params"], r1["params"]):
+        assert torch.equal(a, b)
+    # epoch 0 = steps 1-2: each process read its own half of the 8 photos
+    assert sorted(r0["read"][:4] + r1["read"][:4]) == list(range(8))
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
+    saves = [(r["step"], r["rank"]) for r in records if r["event"] == "checkpoint"]
+    assert saves == [(1, 0), (2, 0), (3, 0)]  # one writer
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "last.pt", "tb", "train.jsonl"]
+
+
+def test_tensorboard_gets_scalars_per_term_and_the_image_grid(data, face_model, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train, val, labels = data
+    trainer = Trainer(config(tmp_path, steps=2, validate_every=2, distill=1.0), net(), train, val, labels,
+                      model=face_model)
+    trainer.train()
+    trainer.close()
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/total", "train/lr", "train/grad_norm", "train/self_supervised/photo",
+            "train/self_supervised/landmark", "train/distill/vertices", "val/total", "val/photo",
+            "val/landmark_px", "val/distill/vertices"} <= scalars
+    assert [e.step for e in events.Scalars("train/total")] == [1, 2]
+    assert events.Tags()["images"] == ["val/photo|render|overlay"]
+
+
+def test_without_tensorboard_training_warns_and_goes_on(data, face_model, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    trainer = Trainer(config(tmp_path, steps=1, batch_size=2), net(), data[0], None, None, model=face_model)
+    with pytest.warns(UserWarning, match="tensorboard is not installed"):
+        trainer.train()
+    assert trainer.step == 1 and not (tmp_path / "run" / "tb").exists()
+
+
+def test_validation_scores_the_held_out_people_only(data, face_model, tmp_path):
+    train, val, labels = data
+    trainer = Trainer(config(tmp_path, steps=2, batch_size=2), net(), train, val, None, model=face_model)
+    train.read.clear()
+    val.read.clear()
+    trainer.train()
+    assert val.read == [] and train.read  # training reads no validation photo
+    metrics = trainer.validate()
+    assert val.read == [0, 1] and len(train.read) == 4  # validation reads every validation photo, no other
+    assert metrics["val/images"] == 2 and metrics["val/people"] == 2
+    assert metrics["val/landmark_px"] > 0 and {"val/photo", "val/coef", "val/texture"} <= set(metrics)
+    # a validation set that holds trained people is refused
+    leaky = Trainer(config(tmp_path / "leak", steps=1, batch_size=2), net(), train, train, None, model=face_model)
+    leaky.train()
+    with pytest.raises(ValueError, match="also trained on"):
+        leaky.validate()
+
+
+def test_cli_help_lists_the_config(capsys):
+    from facerecon.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--self-supervised" in text and "--net-trunk" in text and "--loss-photo" in text and "-o OUT" in text
+
+
+def test_cli_trains_on_prepared_shards_and_validates_on_their_val_people(tmp_path):
+    pytest.importorskip("facerecon.data.shards")
+    from facerecon.cli import main
+    from tests.conftest import need_shared
+
+    lfw = need_shared("faces", "lfw")
+    src = tmp_path / "photos"
+    for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:6]:
+        (src / person.name).mkdir(parents=True)
+        photo = sorted(person.glob("*.jpg"))[0]
+        (src / person.name / photo.name).symlink_to(photo)
+    shards, out = tmp_path / "shards", tmp_path / "run"
+    assert main(["data", "prepare", str(src), "-o", str(shards), "--val-fraction", "0.5", "--quiet"]) == 0
+    records = [json.loads(line) for line in (shards / "records.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["split"] == "val"]
+    assert 0 < len(val) < len(records)
+    assert main(["--threads", "1", "train", "--data", str(shards), "-o", str(out), "--net-trunk", "resnet18",
+                 "--net-input-size", str(SIZE), "--batch-size", "2", "--steps", "1", "--validate-every", "1",
+                 "--num-workers", "0", "--device", "cpu", "--no-perceptual", "--no-progress"]) == 0
+    got = [r for r in map(json.loads, (out / "train.jsonl").read_text().splitlines()) if r["event"] == "val"][-1]
+    assert got["val/images"] == len(val) and got["val/people"] == len({r["person"] for r in val})
