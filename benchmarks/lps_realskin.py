@@ -31,19 +31,18 @@ from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, ren
 from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
-from facerecon.facemodel.albedo import read_albedo_sample
+from facerecon.facemodel.albedo import read_albedo_sample, sample_layout
 from facerecon.fitting.engine import FitConfig
-from facerecon.geometry import mirror_vertices
 from facerecon.imageio import NoFaceError
 from facerecon.params import FaceParams
 from facerecon.pipeline import FaceReconstructor
 from facerecon.synthesis.backgrounds import PhotoBackgrounds
 
-def load_samples(folder: Path, partner: np.ndarray) -> list[dict]:
+def load_samples(folder: Path, partner: np.ndarray, features: np.ndarray) -> list[dict]:
     """Held-out albedo samples (tools/albedo_samples.py), completed, sorted by skin luminance."""
     out = []
     for f in sorted(folder.glob("*.npz")):
-        albedo, skin, info = read_albedo_sample(f, partner)
+        albedo, skin, info = read_albedo_sample(f, partner, features)
         out.append({"name": f.stem, "albedo": albedo, "skin": skin, **info})
     return sorted(out, key=lambda s: float(s["skin"] @ np.array([0.299, 0.587, 0.114])))
 
@@ -77,8 +76,8 @@ def main() -> None:
 
     face = load_face_model("face")
     mean = face.mean.numpy().astype(np.float64)
-    partner, _ = mirror_vertices(mean)
-    samples = load_samples(args.samples, partner)
+    partner, features = sample_layout(mean, mean[face.landmark_idx.numpy()])
+    samples = load_samples(args.samples, partner, features)
     if len(samples) < args.textures + 1:
         raise SystemExit(f"{args.samples}: {len(samples)} samples, need {args.textures + 1} "
                          f"(run tools/albedo_samples.py --set heldout)")

@@ -164,3 +164,39 @@ def test_cli_synth_writes_everything(tmp_path, capsys):
     assert main(["synth", "--out", str(out / "000000.png"), "--count", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "000000.png" in err
+
+
+def _fake_skin_samples(folder, colours):
+    """Albedo sample files as tools/albedo_samples.py writes them: one flat colour per photo,
+    every face-part vertex seen squarely on skin."""
+    from facerecon.facemodel import ict
+
+    folder.mkdir()
+    ids = np.arange(*ict.PARTS["face"], dtype=np.int32)
+    for i, c in enumerate(colours):
+        np.savez(folder / f"p{i}.npz", albedo=np.tile(np.float16(c), (len(ids), 1)),
+                 weight=np.full(len(ids), 255, np.uint8), skin=np.full(len(ids), 255, np.uint8),
+                 params=np.zeros(228, np.float32), vertex_ids=ids, source=f"p{i}.jpg", loss=0.0)
+
+
+def test_synth_with_real_skin_paints_the_samples_colour(tmp_path, model):
+    """Faces painted from skin samples take the sample's colour (here a flat green no albedo
+    model would give), keep the model's own eyes, and carry δ = 0 and the sample's name."""
+    from facerecon.synthesis.generate import generate_batches
+    from facerecon.synthesis.sampling import SynthConfig
+    from facerecon.synthesis.skins import SkinBank
+
+    green = (0.2, 0.6, 0.3)
+    _fake_skin_samples(tmp_path / "skins", [green])
+    bank = SkinBank(tmp_path / "skins", model)
+    face = model.vertex_ids < 9409
+    assert np.allclose(bank.albedo[0][face], green, atol=1e-3)
+    assert np.allclose(bank.albedo[0][~face], model.albedo_mean.numpy()[~face])  # eyeballs: the model's
+    cfg = SynthConfig(skin_samples=str(tmp_path / "skins"), background="grey", noise_std=0.0)
+    batch = next(generate_batches(2, 0, cfg, batch_size=2, model=model))
+    assert batch["meta"][0]["skin_sample"] == "p0" and not batch["params"].delta.any()
+    img, mask = batch["image"], batch["mask"][:, 0] > 0
+    g_over_r = img[:, 1][mask].mean() / img[:, 0][mask].mean()
+    assert g_over_r > 2.0  # green skin: G/R = 3 in the albedo, shading is grey
+    plain = next(generate_batches(2, 0, SynthConfig(background="grey", noise_std=0.0), batch_size=2, model=model))
+    assert plain["image"][:, 1][plain["mask"][:, 0] > 0].mean() < plain["image"][:, 0][plain["mask"][:, 0] > 0].mean()

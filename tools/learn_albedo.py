@@ -21,13 +21,12 @@ import numpy as np
 
 from facerecon.assets import resource_path
 from facerecon.facemodel import ict, load_face_model
-from facerecon.facemodel.albedo import LEARNED_FILE, pca_albedo, read_albedo_sample, save_learned_albedo
-from facerecon.geometry import mirror_vertices
+from facerecon.facemodel.albedo import LEARNED_FILE, pca_albedo, read_albedo_sample, sample_layout, save_learned_albedo
 
 
-def completed(path: Path, partner: np.ndarray, n_head: int) -> tuple[np.ndarray, dict]:
+def completed(path: Path, partner: np.ndarray, features: np.ndarray, n_head: int) -> tuple[np.ndarray, dict]:
     """One sample completed over the face part + ``n_head`` head/neck vertices (V,3)."""
-    face, skin, info = read_albedo_sample(path, partner, ict.PARTS["face_narrow"][1])
+    face, skin, info = read_albedo_sample(path, partner, features)
     return np.vstack([face, np.tile(skin, (n_head, 1))]), info
 
 
@@ -42,10 +41,11 @@ def main() -> int:
     full = load_face_model("full")
     face_ids = np.arange(*ict.PARTS["face"])
     head_ids = np.arange(*ict.PARTS["head_neck"])
-    partner, _ = mirror_vertices(full.mean.numpy()[face_ids].astype(np.float64))
+    mean = full.mean.numpy().astype(np.float64)
+    partner, features = sample_layout(mean[face_ids], mean[full.landmark_idx.numpy()])
     rows, used, skipped = [], [], []
     for f in sorted(args.samples.glob("*.npz")):
-        x, info = completed(f, partner, len(head_ids))
+        x, info = completed(f, partner, features, len(head_ids))
         (used if info["trusted"] >= args.min_trusted else skipped).append(info["source"])
         if info["trusted"] >= args.min_trusted:
             rows.append(x)

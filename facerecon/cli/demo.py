@@ -25,8 +25,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def model_gallery(out: Path, seed: int = 0) -> list[Path]:
-    """Write the mean face and a few random identities/expressions (OBJ, PLY) and a render grid."""
+def model_gallery(out: Path, seed: int = 0, albedo: str = "learned") -> list[Path]:
+    """Write the mean face and a few random identities/expressions (OBJ, PLY) and a render grid;
+    random albedos come from the ``albedo`` model (the learned one: real skin tones)."""
     import numpy as np
     import torch
 
@@ -38,7 +39,7 @@ def model_gallery(out: Path, seed: int = 0) -> list[Path]:
     from facerecon.render import Camera, ambient_gamma, default_translation
 
     out.mkdir(parents=True, exist_ok=True)
-    model = load_face_model("head")
+    model = load_face_model("head", albedo=albedo)
     g = torch.Generator().manual_seed(seed)
     names = ["mean", "identity_1", "identity_2", "identity_3", "smile", "jaw_open", "brows_up"]
     params = FaceParams.zeros(len(names), model.n_id, model.n_exp, model.n_tex)

@@ -170,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     from facerecon.atomic import atomic_write_json
     from facerecon.cli import UserError
     from facerecon.export.reconstruction import write_reconstruction
-    from facerecon.facemodel import load_face_model
     from facerecon.pipeline import FaceReconstructor, FailedInput
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -183,8 +182,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--multi and --group exclude each other")
         if shard is not None:
             raise UserError("--shard splits single photos; it does not work with --multi or --group")
-        return multi.run(args, FaceReconstructor(device=args.device, config=config), load_face_model("head"),
-                         list(args.photos))
+        recon = FaceReconstructor(device=args.device, config=config)
+        return multi.run(args, recon, recon.face_model("head"), list(args.photos))
     found = expand_inputs(args.photos, exclude=out_root)
     inputs = [p for f in found for p in f.photos]
     empty = [f for f in found if f.is_folder and not f.photos]
@@ -204,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     out_root.mkdir(parents=True, exist_ok=True)
     recon = FaceReconstructor(device=args.device, config=config)
-    head = load_face_model("head")
+    head = recon.face_model("head")
     report = {"facerecon": __version__, "device": args.device, "inputs": []}
     entries: dict[int, dict] = {}
     folder_failures = [{"input": str(f.given), "status": "failed", "reason": f.summary()} for f in empty]

@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                    help="face size relative to the pipeline's aligned crops (1: R-Net input "
                         "framing; about 0.6 leaves room around the face for a detector)")
     p.add_argument("--region", default="fit", help="face-model region rendered and saved")
+    p.add_argument("--skin-samples", metavar="DIR", default=None,
+                   help="paint faces with real skin: a folder of de-lit photo albedo samples "
+                        "(tools/albedo_samples.py) instead of the albedo model's basis")
     p.add_argument("--no-mesh", action="store_true", help="do not write the per-sample PLY meshes")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -76,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
                       max_yaw_deg=args.max_yaw,
                       max_pitch_deg=args.max_pitch if args.max_pitch is not None else (8.0 if scan else 20.0),
                       max_roll_deg=args.max_roll if args.max_roll is not None else (5.0 if scan else 15.0),
-                      background=args.background, region=args.region, frame_scale=args.frame_scale)
+                      background=args.background, region=args.region, frame_scale=args.frame_scale,
+                      skin_samples=args.skin_samples)
+    if args.skin_samples and not any(Path(args.skin_samples).glob("*.npz")):
+        raise UserError(f"--skin-samples {args.skin_samples}: no albedo samples (*.npz) there")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -47,11 +47,15 @@ LEARNED_FILE = "albedo_pca.npz"
 
 
 def trusted_samples(weight: np.ndarray, skin: np.ndarray, inner: np.ndarray, min_weight: float = 0.3,
-                    min_skin: float = 0.5) -> np.ndarray:
+                    min_skin: float = 0.5, colour_ok: np.ndarray | None = None) -> np.ndarray:
     """(M,) bool: samples to keep — seen squarely enough (``weight``) and either on the inner face
     (``inner``: brows, eyes and lips are not skin but belong to the face) or on skin (the crop's
-    skin attention ``skin`` ≥ ``min_skin``; hair and background at the face's border are not)."""
-    return (weight >= min_weight) & (inner | (skin >= min_skin))
+    skin attention ``skin`` ≥ ``min_skin`` and, when given, ``colour_ok``: hair and background at
+    the face's border are not skin, and hair the attention took for skin is off the skin colour)."""
+    outer_ok = skin >= min_skin
+    if colour_ok is not None:
+        outer_ok = outer_ok & colour_ok
+    return (weight >= min_weight) & (inner | outer_ok)
 
 
 def complete_samples(albedo: np.ndarray, trusted: np.ndarray, partner: np.ndarray, skin_rgb: np.ndarray
@@ -67,12 +71,37 @@ def complete_samples(albedo: np.ndarray, trusted: np.ndarray, partner: np.ndarra
     return np.clip(out, 0.0, 1.0)
 
 
-def read_albedo_sample(path: str | Path, partner: np.ndarray, inner_vertices: int = 6706
-                       ) -> tuple[np.ndarray, np.ndarray, dict]:
+def feature_vertices(verts: np.ndarray, landmarks: np.ndarray, reach_mm: float = 6.0) -> np.ndarray:
+    """(V,) bool: front vertices within ``reach_mm`` (frontal x, y) of the brows, eyes, nostrils
+    and lips of a face (V,3 mm, facing +z) with its 68 landmarks (68,3): where a face is not skin
+    coloured and should keep its own colour."""
+    xy = verts[:, :2]
+    lm = landmarks[:, :2]
+    d = np.full(len(verts), np.inf)
+    for line in (lm[17:22], lm[22:27], np.vstack([lm[36:42], lm[36:37]]), np.vstack([lm[42:48], lm[42:43]]),
+                 lm[31:36], np.vstack([lm[48:60], lm[48:49]])):
+        d = np.minimum(d, _dist_to_polyline(xy, line))
+    mouth = _points_in_polygon(xy, lm[48:60])
+    front = verts[:, 2] > landmarks[:, 2].min() - 10.0
+    return front & ((d <= reach_mm) | mouth)
+
+
+def sample_layout(face_verts: np.ndarray, face_landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror partners (M,) and feature mask (M,) of ICT's face part from its mean shape (M,3)
+    and 68 landmarks (68,3), mm: what :func:`read_albedo_sample` needs."""
+    from facerecon.geometry import mirror_vertices
+
+    partner, _ = mirror_vertices(np.asarray(face_verts, np.float64))
+    return partner, feature_vertices(np.asarray(face_verts, np.float64), np.asarray(face_landmarks, np.float64))
+
+
+def read_albedo_sample(path: str | Path, partner: np.ndarray, features: np.ndarray,
+                       max_skin_distance: float = 0.25) -> tuple[np.ndarray, np.ndarray, dict]:
     """One de-lit photo sample (``tools/albedo_samples.py``: per-vertex albedo of ICT's face part)
     completed: (albedo (M,3), median skin albedo (3,), info with ``source``, ``params`` and the
-    ``trusted`` fraction). Vertices below ``inner_vertices`` (ICT's inner face) count as face
-    whatever their colour; ``partner`` (M,) are the face part's mirror partners
+    ``trusted`` fraction). ``features`` (M,) marks brows, eyes, nostrils and lips
+    (:func:`feature_vertices`), kept whatever their colour; elsewhere a sample counts only on skin
+    near the photo's median skin colour. ``partner`` (M,) are the face part's mirror partners
     (:func:`facerecon.geometry.mirror_vertices` of the mean face)."""
     with np.load(path) as d:
         w = d["weight"].astype(np.float32) / 255.0
@@ -80,9 +109,14 @@ def read_albedo_sample(path: str | Path, partner: np.ndarray, inner_vertices: in
         alb = d["albedo"].astype(np.float32)
         ids = d["vertex_ids"].astype(np.int64)
         info = {"source": str(d["source"]), "params": d["params"].astype(np.float32)}
-    trusted = trusted_samples(w, sk, ids < inner_vertices)
-    sure = trusted & (w > 0.8) & (sk > 0.8)
-    skin = np.median(alb[sure], 0) if sure.sum() > 200 else np.median(alb[trusted] if trusted.any() else alb, 0)
+    inner = ids < 6706  # ICT's inner face ("face_narrow"): where the skin colour is measured
+    sure = inner & ~features & (w > 0.8) & (sk > 0.8)
+    if sure.sum() < 200:
+        sure = inner & (w > 0.3)
+    skin = np.median(alb[sure], 0) if sure.any() else np.median(alb, 0)
+    # off the inner face only colours near the skin's (relative distance ≤ max_skin_distance)
+    near = np.linalg.norm(alb - skin, axis=1) <= max_skin_distance * np.linalg.norm(skin)
+    trusted = trusted_samples(w, sk, features, colour_ok=near)
     info["trusted"] = float(trusted.mean())
     return complete_samples(alb, trusted, partner, skin), skin, info
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerecon.forward import ForwardModel
+from facerecon.forward import ForwardModel, shade_vertices
 from facerecon.params import FaceParams
 from facerecon.render import Camera, Renderer, project
 from facerecon.synthesis.backgrounds import PhotoBackgrounds, make_background
@@ -106,6 +106,11 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
     with torch.no_grad():
         reference = model.landmarks(model.mean[None])[0]
     photos = photo_backgrounds(cfg.background)
+    skins = None
+    if cfg.skin_samples:
+        from facerecon.synthesis.skins import SkinBank
+
+        skins = SkinBank(cfg.skin_samples, model)
     for idx in index_batches(n, start, batch_size, progress, "synth"):
         draws = [draw_sample(seed, i, cfg, model.n_id, model.n_exp, model.n_tex) for i in idx]
         t = {k: _to_tensor(draws, k, device) for k in ("alpha", "beta", "delta", "gamma", "angles", "jitter")}
@@ -114,13 +119,22 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
             bg, info = make_background(cfg.background, d["rng"], cfg.size, photos)
             bgs.append(bg)
             metas.append({"background": info, "noise_std": d["noise_std"]})
+        if skins is not None:  # real skin: one photo's albedo per sample, δ = 0 (not the basis)
+            picked = [skins.pick(d["rng"]) for d in draws]
+            for m, (_, name) in zip(metas, picked):
+                m["skin_sample"] = name
+            t["delta"] = torch.zeros_like(t["delta"])
         with torch.no_grad():
             params = FaceParams(t["alpha"], t["beta"], t["delta"], t["gamma"], t["angles"],
                                 torch.zeros(len(idx), 3, device=device))
             params.trans = frame_translation(forward.landmarks3d(params), params.angles, t["jitter"], reference, cfg)
             out = forward(params, render=False)
+            colors = out.colors
+            if skins is not None:
+                colors, _ = shade_vertices(out.verts_cam, model.faces, skins.tensor([a for a, _ in picked], device),
+                                           params.gamma)
             background = torch.tensor(np.stack(bgs), device=device).permute(0, 3, 1, 2)
-            image, cov, depth = render_over(out.verts_cam, model.faces, out.colors, background, cfg.focal,
+            image, cov, depth = render_over(out.verts_cam, model.faces, colors, background, cfg.focal,
                                             cfg.size, cfg.supersample)
             noise = torch.tensor(np.stack([d["rng"].standard_normal((3, cfg.size, cfg.size)) * d["noise_std"]
                                            for d in draws]), dtype=torch.float32, device=device)

@@ -39,6 +39,7 @@ class SynthConfig:
     background: str = "photos"             # "photos", "noise" or "grey"
     supersample: int = 2
     region: str = "fit"                    # face-model region rendered and saved
+    skin_samples: str | None = None        # folder of de-lit photo albedo samples: real skin instead of the basis
 
 
 def config_record(cfg: SynthConfig) -> dict:
