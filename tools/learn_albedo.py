@@ -6,7 +6,9 @@
 Each sample (one photo, per-vertex de-lit colours of ICT's face part) is completed where the photo
 could not be trusted (not seen squarely; hair or background at the face's border: see
 :func:`facerecon.facemodel.albedo.trusted_samples`) by its mirror partner, else its median skin
-colour; the head and neck take that skin colour too. PCA over the completed samples gives the
+colour; the head and neck take that skin colour too. Samples with too little trusted skin, or
+whose skin colour is a colour cast rather than skin (:func:`read_albedo_sample`'s ``skin_gamut``),
+are left out. PCA over the completed samples gives the
 mean and the modes (scaled by their std) written to ``facerecon/resources/albedo_pca.npz`` (fp16).
 """
 
@@ -30,12 +32,29 @@ def completed(path: Path, partner: np.ndarray, features: np.ndarray, n_head: int
     return np.vstack([face, np.tile(skin, (n_head, 1))]), info
 
 
+def smoothing_operator(faces: np.ndarray, ids: np.ndarray):
+    """Sparse (V,V) row-normalised 1-ring average (the vertex itself included) over ``ids``."""
+    import scipy.sparse as sp
+
+    remap = -np.ones(faces.max() + 1, np.int64)
+    remap[ids] = np.arange(len(ids))
+    f = remap[faces]
+    f = f[(f >= 0).all(1)]
+    rows = np.concatenate([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0], np.arange(len(ids))])
+    cols = np.concatenate([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2], np.arange(len(ids))])
+    a = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), len(ids))).tocsr()
+    a.data[:] = 1.0
+    return sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=Path, default=Path("work/albedo/train"))
     ap.add_argument("--modes", type=int, default=80)
     ap.add_argument("--min-trusted", type=float, default=0.25,
                     help="skip samples with fewer trusted face vertices than this fraction")
+    ap.add_argument("--smooth", type=int, default=2,
+                    help="1-ring averaging passes over each sample (per-vertex photo noise)")
     ap.add_argument("--out", type=Path, default=resource_path(LEARNED_FILE))
     args = ap.parse_args()
     full = load_face_model("full")
@@ -43,12 +62,17 @@ def main() -> int:
     head_ids = np.arange(*ict.PARTS["head_neck"])
     mean = full.mean.numpy().astype(np.float64)
     partner, features = sample_layout(mean[face_ids], mean[full.landmark_idx.numpy()])
+    ids = np.concatenate([face_ids, head_ids])
+    smooth = smoothing_operator(full.faces.numpy(), ids)
     rows, used, skipped = [], [], []
     for f in sorted(args.samples.glob("*.npz")):
         x, info = completed(f, partner, features, len(head_ids))
-        (used if info["trusted"] >= args.min_trusted else skipped).append(info["source"])
-        if info["trusted"] >= args.min_trusted:
-            rows.append(x)
+        ok = info["trusted"] >= args.min_trusted and info["skin_gamut"]
+        (used if ok else skipped).append(info["source"])
+        if ok:
+            for _ in range(args.smooth):
+                x = smooth @ x
+            rows.append(np.clip(x, 0.02, 0.98))
     if len(rows) < 10:
         print(f"{args.samples}: {len(rows)} usable samples, need at least 10", file=sys.stderr)
         return 2
@@ -56,7 +80,8 @@ def main() -> int:
     info = {"photos": len(rows), "skipped": skipped, "sources": used, "modes": int(len(std)),
             "made_by": "tools/learn_albedo.py", "date": datetime.date.today().isoformat(),
             "licence_note": "learned from UTKFace and 300-W photos (non-commercial research use)"}
-    save_learned_albedo(args.out, np.concatenate([face_ids, head_ids]), mean, basis, std, info)
+    info["smoothing_passes"] = args.smooth
+    save_learned_albedo(args.out, ids, mean, basis, std, info)
     print(f"{args.out}: {len(rows)} photos, {len(std)} modes, std {std[0]:.3f} .. {std[-1]:.4f}, "
           f"{args.out.stat().st_size / 2**20:.1f} MiB; first 5 modes hold "
           f"{(std[:5]**2).sum() / (std**2).sum():.0%} of the variance", file=sys.stderr)

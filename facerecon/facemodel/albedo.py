@@ -98,8 +98,10 @@ def sample_layout(face_verts: np.ndarray, face_landmarks: np.ndarray) -> tuple[n
 def read_albedo_sample(path: str | Path, partner: np.ndarray, features: np.ndarray,
                        max_skin_distance: float = 0.25) -> tuple[np.ndarray, np.ndarray, dict]:
     """One de-lit photo sample (``tools/albedo_samples.py``: per-vertex albedo of ICT's face part)
-    completed: (albedo (M,3), median skin albedo (3,), info with ``source``, ``params`` and the
-    ``trusted`` fraction). ``features`` (M,) marks brows, eyes, nostrils and lips
+    completed: (albedo (M,3), median skin albedo (3,), info with ``source``, ``params``, the
+    ``trusted`` fraction and ``skin_gamut``: whether the skin colour is skin-like, R > G ≳ B,
+    rather than a grey or blue colour cast). The skin takes the photo's own median skin colour
+    (the fit cannot tell the light's level from the skin's). ``features`` (M,) marks brows, eyes, nostrils and lips
     (:func:`feature_vertices`), kept whatever their colour; elsewhere a sample counts only on skin
     near the photo's median skin colour. ``partner`` (M,) are the face part's mirror partners
     (:func:`facerecon.geometry.mirror_vertices` of the mean face)."""
@@ -109,15 +111,23 @@ def read_albedo_sample(path: str | Path, partner: np.ndarray, features: np.ndarr
         alb = d["albedo"].astype(np.float32)
         ids = d["vertex_ids"].astype(np.int64)
         info = {"source": str(d["source"]), "params": d["params"].astype(np.float32)}
+        photo_skin = d["crop_skin_rgb"].astype(np.float32) / 255.0 if "crop_skin_rgb" in d.files else None
     inner = ids < 6706  # ICT's inner face ("face_narrow"): where the skin colour is measured
     sure = inner & ~features & (w > 0.8) & (sk > 0.8)
     if sure.sum() < 200:
         sure = inner & (w > 0.3)
     skin = np.median(alb[sure], 0) if sure.any() else np.median(alb, 0)
+    if photo_skin is not None and photo_skin.min() > 0.02:
+        # de-lighting also divides out the light's overall level, which the fit cannot tell from
+        # the skin's (dark skin came out as bright as light skin): keep the de-lit pattern but
+        # give the skin the photo's own median skin colour
+        gain = np.clip(photo_skin / np.maximum(skin, 1e-3), 0.5, 2.0)
+        alb, skin = alb * gain, skin * gain
     # off the inner face only colours near the skin's (relative distance ≤ max_skin_distance)
     near = np.linalg.norm(alb - skin, axis=1) <= max_skin_distance * np.linalg.norm(skin)
     trusted = trusted_samples(w, sk, features, colour_ok=near)
     info["trusted"] = float(trusted.mean())
+    info["skin_gamut"] = bool(skin[0] >= 1.05 * skin[1] and skin[1] >= 0.95 * skin[2])
     return complete_samples(alb, trusted, partner, skin), skin, info
 
 
