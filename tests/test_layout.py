@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"evaluation", "training"},
     {"export"},
     {"pipeline"},
-    {"web"},  # below cli: cli/serve.py starts it, and layer-mates may not import each other
+    {"web", "scale"},  # below cli, which starts them (serve, reconstruct --ray); layer-mates may not import each other
     {"cli"},
 ]
 

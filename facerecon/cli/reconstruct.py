@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from facerecon.cli import multi
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
+from facerecon.pipeline import DEFAULT_REFINE, ENGINES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -50,9 +51,75 @@ def register(subparsers) -> None:
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="only every N-th photo (sorted by path) from the I-th, so N jobs split the work; "
                         "output folders are as without --shard, the report is OUT/report-shard-I-of-N.json")
+    engine = p.add_argument_group("engine")
+    engine.add_argument("--engine", choices=ENGINES, default="fit",
+                        help="fit: the fitter alone (PnP pose, landmark stage, full stage); rnet: the R-Net "
+                             "regressor's prediction alone (one forward pass per batch, no optimisation; needs "
+                             "--rnet); rnet+fit: R-Net's prediction refined by --refine fitter steps")
+    engine.add_argument("--rnet", type=Path, default=None, metavar="PATH",
+                        help="R-Net checkpoint (from facerecon train) for --engine rnet and rnet+fit; facerecon "
+                             "ships no trained one yet")
+    engine.add_argument("--refine", type=int, default=None, metavar="N",
+                        help="fitter steps after R-Net's prediction with --engine rnet+fit, in all (a quarter "
+                             f"landmark-stage, the rest full-stage steps); {DEFAULT_REFINE} when not given")
+    engine.add_argument("--ray", type=int, default=None, metavar="N",
+                        help="spread the photos over N Ray workers (needs pip install 'facerecon[ray]'): a local "
+                             "Ray instance, or the cluster at RAY_ADDRESS (then the photos, -o and --rnet must be "
+                             "on a filesystem every node sees); each worker fits --batch-size faces at a time, on "
+                             "one GPU with --device cuda, else on the CPUs of 'facerecon --threads N' (1 without it)")
     multi.add_arguments(p)
     add_arguments(p.add_argument_group("fitting"), FitConfig)
     p.set_defaults(func=run)
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    """``engine``, ``rnet`` and ``refine`` for FaceReconstructor from the options; a UserError
+    (one line) for combinations that cannot run."""
+    from facerecon.cli import UserError
+
+    engine, rnet, refine = args.engine, args.rnet, args.refine
+    if engine == "fit":
+        if rnet is not None:
+            raise UserError("--rnet is only used with --engine rnet or rnet+fit")
+        if refine is not None:
+            raise UserError("--refine is only used with --engine rnet+fit")
+        return {"engine": "fit"}
+    if rnet is None:
+        raise UserError(f"--engine {engine} needs --rnet PATH: facerecon ships no trained R-Net model "
+                        "(train one with 'facerecon train')")
+    if not rnet.is_file():
+        raise UserError(f"--rnet {rnet}: no such file")
+    if refine is not None and engine != "rnet+fit":
+        raise UserError("--refine is only used with --engine rnet+fit")
+    if refine is not None and refine < 0:
+        raise UserError(f"--refine must be at least 0 (got {refine})")
+    out = {"engine": engine, "rnet": rnet}
+    if engine == "rnet+fit":
+        out["refine"] = DEFAULT_REFINE if refine is None else refine
+    return out
+
+
+def engine_record(options: dict) -> dict | None:
+    """What params.json and report.json record of the engine (None for the plain fit)."""
+    if options["engine"] == "fit":
+        return None
+    record = {"engine": options["engine"], "rnet": str(options["rnet"])}
+    if "refine" in options:
+        record["refine"] = options["refine"]
+    return record
+
+
+def build_reconstructor(args: argparse.Namespace, config: FitConfig, options: dict):
+    """The FaceReconstructor of the options; a checkpoint it refuses becomes a UserError."""
+    from facerecon.cli import UserError
+    from facerecon.pipeline import FaceReconstructor
+
+    try:
+        return FaceReconstructor(device=args.device, config=config, **options)
+    except ValueError as exc:
+        if options["engine"] == "fit":
+            raise
+        raise UserError(str(exc)) from None
 
 
 @dataclass
@@ -170,19 +237,27 @@ def run(args: argparse.Namespace) -> int:
     from facerecon.atomic import atomic_write_json
     from facerecon.cli import UserError
     from facerecon.export.reconstruction import write_reconstruction
-    from facerecon.pipeline import FaceReconstructor, FailedInput
+    from facerecon.pipeline import FailedInput
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     config = from_args(FitConfig, args)
     out_root: Path = args.out
     shard = _shard_spec(args.shard)
+    options = engine_options(args)
+    record = engine_record(options)
+    if args.ray is not None:
+        if args.ray < 1:
+            raise UserError(f"--ray must be at least 1 (got {args.ray})")
+        if args.multi or args.group or args.all_faces:
+            raise UserError("--ray reconstructs the largest face of single photos; it does not work with "
+                            "--multi, --group or --all-faces")
     if args.multi or args.group:
         if args.multi and args.group:
             raise UserError("--multi and --group exclude each other")
         if shard is not None:
             raise UserError("--shard splits single photos; it does not work with --multi or --group")
-        recon = FaceReconstructor(device=args.device, config=config)
+        recon = build_reconstructor(args, config, options)
         return multi.run(args, recon, recon.face_model("head"), list(args.photos))
     found = expand_inputs(args.photos, exclude=out_root)
     inputs = [p for f in found for p in f.photos]
@@ -201,10 +276,29 @@ def run(args: argparse.Namespace) -> int:
         if not inputs:
             print(f"facerecon reconstruct: --shard {shard[0]}/{shard[1]}: no photo for this job", file=sys.stderr)
             return 0
+    ray_run = None
+    if args.ray is not None:
+        try:
+            import ray.data  # noqa: F401  (the pipeline imports it when it runs: fail here, before any work)
+
+            from facerecon.scale.ray_pipeline import check_engine, reconstruct_dataset
+        except ModuleNotFoundError as exc:
+            if exc.name != "ray" and not (exc.name or "").startswith("ray."):
+                raise
+            raise UserError("--ray needs the 'ray' extra (ray is not installed): "
+                            "pip install 'facerecon[ray]'") from None
+        try:
+            check_engine(options["engine"], options.get("rnet"), options.get("refine", DEFAULT_REFINE), config)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        ray_run = reconstruct_dataset
+    else:
+        recon = build_reconstructor(args, config, options)
+        head = recon.face_model("head")
     out_root.mkdir(parents=True, exist_ok=True)
-    recon = FaceReconstructor(device=args.device, config=config)
-    head = recon.face_model("head")
     report = {"facerecon": __version__, "device": args.device, "inputs": []}
+    if record is not None:
+        report["engine"] = record
     entries: dict[int, dict] = {}
     folder_failures = [{"input": str(f.given), "status": "failed", "reason": f.summary()} for f in empty]
     for e in folder_failures:
@@ -222,39 +316,54 @@ def run(args: argparse.Namespace) -> int:
             fail(i, f"{path}: {target} already exists (use --overwrite to replace it)")
         else:
             todo.append(i)
-    faces_of: dict[int, int] = {}
-    t_last = time.perf_counter()
-    with tqdm(total=len(inputs), initial=len(inputs) - len(todo), unit="photo", desc="reconstruct",
-              disable=args.quiet, file=sys.stderr) as bar:
-        for j, rec in recon.iter_reconstruct([inputs[i] for i in todo], args.batch_size, args.all_faces):
-            i = todo[j]
-            if isinstance(rec, FailedInput):
-                fail(i, rec.reason)
-                bar.update(1)
-                continue
-            now = time.perf_counter()
-            seconds, t_last = now - t_last, now
-            k = faces_of[i] = faces_of.get(i, 0) + 1
-            folder = out_root / (names[i] if k == 1 else f"{names[i]}_face{k}")
-            try:
-                written = write_reconstruction(
-                    folder, photo=rec.photo, aligned=rec.prepared, params=rec.params, face_model_head=head,
-                    camera=recon.camera, landmarks_photo=rec.prepared.landmarks_photo, source_path=rec.source,
-                    fitted_landmarks_photo_px=rec.landmarks_fit,
-                    extra={"losses": rec.losses, "fit_config": asdict(config)},
-                    texture_size=args.texture_size, units=args.units, up=args.up,
-                )
-            except OSError as exc:
-                fail(i, f"{inputs[i]}: cannot write {folder}: {exc.strerror or exc}")
+    if ray_run is not None:
+        done = ray_run([inputs[i] for i in todo], out_root, names=[names[i] for i in todo], fit_config=config,
+                       num_workers=args.ray, device=args.device, batch_size=args.batch_size,
+                       engine=options["engine"], rnet=options.get("rnet"),
+                       refine=options.get("refine", DEFAULT_REFINE), texture_size=args.texture_size,
+                       units=args.units, up=args.up, overwrite=True, progress=not args.quiet,
+                       cpus_per_worker=getattr(args, "threads", None) or 1)
+        for i, e in zip(todo, done["inputs"]):  # folders named as the loop below names them
+            folder = str(out_root / names[i])
+            e = {**e, "input": str(inputs[i]), "output_folder": folder}
+            for o in e.get("outputs", []):
+                o["folder"] = folder
+            entries[i] = e
+    else:
+        faces_of: dict[int, int] = {}
+        t_last = time.perf_counter()
+        with tqdm(total=len(inputs), initial=len(inputs) - len(todo), unit="photo", desc="reconstruct",
+                  disable=args.quiet, file=sys.stderr) as bar:
+            for j, rec in recon.iter_reconstruct([inputs[i] for i in todo], args.batch_size, args.all_faces):
+                i = todo[j]
+                if isinstance(rec, FailedInput):
+                    fail(i, rec.reason)
+                    bar.update(1)
+                    continue
+                now = time.perf_counter()
+                seconds, t_last = now - t_last, now
+                k = faces_of[i] = faces_of.get(i, 0) + 1
+                folder = out_root / (names[i] if k == 1 else f"{names[i]}_face{k}")
+                try:
+                    written = write_reconstruction(
+                        folder, photo=rec.photo, aligned=rec.prepared, params=rec.params, face_model_head=head,
+                        camera=recon.camera, landmarks_photo=rec.prepared.landmarks_photo, source_path=rec.source,
+                        fitted_landmarks_photo_px=rec.landmarks_fit,
+                        extra={"losses": rec.losses, "fit_config": asdict(config),
+                               **({"engine": record} if record is not None else {})},
+                        texture_size=args.texture_size, units=args.units, up=args.up,
+                    )
+                except OSError as exc:
+                    fail(i, f"{inputs[i]}: cannot write {folder}: {exc.strerror or exc}")
+                    if k == 1:
+                        bar.update(1)
+                    continue
+                e = entries.setdefault(i, {"input": str(inputs[i]), "status": "ok",
+                                           "output_folder": str(out_root / names[i]), "outputs": []})
+                e["outputs"].append({"folder": str(folder), "files": sorted(Path(p).name for p in written.values()),
+                                     "seconds": round(seconds, 3), "losses": rec.losses})
                 if k == 1:
                     bar.update(1)
-                continue
-            e = entries.setdefault(i, {"input": str(inputs[i]), "status": "ok",
-                                       "output_folder": str(out_root / names[i]), "outputs": []})
-            e["outputs"].append({"folder": str(folder), "files": sorted(Path(p).name for p in written.values()),
-                                 "seconds": round(seconds, 3), "losses": rec.losses})
-            if k == 1:
-                bar.update(1)
     report["inputs"] = folder_failures + [entries[i] for i in sorted(entries)]
     ok = sum(e["status"] == "ok" for e in report["inputs"])
     failed = [e for e in report["inputs"] if e["status"] != "ok"]

@@ -1,0 +1,330 @@
+"""Engines of the pipeline: the plain fit unchanged, R-Net's prediction alone, R-Net's prediction
+refined by the fitter, checkpoints that do not fit the fitter refused, and the command line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facerecon.cli import main
+from facerecon.fitting.engine import FitConfig, Fitter
+from facerecon.nets.rnet import RNet, RNetConfig, load_checkpoint, save_checkpoint
+from facerecon.params import FaceParams
+from tests.conftest import need_shared
+
+TINY = FitConfig(landmark_steps=5, steps=2, perceptual=False)
+FASTER = ["--landmark-steps", "5", "--steps", "2", "--no-perceptual", "--texture-size", "128", "--quiet"]
+PARTS = ("alpha", "beta", "delta", "gamma", "angles", "trans")
+
+
+def same(a: FaceParams, b: FaceParams) -> bool:
+    return all(torch.equal(getattr(a, k).cpu(), getattr(b, k).cpu()) for k in PARTS)
+
+
+def nudged_net() -> RNet:
+    """An R-Net whose prediction is not the mean face (a trained net's is not either): its head's
+    bias moves identity, expression and pose a little, the same for every crop."""
+    torch.manual_seed(0)
+    net = RNet(RNetConfig(trunk="resnet18"))
+    with torch.no_grad():
+        net.head.bias[:80] = 0.3 * torch.randn(80)
+        net.head.bias[80 + 9] = 0.2  # an expression weight
+        net.head.bias[-6:] = torch.tensor([0.05, -0.1, 0.02, 0.1, -0.1, 0.2])  # pose: radians, 50 mm units
+    return net
+
+
+@pytest.fixture(scope="module")
+def photo() -> Path:
+    return need_shared("faces", "lfw", "Aaron_Peirsol", "Aaron_Peirsol_0001.jpg")
+
+
+@pytest.fixture(scope="module")
+def fit_recon(photo):
+    from facerecon.pipeline import FaceReconstructor
+
+    return FaceReconstructor(config=TINY)
+
+
+@pytest.fixture(scope="module")
+def prepared(fit_recon, photo):
+    img, faces = fit_recon.prepare(photo)
+    return img, faces[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """An untrained R-Net (its head is zero: it predicts the mean face facing the camera), a nudged
+    one, and checkpoints that do not fit the fitter."""
+    d = tmp_path_factory.mktemp("rnet")
+    fitter_like = {"albedo": "spectral", "region": "narrow"}
+    torch.manual_seed(0)
+    return {
+        "untrained": save_checkpoint(d / "untrained.pt", RNet(RNetConfig(trunk="resnet18")),
+                                     {"train_config": fitter_like}),
+        "nudged": save_checkpoint(d / "nudged.pt", nudged_net(), {"train_config": fitter_like}),
+        "small_id": save_checkpoint(d / "small_id.pt", RNet(RNetConfig(trunk="resnet18", n_id=50))),
+        "rgb": save_checkpoint(d / "rgb.pt", RNet(RNetConfig(trunk="resnet18", rgb_light=True))),
+        "learned": save_checkpoint(d / "learned.pt", RNet(RNetConfig(trunk="resnet18")),
+                                   {"train_config": {"albedo": "learned", "region": "narrow"}}),
+        "fit_region": save_checkpoint(d / "fit_region.pt", RNet(RNetConfig(trunk="resnet18")),
+                                      {"train_config": {"albedo": "spectral", "region": "fit"}}),
+    }
+
+
+def make(fit_recon, engine: str, rnet, refine: int = 50, config: FitConfig = TINY):
+    """A reconstructor sharing the module's face model and detector (built once)."""
+    from facerecon.pipeline import FaceReconstructor
+
+    return FaceReconstructor(config=config, face_model=fit_recon.model, preparer=fit_recon.preparer,
+                             engine=engine, rnet=rnet, refine=refine)
+
+
+def batch_of(prep):
+    crops = torch.from_numpy(prep.crop).permute(2, 0, 1).float()[None] / 255.0
+    lmk = torch.from_numpy(np.asarray(prep.landmarks_crop, np.float32))[None]
+    att = torch.from_numpy(np.asarray(prep.attention, np.float32))[None, None]
+    return crops, lmk, att
+
+
+def own_prediction(path: Path, prep) -> FaceParams:
+    """The checkpoint's prediction for the crop, computed here without the pipeline."""
+    net, _ = load_checkpoint(path)
+    with torch.no_grad():
+        return net.eval().predict(batch_of(prep)[0])
+
+
+# --- engine "fit" ------------------------------------------------------------------------------------
+def test_fit_engine_is_the_fitter_unchanged(fit_recon, prepared):
+    """The default engine is the plain fit: the same numbers as the Fitter alone on the same
+    inputs (the code path before engines existed), bit for bit."""
+    assert fit_recon.engine == "fit" and fit_recon.rnet is None
+    rec = fit_recon.fit_prepared([prepared])[0]
+    fitter = Fitter(fit_recon.model, fit_recon.camera, None, TINY)
+    ref = fitter.fit(*batch_of(prepared[1]))
+    assert same(rec.params, ref.params.map(lambda t: t.cpu()))
+    assert np.array_equal(rec.landmarks_fit, prepared[1].to_photo(ref.landmarks_2d[0].numpy()).astype(np.float32))
+    assert rec.losses["total"] == float(ref.losses.total[0])
+
+
+def test_engine_fit_refuses_a_network(fit_recon, checkpoints):
+    with pytest.raises(ValueError, match="does not use it"):
+        make(fit_recon, "fit", checkpoints["untrained"])
+    with pytest.raises(ValueError, match="unknown engine"):
+        make(fit_recon, "regress", None)
+    with pytest.raises(ValueError, match="ships no trained R-Net"):
+        make(fit_recon, "rnet", None)
+
+
+# --- engine "rnet" -----------------------------------------------------------------------------------
+def test_rnet_engine_is_the_prediction_alone(fit_recon, prepared, checkpoints, monkeypatch):
+    recon = make(fit_recon, "rnet", checkpoints["untrained"])
+    assert not recon.rnet.training and not any(p.requires_grad for p in recon.rnet.parameters())
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("engine 'rnet' must not optimise")
+
+    for stage in ("fit", "landmark_stage", "full_stage", "init_pose"):
+        monkeypatch.setattr(Fitter, stage, no_fitting)
+    rec = recon.fit_prepared([prepared])[0]
+    # the Reconstruction's params are the network's output ...
+    assert same(rec.params, own_prediction(checkpoints["untrained"], prepared[1]))
+    # ... which for an untrained net (zero head) is the mean face facing the camera
+    assert same(rec.params, FaceParams.zeros(1))
+    assert float(rec.params.trans[0, 2]) == -1000.0 and float(rec.params.gamma[0, 0]) == 1.0
+    monkeypatch.undo()
+    # landmarks and losses are what the fitter reports after a stage of zero steps from there
+    ref = Fitter(fit_recon.model, fit_recon.camera, None, replace(TINY, steps=0)).full_stage(
+        rec.params, *batch_of(prepared[1]))
+    assert np.allclose(rec.landmarks_fit, prepared[1].to_photo(ref.landmarks_2d[0].numpy()), atol=1e-4)
+    for k in ("total", "photo", "landmark", "coef", "texture"):
+        assert rec.losses[k] == pytest.approx(float(getattr(ref.losses, k)[0]), rel=1e-5), k
+    assert rec.losses["landmark"] > 0
+
+
+def test_rnet_engine_batches_one_forward_pass(fit_recon, prepared, checkpoints, monkeypatch):
+    recon = make(fit_recon, "rnet", checkpoints["nudged"])
+    calls: list[int] = []
+    real = RNet.forward
+
+    def counting(self, images):
+        calls.append(images.shape[0])
+        return real(self, images)
+
+    monkeypatch.setattr(RNet, "forward", counting)
+    recs = recon.fit_prepared([prepared] * 3)
+    assert calls == [3]
+    want = own_prediction(checkpoints["nudged"], prepared[1])
+    assert all(same(r.params, want) for r in recs)
+    assert not same(want, FaceParams.zeros(1))
+
+
+def test_rnet_engine_shares_identity_within_a_group(fit_recon, prepared, tmp_path):
+    """Grouped photos (one person) get the mean of their predicted α and δ; β and pose stay theirs."""
+    torch.manual_seed(1)
+    net = RNet(RNetConfig(trunk="resnet18"))
+    with torch.no_grad():
+        net.head.weight.normal_(0, 1e-2)  # predictions that depend on the crop
+    path = save_checkpoint(tmp_path / "random.pt", net, {})
+    other = fit_recon.prepare(need_shared("faces", "lfw", "Adam_Sandler", "Adam_Sandler_0001.jpg"))
+    items = [prepared, (other[0], other[1][0])]
+    recon = make(fit_recon, "rnet", path)
+    own = FaceParams.cat([own_prediction(path, prep) for _, prep in items])
+    assert not torch.allclose(own.alpha[0], own.alpha[1])
+    grouped = FaceParams.cat([r.params for r in recon.fit_prepared(items, groups=["p", "p"])])
+    for name in ("alpha", "delta"):
+        mean = getattr(own, name).mean(0, keepdim=True).expand(2, -1)
+        assert torch.allclose(getattr(grouped, name), mean, atol=1e-6), name
+    for name in ("beta", "gamma", "angles", "trans"):
+        assert torch.allclose(getattr(grouped, name), getattr(own, name), atol=1e-6), name
+    alone = FaceParams.cat([r.params for r in recon.fit_prepared(items)])
+    assert torch.allclose(alone.to_vector(), own.to_vector(), atol=1e-6)
+
+
+# --- engine "rnet+fit" -------------------------------------------------------------------------------
+def test_refine_zero_returns_the_prediction(fit_recon, prepared, checkpoints):
+    recon = make(fit_recon, "rnet+fit", checkpoints["nudged"], refine=0)
+    rec = recon.fit_prepared([prepared])[0]
+    assert same(rec.params, own_prediction(checkpoints["nudged"], prepared[1]))
+
+
+def test_refine_starts_from_the_prediction_and_lowers_the_loss(fit_recon, prepared, checkpoints, monkeypatch):
+    from facerecon.pipeline import refine_split
+
+    assert refine_split(12) == (3, 9) and refine_split(0) == (0, 0)
+    recon = make(fit_recon, "rnet+fit", checkpoints["nudged"], refine=12)
+    starts: list[FaceParams] = []
+    real = Fitter.landmark_stage
+
+    def spy(self, params, *args, **kwargs):
+        starts.append(params.map(lambda t: t.detach().cpu().clone()))
+        return real(self, params, *args, **kwargs)
+
+    monkeypatch.setattr(Fitter, "landmark_stage", spy)
+    steps: list[int] = []
+    rec = recon.fit_prepared([prepared], progress=lambda done, total: steps.append(total))[0]
+    want = own_prediction(checkpoints["nudged"], prepared[1])
+    assert len(starts) == 1 and same(starts[0], want)  # from the net's output, not from PnP
+    assert set(steps) == {12} and len(steps) == 12  # 3 landmark + 9 full steps
+    alone = make(fit_recon, "rnet", checkpoints["nudged"]).fit_prepared([prepared])[0]
+    assert rec.losses["total"] < 0.9 * alone.losses["total"]
+    assert not same(rec.params, want)
+
+
+def test_init_given_runs_the_fitter_whatever_the_engine(fit_recon, prepared, checkpoints):
+    """The joint multi-photo fit passes ``init``: that is a fit from there, also with R-Net engines."""
+    recon = make(fit_recon, "rnet", checkpoints["nudged"])
+    start = FaceParams.zeros(1)
+    rec = recon.fit_prepared([prepared], init=start)[0]
+    ref = Fitter(fit_recon.model, fit_recon.camera, None, TINY).fit(*batch_of(prepared[1]), init=start)
+    assert same(rec.params, ref.params)
+
+
+# --- checkpoints that do not fit -----------------------------------------------------------------------
+@pytest.mark.parametrize("name, words", [
+    ("small_id", "parameter layout differs from the fitter's (alpha 50 vs 80)"),
+    ("rgb", "gamma 27 vs 9"),
+    ("learned", "trained with albedo 'learned', the fitter uses 'spectral'"),
+    ("fit_region", "trained with region 'fit', the fitter uses 'narrow'"),
+])
+def test_a_checkpoint_that_does_not_fit_is_refused(fit_recon, checkpoints, name, words):
+    with pytest.raises(ValueError) as info:
+        make(fit_recon, "rnet", checkpoints[name])
+    text = str(info.value)
+    assert words in text and str(checkpoints[name]) in text and "\n" not in text
+
+
+def test_unreadable_checkpoints_are_one_line_errors(fit_recon, tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    for path, words in ((junk, "not a readable R-Net checkpoint"), (tmp_path / "none.pt", "no such R-Net checkpoint")):
+        with pytest.raises(ValueError) as info:
+            make(fit_recon, "rnet", path)
+        assert words in str(info.value) and "\n" not in str(info.value)
+
+
+# --- command line ------------------------------------------------------------------------------------
+def _params(folder: Path) -> tuple[FaceParams, dict]:
+    from facerecon.export.reconstruction import params_from_document
+
+    doc = json.loads((folder / "params.json").read_text())
+    return params_from_document(doc), doc
+
+
+def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints):
+    ckpt = checkpoints["nudged"]
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photo), "-o", str(out), "--engine", "rnet+fit", "--rnet", str(ckpt),
+                 "--refine", "4", *FASTER]) == 0
+    params, doc = _params(out / photo.stem)
+    assert doc["extra"]["engine"] == {"engine": "rnet+fit", "rnet": str(ckpt), "refine": 4}
+    report = json.loads((out / "report.json").read_text())
+    assert report["engine"] == doc["extra"]["engine"] and report["summary"] == {"ok": 1, "failed": 0}
+    want = make(fit_recon, "rnet+fit", ckpt, refine=4).fit_prepared([prepared])[0].params
+    assert torch.allclose(params.to_vector(), want.to_vector(), atol=1e-5)
+
+    out2 = tmp_path / "out2"
+    assert main(["reconstruct", str(photo), "-o", str(out2), "--engine", "rnet", "--rnet", str(ckpt), *FASTER]) == 0
+    params, doc = _params(out2 / photo.stem)
+    assert doc["extra"]["engine"] == {"engine": "rnet", "rnet": str(ckpt)}
+    assert torch.equal(params.to_vector(), own_prediction(ckpt, prepared[1]).to_vector())
+
+    out3 = tmp_path / "out3"  # the default engine writes what it always wrote: no engine record
+    assert main(["reconstruct", str(photo), "-o", str(out3), *FASTER]) == 0
+    params, doc = _params(out3 / photo.stem)
+    assert "engine" not in doc["extra"] and "engine" not in json.loads((out3 / "report.json").read_text())
+    assert torch.equal(params.to_vector(), fit_recon.fit_prepared([prepared])[0].params.to_vector())
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--engine", "rnet"], "--engine rnet needs --rnet PATH: facerecon ships no trained R-Net model"),
+    (["--engine", "rnet+fit", "--rnet", "{tmp}/missing.pt"], "no such file"),
+    (["--rnet", "{ckpt}"], "--rnet is only used with --engine rnet or rnet+fit"),
+    (["--refine", "3"], "--refine is only used with --engine rnet+fit"),
+    (["--engine", "rnet", "--rnet", "{ckpt}", "--refine", "3"], "--refine is only used with --engine rnet+fit"),
+    (["--engine", "rnet+fit", "--rnet", "{ckpt}", "--refine", "-1"], "--refine must be at least 0"),
+    (["--engine", "rnet", "--rnet", "{bad}"], "parameter layout differs from the fitter's"),
+    (["--engine", "fast"], None),
+])
+def test_cli_engine_errors_are_one_line(tmp_path, photo, checkpoints, capsys, extra, words):
+    args = [a.format(tmp=tmp_path, ckpt=checkpoints["untrained"], bad=checkpoints["small_id"]) for a in extra]
+    out = tmp_path / "out"
+    if words is None:  # argparse refuses an unknown engine itself
+        with pytest.raises(SystemExit):
+            main(["reconstruct", str(photo), "-o", str(out), *args, *FASTER])
+        assert "invalid choice: 'fast'" in capsys.readouterr().err
+        return
+    assert main(["reconstruct", str(photo), "-o", str(out), *args, *FASTER]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before anything was written
+
+
+def test_cli_ray_without_ray_says_how_to_install(tmp_path, photo, capsys, monkeypatch):
+    """Ray is an optional extra: without it, --ray is a one-line error before anything is written."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as when it is not installed
+    monkeypatch.delitem(sys.modules, "facerecon.scale.ray_pipeline", raising=False)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photo), "-o", str(out), "--ray", "2", *FASTER]) == 2
+    err = capsys.readouterr().err
+    assert "--ray needs the 'ray' extra" in err and "pip install 'facerecon[ray]'" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_bench_rnet_runs_and_reports_json(capsys, checkpoints):
+    """A smoke test of ``facerecon bench rnet`` (its figures are measured, never asserted)."""
+    assert main(["bench", "rnet", "--checkpoint", str(checkpoints["untrained"]), "--batch", "1", "2",
+                 "--iters", "1", "--warmup", "0", "--region", "narrow", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["trunk"], r["batch"]) for r in rows] == [("resnet18", 1), ("resnet18", 2)]
+    assert all(r["ms_per_photo"] >= r["forward_ms_per_photo"] > 0 for r in rows)
+    assert main(["bench", "rnet", "--checkpoint", "/nonexistent/rnet.pt"]) == 2
+    assert "no such file" in capsys.readouterr().err
