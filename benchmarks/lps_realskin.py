@@ -6,9 +6,9 @@ Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane 
 with scale), next to the ICT mean face.
 
     python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
-    python benchmarks/lps_realskin.py [--textures 6] [--json OUT] [--save-renders DIR] [FitConfig options]
+    python benchmarks/lps_realskin.py [--textures 4] [--no-neutral] [--json OUT] [--save-renders DIR] [FitConfig options]
 
-Texture k of K is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
+Texture k of K (default 4) is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
 light is the SH light fitted to the next sample in that order; texture K−2 wears a hair fringe,
 texture K−1 glasses (every view). Nothing here reads facerecon's albedo model.
 """
@@ -64,11 +64,12 @@ def prepare(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=Path, default=Path("work/albedo/heldout"))
-    ap.add_argument("--textures", type=int, default=6)
+    ap.add_argument("--textures", type=int, default=4)
     ap.add_argument("--views", nargs="+", default=list(VIEWS))
     ap.add_argument("--json", help="write every row and the summary here")
     ap.add_argument("--save-renders", type=Path, help="write the renders here (PNG, for looking at)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
     add_arguments(ap.add_argument_group("fitting"), FitConfig)
     args = ap.parse_args()
     set_cpu_threads(None)
@@ -125,14 +126,16 @@ def main() -> None:
             dt = time.perf_counter() - t0
             info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
             r_fit = score(rec.vertices(face), "fit", **info)
-            with torch.no_grad():
-                r_neu = score(face.shape(rec.params.alpha)[0].numpy(), "fit neutral", **info)
+            r_neu = [float("nan")] * 2
+            if not args.no_neutral:
+                with torch.no_grad():
+                    r_neu = score(face.shape(rec.params.alpha)[0].numpy(), "fit neutral", **info)
             print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
                   f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
     summary: dict = {"config": asdict(config), "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
                      "textures": [samples[i]["name"] for i in pick], "per_view": {}}
-    for method in ("fit", "fit neutral"):
+    for method in ("fit",) if args.no_neutral else ("fit", "fit neutral"):
         for view in args.views:
             for scale, tag in ((False, "rigid"), (True, "scale")):
                 v = [r["rmse_mm"] for r in rows if r["method"] == method and r["view"] == view and r["scale"] == scale]
