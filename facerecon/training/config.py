@@ -78,7 +78,7 @@ class TrainConfig:
     """Ignore labels whose fit ended with a hybrid loss above this (None: use every label)."""
     region: str = "narrow"
     """Face-model region rendered for the hybrid loss (as the fitter: "narrow" or "fit")."""
-    albedo: Literal["spectral", "learned"] = "spectral"
+    albedo: Literal["spectral", "learned"] = "learned"
     """Albedo model of the face model, as the fitter's --albedo (labels must come from the same)."""
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""

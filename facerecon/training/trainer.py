@@ -103,10 +103,9 @@ def setup_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 
 
 # --- small pieces -------------------------------------------------------------------------------
-def load_model(region: str, albedo: str = "spectral", device: torch.device | str | None = None) -> FaceModel:
+def load_model(region: str, albedo: str = "learned", device: torch.device | str | None = None) -> FaceModel:
     """The face model over ``region`` with the albedo model ``albedo`` ("spectral" or "learned")."""
-    extra = {"albedo": albedo} if albedo != "spectral" else {}
-    return load_face_model(region, device=device, **extra)
+    return load_face_model(region, device=device, albedo=albedo)
 
 
 def lr_factor(step: int, warmup: int, steps: int, final: float) -> float:
