@@ -61,7 +61,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """An untrained R-Net (its head is zero: it predicts the mean face facing the camera), a nudged
     one, and checkpoints that do not fit the fitter."""
     d = tmp_path_factory.mktemp("rnet")
-    fitter_like = {"albedo": "spectral", "region": "narrow"}
+    fitter_like = {"albedo": "learned", "region": "narrow"}
     torch.manual_seed(0)
     return {
         "untrained": save_checkpoint(d / "untrained.pt", RNet(RNetConfig(trunk="resnet18")),
@@ -69,10 +69,10 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         "nudged": save_checkpoint(d / "nudged.pt", nudged_net(), {"train_config": fitter_like}),
         "small_id": save_checkpoint(d / "small_id.pt", RNet(RNetConfig(trunk="resnet18", n_id=50))),
         "rgb": save_checkpoint(d / "rgb.pt", RNet(RNetConfig(trunk="resnet18", rgb_light=True))),
-        "learned": save_checkpoint(d / "learned.pt", RNet(RNetConfig(trunk="resnet18")),
-                                   {"train_config": {"albedo": "learned", "region": "narrow"}}),
+        "spectral": save_checkpoint(d / "spectral.pt", RNet(RNetConfig(trunk="resnet18")),
+                                    {"train_config": {"albedo": "spectral", "region": "narrow"}}),
         "fit_region": save_checkpoint(d / "fit_region.pt", RNet(RNetConfig(trunk="resnet18")),
-                                      {"train_config": {"albedo": "spectral", "region": "fit"}}),
+                                      {"train_config": {"albedo": "learned", "region": "fit"}}),
     }
 
 
@@ -228,7 +228,7 @@ def test_init_given_runs_the_fitter_whatever_the_engine(fit_recon, prepared, che
 @pytest.mark.parametrize("name, words", [
     ("small_id", "parameter layout differs from the fitter's (alpha 50 vs 80)"),
     ("rgb", "gamma 27 vs 9"),
-    ("learned", "trained with albedo 'learned', the fitter uses 'spectral'"),
+    ("spectral", "trained with albedo 'spectral', the fitter uses 'learned'"),
     ("fit_region", "trained with region 'fit', the fitter uses 'narrow'"),
 ])
 def test_a_checkpoint_that_does_not_fit_is_refused(fit_recon, checkpoints, name, words):
