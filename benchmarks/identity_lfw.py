@@ -75,7 +75,12 @@ def main() -> None:
     cache: dict[str, np.ndarray] = {}
     if args.cache and args.cache.exists():
         with np.load(args.cache) as z:
-            if json.loads(str(z["config"])) != json.loads(json.dumps(asdict(config), default=str)):
+            stored = json.loads(str(z["config"]))
+            # fields added to FitConfig after a cache was made, at the values that reproduce it
+            for key, value in (("albedo", "spectral"), ("lr_final", 1.0)):
+                stored.setdefault(key, value)
+            stored.get("weights", {}).setdefault("photo_robust", 0.0)
+            if stored != json.loads(json.dumps(asdict(config), default=str)):
                 parser.error(f"{args.cache} holds fits made with another fitting configuration: "
                              "give another --cache file")
             cache = {k: z["vectors"][i].astype(np.float32) for i, k in enumerate(z["keys"].tolist())}
