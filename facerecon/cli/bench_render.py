@@ -29,7 +29,8 @@ class RenderTiming:
     images_per_second: float
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timer reads what the device did (no-op on the CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -57,14 +58,14 @@ def time_render(face_model, batch: int = 8, size: int = 224, iters: int = 10, wa
     for backward in (False, True):
         samples = []
         for i in range(warmup + iters):
-            _sync(dev)
+            sync_device(dev)
             t0 = time.perf_counter()
             if backward:
                 step(True)
             else:
                 with torch.no_grad():
                     step(False)
-            _sync(dev)
+            sync_device(dev)
             if i >= warmup:
                 samples.append(time.perf_counter() - t0)
         times[backward] = sorted(samples)[len(samples) // 2] / batch

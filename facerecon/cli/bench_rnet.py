@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from facerecon.cli.bench_render import sync_device
+
 
 @dataclass
 class RNetTiming:
@@ -26,11 +28,6 @@ class RNetTiming:
     forward_ms_per_photo: float
     """The network's forward pass alone."""
     photos_per_second: float
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, device: str = "cpu",
@@ -48,16 +45,16 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
     total, forward = [], []
     with torch.inference_mode():
         for i in range(warmup + iters):
-            _sync(dev)
+            sync_device(dev)
             t0 = time.perf_counter()
             x = crops.to(dev).permute(0, 3, 1, 2).float() / 255.0
-            _sync(dev)
+            sync_device(dev)
             t1 = time.perf_counter()
             params = net.predict(x)
-            _sync(dev)
+            sync_device(dev)
             t2 = time.perf_counter()
             model.shape(params.alpha, params.beta)
-            _sync(dev)
+            sync_device(dev)
             t3 = time.perf_counter()
             if i >= warmup:
                 total.append((t3 - t0) / batch)
