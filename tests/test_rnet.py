@@ -58,3 +58,64 @@ def test_checkpoint_rebuilds_itself(tmp_path):
     x = torch.rand(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(back.eval()(x), net.eval()(x))
+
+
+def test_facenet_trunk_trains_its_neck_only_and_checkpoints_without_facenet(tmp_path):
+    """The ``facenet`` trunk: FaceNet stays frozen (no gradient, eval mode, not in the state dict,
+    so checkpoints stay small), its embedding is FaceNet's own, and the neck and head train."""
+    from facerecon.nets.facenet import FaceNet
+
+    facenet = FaceNet.from_package()
+    cfg = RNetConfig(trunk="facenet", neck_width=32, neck_hidden=64)
+    net = RNet(cfg, facenet=facenet.net)
+    assert not any(k.startswith("trunk.facenet") or "repeat" in k for k in net.state_dict())
+    assert _count(net) == (896 * 32 + 32 * 32 * 9 + 1792 * 32 + 3 * 2 * 32 + 64 * (32 * 25 + 512 + 192) + 64
+                           + net.head.weight.numel() + net.head.bias.numel())
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():  # untrained: the mean face
+        torch.testing.assert_close(net.eval()(x), net.offset.expand(2, -1))
+    # the embedding inside is FaceNet's, on the same crop box as the perceptual loss
+    seen, stages = {}, net.trunk.facenet.stages
+    net.trunk.facenet.stages = lambda t: seen.setdefault("out", stages(t))
+    with torch.no_grad():
+        net(x)
+        del net.trunk.facenet.stages
+        mid, late, b = seen["out"]
+        assert mid.shape == (2, 896, 8, 8) and late.shape == (2, 1792, 3, 3)
+        emb = b / b.norm(dim=1, keepdim=True)
+        torch.testing.assert_close(emb, facenet.embed(x, cfg.facenet_box), atol=1e-5, rtol=0)
+    net.train()
+    assert not net.trunk.facenet.training
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+    assert net.trunk.mid[0].weight.grad.abs().sum() > 0 and net.trunk.late[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in net.trunk.facenet.parameters())
+    path = save_checkpoint(tmp_path / "rnet.pt", net)
+    assert path.stat().st_size < 2_000_000  # FaceNet's 23 M weights are not in it
+    back, _ = load_checkpoint(path)
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(x), net.eval()(x))
+        # .to() carries the frozen FaceNet along
+        torch.testing.assert_close(back.double()(x.double()).float(), net(x), atol=1e-4, rtol=1e-4)
+
+
+def test_exported_model_is_float16_and_predicts_as_its_checkpoint(tmp_path):
+    from facerecon.nets.rnet import export_model
+
+    net = RNet(RNetConfig(trunk="resnet18"))
+    with torch.no_grad():
+        net.head.weight.normal_(0, 1e-3)
+    ckpt = save_checkpoint(tmp_path / "last.pt", net, {"step": 9, "optimizer": {"state": {}}, "train_config": {"lr": 1}})
+    out = export_model(ckpt, tmp_path / "model.pt", {"data": "tiny"})
+    doc = torch.load(out, weights_only=True)
+    assert {v.dtype for v in doc["state_dict"].values() if v.is_floating_point()} == {torch.float16}
+    assert doc["extra"] == {"step": 9, "train_config": {"lr": 1}, "data": "tiny"}  # no optimiser state
+    assert out.stat().st_size < 0.6 * ckpt.stat().st_size
+    back, _ = load_checkpoint(out)
+    assert back.head.weight.dtype == torch.float32
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(back.eval()(x), net.eval()(x), atol=2e-3, rtol=1e-3)

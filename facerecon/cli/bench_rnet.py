@@ -66,7 +66,7 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trunk", choices=["resnet50", "resnet18"], default="resnet50",
+    parser.add_argument("--trunk", choices=["resnet50", "resnet18", "facenet"], default="resnet50",
                         help="network trunk of an untrained R-Net (ignored with --checkpoint)")
     parser.add_argument("--checkpoint", type=Path, default=None, metavar="PATH",
                         help="time this R-Net checkpoint instead (its own trunk and input size)")

@@ -228,14 +228,22 @@ class InceptionResNetV1(nn.Module):
         self.bottleneck_bn = nn.BatchNorm1d(EMBEDDING_DIM, eps=1e-3)
         self.l2_floor = 1e-10  # embeddings/Maximum/y: floor on the squared norm
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 160, 160) prewhitened -> (B, 512) bottleneck output before normalisation."""
+    def stages(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, 160, 160) prewhitened -> the maps after the 17×17 blocks (B, 896, 8, 8) and after
+        the last block (B, 1792, 3, 3), and the (B, 512) bottleneck output before normalisation."""
         x = self.conv2d_2b(self.conv2d_2a(self.conv2d_1a(x)))
         x = F.max_pool2d(x, 3, 2)
         x = self.conv2d_4b(self.conv2d_4a(self.conv2d_3b(x)))
         x = self.repeat(x)
-        x = self.repeat_1(self.mixed_6a(x))
-        x = self.block8(self.repeat_2(self.mixed_7a(x)))
+        mid = self.repeat_1(self.mixed_6a(x))
+        late = self.block8(self.repeat_2(self.mixed_7a(mid)))
+        return mid, late, self._bottleneck(late)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 160, 160) prewhitened -> (B, 512) bottleneck output before normalisation."""
+        return self.stages(x)[2]
+
+    def _bottleneck(self, x: torch.Tensor) -> torch.Tensor:
         x = F.avg_pool2d(x, 3, 1)  # "AvgPool_1a_8x8": 3x3, stride 1, VALID -> 1x1 at 160 px
         x = x.permute(0, 2, 3, 1).flatten(1)  # NHWC flatten order, as the graph's Reshape
         x = self.bottleneck(x)

