@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import time
 import warnings
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass
@@ -494,6 +495,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True,
                    disable=not (self.dist.main and cfg.progress))
         window: list[dict[str, float]] = []
+        tick = time.perf_counter()
         try:
             while self.step < end:
                 record = self.train_step(next(photos) if photos is not None else None,
@@ -502,7 +504,12 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == end:
                     means = _means(window)
-                    window = []
+                    now = time.perf_counter()
+                    # photos (and synthetic faces) per second of all processes over the window
+                    means["images_per_s"] = (len(window) * cfg.batch_size * self.dist.world
+                                             * ((cfg.self_supervised > 0 or cfg.distill > 0) + (cfg.synthetic > 0))
+                                             / max(now - tick, 1e-9))
+                    window, tick = [], now
                     self._log("train", means)
                     bar.set_postfix(loss=f"{means['total']:.4g}", lr=f"{means['lr']:.2e}", refresh=False)
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
