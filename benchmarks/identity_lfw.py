@@ -27,6 +27,7 @@ import numpy as np
 
 from facerecon.assets import shared_path
 from facerecon.cli import set_cpu_threads
+from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 from facerecon.params import FaceParams
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--cache", type=Path, help="per-photo fits (.npz), read and extended")
     parser.add_argument("--json")
+    add_engine_arguments(parser.add_argument_group("engine"))
     add_arguments(parser.add_argument_group("fitting"), FitConfig)
     args = parser.parse_args()
     set_cpu_threads(None)
@@ -68,6 +70,9 @@ def main() -> None:
     from facerecon.atomic import atomic_path
     from facerecon.pipeline import FaceReconstructor
 
+    options = engine_options(args)
+    # what made the cached fits: the fit config, and the R-Net engine when one is used
+    config_doc = asdict(config) | ({"engine": engine_record(options)} if options["engine"] != "fit" else {})
     chosen = subset(args.people, args.every)
     root = shared_path()
     keys = [str(p.relative_to(root)) for _, ps in chosen for p in ps]
@@ -80,11 +85,11 @@ def main() -> None:
             for key, value in (("albedo", "spectral"), ("lr_final", 1.0)):
                 stored.setdefault(key, value)
             stored.get("weights", {}).setdefault("photo_robust", 0.0)
-            if stored != json.loads(json.dumps(asdict(config), default=str)):
+            if stored != json.loads(json.dumps(config_doc, default=str)):
                 parser.error(f"{args.cache} holds fits made with another fitting configuration: "
                              "give another --cache file")
             cache = {k: z["vectors"][i].astype(np.float32) for i, k in enumerate(z["keys"].tolist())}
-    recon = FaceReconstructor(config=config)
+    recon = FaceReconstructor(config=config, **options)
     t0, fitted = time.perf_counter(), 0
     for b in range(0, len(keys), 5):
         todo = [k for k in keys[b:b + 5] if k not in cache]
@@ -104,7 +109,7 @@ def main() -> None:
                 np.savez_compressed(fh, keys=np.array(ordered),
                                     vectors=np.stack([cache[k] for k in ordered]).astype(np.float16),
                                     layout=json.dumps(list(FaceParams.zeros(1).sizes().items())),
-                                    config=json.dumps(asdict(config), default=str))
+                                    config=json.dumps(config_doc, default=str))
     have = [i for i, k in enumerate(keys) if k in cache]
     vec = np.stack([cache[keys[i]] for i in have]).astype(np.float64)
     alpha = vec[:, :80]
@@ -112,7 +117,7 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"config": asdict(config), "subset": [n for n, _ in chosen], "figures": figures}, f, indent=1)
+            json.dump({"config": config_doc, "subset": [n for n, _ in chosen], "figures": figures}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 import trimesh
 
 from facerecon.cli import set_cpu_threads
+from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
 from facerecon.config import add_arguments, from_args
 from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_view, skin_transfer
 from facerecon.evaluation.scan import evaluate_scan
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--save-renders", type=Path, help="write the renders here (PNG, for looking at)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
+    add_engine_arguments(ap.add_argument_group("engine"))
     add_arguments(ap.add_argument_group("fitting"), FitConfig)
     args = ap.parse_args()
     set_cpu_threads(None)
@@ -86,7 +88,8 @@ def main() -> None:
     scan, scan_lmk = load_lee_perry_smith()
     transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
     backgrounds = PhotoBackgrounds()
-    recon = FaceReconstructor(config=config)
+    options = engine_options(args)
+    recon = FaceReconstructor(config=config, **options)
     faces_np = face.faces.numpy()
     rows: list[dict] = []
 
@@ -133,7 +136,7 @@ def main() -> None:
             print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
                   f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
-    summary: dict = {"config": asdict(config), "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
+    summary: dict = {"config": asdict(config), "engine": engine_record(options) or {"engine": "fit"}, "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
                      "textures": [samples[i]["name"] for i in pick], "per_view": {}}
     for method in ("fit",) if args.no_neutral else ("fit", "fit neutral"):
         for view in args.views:

@@ -143,8 +143,8 @@ class FaceReconstructor:
     pass, no optimisation); "rnet+fit" starts the fitter from that prediction for ``refine``
     steps in all (split by :func:`refine_split`). ``rnet``: a checkpoint path (rebuilt by
     :func:`~facerecon.nets.rnet.load_checkpoint`) or an :class:`~facerecon.nets.rnet.RNet`
-    (moved to the device, eval mode, gradients off); required by the R-Net engines, refused with
-    "fit". Raises ValueError (one line) for an unknown engine, a missing network, a negative
+    (moved to the device, eval mode, gradients off); the R-Net engines use the shipped model
+    when it is None; refused with "fit". Raises ValueError (one line) for an unknown engine, a missing network, a negative
     ``refine``, or a checkpoint whose layout, albedo model or region differs from the fitter's.
     """
 
@@ -157,8 +157,12 @@ class FaceReconstructor:
         if engine == "fit" and rnet is not None:
             raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet' or 'rnet+fit')")
         if engine != "fit" and rnet is None:
-            raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH); "
-                             "facerecon ships no trained R-Net yet (train one with facerecon train)")
+            from facerecon.nets.rnet import default_model_path
+
+            rnet = default_model_path()
+            if rnet is None:
+                raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): the shipped model "
+                                 "facerecon/resources/rnet_default.pt is missing from this installation")
         landmark_steps, steps = refine_split(refine)
         self.device = torch.device(device)
         self.config = config or FitConfig()

@@ -116,7 +116,19 @@ def test_engine_fit_refuses_a_network(fit_recon, checkpoints):
         make(fit_recon, "fit", checkpoints["untrained"])
     with pytest.raises(ValueError, match="unknown engine"):
         make(fit_recon, "regress", None)
-    with pytest.raises(ValueError, match="ships no trained R-Net"):
+
+
+def test_rnet_engines_default_to_the_shipped_model(fit_recon, checkpoints, monkeypatch):
+    import facerecon.nets.rnet as rnet_module
+
+    shipped = rnet_module.default_model_path()
+    if shipped is not None:  # the package's own model loads and fits the fitter's layout
+        assert make(fit_recon, "rnet", None).rnet.config == load_checkpoint(shipped)[0].config
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda: checkpoints["nudged"])
+    recon = make(fit_recon, "rnet", None)
+    assert torch.equal(recon.rnet.head.weight, load_checkpoint(checkpoints["nudged"])[0].head.weight)
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda: None)
+    with pytest.raises(ValueError, match="rnet_default.pt is missing"):
         make(fit_recon, "rnet", None)
 
 
@@ -281,7 +293,7 @@ def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--engine", "rnet"], "--engine rnet needs --rnet PATH: facerecon ships no trained R-Net model"),
+    (["--engine", "rnet"], "--engine rnet needs --rnet PATH: the shipped model"),
     (["--engine", "rnet+fit", "--rnet", "{tmp}/missing.pt"], "no such file"),
     (["--rnet", "{ckpt}"], "--rnet is only used with --engine rnet or rnet+fit"),
     (["--refine", "3"], "--refine is only used with --engine rnet+fit"),
@@ -290,7 +302,10 @@ def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints
     (["--engine", "rnet", "--rnet", "{bad}"], "parameter layout differs from the fitter's"),
     (["--engine", "fast"], None),
 ])
-def test_cli_engine_errors_are_one_line(tmp_path, photo, checkpoints, capsys, extra, words):
+def test_cli_engine_errors_are_one_line(tmp_path, photo, checkpoints, capsys, extra, words, monkeypatch):
+    import facerecon.nets.rnet as rnet_module
+
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda: None)  # as an installation without it
     args = [a.format(tmp=tmp_path, ckpt=checkpoints["untrained"], bad=checkpoints["small_id"]) for a in extra]
     out = tmp_path / "out"
     if words is None:  # argparse refuses an unknown engine itself

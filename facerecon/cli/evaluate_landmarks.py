@@ -23,8 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=["detector", "fit"], default="detector",
                         help="detector: dlib's 68 points; fit: the fitted face model's landmarks, projected")
     parser.add_argument("--device", default="cpu", help="with --source fit: cpu, cuda or cuda:N")
+    from facerecon.cli.engine_args import add_engine_arguments
     from facerecon.config import add_arguments as add_config_arguments
     from facerecon.fitting.engine import FitConfig
+
+    add_engine_arguments(parser.add_argument_group("engine (with --source fit)"))
 
     add_config_arguments(parser.add_argument_group("fitting (with --source fit)"), FitConfig)
 
@@ -50,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         from facerecon.imageio import NoFaceError
         from facerecon.pipeline import FaceReconstructor
 
-        recon = FaceReconstructor(device=args.device, config=from_args(FitConfig, args))
+        from facerecon.cli.engine_args import engine_options
+
+        recon = FaceReconstructor(device=args.device, config=from_args(FitConfig, args), **engine_options(args))
 
         def predictor(image):
             try:

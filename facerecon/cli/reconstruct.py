@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from facerecon.cli import multi
+from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
-from facerecon.pipeline import DEFAULT_REFINE, ENGINES
+from facerecon.pipeline import DEFAULT_REFINE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -52,16 +53,7 @@ def register(subparsers) -> None:
                    help="only every N-th photo (sorted by path) from the I-th, so N jobs split the work; "
                         "output folders are as without --shard, the report is OUT/report-shard-I-of-N.json")
     engine = p.add_argument_group("engine")
-    engine.add_argument("--engine", choices=ENGINES, default="fit",
-                        help="fit: the fitter alone (PnP pose, landmark stage, full stage); rnet: the R-Net "
-                             "regressor's prediction alone (one forward pass per batch, no optimisation; needs "
-                             "--rnet); rnet+fit: R-Net's prediction refined by --refine fitter steps")
-    engine.add_argument("--rnet", type=Path, default=None, metavar="PATH",
-                        help="R-Net checkpoint (from facerecon train) for --engine rnet and rnet+fit; facerecon "
-                             "ships no trained one yet")
-    engine.add_argument("--refine", type=int, default=None, metavar="N",
-                        help="fitter steps after R-Net's prediction with --engine rnet+fit, in all (a quarter "
-                             f"landmark-stage, the rest full-stage steps); {DEFAULT_REFINE} when not given")
+    add_engine_arguments(engine)
     engine.add_argument("--ray", type=int, default=None, metavar="N",
                         help="spread the photos over N Ray workers (needs pip install 'facerecon[ray]'): a local "
                              "Ray instance, or the cluster at RAY_ADDRESS (then the photos, -o and --rnet must be "
@@ -72,41 +64,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def engine_options(args: argparse.Namespace) -> dict:
-    """``engine``, ``rnet`` and ``refine`` for FaceReconstructor from the options; a UserError
-    (one line) for combinations that cannot run."""
-    from facerecon.cli import UserError
-
-    engine, rnet, refine = args.engine, args.rnet, args.refine
-    if engine == "fit":
-        if rnet is not None:
-            raise UserError("--rnet is only used with --engine rnet or rnet+fit")
-        if refine is not None:
-            raise UserError("--refine is only used with --engine rnet+fit")
-        return {"engine": "fit"}
-    if rnet is None:
-        raise UserError(f"--engine {engine} needs --rnet PATH: facerecon ships no trained R-Net model "
-                        "(train one with 'facerecon train')")
-    if not rnet.is_file():
-        raise UserError(f"--rnet {rnet}: no such file")
-    if refine is not None and engine != "rnet+fit":
-        raise UserError("--refine is only used with --engine rnet+fit")
-    if refine is not None and refine < 0:
-        raise UserError(f"--refine must be at least 0 (got {refine})")
-    out = {"engine": engine, "rnet": rnet}
-    if engine == "rnet+fit":
-        out["refine"] = DEFAULT_REFINE if refine is None else refine
-    return out
-
-
-def engine_record(options: dict) -> dict | None:
-    """What params.json and report.json record of the engine (None for the plain fit)."""
-    if options["engine"] == "fit":
-        return None
-    record = {"engine": options["engine"], "rnet": str(options["rnet"])}
-    if "refine" in options:
-        record["refine"] = options["refine"]
-    return record
 
 
 def build_reconstructor(args: argparse.Namespace, config: FitConfig, options: dict):

@@ -1,0 +1,64 @@
+"""The engine options shared by every command that reconstructs (``reconstruct``, ``evaluate
+landmarks --source fit``, the accuracy benchmarks): fitter, R-Net alone, or R-Net refined."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facerecon.pipeline import DEFAULT_REFINE, ENGINES
+
+
+def add_engine_arguments(group: argparse._ActionsContainer) -> None:
+    """--engine, --rnet, --refine."""
+    group.add_argument("--engine", choices=ENGINES, default="fit",
+                       help="fit: the fitter alone (PnP pose, landmark stage, full stage); rnet: the R-Net "
+                            "regressor's prediction alone (one forward pass per batch, no optimisation; needs "
+                            "--rnet); rnet+fit: R-Net's prediction refined by --refine fitter steps")
+    group.add_argument("--rnet", type=Path, default=None, metavar="PATH",
+                       help="R-Net checkpoint (from facerecon train) for --engine rnet and rnet+fit; "
+                            "default: the model shipped with facerecon (MODEL_CARD.md)")
+    group.add_argument("--refine", type=int, default=None, metavar="N",
+                       help="fitter steps after R-Net's prediction with --engine rnet+fit, in all (a quarter "
+                            f"landmark-stage, the rest full-stage steps); {DEFAULT_REFINE} when not given")
+
+
+def engine_options(args: argparse.Namespace) -> dict:
+    """``engine``, ``rnet`` and ``refine`` for FaceReconstructor from the options; a UserError
+    (one line) for combinations that cannot run."""
+    from facerecon.cli import UserError
+
+    engine, rnet, refine = args.engine, args.rnet, args.refine
+    if engine == "fit":
+        if rnet is not None:
+            raise UserError("--rnet is only used with --engine rnet or rnet+fit")
+        if refine is not None:
+            raise UserError("--refine is only used with --engine rnet+fit")
+        return {"engine": "fit"}
+    if rnet is None:
+        from facerecon.nets.rnet import default_model_path
+
+        rnet = default_model_path()
+        if rnet is None:
+            raise UserError(f"--engine {engine} needs --rnet PATH: the shipped model "
+                            "facerecon/resources/rnet_default.pt is missing from this installation")
+    if not rnet.is_file():
+        raise UserError(f"--rnet {rnet}: no such file")
+    if refine is not None and engine != "rnet+fit":
+        raise UserError("--refine is only used with --engine rnet+fit")
+    if refine is not None and refine < 0:
+        raise UserError(f"--refine must be at least 0 (got {refine})")
+    out = {"engine": engine, "rnet": rnet}
+    if engine == "rnet+fit":
+        out["refine"] = DEFAULT_REFINE if refine is None else refine
+    return out
+
+
+def engine_record(options: dict) -> dict | None:
+    """What params.json and report.json record of the engine (None for the plain fit)."""
+    if options["engine"] == "fit":
+        return None
+    record = {"engine": options["engine"], "rnet": str(options["rnet"])}
+    if "refine" in options:
+        record["refine"] = options["refine"]
+    return record
