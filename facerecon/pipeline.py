@@ -213,19 +213,23 @@ class FaceReconstructor:
             p.requires_grad_(False)
         return net
 
-    def predict(self, crops: torch.Tensor) -> FaceParams:
-        """R-Net's parameters (on the device) for (B,3,S,S) aligned crops in [0,1]: one batched
-        forward pass, eval mode, no gradients. Crops of another size than the network's input are
-        resized bilinearly."""
+    def predict(self, crops: torch.Tensor, landmarks: torch.Tensor | None = None) -> FaceParams:
+        """R-Net's parameters (on the device) for (B,3,S,S) aligned crops in [0,1] and their (B,68,2)
+        landmarks in crop pixels (used by networks that take them): one batched forward pass, eval
+        mode, no gradients. Crops of another size than the network's input are resized bilinearly
+        (and the landmarks scaled with them)."""
         if self.rnet is None:
             raise ValueError("this reconstructor has no R-Net (engine 'rnet' or 'rnet+fit')")
         size = self.rnet.config.input_size
         with torch.no_grad():
             x = crops.to(self.device)
+            lmk = landmarks.to(self.device).float() if landmarks is not None else None
             if x.shape[-2:] != (size, size):
+                if lmk is not None:
+                    lmk = lmk * (size / x.shape[-1])
                 x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                     antialias=True)
-            return self.rnet.predict(x).map(lambda t: t.contiguous())
+            return self.rnet.predict(x, lmk).map(lambda t: t.contiguous())
 
     def evaluate(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
                  attention: torch.Tensor | None = None) -> FitResult:
@@ -250,7 +254,7 @@ class FaceReconstructor:
         (the joint multi-photo fit relies on this)."""
         if init is not None or self.engine == "fit":
             return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
-        predicted = self.predict(crops)
+        predicted = self.predict(crops, lmk)
         index = group_index(groups, predicted.batch, self.device)
         if index is not None:  # photos of one person share α and δ: the mean of their predictions
             for name in ("alpha", "delta"):

@@ -133,6 +133,22 @@ def test_rnet_engines_default_to_the_shipped_model(fit_recon, checkpoints, monke
 
 
 # --- engine "rnet" -----------------------------------------------------------------------------------
+def test_rnet_engine_gives_the_network_its_landmarks(fit_recon, prepared, tmp_path):
+    """A landmark_input network gets the crop's detected landmarks, in pixels of its own input
+    size: the pipeline's prediction equals the network's own on (crop, landmarks_crop)."""
+    torch.manual_seed(1)
+    net = RNet(RNetConfig(trunk="resnet18", landmark_input=True))
+    with torch.no_grad():
+        net.head.weight[:, -136:].normal_(0, 0.02)  # only the landmark inputs move the output
+    path = save_checkpoint(tmp_path / "lmk.pt", net, {"train_config": {"albedo": "learned", "region": "narrow"}})
+    rec = make(fit_recon, "rnet", path).fit_prepared([prepared])[0]
+    crop, lmk, _ = batch_of(prepared[1])
+    with torch.no_grad():
+        own = net.eval().predict(crop, lmk)
+        other = net.predict(crop, lmk + 5.0)
+    assert same(rec.params, own) and not same(rec.params, other)
+
+
 def test_rnet_engine_is_the_prediction_alone(fit_recon, prepared, checkpoints, monkeypatch):
     recon = make(fit_recon, "rnet", checkpoints["untrained"])
     assert not recon.rnet.training and not any(p.requires_grad for p in recon.rnet.parameters())

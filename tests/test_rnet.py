@@ -119,3 +119,17 @@ def test_exported_model_is_float16_and_predicts_as_its_checkpoint(tmp_path):
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(back.eval()(x), net.eval()(x), atol=2e-3, rtol=1e-3)
+
+
+def test_landmark_input_moves_the_prediction_and_is_required():
+    import pytest
+
+    net = RNet(RNetConfig(trunk="resnet18", landmark_input=True)).eval()
+    assert net.head.in_features == 512 + 136
+    with torch.no_grad():
+        net.head.weight.normal_(0, 1e-2)
+        x, lm = torch.rand(2, 3, 224, 224), torch.rand(2, 68, 2) * 224
+        a, b = net(x, lm), net(x, lm.flip(0))
+    assert not torch.allclose(a, b) and torch.allclose(a.flip(0), net(x.flip(0), lm.flip(0)), atol=1e-5)
+    with pytest.raises(ValueError, match="landmarks as input"):
+        net(x)

@@ -113,6 +113,24 @@ def test_the_objectives_mix_by_weight(data, face_model, tmp_path):
     assert h["distill/labelled"] == 1.0 and h["self_supervised/photo"] > 0 and h["synthetic/vertices"] > 0
 
 
+def test_a_landmark_input_net_gets_the_photos_and_synthetic_landmarks(data, face_model, tmp_path):
+    """Photos give their detected landmarks, synthetic faces their projected ones; validation too."""
+    train, val, labels = data
+    cfg = config(tmp_path, steps=2, self_supervised=1.0, synthetic=0.5, batch_size=2, validate_every=2,
+                 net=RNetConfig(trunk="resnet18", input_size=SIZE, landmark_input=True))
+    model = RNet(cfg.net)
+    seen = []
+    forward = model.forward
+    model.forward = lambda images, landmarks=None: (seen.append((images.shape[0], landmarks)), forward(images, landmarks))[1]
+    trainer = Trainer(cfg, model, train, val, None, model=face_model)
+    trainer.train()
+    assert all(lm is not None and lm.shape == (n, 68, 2) for n, lm in seen)
+    assert seen[0][0] == 4  # 2 photos + 2 synthetic faces in one pass
+    photo_lmk = torch.stack([torch.as_tensor(train[i]["landmarks"]) for i in range(len(train))])
+    assert any(torch.allclose(seen[0][1][0], p.float()) for p in photo_lmk)
+    assert trainer.last_metrics and len(seen) > 2  # validation ran, through the same landmark path
+
+
 def test_a_resumed_run_takes_the_same_steps_as_an_uninterrupted_one(data, face_model, tmp_path):
     train, _, labels = data
     kw = dict(steps=5, batch_size=2, checkpoint_every=3, distill=0.5, warmup=2)  # 2 batches per epoch

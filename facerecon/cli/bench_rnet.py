@@ -42,6 +42,7 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
     size = net.config.input_size
     g = torch.Generator().manual_seed(seed)
     crops = torch.randint(0, 256, (batch, size, size, 3), generator=g, dtype=torch.uint8)
+    landmarks = (torch.rand(batch, 68, 2, generator=g) * size).to(dev)  # used by landmark_input networks
     total, forward = [], []
     with torch.inference_mode():
         for i in range(warmup + iters):
@@ -50,7 +51,7 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
             x = crops.to(dev).permute(0, 3, 1, 2).float() / 255.0
             sync_device(dev)
             t1 = time.perf_counter()
-            params = net.predict(x)
+            params = net.predict(x, landmarks)
             sync_device(dev)
             t2 = time.perf_counter()
             model.shape(params.alpha, params.beta)

