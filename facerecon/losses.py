@@ -173,8 +173,11 @@ class HybridLoss:
                     target_embedding = self.embed(images)
             composite = out.image * out.mask + images * (1 - out.mask)
             per = perceptual_loss(self.embed(composite), target_embedding)
+        # with no photometric weight and no FaceNet term nothing is rendered (the landmark stage)
+        photo = (photo_loss(out.image, images, out.mask, attention, self.weights.photo_robust)
+                 if self.weights.photo > 0 or per is not None else landmarks.new_zeros(landmarks.shape[0]))
         return hybrid_loss(
-            self.weights, photo=photo_loss(out.image, images, out.mask, attention, self.weights.photo_robust),
+            self.weights, photo=photo,
             landmark=landmark_loss(out.landmarks, landmarks, self.omega.to(landmarks.device)), perceptual=per,
             coef=self.coef(params), texture=texture_loss(out.albedo, self.skin_mask),
         )

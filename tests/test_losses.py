@@ -181,3 +181,36 @@ def test_robust_photo_loss_down_weights_large_residuals_by_hand():
     r = render.clone().requires_grad_()
     photo_loss(r, target, mask, robust=0.1).sum().backward()
     assert torch.allclose(r.grad[0, 0, 0], torch.tensor([-w1, -w2]) / (w1 + w2), atol=1e-5)
+
+
+def test_a_landmark_stage_renders_nothing():
+    """With no photometric weight and no FaceNet term, HybridLoss never asks for the rendered
+    image (a landmark stage of training costs no rasterisation); the terms it has are unchanged."""
+    from facerecon.losses import HybridLoss, LossWeights
+    from facerecon.params import FaceParams
+
+    class NoRender:
+        landmarks = torch.full((2, 68, 2), 3.0)
+        albedo = torch.rand(2, 50, 3)
+
+        @property
+        def image(self):
+            raise AssertionError("rendered")
+
+        mask = image
+
+    params = FaceParams.zeros(2)
+    params.alpha = torch.ones(2, 80)
+    skin = torch.ones(50, dtype=torch.bool)
+    target = torch.zeros(2, 68, 2)
+    loss = HybridLoss(LossWeights(photo=0.0, perceptual=0.0), skin)(NoRender(), params, torch.rand(2, 3, 8, 8), target)
+    assert torch.equal(loss.photo, torch.zeros(2))
+    ref = HybridLoss(LossWeights(photo=0.0, perceptual=0.0), skin)
+    torch.testing.assert_close(loss.landmark, landmark_loss(NoRender.landmarks, target, ref.omega))
+    assert torch.all(loss.coef > 0)
+    try:
+        HybridLoss(LossWeights(photo=1.0), skin)(NoRender(), params, torch.rand(2, 3, 8, 8), target)
+    except AssertionError as exc:
+        assert "rendered" in str(exc)
+    else:
+        raise AssertionError("a photometric weight must render")

@@ -131,6 +131,21 @@ def test_a_landmark_input_net_gets_the_photos_and_synthetic_landmarks(data, face
     assert trainer.last_metrics and len(seen) > 2  # validation ran, through the same landmark path
 
 
+def test_a_second_stage_starts_from_the_first_stage_weights_at_step_zero(data, face_model, tmp_path):
+    train, _, _ = data
+    first = Trainer(config(tmp_path / "a", steps=2), net(0), train, None, model=face_model)
+    first.train()
+    cfg = config(tmp_path / "b", steps=3, init=str(first.checkpoint_path), lr=1e-4)
+    second = Trainer(cfg, net(1), train, None, model=face_model)
+    assert second.step == 0 and second.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    for k, v in first.net.state_dict().items():
+        assert torch.equal(second.net.state_dict()[k], v), k
+    other = RNetConfig(trunk="resnet18", input_size=SIZE, n_id=40)
+    with pytest.raises(ValueError, match="another network"):
+        Trainer(config(tmp_path / "c", init=str(first.checkpoint_path), net=other), RNet(other), train, None,
+                model=face_model)
+
+
 def test_a_resumed_run_takes_the_same_steps_as_an_uninterrupted_one(data, face_model, tmp_path):
     train, _, labels = data
     kw = dict(steps=5, batch_size=2, checkpoint_every=3, distill=0.5, warmup=2)  # 2 batches per epoch

@@ -45,6 +45,9 @@ class TrainConfig:
     train.jsonl (log), tb/ (TensorBoard)."""
     net: RNetConfig = field(default_factory=RNetConfig)
     """The network (stored in every checkpoint)."""
+    init: Optional[str] = None
+    """Start a new run from this checkpoint's weights (same network config; its optimiser, step
+    and schedule are not taken): a second stage, e.g. the full loss after a landmark stage."""
     steps: int = 500_000
     """Optimiser steps of the whole run (a resumed run continues to this count)."""
     batch_size: int = 8

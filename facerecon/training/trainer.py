@@ -249,7 +249,8 @@ class Trainer:
         self._writer: Any = None
         self._writer_missing = False
         self._synth_model: FaceModel | None = None
-        self.resume()
+        if not self.resume() and cfg.init:
+            self.load_init(cfg.init)
         if self.dist.main:
             atomic_write_json(self.out / "config.json", cfg.record(), mkdir=True)
 
@@ -275,6 +276,14 @@ class Trainer:
         path = save_checkpoint(self.checkpoint_path, self.net, extra)
         self._append_log({"event": "checkpoint", "step": self.step, "rank": self.dist.rank, "file": path.name})
         return path
+
+    def load_init(self, path: str | os.PathLike) -> None:
+        """Weights of another run's checkpoint (``config.init``): a new run starts from them."""
+        saved, _ = load_checkpoint(path, map_location=self.device)
+        if asdict(saved.config) != asdict(self.net.config):
+            raise ValueError(f"{path}: --init checkpoint of another network ({saved.config}), this run has "
+                             f"{self.net.config}")
+        self.net.load_state_dict(saved.state_dict())
 
     def resume(self) -> bool:
         """Continue from ``OUT/last.pt`` when it exists: weights, optimiser, scheduler, scaler,
