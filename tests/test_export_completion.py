@@ -490,3 +490,30 @@ def test_eyes_have_an_iris_and_pupil_in_the_photo_colour(model):
     bake = bake_texture_maps(model, shut, photo, M_inv, size=256)
     assert not bake.iris_from_photo
     assert bake.iris_color[0] > bake.iris_color[2]  # the default brown
+
+
+def test_texel_mirror_map_is_read_back_from_the_cache_folder(model, tmp_path, monkeypatch):
+    """A second process reads the map from the user cache instead of recomputing it (1.5 s of a
+    one-photo run); a changed atlas is another file; an unreadable file is recomputed."""
+    import scipy.spatial
+
+    from facerecon.export import symmetry
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(symmetry, "_MIRROR_CACHE", {})
+    atlas = model_atlas(model)
+    first = texel_mirror(model, atlas, 64)
+    files = list((tmp_path / "facerecon").glob("texel-mirror-*.npz"))
+    assert len(files) == 1
+    monkeypatch.setattr(symmetry, "_MIRROR_CACHE", {})  # as a new process
+    monkeypatch.setattr(scipy.spatial, "cKDTree", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = texel_mirror(model, atlas, 64)
+    assert np.array_equal(again.partner, first.partner) and np.array_equal(again.distance, first.distance)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(symmetry, "_MIRROR_CACHE", {})
+    files[0].write_bytes(b"broken")
+    assert np.array_equal(texel_mirror(model, atlas, 64).partner, first.partner)
+    monkeypatch.setattr(symmetry, "_MIRROR_CACHE", {})
+    texel_mirror(model, atlas, 32)
+    assert len(list((tmp_path / "facerecon").glob("texel-mirror-*.npz"))) == 2
