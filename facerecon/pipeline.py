@@ -196,7 +196,9 @@ class FaceReconstructor:
         else:
             name = os.fspath(rnet)
             try:
-                net, extra = load_checkpoint(name, map_location="cpu")
+                # a FaceNet trunk shares the perceptual term's FaceNet (one copy, loaded once)
+                shared = self._facenet.net if self._facenet is not None else None
+                net, extra = load_checkpoint(name, map_location="cpu", facenet=shared)
             except (FileNotFoundError, IsADirectoryError):
                 raise ValueError(f"{name}: no such R-Net checkpoint file") from None
             except ValueError:

@@ -124,6 +124,10 @@ def test_rnet_engines_default_to_the_shipped_model(fit_recon, checkpoints, monke
     shipped = rnet_module.default_model_path()
     if shipped is not None:  # the package's own model loads and fits the fitter's layout
         assert make(fit_recon, "rnet", None).rnet.config == load_checkpoint(shipped)[0].config
+        # with the perceptual term on, its FaceNet trunk is the fitter's FaceNet: one copy
+        recon = make(fit_recon, "rnet", None, config=replace(TINY, perceptual=True))
+        if recon.rnet.config.trunk == "facenet":
+            assert recon.rnet.trunk.facenet is recon._facenet.net
     monkeypatch.setattr(rnet_module, "default_model_path", lambda: checkpoints["nudged"])
     recon = make(fit_recon, "rnet", None)
     assert torch.equal(recon.rnet.head.weight, load_checkpoint(checkpoints["nudged"])[0].head.weight)

@@ -255,15 +255,17 @@ def save_checkpoint(path: str | os.PathLike, net: RNet, extra: dict[str, Any] | 
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[RNet, dict]:
-    """Rebuild an :class:`RNet` from its checkpoint alone; returns (network, extra)."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    facenet: nn.Module | None = None) -> tuple[RNet, dict]:
+    """Rebuild an :class:`RNet` from its checkpoint alone; returns (network, extra). ``facenet``:
+    an already loaded FaceNet network for a ``facenet`` trunk to share (None: read its own)."""
     doc = torch.load(path, map_location=map_location, weights_only=True)
     if doc.get("format") != "facerecon.rnet":
         raise ValueError(f"{path}: not a facerecon R-Net checkpoint")
     config = doc["config"]
     if "facenet_box" in config:
         config["facenet_box"] = tuple(config["facenet_box"])
-    net = RNet(RNetConfig(**config))
+    net = RNet(RNetConfig(**config), facenet=facenet if config.get("trunk") == "facenet" else None)
     ref = net.state_dict()
     # a shipped model stores its weights in float16: back to the network's own dtypes
     state = {k: (v.to(ref[k].dtype) if k in ref and v.is_floating_point() else v) for k, v in doc["state_dict"].items()}
