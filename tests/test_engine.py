@@ -183,9 +183,9 @@ def test_rnet_engine_batches_one_forward_pass(fit_recon, prepared, checkpoints, 
     calls: list[int] = []
     real = RNet.forward
 
-    def counting(self, images):
+    def counting(self, images, landmarks=None):
         calls.append(images.shape[0])
-        return real(self, images)
+        return real(self, images, landmarks)
 
     monkeypatch.setattr(RNet, "forward", counting)
     recs = recon.fit_prepared([prepared] * 3)
