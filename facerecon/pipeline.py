@@ -157,12 +157,11 @@ class FaceReconstructor:
         if engine == "fit" and rnet is not None:
             raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet' or 'rnet+fit')")
         if engine != "fit" and rnet is None:
-            from facerecon.nets.rnet import default_model_path
+            from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
 
             rnet = default_model_path()
             if rnet is None:
-                raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): the shipped model "
-                                 "facerecon/resources/rnet_default.pt is missing from this installation")
+                raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {MISSING_DEFAULT}")
         landmark_steps, steps = refine_split(refine)
         self.device = torch.device(device)
         self.config = config or FitConfig()

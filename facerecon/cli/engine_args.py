@@ -36,12 +36,11 @@ def engine_options(args: argparse.Namespace) -> dict:
             raise UserError("--refine is only used with --engine rnet+fit")
         return {"engine": "fit"}
     if rnet is None:
-        from facerecon.nets.rnet import default_model_path
+        from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
 
         rnet = default_model_path()
         if rnet is None:
-            raise UserError(f"--engine {engine} needs --rnet PATH: the shipped model "
-                            "facerecon/resources/rnet_default.pt is missing from this installation")
+            raise UserError(f"--engine {engine} needs --rnet PATH: {MISSING_DEFAULT}")
     if not rnet.is_file():
         raise UserError(f"--rnet {rnet}: no such file")
     if refine is not None and engine != "rnet+fit":

@@ -275,6 +275,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 #: Default R-Net shipped with the package (see MODEL_CARD.md), a :func:`export_model` file.
 DEFAULT_MODEL = "rnet_default.pt"
+#: What an R-Net engine says when it is given no network and the shipped one is absent.
+MISSING_DEFAULT = f"the shipped model facerecon/resources/{DEFAULT_MODEL} is missing from this installation"
 
 
 def default_model_path() -> Path | None:
@@ -298,4 +300,4 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, card: di
 
 
 __all__ = ["RNetConfig", "RNet", "ResNetTrunk", "FaceNetTrunk", "TRUNKS", "save_checkpoint", "load_checkpoint",
-           "export_model", "default_model_path", "DEFAULT_MODEL"]
+           "export_model", "default_model_path", "DEFAULT_MODEL", "MISSING_DEFAULT"]

@@ -72,12 +72,11 @@ def check_engine(engine: str, rnet: Any, refine: int, config: FitConfig) -> None
             raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet' or 'rnet+fit')")
         return
     if rnet is None:
-        from facerecon.nets.rnet import default_model_path
+        from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
 
         rnet = default_model_path()
         if rnet is None:
-            raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): the shipped model "
-                             "facerecon/resources/rnet_default.pt is missing from this installation")
+            raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {MISSING_DEFAULT}")
     refine_split(refine)
     trained: dict = {}
     if isinstance(rnet, RNet):
