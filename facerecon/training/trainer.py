@@ -277,13 +277,19 @@ class Trainer:
         self._append_log({"event": "checkpoint", "step": self.step, "rank": self.dist.rank, "file": path.name})
         return path
 
+    def _load_weights(self, path: str | os.PathLike, what: str) -> dict[str, Any]:
+        """Load a checkpoint's weights into this run's network (same config, else ValueError naming
+        ``what``); returns its ``extra``. A FaceNet trunk's frozen part is shared, not read again."""
+        facenet = getattr(self.net.trunk, "facenet", None)
+        saved, extra = load_checkpoint(path, map_location=self.device, facenet=facenet)
+        if asdict(saved.config) != asdict(self.net.config):
+            raise ValueError(f"{path}: {what} of another network ({saved.config}), this run has {self.net.config}")
+        self.net.load_state_dict(saved.state_dict())
+        return extra
+
     def load_init(self, path: str | os.PathLike) -> None:
         """Weights of another run's checkpoint (``config.init``): a new run starts from them."""
-        saved, _ = load_checkpoint(path, map_location=self.device)
-        if asdict(saved.config) != asdict(self.net.config):
-            raise ValueError(f"{path}: --init checkpoint of another network ({saved.config}), this run has "
-                             f"{self.net.config}")
-        self.net.load_state_dict(saved.state_dict())
+        self._load_weights(path, "--init checkpoint")
 
     def resume(self) -> bool:
         """Continue from ``OUT/last.pt`` when it exists: weights, optimiser, scheduler, scaler,
@@ -291,10 +297,7 @@ class Trainer:
         path = self.checkpoint_path
         if not path.is_file():
             return False
-        saved, extra = load_checkpoint(path, map_location=self.device)
-        if asdict(saved.config) != asdict(self.net.config):
-            raise ValueError(f"{path}: checkpoint of another network ({saved.config}), this run has {self.net.config}")
-        self.net.load_state_dict(saved.state_dict())
+        extra = self._load_weights(path, "checkpoint")
         self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])
         if extra.get("scaler"):
