@@ -53,6 +53,13 @@ def test_sizes_and_regions(face_model, full_model):
     for m in (face, face_model, full_model):
         assert int(m.faces.max()) < m.n_vertices and int(m.faces.min()) >= 0
         np.testing.assert_allclose(m.mean[m.landmark_idx].numpy(), full_model.mean[full_model.landmark_idx].numpy())
+    # a region's shape and albedo are the full model's (checked against ICT's OBJs above) at its
+    # vertices, for coefficients that touch every mode
+    g = torch.Generator().manual_seed(1)
+    alpha, beta, delta = torch.randn(2, 80, generator=g), torch.rand(2, 53, generator=g), torch.randn(2, 80, generator=g)
+    ids = torch.as_tensor(face_model.vertex_ids)
+    np.testing.assert_allclose(face_model.shape(alpha, beta).numpy(), full_model.shape(alpha, beta)[:, ids].numpy(), atol=1e-3)
+    np.testing.assert_allclose(face_model.albedo(delta).numpy(), full_model.albedo(delta)[:, ids].numpy(), atol=1e-5)
 
 
 def test_landmarks_on_features(face_model):

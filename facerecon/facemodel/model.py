@@ -85,11 +85,16 @@ class FaceModel(nn.Module):
         def buf(key: str, value) -> None:
             self.register_buffer(key, torch.as_tensor(value), persistent=False)
 
+        def basis(key: str) -> np.ndarray:
+            # np.take along the vertex axis gives a C-contiguous copy; fancy indexing ([:, ids])
+            # gives a transposed layout that the reshape copies a second time (7x slower)
+            return np.take(arrays[key], ids, axis=1).reshape(-1, v * 3)
+
         buf("mean", arrays["mean"][ids])
-        buf("id_basis", arrays["id_basis"][:, ids].reshape(-1, v * 3))
-        buf("exp_basis", arrays["exp_basis"][:, ids].reshape(-1, v * 3))
+        buf("id_basis", basis("id_basis"))
+        buf("exp_basis", basis("exp_basis"))
         buf("albedo_mean", arrays["albedo_mean"][ids])
-        buf("albedo_basis", arrays["albedo_basis"][:, ids].reshape(-1, v * 3))
+        buf("albedo_basis", basis("albedo_basis"))
         buf("faces", remap[arrays["faces"][keep]])
         buf("landmark_idx", lmk)
         buf("vertex_uv", arrays["vertex_uv"][ids])
