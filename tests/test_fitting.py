@@ -267,3 +267,47 @@ def test_learning_rate_schedule_ends_at_the_final_fraction():
     const = _schedule(torch.optim.Adam([{"params": [p], "lr": 0.02}]), 5, 1.0)
     assert all(lr == 0.02 for lr in [g["lr"] for g in const.optimizer.param_groups])
 
+
+
+def test_settling_schedule_falls_from_its_fraction_to_zero():
+    """After ``steps`` steps of the main cosine, ``settle_steps`` more fall from ``settle_lr`` ×
+    the rate towards 0 (hand values: 0.02 × 0.5 × ½(1 + cos(π k / 4)) for k = 0…3)."""
+    from facerecon.fitting.engine import _schedule
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [p], "lr": 0.02}])
+    sched = _schedule(opt, 3, 1.0, settle_steps=4, settle_lr=0.5)
+    rates = []
+    for _ in range(7):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [0.02] * 3 + [0.01, 0.01 * (1 + math.cos(math.pi / 4)) / 2, 0.005, 0.01 * (1 + math.cos(3 * math.pi / 4)) / 2]
+    assert rates == pytest.approx(expected)
+
+
+def test_settling_phase_keeps_the_contour_and_runs_facenet_every_step(narrow, monkeypatch):
+    """``settle_steps`` adds steps after stage 2 with FaceNet on every step and no contour
+    re-assignment (the landmark ids the forward model is given stay those of stage 2's end)."""
+    from facerecon.nets.facenet import FaceNet
+
+    truth = _truth(1, seed=11)
+    image, lm = _scene(narrow, truth)
+    config = FitConfig(landmark_steps=5, steps=6, perceptual_every=3, contour_every=2, settle_steps=4)
+    fitter = Fitter(narrow, facenet=FaceNet.from_package(), config=config)
+    given = []
+    real = fitter.forward.__class__.__call__
+
+    def spy(self, params, *args, landmark_ids=None, **kw):
+        given.append(landmark_ids)
+        return real(self, params, *args, landmark_ids=landmark_ids, **kw)
+
+    monkeypatch.setattr(fitter.forward.__class__, "__call__", spy)
+    start = truth.map(lambda t: t.clone())
+    start.alpha.zero_()  # away from the truth, where FaceNet's term is not 0
+    res = fitter.full_stage(start, image, lm)
+    per = [h["perceptual"] > 0 for h in res.history]
+    assert len(res.history) == 6 + 4 + 1
+    assert per == [True, False, False, True, False, False] + [True] * 5
+    # re-assigned (None) at steps 0, 2, 4 of stage 2 only; fixed ids through the settling steps
+    assert [g is None for g in given] == [True, False, True, False, True, False] + [False] * 5

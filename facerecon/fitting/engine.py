@@ -56,6 +56,12 @@ class FitConfig:
     lr_final: float = 1.0
     """Fraction of each learning rate reached at the last step of a stage, along a cosine (1:
     constant rates). Below 1 the last steps settle instead of hopping around the optimum."""
+    settle_steps: int = 0
+    """Steps of a settling phase after stage 2 (counted apart from ``steps``): the jaw contour
+    stays where stage 2 left it, FaceNet runs every step and the rates fall from ``settle_lr`` ×
+    to 0 along a cosine, so the fit comes to rest at an optimum instead of stopping mid-stride."""
+    settle_lr: float = 0.25
+    """Fraction of each learning rate at the start of the settling phase."""
     perceptual: bool = True
     """Use the FaceNet perceptual term in stage 2 (slower on CPU)."""
     perceptual_every: int = 4
@@ -145,13 +151,21 @@ class _Unknowns:
             self.beta.clamp_(0.0, 1.0)
 
 
-def _schedule(opt: torch.optim.Optimizer, steps: int, final: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine from each group's rate at step 0 to ``final`` × it at the last step."""
+def _schedule(opt: torch.optim.Optimizer, steps: int, final: float, settle_steps: int = 0,
+              settle_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine from each group's rate at step 0 to ``final`` × it at step ``steps - 1``; then
+    ``settle_steps`` more along a cosine from ``settle_lr`` × the rate to 0 (reached one step
+    after the last)."""
     import math
 
     span = max(steps - 1, 1)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(k, span) / span)))
+
+    def factor(k: int) -> float:
+        if k < steps or settle_steps <= 0:
+            return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(k, span) / span))
+        return settle_lr * 0.5 * (1 + math.cos(math.pi * (k - steps) / settle_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
@@ -244,8 +258,9 @@ class Fitter:
                    ) -> FitResult:
         """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
         Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
-        ``contour_every``-th. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop pixels,
-        attention (B,1,224,224)."""
+        ``contour_every``-th; then ``config.settle_steps`` settling steps (contour kept, FaceNet
+        every step, rates falling to 0). Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
+        pixels, attention (B,1,224,224)."""
         cfg, dev = self.config, self.device
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
@@ -263,17 +278,21 @@ class Fitter:
         if use_per:
             with torch.no_grad():
                 target_emb = self.loss.embed(images)
-        sched = _schedule(opt, cfg.steps, cfg.lr_final)
+        settle = max(int(cfg.settle_steps), 0)
+        total = cfg.steps + settle
+        sched = _schedule(opt, cfg.steps, cfg.lr_final, settle, cfg.settle_lr)
         history: list[dict[str, float]] = []
         ids, terms = None, None
-        for step in range(cfg.steps + 1):
-            final = step == cfg.steps
+        for step in range(total + 1):
+            final = step == total
+            settling = step >= cfg.steps
             with torch.set_grad_enabled(not final):
                 p = x.params()
-                out = self.forward(p, landmark_ids=None if step % cfg.contour_every == 0 else ids)
+                reassign = step % cfg.contour_every == 0 and not (settling and step > 0)
+                out = self.forward(p, landmark_ids=None if reassign else ids)
                 ids = out.landmark_ids
                 terms = self.loss(out, p, images, landmarks, attention,
-                                  perceptual=use_per and (final or step % cfg.perceptual_every == 0),
+                                  perceptual=use_per and (final or settling or step % cfg.perceptual_every == 0),
                                   target_embedding=target_emb)
             history.append(terms.as_dict())
             if final:
@@ -284,7 +303,7 @@ class Fitter:
             sched.step()
             x.clamp()
             if progress:
-                progress(step + 1, cfg.steps)
+                progress(step + 1, total)
         fitted = x.params().map(lambda t: t.detach())
         with torch.no_grad():
             lm2d, _ = self.forward.landmarks(fitted)
@@ -299,7 +318,7 @@ class Fitter:
         ``progress(step, total)`` is called after each step of both stages."""
         cfg = self.config
         landmarks = landmarks.to(self.device).float()
-        total = cfg.landmark_steps + cfg.steps
+        total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
         params = init if init is not None else self.init_pose(landmarks)
         params = self.landmark_stage(params, landmarks, groups,
                                      progress and (lambda done, _: progress(done, total)))
