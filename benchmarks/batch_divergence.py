@@ -21,7 +21,7 @@ from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 from facerecon.pipeline import FaceReconstructor
 
-from batch_invariance import photo_list
+from batch_invariance import prepared_photos
 
 
 def record_steps(run) -> list[list[torch.Tensor]]:
@@ -52,10 +52,7 @@ def main() -> None:
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
     recon = FaceReconstructor(config=config)
-    items = []
-    for p in photo_list(2):
-        photo, faces = recon.prepare(str(p))
-        items.append((photo, faces[0]))
+    items = prepared_photos(recon, 2)
     alone = record_steps(lambda: recon.fit_prepared(items[:1]))
     batch = record_steps(lambda: recon.fit_prepared(items[:2]))
     print("step  max |difference| of photo 1's unknowns per group (coefficients…, angles)")

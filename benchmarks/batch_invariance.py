@@ -32,6 +32,15 @@ def photo_list(n: int) -> list[Path]:
     return [sorted(p.glob("*.jpg"))[0] for p in people[::40][:n]]
 
 
+def prepared_photos(recon: FaceReconstructor, n: int) -> list:
+    """(photo, first face) of the first ``n`` photos of :func:`photo_list`, prepared by ``recon``."""
+    items = []
+    for p in photo_list(n):
+        photo, faces = recon.prepare(str(p))
+        items.append((photo, faces[0]))
+    return items
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=8)
@@ -42,10 +51,7 @@ def main() -> None:
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
     recon = FaceReconstructor(config=config)
-    items = []
-    for p in photo_list(args.photos):
-        photo, faces = recon.prepare(str(p))
-        items.append((photo, faces[0]))
+    items = prepared_photos(recon, args.photos)
     model = recon.model
 
     def run(batch: int) -> tuple[list[np.ndarray], float]:
