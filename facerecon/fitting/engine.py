@@ -285,7 +285,7 @@ class Fitter:
         ids, terms = None, None
         for step in range(total + 1):
             final = step == total
-            settling = step >= cfg.steps
+            settling = settle > 0 and step >= cfg.steps  # (with no settling phase the last step is as before)
             with torch.set_grad_enabled(not final):
                 p = x.params()
                 reassign = step % cfg.contour_every == 0 and not (settling and step > 0)
