@@ -4,6 +4,7 @@ the same results as before the forward-model refactor."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +312,7 @@ def test_settling_phase_keeps_the_contour_and_runs_facenet_every_step(narrow, mo
     assert per == [True, False, False, True, False, False] + [True] * 5
     # re-assigned (None) at steps 0, 2, 4 of stage 2 only; fixed ids through the settling steps
     assert [g is None for g in given] == [True, False, True, False, True, False] + [False] * 5
+    # without a settling phase the last evaluation (step 6) re-assigns as every 2nd step does
+    given.clear()
+    Fitter(narrow, config=replace(config, settle_steps=0)).full_stage(start, image, lm)
+    assert [g is None for g in given] == [True, False, True, False, True, False, True]
