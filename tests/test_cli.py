@@ -27,6 +27,38 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+def test_top_level_help_imports_no_torch_and_each_command_keeps_its_summary():
+    """``facerecon --help`` builds one-line entries only (no torch, which the commands' options
+    import); a command named on the line is built in full, with the same one-line help."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom facerecon.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
+            "    pass\nprint('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "train the R-Net regressor" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "False"
+
+    from facerecon.cli import COMMANDS, build_parser
+
+    def entries(parser):
+        action = next(a for a in parser._actions if a.dest == "command")
+        return action, {c.dest: c.help for c in action._choices_actions}
+
+    _, full = entries(build_parser())
+    assert full == COMMANDS
+    for name in COMMANDS:
+        action, lazy = entries(build_parser(["--threads", "1", name]))
+        assert lazy == COMMANDS
+        built = action.choices[name]
+        others = [action.choices[n] for n in COMMANDS if n != name]
+        assert len(built._actions) > 1 or built._subparsers is not None
+        assert all(len(p._actions) == 1 for p in others)  # only -h
+    args = build_parser(["--threads", "1", "train", "--data", "x", "-o", "y"]).parse_args(
+        ["--threads", "1", "train", "--data", "x", "-o", "y"])
+    assert args.command == "train" and args.threads == 1
+
+
 def test_threads_option(capsys, monkeypatch):
     import torch
 

@@ -1,8 +1,9 @@
 """The ``facerecon`` command: a thin dispatcher over one module per sub-command.
 
-Each module in ``COMMANDS`` defines ``register(subparsers)``, which adds its parser and sets
-``func`` to a callable taking the parsed namespace and returning an exit code. Heavy imports
-(torch, dlib) happen inside those callables so that ``facerecon --help`` stays fast.
+Each module named in ``COMMANDS`` defines ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable taking the parsed namespace and returning an exit code. Only the sub-command
+on the command line is imported and built (its options may import torch); the others are one line
+of help, so ``facerecon --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,14 +14,33 @@ import sys
 
 from facerecon import __version__
 
-COMMANDS = ("reconstruct", "evaluate", "synth", "bench", "demo", "serve", "data", "label", "train")
+COMMANDS: dict[str, str] = {
+    "reconstruct": "reconstruct 3D faces from photos",
+    "evaluate": "accuracy against ground truth",
+    "synth": "render synthetic faces (or a real scan) with known parameters",
+    "bench": "speed benchmarks",
+    "demo": "reconstruct bundled and shared photos into OUT",
+    "serve": "a local web page: drop photos, watch the fit, view and download the 3D face",
+    "data": "training data for the regressor",
+    "label": "fit every face of a shards folder (labels for regressor training)",
+    "train": "train the R-Net regressor (photos -> coefficients in one pass)",
+}
+"""Sub-command -> its one-line help (the module ``facerecon.cli.<name>`` builds the rest)."""
 
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, no traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The sub-command named on a command line (the first word that is one), else None."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or, given the command line ``argv``, one that builds in full only the
+    sub-command it names: the others stay one-line entries, so that ``facerecon --help`` and each
+    command's ``--help`` do not import torch through the options of all the others."""
     parser = argparse.ArgumentParser(
         prog="facerecon",
         description="3D face reconstruction from one or many photos.",
@@ -30,14 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads for torch (default: 1 on machines with 2 or fewer CPUs, "
                              "where a second thread measured slower, else torch's own choice)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"facerecon.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"facerecon.cli.{name}":
-                continue  # sub-command not built yet
-            raise
-        module.register(sub)
+    chosen = None if argv is None else chosen_command(argv)
+    for name, summary in COMMANDS.items():
+        if argv is not None and name != chosen:
+            sub.add_parser(name, help=summary)
+            continue
+        importlib.import_module(f"facerecon.cli.{name}").register(sub)
     return parser
 
 
@@ -67,7 +85,8 @@ def set_cpu_threads(threads: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -1,5 +1,6 @@
 """``facerecon bench WHAT``: speed and memory benchmarks (figures go to BENCHMARKS.md)."""
 
+from facerecon.cli import COMMANDS
 from facerecon.cli._dispatch import register_group
 
 BENCHES = {
@@ -11,4 +12,4 @@ BENCHES = {
 
 
 def register(subparsers) -> None:
-    register_group(subparsers, "bench", "speed benchmarks", BENCHES)
+    register_group(subparsers, "bench", COMMANDS["bench"], BENCHES)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from facerecon.cli import COMMANDS
 from facerecon.cli._dispatch import register_group
 
 DATA_COMMANDS = {
@@ -15,7 +16,7 @@ DATA_COMMANDS = {
 
 def register(subparsers) -> None:
     """Add the ``data`` group."""
-    register_group(subparsers, "data", "training data for the regressor", DATA_COMMANDS)
+    register_group(subparsers, "data", COMMANDS["data"], DATA_COMMANDS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facerecon.cli import COMMANDS
+
 #: LFW photos reconstructed by the demo when the shared data is present.
 LFW_DEMO = ("Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Serena_Williams/Serena_Williams_0001.jpg",
             "Zhu_Rongji/Zhu_Rongji_0001.jpg", "Colin_Powell/Colin_Powell_0001.jpg")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="reconstruct bundled and shared photos into OUT",
+    p = subparsers.add_parser("demo", help=COMMANDS["demo"],
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -1,5 +1,6 @@
 """``facerecon evaluate WHAT``: accuracy instruments (scan RMSE, landmark NME)."""
 
+from facerecon.cli import COMMANDS
 from facerecon.cli._dispatch import register_group
 
 EVALUATIONS = {
@@ -9,4 +10,4 @@ EVALUATIONS = {
 
 
 def register(subparsers) -> None:
-    register_group(subparsers, "evaluate", "accuracy against ground truth", EVALUATIONS)
+    register_group(subparsers, "evaluate", COMMANDS["evaluate"], EVALUATIONS)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from facerecon.cli import COMMANDS
 from facerecon.config import add_arguments as add_config_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 
@@ -13,7 +14,7 @@ from facerecon.fitting.engine import FitConfig
 def register(subparsers) -> None:
     """Add the ``label`` sub-command."""
     p = subparsers.add_parser(
-        "label", help="fit every face of a shards folder (labels for regressor training)",
+        "label", help=COMMANDS["label"],
         description="Fit the face model to every photo of SHARDS (made by `facerecon data prepare`), "
                     "BATCH-SIZE photos at a time, and write LABELS/labels-NNNNN.npz per batch (keys, "
                     "float16 parameter vectors, final loss) and LABELS/config.json (the fit config). "

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from facerecon.cli import multi
+from facerecon.cli import COMMANDS, multi
 from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 def register(subparsers) -> None:
     """Add the ``reconstruct`` sub-command."""
     p = subparsers.add_parser(
-        "reconstruct", help="reconstruct 3D faces from photos",
+        "reconstruct", help=COMMANDS["reconstruct"],
         description="Fit the face model to each photo and write one folder per photo into OUT: "
                     "face.obj/.mtl/_texture.png, face.ply, face.glb, overlay.png, params.json, "
                     "landmarks.json; and OUT/report.json listing every input (ok/failed) with its "

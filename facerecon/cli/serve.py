@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import sys
 
+from facerecon.cli import COMMANDS
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 from facerecon.web.config import WebConfig
@@ -27,7 +28,7 @@ def is_loopback(host: str) -> bool:
 def register(subparsers) -> None:
     """Add the ``serve`` sub-command."""
     p = subparsers.add_parser(
-        "serve", help="a local web page: drop photos, watch the fit, view and download the 3D face",
+        "serve", help=COMMANDS["serve"],
         description="Serve a web page on which photos (or a video) are dropped, fitted one at a time "
                     "in the background with progress shown, and each result shown as a textured 3D "
                     "face with its overlay, pose and fit error and the files to download. Uploads and "

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facerecon.cli import UserError
+from facerecon.cli import COMMANDS, UserError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "synth", help="render synthetic faces (or a real scan) with known parameters",
+        "synth", help=COMMANDS["synth"],
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")

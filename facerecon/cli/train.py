@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from facerecon.cli import UserError
+from facerecon.cli import COMMANDS, UserError
 from facerecon.config import add_arguments, from_args
 from facerecon.training.config import TrainConfig
 
@@ -17,7 +17,7 @@ from facerecon.training.config import TrainConfig
 def register(subparsers) -> None:
     """Add the ``train`` sub-command."""
     p = subparsers.add_parser(
-        "train", help="train the R-Net regressor (photos -> coefficients in one pass)",
+        "train", help=COMMANDS["train"],
         description="Train R-Net on face-crop shards (the paper's self-supervised hybrid loss), fitter labels "
                     "(distillation) and/or synthetic faces with known parameters, mixed by weight. OUT gets "
                     "last.pt (resumed automatically), config.json, train.jsonl and tb/ (TensorBoard). "
