@@ -172,6 +172,18 @@ def test_lr_warms_up_then_decays_to_the_final_fraction():
     assert f[-1] == pytest.approx(0.01) and all(a >= b for a, b in zip(f[10:], f[11:]))
 
 
+def test_data_workers_default_to_four_at_most_the_cpus_of_the_process(monkeypatch):
+    from facerecon.training.trainer import data_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert data_workers(None) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert data_workers(None) == 4
+    assert data_workers(7) == 7 and data_workers(0) == 0
+    with pytest.raises(ValueError):
+        data_workers(-1)
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo"}
 

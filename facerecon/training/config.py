@@ -109,8 +109,9 @@ class TrainConfig:
     """Log the mean loss terms of the last N steps (TensorBoard, train.jsonl, progress bar)."""
     seed: int = 0
     """Seed of the network's initialisation, the data order and the synthetic faces."""
-    num_workers: int = 4
-    """Data-loading worker processes per training process."""
+    num_workers: Optional[int] = None
+    """Data-loading worker processes per training process (default: 4, or fewer on a machine
+    with fewer CPUs, where more only compete with the training for them)."""
     device: str = "auto"
     """auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process takes
     cuda:LOCAL_RANK."""

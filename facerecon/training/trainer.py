@@ -109,6 +109,20 @@ def load_model(region: str, albedo: str = "learned", device: torch.device | str 
     return load_face_model(region, device=device, albedo=albedo)
 
 
+def data_workers(requested: int | None) -> int:
+    """Data-loading processes: ``requested``, or by default 4 capped at the CPUs this process may
+    run on (a DataLoader with more workers than CPUs only competes with the training step)."""
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"num_workers must be at least 0 (got {requested})")
+        return requested
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return min(4, cpus)
+
+
 def lr_factor(step: int, warmup: int, steps: int, final: float) -> float:
     """Learning-rate multiplier of optimiser step ``step`` (0-based): linear warm-up over
     ``warmup`` steps, then cosine from 1 to ``final`` at the last step."""
@@ -368,7 +382,7 @@ class Trainer:
     # --- data -------------------------------------------------------------------------------------
     def _loader(self, dataset: Any, indices: list[int], seed: int) -> DataLoader:
         return DataLoader(dataset, batch_size=self.config.batch_size, sampler=indices, drop_last=False,
-                          num_workers=self.config.num_workers, collate_fn=default_collate, pin_memory=self.cuda,
+                          num_workers=data_workers(self.config.num_workers), collate_fn=default_collate, pin_memory=self.cuda,
                           generator=torch.Generator().manual_seed(seed))
 
     def photo_batches(self, start_step: int) -> Iterator[dict[str, Any]]:
