@@ -316,3 +316,36 @@ def test_settling_phase_keeps_the_contour_and_runs_facenet_every_step(narrow, mo
     given.clear()
     Fitter(narrow, config=replace(config, settle_steps=0)).full_stage(start, image, lm)
     assert [g is None for g in given] == [True, False, True, False, True, False, True]
+
+
+def test_averaging_returns_the_mean_of_the_last_iterates(narrow, monkeypatch):
+    """``average_steps`` = N: stage 2 returns the mean of the unknowns after its last N steps
+    (each taken after the step's clamp), and is scored there; 0 returns the last step's."""
+    import facerecon.fitting.engine as engine
+
+    truth = _truth(2, seed=5)
+    image, lm = _scene(narrow, truth)
+    seen = []
+    real = engine._Unknowns.clamp
+
+    def spy(self):
+        real(self)
+        seen.append(self.params().map(lambda t: t.detach().clone()))
+
+    monkeypatch.setattr(engine._Unknowns, "clamp", spy)
+    start = truth.map(lambda t: t.clone())
+    start.alpha.zero_()
+    config = FitConfig(landmark_steps=2, steps=7, perceptual=False)
+    last = Fitter(narrow, config=config).full_stage(start, image, lm)
+    assert len(seen) == 7
+    for name in ("alpha", "beta", "delta", "gamma", "angles", "trans"):
+        assert torch.equal(getattr(last.params, name), getattr(seen[-1], name))
+    seen.clear()
+    avg = Fitter(narrow, config=replace(config, average_steps=3)).full_stage(start, image, lm)
+    for name in ("alpha", "beta", "delta", "gamma", "angles", "trans"):
+        mean = sum(getattr(p, name) for p in seen[-3:]) / 3
+        torch.testing.assert_close(getattr(avg.params, name), mean, rtol=0, atol=1e-5)
+        assert not torch.allclose(getattr(avg.params, name), getattr(seen[-1], name), rtol=0, atol=1e-7)
+    out = Fitter(narrow, config=config).forward(avg.params)
+    assert avg.history[-1]["photo"] == pytest.approx(
+        float(Fitter(narrow, config=config).loss(out, avg.params, image, lm, None, perceptual=False).photo.mean()), rel=1e-4)

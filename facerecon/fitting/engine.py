@@ -62,6 +62,10 @@ class FitConfig:
     to 0 along a cosine, so the fit comes to rest at an optimum instead of stopping mid-stride."""
     settle_lr: float = 0.25
     """Fraction of each learning rate at the start of the settling phase."""
+    average_steps: int = 0
+    """Return the mean of the unknowns over the last N steps of stage 2 (Polyak averaging)
+    instead of the last step's: at a constant rate the fit hops around its optimum, and the mean
+    of the hops sits nearer the optimum than any one of them (0: the last step's unknowns)."""
     perceptual: bool = True
     """Use the FaceNet perceptual term in stage 2 (slower on CPU)."""
     perceptual_every: int = 4
@@ -149,6 +153,33 @@ class _Unknowns:
     def clamp(self) -> None:
         with torch.no_grad():
             self.beta.clamp_(0.0, 1.0)
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.angles, self.trans, self.alpha, self.beta, self.delta, self.gamma]
+
+
+class _Average:
+    """Running mean of ``tensors`` over the last ``last`` of ``total`` steps (Polyak averaging);
+    :meth:`apply` writes it into the tensors. With ``last`` = 0 it does nothing."""
+
+    def __init__(self, tensors: list[torch.Tensor], last: int, total: int) -> None:
+        self.tensors, self.first = tensors, total - min(last, total)
+        self.sums = [torch.zeros_like(t) for t in tensors] if last > 0 else []
+        self.count = 0
+
+    def add(self, step: int) -> None:
+        """Count the tensors' values after step ``step`` (0-based) when it is one of the last."""
+        if self.sums and step >= self.first:
+            with torch.no_grad():
+                for s, t in zip(self.sums, self.tensors):
+                    s.add_(t)
+            self.count += 1
+
+    def apply(self) -> None:
+        if self.count:
+            with torch.no_grad():
+                for s, t in zip(self.sums, self.tensors):
+                    t.copy_(s / self.count)
 
 
 def _schedule(opt: torch.optim.Optimizer, steps: int, final: float, settle_steps: int = 0,
@@ -259,14 +290,15 @@ class Fitter:
         """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
         Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
         ``contour_every``-th; then ``config.settle_steps`` settling steps (contour kept, FaceNet
-        every step, rates falling to 0). Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
+        every step, rates falling to 0); with ``config.average_steps`` the mean of the unknowns over
+        that many last steps is returned. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
         pixels, attention (B,1,224,224)."""
         cfg, dev = self.config, self.device
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
         index = group_index(groups, params.batch, dev)
         x = _Unknowns(params, index, dev)
-        for t in (x.angles, x.trans, x.alpha, x.beta, x.delta, x.gamma):
+        for t in x.tensors():
             t.requires_grad_()
         opt = torch.optim.Adam([
             {"params": [x.angles], "lr": cfg.lr_pose},
@@ -283,8 +315,11 @@ class Fitter:
         sched = _schedule(opt, cfg.steps, cfg.lr_final, settle, cfg.settle_lr)
         history: list[dict[str, float]] = []
         ids, terms = None, None
+        averaged = _Average(x.tensors(), max(int(cfg.average_steps), 0), total)
         for step in range(total + 1):
             final = step == total
+            if final:
+                averaged.apply()
             settling = settle > 0 and step >= cfg.steps  # (with no settling phase the last step is as before)
             with torch.set_grad_enabled(not final):
                 p = x.params()
@@ -302,6 +337,7 @@ class Fitter:
             opt.step()
             sched.step()
             x.clamp()
+            averaged.add(step)
             if progress:
                 progress(step + 1, total)
         fitted = x.params().map(lambda t: t.detach())
