@@ -40,16 +40,20 @@ def card(shards: Path, labels: Path | None) -> dict:
 
 
 def stages(checkpoint: Path) -> list[dict]:
-    """Training configs of the run and of the runs it was --init'ed from, first stage first."""
+    """Training configs of the run and of the runs it was --init'ed from, first stage first; a run
+    started from a shipped model continues that model's own recorded stages."""
     import torch
 
-    chain, path = [], checkpoint
+    chain, path, before = [], checkpoint, []
     while path is not None and Path(path).is_file() and len(chain) < 10:
         extra = torch.load(path, map_location="cpu", weights_only=True).get("extra", {})
+        if extra.get("stages"):  # an exported model: its stages, last one = the run it came from
+            before = list(extra["stages"])
+            break
         cfg = extra.get("train_config") or {}
         chain.append({"checkpoint": str(path), "step": extra.get("step"), "train_config": cfg})
         path = cfg.get("init")
-    return chain[::-1]
+    return before + chain[::-1]
 
 
 def main() -> None:
