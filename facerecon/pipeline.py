@@ -27,8 +27,10 @@ from facerecon.render import Camera
 #: stage), R-Net's prediction alone (one forward pass), or R-Net's prediction refined by the fitter.
 ENGINES = ("fit", "rnet", "rnet+fit")
 
-#: Fitter steps after R-Net's prediction with engine "rnet+fit" (see :func:`refine_split`).
-DEFAULT_REFINE = 50
+#: Fitter steps after R-Net's prediction with engine "rnet+fit" (see :func:`refine_split`): from
+#: the shipped model, 30 scored as 50 did on landmarks, LFW identity and real skin in 62 % of the
+#: time (BENCHMARKS.md, "The shipped R-Net").
+DEFAULT_REFINE = 30
 
 
 @dataclass
