@@ -41,17 +41,23 @@ def prepared_photos(recon: FaceReconstructor, n: int) -> list:
     return items
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--photos", type=int, default=8)
-    ap.add_argument("--batches", type=int, nargs="+", default=[2, 8])
-    ap.add_argument("--json")
+def setup(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, FitConfig, FaceReconstructor, list]:
+    """Parse ``ap`` (its ``--photos`` option, plus the fitting options added here), build the
+    reconstructor and prepare the photos: ``(args, config, reconstructor, items)``."""
     add_arguments(ap.add_argument_group("fitting"), FitConfig)
     args = ap.parse_args()
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
     recon = FaceReconstructor(config=config)
-    items = prepared_photos(recon, args.photos)
+    return args, config, recon, prepared_photos(recon, args.photos)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=8)
+    ap.add_argument("--batches", type=int, nargs="+", default=[2, 8])
+    ap.add_argument("--json")
+    args, config, recon, items = setup(ap)
     model = recon.model
 
     def run(batch: int) -> tuple[list[np.ndarray], float]:

@@ -20,13 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batch_invariance import photo_list, prepared_photos  # noqa: E402
+from batch_invariance import photo_list, setup  # noqa: E402
 
 from facerecon.assets import shared_path  # noqa: E402
-from facerecon.cli import set_cpu_threads  # noqa: E402
-from facerecon.config import add_arguments, from_args  # noqa: E402
-from facerecon.fitting.engine import FitConfig  # noqa: E402
-from facerecon.pipeline import FaceReconstructor  # noqa: E402
 
 
 def main() -> None:
@@ -34,12 +30,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=3)
     ap.add_argument("--stage2", type=int, nargs="+", default=[100, 200, 400], help="stage-2 step counts")
     ap.add_argument("--json")
-    add_arguments(ap.add_argument_group("fitting"), FitConfig)
-    args = ap.parse_args()
-    set_cpu_threads(None)
-    config = from_args(FitConfig, args)
-    recon = FaceReconstructor(config=config)
-    items = prepared_photos(recon, args.photos)
+    args, config, recon, items = setup(ap)
     longest = max(args.stage2)
     rows = []
     for i, item in enumerate(items):
