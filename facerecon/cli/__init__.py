@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from facerecon import __version__
+from facerecon.cpus import available_cpus
 
 COMMANDS: dict[str, str] = {
     "reconstruct": "reconstruct 3D faces from photos",
@@ -57,16 +58,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             continue
         importlib.import_module(f"facerecon.cli.{name}").register(sub)
     return parser
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def set_cpu_threads(threads: int | None) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from facerecon.assets import shared_path
+from facerecon.cpus import available_cpus
 
 STAGES = ("load", "detect", "landmarks", "align", "skin")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         results.append(bench_folder(folder, files, detector, skin, progress=not args.no_progress))
 
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {_cpu_count()} CPU cores; model loading {setup_s:.2f} s; "
+    print(f"machine: {platform.machine()}, {available_cpus()} CPU cores; model loading {setup_s:.2f} s; "
           f"load average {load_before:.1f} before, {load_after:.1f} after (> cores: timings inflated)")
     head = f"{'folder':<20}{'photos':>7}{'detected':>10}" + "".join(f"{s:>10}" for s in STAGES) + f"{'total':>9}"
     for key, total, title in (("ms_per_photo", "ms_total_per_detected_photo", "wall-clock ms per photo"),
@@ -146,8 +147,3 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, default_collate
 from torch.utils.data.distributed import DistributedSampler
 
 from facerecon.atomic import atomic_write_json, atomic_write_text
+from facerecon.cpus import available_cpus
 from facerecon.facemodel import FaceModel, load_face_model
 from facerecon.forward import ForwardModel
 from facerecon.losses import HybridLoss, landmark_weights
@@ -116,11 +117,7 @@ def data_workers(requested: int | None) -> int:
         if requested < 0:
             raise ValueError(f"num_workers must be at least 0 (got {requested})")
         return requested
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return min(4, cpus)
+    return min(4, available_cpus())
 
 
 def lr_factor(step: int, warmup: int, steps: int, final: float) -> float:
