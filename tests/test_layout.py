@@ -16,7 +16,7 @@ ROOT = Path(facerecon.__file__).parent
 #: Bottom to top; modules in one layer must not import each other's layer-mates either, unless
 #: they are the same sub-package.
 LAYERS: list[set[str]] = [
-    {"atomic", "geometry", "assets", "config"},
+    {"atomic", "geometry", "assets", "config", "cpus"},
     {"render"},
     {"params"},
     {"facemodel"},
