@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--save-renders", type=Path, help="write the renders here (PNG, for looking at)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
+    ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
     add_engine_arguments(ap.add_argument_group("engine"))
     add_arguments(ap.add_argument_group("fitting"), FitConfig)
     args = ap.parse_args()
@@ -92,6 +93,7 @@ def main() -> None:
     recon = FaceReconstructor(config=config, **options)
     faces_np = face.faces.numpy()
     rows: list[dict] = []
+    saved: dict[str, list] = {"params": [], "view": [], "texture": []}
 
     def score(verts: np.ndarray, method: str, **info) -> list[float]:
         pred = trimesh.Trimesh(verts, faces_np, process=False)
@@ -129,6 +131,9 @@ def main() -> None:
             dt = time.perf_counter() - t0
             info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
             r_fit = score(rec.vertices(face), "fit", **info)
+            saved["params"].append(rec.params.to_vector()[0].numpy())
+            saved["view"].append(view)
+            saved["texture"].append(k)
             r_neu = [float("nan")] * 2
             if not args.no_neutral:
                 with torch.no_grad():
@@ -153,6 +158,9 @@ def main() -> None:
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps({**summary, "rows": rows}, indent=1))
+    if args.save_params:
+        np.savez_compressed(args.save_params, params=np.stack(saved["params"]), view=np.array(saved["view"]),
+                            texture=np.array(saved["texture"]), textures=np.array(summary["textures"]))
 
 
 if __name__ == "__main__":
