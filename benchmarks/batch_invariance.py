@@ -1,6 +1,6 @@
 """Does a photo's result depend on the photos fitted beside it? (issue 10, item 4)
 
-    python benchmarks/batch_invariance.py [--photos 8] [--json OUT] [FitConfig options]
+    python benchmarks/batch_invariance.py [--photos 8] [--json OUT] [--engine E --rnet CKPT] [FitConfig options]
 
 The first photo of every 40th LFW person (people with ≥ 3 photos, name order) is fitted alone, in
 batches of 2 and in one batch of 8 (the same photos, the same order). Each photo's meshes (ICT's
@@ -21,6 +21,7 @@ import numpy as np
 
 from facerecon.assets import shared_path
 from facerecon.cli import set_cpu_threads
+from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 from facerecon.pipeline import FaceReconstructor
@@ -42,13 +43,14 @@ def prepared_photos(recon: FaceReconstructor, n: int) -> list:
 
 
 def setup(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, FitConfig, FaceReconstructor, list]:
-    """Parse ``ap`` (its ``--photos`` option, plus the fitting options added here), build the
-    reconstructor and prepare the photos: ``(args, config, reconstructor, items)``."""
+    """Parse ``ap`` (its ``--photos`` option, plus the engine and fitting options added here),
+    build the reconstructor and prepare the photos: ``(args, config, reconstructor, items)``."""
+    add_engine_arguments(ap.add_argument_group("engine"))
     add_arguments(ap.add_argument_group("fitting"), FitConfig)
     args = ap.parse_args()
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
-    recon = FaceReconstructor(config=config)
+    recon = FaceReconstructor(config=config, **engine_options(args))
     return args, config, recon, prepared_photos(recon, args.photos)
 
 
@@ -67,7 +69,8 @@ def main() -> None:
         return out, (time.process_time() - t0) / len(items)
 
     alone, cpu1 = run(1)
-    result = {"config": asdict(config), "photos": [str(p.relative_to(shared_path())) for p in photo_list(args.photos)],
+    result = {"config": asdict(config), "engine": engine_record(engine_options(args)) or {"engine": "fit"},
+              "photos": [str(p.relative_to(shared_path())) for p in photo_list(args.photos)],
               "cpu_seconds_per_photo": {"1": cpu1}, "vs_alone_mm": {}}
     for b in args.batches:
         got, cpu = run(b)
