@@ -90,24 +90,29 @@ def test_fit_reproduces_the_pre_refactor_results(narrow):
     fitter = Fitter(narrow, config=FitConfig(perceptual=False))
     with torch.no_grad():
         out = fitter.forward(truth, background=0.3)
-    assert float(out.image.double().sum()) == pytest.approx(float(ref["image_sum"]), rel=1e-6)
+    # 1e-5 apart across CPUs (float32 accumulation order differs with the host's SIMD kernels)
+    assert float(out.image.double().sum()) == pytest.approx(float(ref["image_sum"]), rel=5e-5)
     landmarks = torch.tensor(ref["landmarks"])  # the old subset path's projection, the fits' input
     torch.testing.assert_close(out.landmarks, landmarks, rtol=0, atol=1e-4)
     att = torch.ones(2, 1, 224, 224)
     att[:, :, 40:90, 60:160] = 0.2
-    # without FaceNet the results agree to float noise; FaceNet's convolutions differ at float
-    # noise with the thread count (the reference ran on one thread), which its term amplifies
-    # over the steps (BENCHMARKS.md: batch invariance), hence the looser tolerance there
-    # the reference was recorded with the loss weights of its day (landmark 8e-4)
-    then = dict(weights=LossWeights(coef_exp=10.0, landmark=8e-4))
-    runs = {"plain": (FitConfig(perceptual=False, landmark_steps=20, steps=8, **then), None, 1e-4),
-            "facenet": (FitConfig(landmark_steps=20, steps=8, perceptual_every=2, **then), FaceNet.from_package(), 2e-2)}
-    for name, (cfg, facenet, atol) in runs.items():
+    # without FaceNet the parameters agree to float noise as amplified by 28 fitting steps (1e-4
+    # on the recording machine; 1.3e-3 in three β on an AMD host whose float32 kernels sum in
+    # another order). With FaceNet the full stage hops rather than converges and its term
+    # amplifies noise most (BENCHMARKS.md, "Where the fits part"): across machines the unknowns
+    # land up to 0.1 apart (α) while the loss and landmarks stay put — those are compared there.
+    # the reference was recorded with the loss weights of its day (landmark 8e-4, FaceNet 0.2)
+    then = dict(weights=LossWeights(coef_exp=10.0, landmark=8e-4, perceptual=0.2))
+    runs = {"plain": (FitConfig(perceptual=False, landmark_steps=20, steps=8, **then), None, 3e-3, 3e-3, 0.05),
+            "facenet": (FitConfig(landmark_steps=20, steps=8, perceptual_every=2, **then), FaceNet.from_package(),
+                        None, 0.1, 2.0)}
+    for name, (cfg, facenet, params_atol, total_rtol, landmarks_px) in runs.items():
         res = Fitter(narrow, facenet=facenet, config=cfg).fit(out.image, landmarks, att)
-        np.testing.assert_allclose(res.params.to_vector().numpy(), ref[f"{name}_params"], rtol=1e-4, atol=atol,
-                                   err_msg=name)
-        np.testing.assert_allclose(res.losses.total.numpy(), ref[f"{name}_total"], rtol=10 * atol, err_msg=name)
-        np.testing.assert_allclose(res.landmarks_2d.numpy(), ref[f"{name}_landmarks"], atol=100 * atol, err_msg=name)
+        if params_atol is not None:
+            np.testing.assert_allclose(res.params.to_vector().numpy(), ref[f"{name}_params"], rtol=1e-4,
+                                       atol=params_atol, err_msg=name)
+        np.testing.assert_allclose(res.losses.total.numpy(), ref[f"{name}_total"], rtol=total_rtol, err_msg=name)
+        np.testing.assert_allclose(res.landmarks_2d.numpy(), ref[f"{name}_landmarks"], atol=landmarks_px, err_msg=name)
 
 
 def test_fit_with_gpu_zbuffer_matches_cpu(narrow):
@@ -172,9 +177,21 @@ def test_grouped_photos_share_identity_and_albedo_only(narrow):
         t = getattr(q, k)
         assert not torch.equal(t[0], t[1]) and not torch.equal(t[2], t[3])
     assert (q.angles - views.angles).abs().max() < math.radians(8)  # the narrow camera's yaw/depth trade-off
-    alone = fitter.fit(image[2:], lm[2:], groups=["b", "b"]).params
+    # no leak between groups: another person in place of person a leaves person b's result as it
+    # was. Same batch size, so the same float paths: a batch of 2 instead of 4 runs other kernels,
+    # whose float noise the 25 full steps amplify past 1e-4 on some CPUs (1.3e-2 in α on an AMD
+    # host), which would hide a leak; with the size fixed, person b's rows agree to the bit
+    # unless something mixes the groups.
+    others = views.map(torch.clone)
+    stranger = _truth(1, seed=13)
+    for k in ("alpha", "beta", "delta", "gamma"):
+        getattr(others, k)[:2] = getattr(stranger, k)
+    image2, lm2 = _scene(narrow, others)
+    assert torch.equal(image2[2:], image[2:]) and not torch.equal(image2[:2], image[:2])
+    swapped = fitter.fit(image2, lm2, groups=["a", "a", "b", "b"]).params
+    assert not torch.equal(swapped.alpha[0], q.alpha[0])
     for k in ("alpha", "beta", "delta", "gamma", "angles"):
-        np.testing.assert_allclose(getattr(q, k)[2:].numpy(), getattr(alone, k).numpy(), atol=1e-4, err_msg=k)
+        np.testing.assert_allclose(getattr(q, k)[2:].numpy(), getattr(swapped, k)[2:].numpy(), atol=1e-6, err_msg=k)
     # sharing is not averaging afterwards: the shared identity differs from both one-photo fits
     solo = fitter.fit(image[2:], lm[2:]).params.alpha
     assert (solo[0] - solo[1]).abs().max() > 1e-3 and not torch.allclose(q.alpha[2], solo.mean(0), atol=1e-4)
