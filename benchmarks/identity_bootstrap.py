@@ -1,0 +1,67 @@
+"""Is one configuration's LFW identity AUC really above another's, or is it the people drawn?
+
+    python benchmarks/identity_bootstrap.py A.npz B.npz [--resamples 200] [--seed 0]
+
+A and B are ``identity_lfw.py --cache`` files of the same photos. Paired bootstrap over people:
+each resample draws the people with replacement (kept once each, so no person is paired with a
+copy of itself), and scores both configurations' verification AUC (cosine of the identity
+vectors α, same person vs different) on those people's photos. Prints both full-set AUCs and the
+mean, 95 % interval and share above 0 of AUC(B) − AUC(A).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def load_alpha(path: Path) -> dict[str, np.ndarray]:
+    """Identity vectors α per photo key from an ``identity_lfw.py`` cache (layout's first entry)."""
+    d = np.load(path, allow_pickle=True)
+    layout = json.loads(str(d["layout"]))  # [["alpha", 80], ...], written by identity_lfw.py
+    if layout[0][0] != "alpha":
+        raise SystemExit(f"{path}: layout does not start with alpha ({layout[0]})")
+    n = int(layout[0][1])
+    return dict(zip(map(str, d["keys"]), d["vectors"].astype(np.float64)[:, :n]))
+
+
+def verification_auc(vectors: np.ndarray, person: np.ndarray) -> float:
+    """AUC of cosine similarity over all pairs: same person (positive) vs different."""
+    x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    iu = np.triu_indices(len(x), 1)
+    return float(roc_auc_score((person[:, None] == person[None, :])[iu], (x @ x.T)[iu]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("a", type=Path)
+    ap.add_argument("b", type=Path)
+    ap.add_argument("--resamples", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    a, b = load_alpha(args.a), load_alpha(args.b)
+    keys = sorted(set(a) & set(b))
+    if len(keys) < len(a) or len(keys) < len(b):
+        print(f"scoring the {len(keys)} photos both files hold ({len(a)} in A, {len(b)} in B)")
+    person = np.array([Path(k).parent.name for k in keys])
+    va, vb = np.stack([a[k] for k in keys]), np.stack([b[k] for k in keys])
+    print(f"AUC A {verification_auc(va, person):.4f}  B {verification_auc(vb, person):.4f}")
+    rng = np.random.default_rng(args.seed)
+    people = np.unique(person)
+    diffs = []
+    for _ in range(args.resamples):
+        pick = np.unique(rng.choice(people, len(people), replace=True))
+        m = np.isin(person, pick)
+        diffs.append(verification_auc(vb[m], person[m]) - verification_auc(va[m], person[m]))
+    d = np.array(diffs)
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    print(f"AUC(B) - AUC(A): mean {d.mean():+.4f}, 95 % interval {lo:+.4f} to {hi:+.4f}, "
+          f"above 0 in {100 * (d > 0).mean():.0f} % of {args.resamples} resamples")
+
+
+if __name__ == "__main__":
+    main()
