@@ -50,7 +50,8 @@ def setup(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, FitConfig, F
     args = ap.parse_args()
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
-    recon = FaceReconstructor(config=config, **engine_options(args))
+    args.engine_options = engine_options(args)
+    recon = FaceReconstructor(config=config, **args.engine_options)
     return args, config, recon, prepared_photos(recon, args.photos)
 
 
@@ -69,7 +70,7 @@ def main() -> None:
         return out, (time.process_time() - t0) / len(items)
 
     alone, cpu1 = run(1)
-    result = {"config": asdict(config), "engine": engine_record(engine_options(args)) or {"engine": "fit"},
+    result = {"config": asdict(config), "engine": engine_record(args.engine_options) or {"engine": "fit"},
               "photos": [str(p.relative_to(shared_path())) for p in photo_list(args.photos)],
               "cpu_seconds_per_photo": {"1": cpu1}, "vs_alone_mm": {}}
     for b in args.batches:

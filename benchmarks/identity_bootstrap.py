@@ -15,8 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
+import sys
+
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from identity_lfw import verification_auc  # noqa: E402
 
 
 def load_alpha(path: Path) -> dict[str, np.ndarray]:
@@ -27,13 +31,6 @@ def load_alpha(path: Path) -> dict[str, np.ndarray]:
         raise SystemExit(f"{path}: layout does not start with alpha ({layout[0]})")
     n = int(layout[0][1])
     return dict(zip(map(str, d["keys"]), d["vectors"].astype(np.float64)[:, :n]))
-
-
-def verification_auc(vectors: np.ndarray, person: np.ndarray) -> float:
-    """AUC of cosine similarity over all pairs: same person (positive) vs different."""
-    x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    iu = np.triu_indices(len(x), 1)
-    return float(roc_auc_score((person[:, None] == person[None, :])[iu], (x @ x.T)[iu]))
 
 
 def main() -> None:

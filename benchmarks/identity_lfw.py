@@ -40,18 +40,29 @@ def subset(people: int, every: int, photos: int = 5) -> list[tuple[str, list[Pat
     return [(n, sorted((root / n).glob("*.jpg"))[:photos]) for n in names[::every][:people]]
 
 
+def pair_similarities(vectors: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit vectors (N,D), and over all pairs: cosine similarity and whether both are one person."""
+    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    iu = np.triu_indices(len(v), 1)
+    return v, (v @ v.T)[iu], (owner[:, None] == owner[None, :])[iu]
+
+
+def verification_auc(vectors: np.ndarray, owner: np.ndarray) -> float:
+    """AUC of cosine similarity over all pairs: same person (positive) against different."""
+    from sklearn.metrics import roc_auc_score
+
+    _, s, same = pair_similarities(vectors, owner)
+    return float(roc_auc_score(same, s))
+
+
 def identity_figures(vectors: np.ndarray, owner: np.ndarray, seed: int = 0) -> dict[str, float]:
     """AUC, within/between cosine-distance ratio and K-means ARI of (N,D) vectors of ``owner`` people."""
     from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score, roc_auc_score
+    from sklearn.metrics import adjusted_rand_score
 
-    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    sim = v @ v.T
-    iu = np.triu_indices(len(v), 1)
-    same = (owner[:, None] == owner[None, :])[iu]
-    s = sim[iu]
+    v, s, same = pair_similarities(vectors, owner)
     labels = KMeans(n_clusters=len(set(owner)), n_init=10, random_state=seed).fit(v).labels_
-    return {"auc": float(roc_auc_score(same, s)),
+    return {"auc": verification_auc(vectors, owner),
             "within_between_ratio": float((1 - s[same]).mean() / (1 - s[~same]).mean()),
             "kmeans_ari": float(adjusted_rand_score(owner, labels))}
 
