@@ -146,25 +146,33 @@ class HybridLoss:
         """FaceNet embeddings (B,D) of the ``perceptual_box`` crop of (B,3,H,W) images in [0,1]."""
         return self.facenet.embed(images, self.perceptual_box)
 
-    def coef(self, params: "FaceParams") -> torch.Tensor:
-        """The coefficient regulariser per image (B,): ‖α‖², ‖β‖², ‖δ‖² with their inner weights."""
+    def coef(self, params: "FaceParams", prior: "FaceParams | None" = None) -> torch.Tensor:
+        """The coefficient regulariser per image (B,): ‖α‖², ‖β‖², ‖δ‖² with their inner weights —
+        or, given ``prior`` (per-image coefficients, e.g. a regressor's prediction), the same
+        norms of the differences ‖α − α₀‖², …: a Gaussian prior centred there instead of at 0."""
         w = self.weights
-        return coef_loss(params.alpha, params.beta, params.delta, w.coef_id, w.coef_exp, w.coef_tex)
+        if prior is None:
+            return coef_loss(params.alpha, params.beta, params.delta, w.coef_id, w.coef_exp, w.coef_tex)
+        return coef_loss(params.alpha - prior.alpha, params.beta - prior.beta, params.delta - prior.delta,
+                         w.coef_id, w.coef_exp, w.coef_tex)
 
-    def landmarks_only(self, predicted: torch.Tensor, landmarks: torch.Tensor, params: "FaceParams") -> torch.Tensor:
-        """Landmark + coefficient terms only (B,), weighted: the loss of a landmark-only stage."""
+    def landmarks_only(self, predicted: torch.Tensor, landmarks: torch.Tensor, params: "FaceParams",
+                       prior: "FaceParams | None" = None) -> torch.Tensor:
+        """Landmark + coefficient terms only (B,), weighted: the loss of a landmark-only stage
+        (``prior``: the coefficient prior's centre, see :meth:`coef`)."""
         w = self.weights
         omega = self.omega.to(predicted.device)
-        return w.landmark * landmark_loss(predicted, landmarks, omega) + w.coef * self.coef(params)
+        return w.landmark * landmark_loss(predicted, landmarks, omega) + w.coef * self.coef(params, prior)
 
     def __call__(self, out: "ForwardOutput", params: "FaceParams", images: torch.Tensor, landmarks: torch.Tensor,
                  attention: torch.Tensor | None = None, *, perceptual: bool = True,
-                 target_embedding: torch.Tensor | None = None) -> LossTerms:
+                 target_embedding: torch.Tensor | None = None, prior: "FaceParams | None" = None) -> LossTerms:
         """All terms for a rendered forward pass ``out`` of ``params`` against photos (B,3,H,W)
         in [0,1], their landmarks (B,68,2) pixels and skin attention (B,1,H,W).
 
         ``perceptual=False`` skips FaceNet this time (it counts 0); ``target_embedding`` (B,D)
-        is the photos' embedding when the caller keeps it across steps (else computed here).
+        is the photos' embedding when the caller keeps it across steps (else computed here);
+        ``prior`` centres the coefficient prior (see :meth:`coef`; None: at 0, the paper's).
         """
         per = None
         if perceptual and self.uses_perceptual:
@@ -179,5 +187,5 @@ class HybridLoss:
         return hybrid_loss(
             self.weights, photo=photo,
             landmark=landmark_loss(out.landmarks, landmarks, self.omega.to(landmarks.device)), perceptual=per,
-            coef=self.coef(params), texture=texture_loss(out.albedo, self.skin_mask),
+            coef=self.coef(params, prior), texture=texture_loss(out.albedo, self.skin_mask),
         )

@@ -366,3 +366,17 @@ def test_averaging_returns_the_mean_of_the_last_iterates(narrow, monkeypatch):
     out = Fitter(narrow, config=config).forward(avg.params)
     assert avg.history[-1]["photo"] == pytest.approx(
         float(Fitter(narrow, config=config).loss(out, avg.params, image, lm, None, perceptual=False).photo.mean()), rel=1e-4)
+
+
+def test_prior_centres_the_coefficient_prior_on_given_coefficients(narrow):
+    """Given a ``prior`` and a dominant prior weight, a fit from PnP's mean face ends at the
+    prior's coefficients; with the default zero-centred prior the same fit stays near 0."""
+    truth = _truth(1, seed=3)
+    image, lm = _scene(narrow, truth)
+    weights = LossWeights(coef=1.0, coef_exp=1.0, coef_tex=1.0, landmark=1e-9, photo=1e-9, texture=0.0)
+    fitter = Fitter(narrow, config=FitConfig(perceptual=False, landmark_steps=40, steps=120, lr=0.05, weights=weights))
+    kept = fitter.fit(image, lm, prior=truth).params
+    plain = fitter.fit(image, lm).params
+    for name in ("alpha", "beta", "delta"):
+        assert float((getattr(kept, name) - getattr(truth, name)).abs().max()) < 0.05, name
+    assert float(plain.alpha.abs().max()) < 0.02

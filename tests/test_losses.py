@@ -214,3 +214,22 @@ def test_a_landmark_stage_renders_nothing():
         assert "rendered" in str(exc)
     else:
         raise AssertionError("a photometric weight must render")
+
+
+def test_coef_prior_centred_on_given_coefficients_by_hand():
+    """``prior`` moves the Gaussian prior's centre: the regulariser is the weighted squared
+    distance to the given coefficients (hand values), and 0 at them."""
+    from facerecon.losses import HybridLoss
+    from facerecon.params import FaceParams
+
+    p, c = FaceParams.zeros(2), FaceParams.zeros(2)
+    p.alpha[0, :2] = torch.tensor([1.0, 2.0])
+    c.alpha[0, :2] = torch.tensor([1.0, 0.0])  # α − α₀ = (0, 2): 4
+    p.beta[1, 0], c.beta[1, 0] = 0.5, 0.2       # β − β₀ = 0.3: 0.09
+    p.delta[1, 3] = 10.0                        # δ − δ₀ = 10: 100
+    loss = HybridLoss(LossWeights(coef_id=1.0, coef_exp=10.0, coef_tex=1e-3), torch.ones(5, dtype=torch.bool))
+    torch.testing.assert_close(loss.coef(p, c), torch.tensor([4.0, 0.9 + 0.1]))
+    torch.testing.assert_close(loss.coef(p), torch.tensor([5.0, 2.5 + 0.1]))  # centred at 0
+    assert torch.equal(loss.coef(c, c), torch.zeros(2))
+    lm = torch.zeros(2, 68, 2)
+    torch.testing.assert_close(loss.landmarks_only(lm, lm, p, c), loss.weights.coef * torch.tensor([4.0, 1.0]))

@@ -160,6 +160,11 @@ class _Unknowns:
         return [self.angles, self.trans, self.alpha, self.beta, self.delta, self.gamma]
 
 
+def _detached(params: FaceParams | None, device: torch.device) -> FaceParams | None:
+    """A constant copy of ``params`` on ``device`` (a prior's centre: no gradient flows into it)."""
+    return None if params is None else params.map(lambda t: t.detach().to(device))
+
+
 class _Average:
     """Running mean of ``tensors`` over the last ``last`` of ``total`` steps (Polyak averaging);
     :meth:`apply` writes it into the tensors. With ``last`` = 0 it does nothing."""
@@ -256,9 +261,10 @@ class Fitter:
 
     # --- stage 1 ------------------------------------------------------------------------------
     def landmark_stage(self, params: FaceParams, landmarks: torch.Tensor, groups=None,
-                       progress: Progress | None = None) -> FaceParams:
+                       progress: Progress | None = None, prior: FaceParams | None = None) -> FaceParams:
         """Pose, expression (and identity, with ``landmark_identity``) from the landmarks alone,
-        starting from ``params``; ``config.landmark_steps`` Adam steps. Returns detached params."""
+        starting from ``params``; ``config.landmark_steps`` Adam steps. ``prior``: per-photo
+        coefficients the prior is centred on (None: 0). Returns detached params."""
         cfg, dev = self.config, self.device
         landmarks = landmarks.to(dev).float()
         x = _Unknowns(params, group_index(groups, params.batch, dev), dev)
@@ -271,11 +277,12 @@ class Fitter:
             {"params": coefs, "lr": cfg.lr},
         ])
         sched = _schedule(opt, cfg.landmark_steps, cfg.lr_final)
+        prior = _detached(prior, dev)
         ids = None
         for step in range(cfg.landmark_steps):
             p = x.params()
             lm, ids = self.forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
-            loss = self.loss.landmarks_only(lm, landmarks, p).sum()
+            loss = self.loss.landmarks_only(lm, landmarks, p, prior).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -287,18 +294,20 @@ class Fitter:
 
     # --- stage 2 ------------------------------------------------------------------------------
     def full_stage(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
-                   attention: torch.Tensor | None = None, groups=None, progress: Progress | None = None
-                   ) -> FitResult:
+                   attention: torch.Tensor | None = None, groups=None, progress: Progress | None = None,
+                   prior: FaceParams | None = None) -> FitResult:
         """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
         Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
         ``contour_every``-th; then ``config.settle_steps`` settling steps (contour kept, FaceNet
         every step, rates falling to 0); with ``config.average_steps`` the mean of the unknowns over
         that many last steps is returned. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
-        pixels, attention (B,1,224,224)."""
+        pixels, attention (B,1,224,224); ``prior``: per-photo coefficients the prior is centred on
+        (None: 0)."""
         cfg, dev = self.config, self.device
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
         index = group_index(groups, params.batch, dev)
+        prior = _detached(prior, dev)
         x = _Unknowns(params, index, dev)
         for t in x.tensors():
             t.requires_grad_()
@@ -330,7 +339,7 @@ class Fitter:
                 ids = out.landmark_ids
                 terms = self.loss(out, p, images, landmarks, attention,
                                   perceptual=use_per and (final or settling or step % cfg.perceptual_every == 0),
-                                  target_embedding=target_emb)
+                                  target_embedding=target_emb, prior=prior)
             history.append(terms.as_dict())
             if final:
                 break
@@ -349,19 +358,22 @@ class Fitter:
 
     # --- all stages -----------------------------------------------------------------------------
     def fit(self, images: torch.Tensor, landmarks: torch.Tensor, attention: torch.Tensor | None = None,
-            init: FaceParams | None = None, groups=None, progress: Progress | None = None) -> FitResult:
+            init: FaceParams | None = None, groups=None, progress: Progress | None = None,
+            prior: FaceParams | None = None) -> FitResult:
         """Fit (B,3,224,224) crops in [0,1] with their (B,68,2) landmarks (crop pixels) and skin
         attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
         ``groups`` (B labels) makes photos with the same label share identity and albedo.
+        ``prior`` (per-photo coefficients, e.g. a regressor's prediction) centres the Gaussian
+        prior on α, β, δ there instead of at the model's mean (the paper's).
         ``progress(step, total)`` is called after each step of both stages."""
         cfg = self.config
         landmarks = landmarks.to(self.device).float()
         total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
         params = init if init is not None else self.init_pose(landmarks)
         params = self.landmark_stage(params, landmarks, groups,
-                                     progress and (lambda done, _: progress(done, total)))
+                                     progress and (lambda done, _: progress(done, total)), prior)
         return self.full_stage(params, images, landmarks, attention, groups,
-                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)))
+                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior)
 
 
 __all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose"]
