@@ -47,7 +47,7 @@ def photo() -> Path:
 def fit_recon(photo):
     from facerecon.pipeline import FaceReconstructor
 
-    return FaceReconstructor(config=TINY)
+    return FaceReconstructor(config=TINY, engine="fit")
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def own_prediction(path: Path, prep) -> FaceParams:
 
 # --- engine "fit" ------------------------------------------------------------------------------------
 def test_fit_engine_is_the_fitter_unchanged(fit_recon, prepared):
-    """The default engine is the plain fit: the same numbers as the Fitter alone on the same
-    inputs (the code path before engines existed), bit for bit."""
+    """Engine "fit" is the plain fit: the same numbers as the Fitter alone on the same inputs (the
+    code path before engines existed), bit for bit."""
     assert fit_recon.engine == "fit" and fit_recon.rnet is None
     rec = fit_recon.fit_prepared([prepared])[0]
     fitter = Fitter(fit_recon.model, fit_recon.camera, None, TINY)
@@ -256,6 +256,20 @@ def test_init_given_runs_the_fitter_whatever_the_engine(fit_recon, prepared, che
     assert same(rec.params, ref.params)
 
 
+# --- engine "rnet-prior" ------------------------------------------------------------------------------
+def test_rnet_prior_is_the_whole_fit_with_the_prior_centred_on_the_prediction(fit_recon, prepared, checkpoints):
+    """From PnP like the plain fit (not from the net's output), every step; only the prior's
+    centre moves to R-Net's prediction — and that changes the result."""
+    recon = make(fit_recon, "rnet-prior", checkpoints["nudged"])
+    rec = recon.fit_prepared([prepared])[0]
+    fitter = Fitter(fit_recon.model, fit_recon.camera, None, TINY)
+    prediction = own_prediction(checkpoints["nudged"], prepared[1])
+    want = fitter.fit(*batch_of(prepared[1]), prior=prediction)
+    assert same(rec.params, want.params)
+    plain = fit_recon.fit_prepared([prepared])[0]
+    assert float((rec.params.alpha - plain.params.alpha).abs().max()) > 1e-3
+
+
 # --- checkpoints that do not fit -----------------------------------------------------------------------
 @pytest.mark.parametrize("name, words", [
     ("small_id", "parameter layout differs from the fitter's (alpha 50 vs 80)"),
@@ -305,18 +319,48 @@ def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints
     assert doc["extra"]["engine"] == {"engine": "rnet", "rnet": str(ckpt)}
     assert torch.equal(params.to_vector(), own_prediction(ckpt, prepared[1]).to_vector())
 
-    out3 = tmp_path / "out3"  # the default engine writes what it always wrote: no engine record
-    assert main(["reconstruct", str(photo), "-o", str(out3), *FASTER]) == 0
+    out3 = tmp_path / "out3"  # the plain fit writes what it always wrote: no engine record
+    assert main(["reconstruct", str(photo), "-o", str(out3), "--engine", "fit", *FASTER]) == 0
     params, doc = _params(out3 / photo.stem)
     assert "engine" not in doc["extra"] and "engine" not in json.loads((out3 / "report.json").read_text())
     assert torch.equal(params.to_vector(), fit_recon.fit_prepared([prepared])[0].params.to_vector())
+
+    from facerecon.nets.rnet import default_model_path
+
+    out4 = tmp_path / "out4"  # no engine named: the fit with the shipped R-Net as its prior
+    assert main(["reconstruct", str(photo), "-o", str(out4), *FASTER]) == 0
+    params, doc = _params(out4 / photo.stem)
+    assert doc["extra"]["engine"] == {"engine": "rnet-prior", "rnet": str(default_model_path())}
+    want = make(fit_recon, "rnet-prior", default_model_path()).fit_prepared([prepared])[0].params
+    assert torch.allclose(params.to_vector(), want.to_vector(), atol=1e-5)
+
+
+def test_without_the_shipped_model_the_default_is_the_plain_fit(tmp_path, photo, fit_recon, prepared, capsys,
+                                                                monkeypatch):
+    """An installation without the shipped R-Net still reconstructs with no engine named: the plain
+    fit, said once on stderr (and as a warning from the API)."""
+    import facerecon.nets.rnet as rnet_module
+    from facerecon.pipeline import FaceReconstructor
+
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda: None)
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photo), "-o", str(out), *FASTER]) == 0
+    assert "using engine 'fit'" in capsys.readouterr().err
+    params, doc = _params(out / photo.stem)
+    assert "engine" not in doc["extra"]
+    assert torch.equal(params.to_vector(), fit_recon.fit_prepared([prepared])[0].params.to_vector())
+    with pytest.warns(UserWarning, match="using engine 'fit'"):
+        recon = FaceReconstructor(config=TINY, face_model=fit_recon.model, preparer=fit_recon.preparer)
+    assert recon.engine == "fit" and recon.rnet is None
 
 
 @pytest.mark.parametrize("extra, words", [
     (["--engine", "rnet"], "--engine rnet needs --rnet PATH: the shipped model"),
     (["--engine", "rnet+fit", "--rnet", "{tmp}/missing.pt"], "no such file"),
-    (["--rnet", "{ckpt}"], "--rnet is only used with --engine rnet or rnet+fit"),
-    (["--refine", "3"], "--refine is only used with --engine rnet+fit"),
+    (["--engine", "rnet-prior"], "--engine rnet-prior needs --rnet PATH: the shipped model"),
+    (["--engine", "fit", "--rnet", "{ckpt}"], "--rnet is only used with --engine rnet, rnet+fit or rnet-prior"),
+    (["--engine", "fit", "--refine", "3"], "--refine is only used with --engine rnet+fit"),
+    (["--rnet", "{ckpt}", "--refine", "3"], "--refine is only used with --engine rnet+fit"),
     (["--engine", "rnet", "--rnet", "{ckpt}", "--refine", "3"], "--refine is only used with --engine rnet+fit"),
     (["--engine", "rnet+fit", "--rnet", "{ckpt}", "--refine", "-1"], "--refine must be at least 0"),
     (["--engine", "rnet", "--rnet", "{bad}"], "parameter layout differs from the fitter's"),

@@ -67,7 +67,7 @@ def test_dataset_equals_the_cli_and_reports_the_bad_file(local_ray, inputs, cli_
     from facerecon.scale.ray_pipeline import reconstruct_dataset
 
     out = tmp_path / "ray"
-    report = reconstruct_dataset(inputs, out, engine="fit", rnet=None, fit_config=TINY, num_workers=2,
+    report = reconstruct_dataset(inputs, out, engine="rnet-prior", rnet=None, fit_config=TINY, num_workers=2,
                                  device="cpu", batch_size=1, texture_size=128)
     assert report["summary"] == {"ok": 3, "failed": 1}
     assert [e["input"] for e in report["inputs"]] == [str(p) for p in inputs]  # input order

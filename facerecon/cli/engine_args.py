@@ -1,22 +1,26 @@
 """The engine options shared by every command that reconstructs (``reconstruct``, ``evaluate
-landmarks --source fit``, the accuracy benchmarks): fitter, R-Net alone, or R-Net refined."""
+landmarks --source fit``, the accuracy benchmarks): fitter, R-Net alone, R-Net refined, or the
+fitter with R-Net's prediction as its prior."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from facerecon.pipeline import DEFAULT_REFINE, ENGINES
+from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES, default_engine
 
 
 def add_engine_arguments(group: argparse._ActionsContainer) -> None:
     """--engine, --rnet, --refine."""
-    group.add_argument("--engine", choices=ENGINES, default="fit",
-                       help="fit: the fitter alone (PnP pose, landmark stage, full stage); rnet: the R-Net "
+    group.add_argument("--engine", choices=ENGINES, default=None,
+                       help=f"default {DEFAULT_ENGINE} (fit where the shipped R-Net is missing). fit: the "
+                            "fitter alone (PnP pose, landmark stage, full stage); rnet: the R-Net "
                             "regressor's prediction alone (one forward pass per batch, no optimisation; needs "
-                            "--rnet); rnet+fit: R-Net's prediction refined by --refine fitter steps")
+                            "--rnet); rnet+fit: R-Net's prediction refined by --refine fitter steps; rnet-prior: the "
+                            "whole fitter with its coefficient prior centred on R-Net's prediction instead of "
+                            "the mean face")
     group.add_argument("--rnet", type=Path, default=None, metavar="PATH",
-                       help="R-Net checkpoint (from facerecon train) for --engine rnet and rnet+fit; "
+                       help="R-Net checkpoint (from facerecon train) for --engine rnet, rnet+fit and rnet-prior; "
                             "default: the model shipped with facerecon (MODEL_CARD.md)")
     group.add_argument("--refine", type=int, default=None, metavar="N",
                        help="fitter steps after R-Net's prediction with --engine rnet+fit, in all (a quarter "
@@ -29,9 +33,15 @@ def engine_options(args: argparse.Namespace) -> dict:
     from facerecon.cli import UserError
 
     engine, rnet, refine = args.engine, args.rnet, args.refine
+    if engine is None:
+        engine, why = default_engine() if rnet is None else (DEFAULT_ENGINE, None)
+        if why:
+            import sys
+
+            print(f"facerecon: {why}", file=sys.stderr)
     if engine == "fit":
         if rnet is not None:
-            raise UserError("--rnet is only used with --engine rnet or rnet+fit")
+            raise UserError("--rnet is only used with --engine rnet, rnet+fit or rnet-prior")
         if refine is not None:
             raise UserError("--refine is only used with --engine rnet+fit")
         return {"engine": "fit"}

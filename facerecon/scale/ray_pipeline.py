@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facerecon.fitting.engine import FitConfig
-from facerecon.pipeline import DEFAULT_REFINE, ENGINES
+from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES
 
 #: Columns of the rows between stages (every stage returns all of them).
 _COLUMNS = ("index", "path", "open", "folder", "error", "payload", "result")
@@ -69,7 +69,7 @@ def check_engine(engine: str, rnet: Any, refine: int, config: FitConfig) -> None
         raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     if engine == "fit":
         if rnet is not None:
-            raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet' or 'rnet+fit')")
+            raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet', 'rnet+fit' or 'rnet-prior')")
         return
     if rnet is None:
         from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
@@ -206,7 +206,7 @@ def _write_row(row: dict[str, Any], *, config: FitConfig, engine_record: dict | 
 
 
 # --- the pipeline -------------------------------------------------------------------------------------
-def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, engine: str = "fit",
+def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, engine: str = DEFAULT_ENGINE,
                         rnet: Any = None, fit_config: FitConfig | None = None, num_workers: int = 2,
                         device: str = "cpu", batch_size: int = 8, refine: int = DEFAULT_REFINE,
                         names: Sequence[str] | None = None, texture_size: int = 1024, units: str = "m",
@@ -234,6 +234,10 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
     if cpus_per_worker <= 0:
         raise ValueError("cpus_per_worker must be above 0")
     check_engine(engine, rnet, refine, config)
+    if engine != "fit" and rnet is None:  # the shipped model (check_engine found it): named in the report
+        from facerecon.nets.rnet import default_model_path
+
+        rnet = default_model_path()
     paths = [os.fspath(p) for p in paths]
     names = list(names) if names is not None else default_names(paths)
     if len(names) != len(paths):
