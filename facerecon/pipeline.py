@@ -280,8 +280,8 @@ class FaceReconstructor:
     def _run_engine(self, crops: torch.Tensor, lmk: torch.Tensor, att: torch.Tensor, init: FaceParams | None,
                     groups: Sequence | None, progress: Callable | None) -> FitResult:
         """One batch through the engine. ``init`` given: the fitter from ``init``, whatever the engine
-        (the joint multi-photo fit relies on this)."""
-        if init is not None or self.engine == "fit":
+        (the joint multi-photo fit relies on this) — with engine "rnet-prior" under its prior."""
+        if self.engine == "fit" or (init is not None and self.engine != "rnet-prior"):
             return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
         predicted = self.predict(crops, lmk)
         index = group_index(groups, predicted.batch, self.device)
@@ -297,7 +297,7 @@ class FaceReconstructor:
                 progress(1, 1)
             return result
         if self.engine == "rnet-prior":
-            return self.fitter.fit(crops, lmk, att, groups=groups, progress=progress, prior=predicted)
+            return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=predicted)
         assert self._refiner is not None
         return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress)
 

@@ -252,8 +252,14 @@ def test_init_given_runs_the_fitter_whatever_the_engine(fit_recon, prepared, che
     recon = make(fit_recon, "rnet", checkpoints["nudged"])
     start = FaceParams.zeros(1)
     rec = recon.fit_prepared([prepared], init=start)[0]
-    ref = Fitter(fit_recon.model, fit_recon.camera, None, TINY).fit(*batch_of(prepared[1]), init=start)
+    fitter = Fitter(fit_recon.model, fit_recon.camera, None, TINY)
+    ref = fitter.fit(*batch_of(prepared[1]), init=start)
     assert same(rec.params, ref.params)
+    # "rnet-prior" keeps its prior there: the fit from ``init`` centred on the net's prediction
+    rec = make(fit_recon, "rnet-prior", checkpoints["nudged"]).fit_prepared([prepared], init=start)[0]
+    prediction = own_prediction(checkpoints["nudged"], prepared[1])
+    assert same(rec.params, fitter.fit(*batch_of(prepared[1]), init=start, prior=prediction).params)
+    assert not same(rec.params, ref.params)
 
 
 # --- engine "rnet-prior" ------------------------------------------------------------------------------
