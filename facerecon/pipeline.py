@@ -25,12 +25,12 @@ from facerecon.render import Camera
 
 #: How a face is found from its aligned crop: the fitter alone (PnP, landmark stage, full
 #: stage), R-Net's prediction alone (one forward pass), R-Net's prediction refined by the fitter,
-#: or the whole fitter with its coefficient prior centred on R-Net's prediction.
+#: or the whole fitter with its identity and albedo prior centred on R-Net's prediction.
 ENGINES = ("fit", "rnet", "rnet+fit", "rnet-prior")
 
-#: The engine used when none is named: the fitter with its prior centred on the shipped R-Net's
-#: prediction — LFW identity AUC 0.932 against the plain fit's 0.908 at the same distance to the
-#: real-skin scan, landmarks and time (BENCHMARKS.md, "A learned prior").
+#: The engine used when none is named: the fitter with its identity and albedo prior centred on the
+#: shipped R-Net's prediction — LFW identity AUC 0.930 against the plain fit's 0.908, as close or
+#: closer to the real-skin scan and 300-W landmarks, the same time (BENCHMARKS.md, "A learned prior").
 DEFAULT_ENGINE = "rnet-prior"
 
 
@@ -132,6 +132,16 @@ def refine_split(steps: int) -> tuple[int, int]:
     return steps // 4, steps - steps // 4
 
 
+def rnet_prior(predicted: FaceParams) -> FaceParams:
+    """The centre of engine "rnet-prior"'s coefficient prior from R-Net's prediction: its identity
+    α and albedo δ; expression β stays centred at neutral (0). Centring β on the prediction too
+    measured further from the real-skin scan and worse on 300-W landmarks (BENCHMARKS.md, "A
+    learned prior"): the net's β is its least reliable part (it even predicts weights below 0,
+    outside the blendshapes' range)."""
+    return FaceParams(predicted.alpha, torch.zeros_like(predicted.beta), predicted.delta, predicted.gamma,
+                      predicted.angles, predicted.trans)
+
+
 def rnet_layout_problem(net: RNet, model: FaceModel, rgb_light: bool, trained: dict | None = None) -> str | None:
     """Why ``net``'s predictions cannot be read as ``model``'s coefficients (None: they can).
 
@@ -161,8 +171,9 @@ class FaceReconstructor:
     a PnP pose; "rnet" takes R-Net's prediction from the aligned crop as the result (one batched
     forward pass, no optimisation); "rnet+fit" starts the fitter from that prediction for
     ``refine`` steps in all (split by :func:`refine_split`); "rnet-prior" runs the whole fitter
-    (PnP, both stages) with the Gaussian prior on α, β, δ centred on R-Net's prediction instead
-    of on the model's mean (a prior learned from photos; BENCHMARKS.md, "A learned prior").
+    (PnP, both stages) with the Gaussian prior on α and δ centred on R-Net's prediction instead
+    of on the model's mean (a prior learned from photos; :func:`rnet_prior`; BENCHMARKS.md, "A
+    learned prior").
     ``rnet``: a checkpoint path (rebuilt by
     :func:`~facerecon.nets.rnet.load_checkpoint`) or an :class:`~facerecon.nets.rnet.RNet`
     (moved to the device, eval mode, gradients off); the R-Net engines use the shipped model
@@ -297,7 +308,8 @@ class FaceReconstructor:
                 progress(1, 1)
             return result
         if self.engine == "rnet-prior":
-            return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=predicted)
+            return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress,
+                                   prior=rnet_prior(predicted))
         assert self._refiner is not None
         return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress)
 

@@ -257,7 +257,9 @@ def test_init_given_runs_the_fitter_whatever_the_engine(fit_recon, prepared, che
     assert same(rec.params, ref.params)
     # "rnet-prior" keeps its prior there: the fit from ``init`` centred on the net's prediction
     rec = make(fit_recon, "rnet-prior", checkpoints["nudged"]).fit_prepared([prepared], init=start)[0]
-    prediction = own_prediction(checkpoints["nudged"], prepared[1])
+    from facerecon.pipeline import rnet_prior
+
+    prediction = rnet_prior(own_prediction(checkpoints["nudged"], prepared[1]))
     assert same(rec.params, fitter.fit(*batch_of(prepared[1]), init=start, prior=prediction).params)
     assert not same(rec.params, ref.params)
 
@@ -265,13 +267,18 @@ def test_init_given_runs_the_fitter_whatever_the_engine(fit_recon, prepared, che
 # --- engine "rnet-prior" ------------------------------------------------------------------------------
 def test_rnet_prior_is_the_whole_fit_with_the_prior_centred_on_the_prediction(fit_recon, prepared, checkpoints):
     """From PnP like the plain fit (not from the net's output), every step; only the prior's
-    centre moves to R-Net's prediction — and that changes the result."""
+    centre moves to R-Net's identity and albedo (expression's stays at neutral) — and that
+    changes the result."""
     recon = make(fit_recon, "rnet-prior", checkpoints["nudged"])
     rec = recon.fit_prepared([prepared])[0]
     fitter = Fitter(fit_recon.model, fit_recon.camera, None, TINY)
     prediction = own_prediction(checkpoints["nudged"], prepared[1])
-    want = fitter.fit(*batch_of(prepared[1]), prior=prediction)
+    assert float(prediction.beta.abs().max()) > 0.1  # the nudged net predicts an expression
+    centre = FaceParams(prediction.alpha, torch.zeros_like(prediction.beta), prediction.delta, prediction.gamma,
+                        prediction.angles, prediction.trans)
+    want = fitter.fit(*batch_of(prepared[1]), prior=centre)
     assert same(rec.params, want.params)
+    assert not same(rec.params, fitter.fit(*batch_of(prepared[1]), prior=prediction).params)
     plain = fit_recon.fit_prepared([prepared])[0]
     assert float((rec.params.alpha - plain.params.alpha).abs().max()) > 1e-3
 

@@ -17,8 +17,8 @@ def add_engine_arguments(group: argparse._ActionsContainer) -> None:
                             "fitter alone (PnP pose, landmark stage, full stage); rnet: the R-Net "
                             "regressor's prediction alone (one forward pass per batch, no optimisation; needs "
                             "--rnet); rnet+fit: R-Net's prediction refined by --refine fitter steps; rnet-prior: the "
-                            "whole fitter with its coefficient prior centred on R-Net's prediction instead of "
-                            "the mean face")
+                            "whole fitter with its identity and albedo prior centred on R-Net's prediction "
+                            "instead of the mean face")
     group.add_argument("--rnet", type=Path, default=None, metavar="PATH",
                        help="R-Net checkpoint (from facerecon train) for --engine rnet, rnet+fit and rnet-prior; "
                             "default: the model shipped with facerecon (MODEL_CARD.md)")
