@@ -34,12 +34,12 @@ ENGINES = ("fit", "rnet", "rnet+fit", "rnet-prior")
 DEFAULT_ENGINE = "rnet-prior"
 
 
-def default_engine() -> tuple[str, str | None]:
+def default_engine(rnet: object = None) -> tuple[str, str | None]:
     """The engine to use when none is named, and why it is not :data:`DEFAULT_ENGINE` (None when it
-    is): an installation without the shipped R-Net falls back to the plain fit."""
+    is): with no ``rnet`` given, an installation without the shipped R-Net falls back to the plain fit."""
     from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
 
-    if default_model_path() is None:
+    if rnet is None and default_model_path() is None:
         return "fit", f"engine {DEFAULT_ENGINE!r} needs an R-Net and {MISSING_DEFAULT}: using engine 'fit'"
     return DEFAULT_ENGINE, None
 
@@ -186,7 +186,7 @@ class FaceReconstructor:
                  preparer: Preparer | None = None, engine: str | None = None,
                  rnet: str | os.PathLike | RNet | None = None, refine: int = DEFAULT_REFINE) -> None:
         if engine is None:
-            engine, why = default_engine() if rnet is None else (DEFAULT_ENGINE, None)
+            engine, why = default_engine(rnet)
             if why:
                 import warnings
 
@@ -194,7 +194,8 @@ class FaceReconstructor:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
         if engine == "fit" and rnet is not None:
-            raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet', 'rnet+fit' or 'rnet-prior')")
+            raise ValueError("an R-Net was given, but engine 'fit' does not use it "
+                             "(engine 'rnet', 'rnet+fit' or 'rnet-prior')")
         if engine != "fit" and rnet is None:
             from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
 

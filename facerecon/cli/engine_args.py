@@ -34,7 +34,7 @@ def engine_options(args: argparse.Namespace) -> dict:
 
     engine, rnet, refine = args.engine, args.rnet, args.refine
     if engine is None:
-        engine, why = default_engine() if rnet is None else (DEFAULT_ENGINE, None)
+        engine, why = default_engine(rnet)
         if why:
             import sys
 

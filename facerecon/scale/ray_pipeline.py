@@ -69,7 +69,8 @@ def check_engine(engine: str, rnet: Any, refine: int, config: FitConfig) -> None
         raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     if engine == "fit":
         if rnet is not None:
-            raise ValueError("an R-Net was given, but engine 'fit' does not use it (engine 'rnet', 'rnet+fit' or 'rnet-prior')")
+            raise ValueError("an R-Net was given, but engine 'fit' does not use it "
+                             "(engine 'rnet', 'rnet+fit' or 'rnet-prior')")
         return
     if rnet is None:
         from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
