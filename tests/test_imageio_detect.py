@@ -262,3 +262,9 @@ def test_tiny_photos_give_no_face_not_a_crash(detector):
     for side in (1, 2, 30):
         with pytest.raises(NoFaceError, match=r"^tiny\.png: no face found"):
             detector.detect(np.full((side, side, 3), 128, np.uint8), source="tiny.png")
+
+
+def test_find_faces_is_detect_without_the_exception(detector, lfw_photos):
+    rgb = load_image(lfw_photos[3])
+    assert [f.box for f in detector.find_faces(rgb)] == [f.box for f in detector.detect(rgb, all_faces=True)]
+    assert detector.find_faces(np.full((120, 160, 3), 90, np.uint8)) == []

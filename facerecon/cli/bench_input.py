@@ -1,7 +1,8 @@
 """``facerecon bench input``: time per photo of each input stage, and detection rate per folder.
 
-Stages: load (decode + EXIF + RGB), detect (HOG boxes, with upsampling retries), landmarks
-(68-point predictor), align (similarity fit + 224 warp), skin (attention map of the crop).
+Stages: load (decode + EXIF + RGB), detect (``FaceDetector.find_faces``: HOG boxes with upsampling
+retries, the CNN detector where no HOG box is confident, 68-point landmarks of each face), align
+(similarity fit + 224 warp), skin (attention map of the crop).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from facerecon.assets import shared_path
 from facerecon.cpus import available_cpus
 
-STAGES = ("load", "detect", "landmarks", "align", "skin")
+STAGES = ("load", "detect", "align", "skin")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -53,7 +54,7 @@ def bench_folder(folder: Path, files: list[Path], detector, skin, progress: bool
     times: dict[str, list[float]] = {s: [] for s in STAGES}  # wall-clock seconds
     cpu: dict[str, list[float]] = {s: [] for s in STAGES}  # process CPU seconds
     failures: list[str] = []
-    n_faces = n_detected = 0
+    n_faces = n_detected = n_cnn = 0
     bar = tqdm(files, desc=folder.name, unit="photo", file=sys.stderr, disable=not progress)
     clock = time.perf_counter
     cpu_clock = time.process_time
@@ -66,14 +67,13 @@ def bench_folder(folder: Path, files: list[Path], detector, skin, progress: bool
             tqdm.write(str(exc), file=sys.stderr)
             continue
         marks.append((clock(), cpu_clock()))
-        boxes = detector.find_boxes(rgb)
+        faces = detector.find_faces(rgb)
         marks.append((clock(), cpu_clock()))
-        if boxes:
+        if faces:
             n_detected += 1
-            n_faces += len(boxes)
-            lm = detector.landmarks(rgb, boxes[0][0])
-            marks.append((clock(), cpu_clock()))
-            face = align(rgb, lm)
+            n_faces += len(faces)
+            n_cnn += faces[0].detector == "cnn"
+            face = align(rgb, faces[0].landmarks)
             marks.append((clock(), cpu_clock()))
             skin.attention(face.crop)
             marks.append((clock(), cpu_clock()))
@@ -89,6 +89,7 @@ def bench_folder(folder: Path, files: list[Path], detector, skin, progress: bool
         "detected": n_detected,
         "detection_rate": n_detected / n_ok if n_ok else float("nan"),
         "faces_per_detected_photo": n_faces / n_detected if n_detected else float("nan"),
+        "found_by_cnn": n_cnn,
         "ms_per_photo": {s: 1000 * float(np.mean(v)) if v else float("nan") for s, v in times.items()},
         "cpu_ms_per_photo": {s: 1000 * float(np.mean(v)) if v else float("nan") for s, v in cpu.items()},
         "ms_total_per_detected_photo": 1000 * float(sum(np.mean(v) for v in times.values() if v)),
@@ -131,12 +132,15 @@ def run(args: argparse.Namespace) -> int:
     head = f"{'folder':<20}{'photos':>7}{'detected':>10}" + "".join(f"{s:>10}" for s in STAGES) + f"{'total':>9}"
     for key, total, title in (("ms_per_photo", "ms_total_per_detected_photo", "wall-clock ms per photo"),
                               ("cpu_ms_per_photo", "cpu_ms_total_per_detected_photo", "CPU ms per photo")):
-        print(f"{title} (detect: every photo; landmarks/align/skin: photos with a face)")
+        print(f"{title} (detect: every photo; align/skin: photos with a face)")
         print(head)
         for r in results:
             ms = r[key]
             print(f"{Path(r['folder']).name:<20}{r['loaded']:>7}{100 * r['detection_rate']:>9.1f}%"
                   + "".join(f"{ms[s]:>10.2f}" for s in STAGES) + f"{r[total]:>9.1f}")
+    for r in results:
+        print(f"{Path(r['folder']).name}: {r['found_by_cnn']} of {r['detected']} faces found by the CNN detector "
+              f"(no confident HOG box)")
     failures = [f for r in results for f in r["load_failures"]]
     if failures:
         print(f"{len(failures)} photo(s) could not be loaded:")

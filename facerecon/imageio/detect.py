@@ -237,6 +237,11 @@ class FaceDetector:
             lm = self.landmarks(image, hog_box)
         return hog_box, lm
 
+    def find_faces(self, image: np.ndarray) -> list[DetectedFace]:
+        """Every face in an (H, W, 3) uint8 RGB photo, in :meth:`detect`'s order, with landmarks;
+        an empty list when there is none (no exception)."""
+        return self._faces(np.ascontiguousarray(image))[0]
+
     def _faces(self, image: np.ndarray) -> tuple[list[DetectedFace], list[int], bool]:
         """Every accepted face, the HOG upsampling levels tried, and whether the CNN ran.
 
