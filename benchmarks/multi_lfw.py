@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from multi_grouping import lfw_subset  # noqa: E402
 
 from facerecon.cli import set_cpu_threads  # noqa: E402
+from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record  # noqa: E402
 from facerecon.config import add_arguments, from_args  # noqa: E402
 from facerecon.fitting.engine import FitConfig  # noqa: E402
 from facerecon.params import FaceParams  # noqa: E402
@@ -46,11 +47,13 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=10)
     parser.add_argument("--offset", type=int, default=1)
     parser.add_argument("--json")
+    add_engine_arguments(parser.add_argument_group("engine"))
     add_arguments(parser.add_argument_group("fitting"), FitConfig)
     args = parser.parse_args()
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
-    recon = FaceReconstructor(config=config)
+    options = engine_options(args)
+    recon = FaceReconstructor(config=config, **options)
     model, fitter = recon.model, recon.fitter
     face = torch.as_tensor(model.vertex_ids < 9409)
     from facerecon.nets.facenet import FaceNet
@@ -146,7 +149,8 @@ def main() -> None:
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"summary": summary, "halves": halves, "leave_one_out": loo,
+            json.dump({"engine": engine_record(options) or {"engine": "fit"}, "summary": summary,
+                       "halves": halves, "leave_one_out": loo,
                        "subset": [n for n, _ in people]}, f, indent=1)
 
 

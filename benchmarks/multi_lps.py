@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lps_fit import prepare_view, render_scan_photos  # noqa: E402
 
 from facerecon.cli import set_cpu_threads  # noqa: E402
+from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record  # noqa: E402
 from facerecon.config import add_arguments, from_args  # noqa: E402
 from facerecon.evaluation.scan import evaluate_scan  # noqa: E402
 from facerecon.facemodel import load_face_model  # noqa: E402
@@ -59,12 +60,14 @@ def main() -> None:
     parser.add_argument("--sets", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--methods", nargs="+", default=list(AGGREGATORS), choices=AGGREGATORS)
     parser.add_argument("--json")
+    add_engine_arguments(parser.add_argument_group("engine"))
     add_arguments(parser.add_argument_group("fitting"), FitConfig)
     args = parser.parse_args()
     set_cpu_threads(None)
     config = from_args(FitConfig, args)
     photos, scan, scan_lmk = render_scan_photos(views=VIEWS, lights=lights())
-    recon = FaceReconstructor(config=config)
+    options = engine_options(args)
+    recon = FaceReconstructor(config=config, **options)
     face_model = load_face_model("face")
     faces = face_model.faces.numpy()
     cache: dict[tuple, dict] = {}
@@ -108,7 +111,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"config": asdict(config), "views": VIEWS, "rows": rows,
+            json.dump({"config": asdict(config), "engine": engine_record(options) or {"engine": "fit"},
+                       "views": VIEWS, "rows": rows,
                        "single": [{"view": v, **{str(k): x for k, x in score(m.params.alpha).items()}}
                                   for v, m in zip(VIEWS, members)]}, f, indent=1)
 
