@@ -268,3 +268,47 @@ def test_find_faces_is_detect_without_the_exception(detector, lfw_photos):
     rgb = load_image(lfw_photos[3])
     assert [f.box for f in detector.find_faces(rgb)] == [f.box for f in detector.detect(rgb, all_faces=True)]
     assert detector.find_faces(np.full((120, 160, 3), 90, np.uint8)) == []
+
+
+def test_landmarks_are_the_median_over_27_jittered_boxes(detector, lfw_photos):
+    rgb = np.ascontiguousarray(load_image(lfw_photos[1]))
+    box = detector.find_boxes(rgb)[0][0]
+    j = detector.landmark_jitter
+    assert j > 0
+    x0, y0, x1, y1 = box
+    w, h, cx, cy = x1 - x0, y1 - y0, (x0 + x1) / 2, (y0 + y1) / 2
+    single = copy.copy(detector)
+    single.landmark_jitter = 0.0
+    runs = []
+    for dx in (-j, 0, j):
+        for dy in (-j, 0, j):
+            for s in (1 - j, 1, 1 + j):
+                runs.append(single.landmarks(rgb, (cx + dx * w - s * w / 2, cy + dy * w - s * h / 2,
+                                                   cx + dx * w + s * w / 2, cy + dy * w + s * h / 2)))
+    assert np.allclose(detector.landmarks(rgb, box), np.median(runs, axis=0))
+    assert not np.allclose(detector.landmarks(rgb, box), single.landmarks(rgb, box))
+
+
+def test_jittered_landmarks_are_closer_to_the_annotation(detector):
+    """300-W test, first 40 photos, as they are and with drawn glasses: the median over jittered
+    boxes is closer to the annotators' points than one prediction (measured on 149 photos:
+    2.93 → 2.82 % as they are, 8.33 → 7.77 % with glasses)."""
+    from facerecon.evaluation.real_skin import draw_occluder
+    from facerecon.imageio.pts import read_pts
+
+    root = need("faces", "300w", "test")
+    single = copy.copy(detector)
+    single.landmark_jitter = 0.0
+    errors = {"plain": ([], []), "glasses": ([], [])}
+    for i, pts_file in enumerate(sorted(root.glob("*.pts"))[:40]):
+        truth = read_pts(pts_file)
+        photo = load_image(pts_file.with_suffix(".jpg"))
+        for kind in errors:
+            img = photo if kind == "plain" else draw_occluder(photo, truth, "glasses", np.random.default_rng(i))
+            boxes = detector.find_boxes(img)
+            if boxes:
+                errors[kind][0].append(_nme_percent(single.landmarks(img, boxes[0][0]), truth))
+                errors[kind][1].append(_nme_percent(detector.landmarks(img, boxes[0][0]), truth))
+    for kind, (one, median) in errors.items():
+        assert len(one) >= 35
+        assert np.mean(median) < np.mean(one), kind

@@ -84,6 +84,11 @@ CNN_MIN_SIDE = 80
 #: A CNN face overlapping a HOG box by at least this IoU confirms it (and the HOG box is kept).
 CONFIRM_IOU = 0.3
 
+#: Landmarks are the per-point median of the predictor's output over 27 boxes: the box shifted by
+#: −j, 0, +j of its width in x and in y and scaled by 1−j, 1, 1+j (j this value). On 300-W train
+#: (297 photos, every 4th) the NME went 3.70 → 3.57 % at j = 0.03 (3.61 % at 0.06, 3.82 % at 0.10).
+LANDMARK_JITTER = 0.03
+
 #: A box scoring at least this is a confident face; beside one, boxes under
 #: ``WEAK_BESIDE_CONFIDENT`` are dropped (scikit-image's astronaut photo: face 1.53, NASA patch -0.05).
 CONFIDENT_SCORE = 0.5
@@ -134,6 +139,9 @@ class FaceDetector:
     overlaps (IoU ≥ :data:`CONFIRM_IOU`) are kept and come first; the others are dropped, and the
     CNN's faces that no kept box overlaps follow (the only ones where no HOG box is confirmed).
     Where the CNN finds nothing the result is the HOG search's.
+
+    Landmarks are the median of the shape predictor over 27 boxes jittered by ``landmark_jitter``
+    (:data:`LANDMARK_JITTER`; 0: one prediction in the box as given).
     """
 
     def __init__(
@@ -145,6 +153,7 @@ class FaceDetector:
         cnn_fallback: bool = True,
         confident: float = CONFIDENT_SCORE,
         max_cnn_pixels: int = 1_000_000,
+        landmark_jitter: float = LANDMARK_JITTER,
     ):
         import dlib
 
@@ -161,6 +170,7 @@ class FaceDetector:
         self.confident = float(confident)
         self.max_cnn_pixels = int(max_cnn_pixels)
         self._cnn = None  # loaded on first need (most photos never need it)
+        self.landmark_jitter = float(landmark_jitter)
 
     # -- stages (public so that benchmarks can time them separately) -------------------------
     def find_boxes(self, image: np.ndarray) -> list[tuple[tuple[float, float, float, float], float, int]]:
@@ -264,9 +274,24 @@ class FaceDetector:
         return faces + extra, tried, True
 
     def landmarks(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
-        """The 68 iBUG landmarks (68, 2) float32, photo pixels, for a face box (x0, y0, x1, y1)."""
+        """The 68 iBUG landmarks (68, 2) float32, photo pixels, for a face box (x0, y0, x1, y1): the
+        per-point median over the jittered boxes (see the class), or one prediction with no jitter."""
+        image = np.ascontiguousarray(image)
+        j = self.landmark_jitter
+        if j <= 0:
+            return self._predict(image, box)
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        runs = [self._predict(image, (cx + dx * w - s * w / 2, cy + dy * w - s * h / 2,
+                                      cx + dx * w + s * w / 2, cy + dy * w + s * h / 2))
+                for dx in (-j, 0.0, j) for dy in (-j, 0.0, j) for s in (1 - j, 1.0, 1 + j)]
+        return np.median(np.stack(runs), axis=0).astype(np.float32)
+
+    def _predict(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """One run of the shape predictor in ``box`` (rounded to whole pixels): (68, 2) float32."""
         x0, y0, x1, y1 = (int(round(v)) for v in box)
-        shape = self._predictor(np.ascontiguousarray(image), self._dlib.rectangle(x0, y0, x1, y1))
+        shape = self._predictor(image, self._dlib.rectangle(x0, y0, x1, y1))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
     # -- the whole step ------------------------------------------------------------------------
