@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     set_cpu_threads(None)  # the CLI's thread default, so the seconds match `facerecon` runs
     config = replace(from_args(FitConfig, args), contour=False)
-    model = load_face_model(config.region)
+    model = load_face_model(config.region, landmarks=config.landmarks)
     fitter = Fitter(model, facenet=FaceNet.from_package() if config.perceptual else None, config=config)
     face = torch.as_tensor(model.vertex_ids < 9409)
     g = torch.Generator().manual_seed(1)

@@ -205,7 +205,8 @@ class FaceReconstructor:
         landmark_steps, steps = refine_split(refine)
         self.device = torch.device(device)
         self.config = config or FitConfig()
-        self.model = (face_model or load_face_model(self.config.region, albedo=self.config.albedo)).to(self.device)
+        self.model = (face_model or load_face_model(self.config.region, albedo=self.config.albedo,
+                                                     landmarks=self.config.landmarks)).to(self.device)
         self.camera = camera or Camera()
         self.preparer = preparer or Preparer()
         facenet = None
@@ -317,7 +318,8 @@ class FaceReconstructor:
     def face_model(self, region: str) -> FaceModel:
         """The face model over another ``region`` (e.g. "head" for export) with the same albedo
         model as the fit's, so that fitted coefficients mean the same there."""
-        return load_face_model(region, device=self.device, albedo=self.model.albedo_kind)
+        return load_face_model(region, device=self.device, albedo=self.model.albedo_kind,
+                               landmarks=self.model.landmark_set)
 
     def prepare(self, source: ImageSource, all_faces: bool = False) -> tuple[np.ndarray, list[PreparedFace]]:
         """Load a photo (once) and find its faces: ``(photo, faces)``.

@@ -123,7 +123,7 @@ def make_fitter(config: FitConfig, device: str | torch.device = "cpu") -> Fitter
     from facerecon.render import Camera
 
     device = torch.device(device)
-    model = load_face_model(config.region, albedo=config.albedo).to(device)
+    model = load_face_model(config.region, albedo=config.albedo, landmarks=config.landmarks).to(device)
     facenet = None
     if config.perceptual and config.weights.perceptual > 0:
         from facerecon.nets.facenet import FaceNet

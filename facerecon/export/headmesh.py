@@ -59,11 +59,12 @@ def export_model(model, region: str = "export"):
         return model
     dev = model.mean.device
     kind = getattr(model, "albedo_kind", "spectral")
-    key = (model.name, model.source_sha256, region, str(dev), kind)
+    landmarks = getattr(model, "landmark_set", "ict")
+    key = (model.name, model.source_sha256, region, str(dev), kind, landmarks)
     hit = _EXPORT_CACHE.get(key)
     if hit is not None:
         return hit
-    out = load_face_model(region, device=dev, allow_download=False, albedo=kind)
+    out = load_face_model(region, device=dev, allow_download=False, albedo=kind, landmarks=landmarks)
     if out.source_sha256 != model.source_sha256:
         raise ValueError(f"the face model found for region '{region}' is not the one given "
                          f"(source sha256 {out.source_sha256[:12]} != {model.source_sha256[:12]})")

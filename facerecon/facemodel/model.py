@@ -77,6 +77,7 @@ class FaceModel(nn.Module):
             raise ValueError(f"region '{region}' does not contain all 68 landmark vertices")
         self.name, self.region = name, region
         self.albedo_kind = "spectral"  # which albedo model (see ALBEDO_MODELS); set by load_face_model
+        self.landmark_set = "ict"  # which landmark vertices (see LANDMARK_SETS); set by load_face_model
         self.vertex_ids = ids  # indices into the full ICT mesh
         self.expression_names: list[str] = [str(s) for s in arrays["exp_names"]]
         self.source_sha256 = str(arrays.get("source_sha256", ""))
@@ -190,11 +191,32 @@ def _with_learned_albedo(cache_file: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+#: Which mesh points stand for the 68 iBUG landmarks: ``"ict"`` = the vertices ICT-FaceKit lists
+#: (``idx_to_landmark_verts``); ``"300w"`` = the vertices nearest where fitted faces put 300-W's
+#: annotated points (chosen on 300-W train by ``scripts/calibrate_landmarks.py``, mirror-symmetric;
+#: ``facerecon/resources/landmarks_300w.json``).
+LANDMARK_SETS = ("ict", "300w")
+LANDMARKS_FILE = "landmarks_300w.json"
+
+
+@lru_cache(maxsize=1)
+def landmark_vertices_300w() -> np.ndarray:
+    """The 68 full-mesh vertex indices of the ``"300w"`` landmark set."""
+    import json
+
+    doc = json.loads(resource_path(LANDMARKS_FILE).read_text())
+    ids = np.asarray(doc["vertex_ids"], dtype=np.int64)
+    if ids.shape != (68,):
+        raise ValueError(f"{LANDMARKS_FILE}: expected 68 vertex ids, found {ids.shape}")
+    return ids
+
+
 def load_face_model(region: str = "fit", source: str | os.PathLike | None = None,
                     device: str | torch.device | None = None, allow_download: bool = True,
-                    albedo: str = "spectral") -> FaceModel:
+                    albedo: str = "spectral", landmarks: str = "ict") -> FaceModel:
     """Load ICT-FaceKit as a :class:`FaceModel` over ``region`` (a key of :data:`REGIONS`) with
-    the albedo model ``albedo`` (one of :data:`ALBEDO_MODELS`).
+    the albedo model ``albedo`` (one of :data:`ALBEDO_MODELS`) and the landmark vertices
+    ``landmarks`` (one of :data:`LANDMARK_SETS`).
 
     ``source`` is a folder, tar or zip of the kit; see :func:`facerecon.facemodel.ict.find_source`
     for where it is looked up otherwise. The first call builds a compact cache (seconds).
@@ -203,7 +225,12 @@ def load_face_model(region: str = "fit", source: str | os.PathLike | None = None
         raise ValueError(f"unknown albedo model '{albedo}' (choose from {', '.join(ALBEDO_MODELS)})")
     src = ict.find_source(source, allow_download=allow_download)
     cache = ict.cached_model_file(src, build_extra=_derived_arrays)
+    if landmarks not in LANDMARK_SETS:
+        raise ValueError(f"unknown landmark set '{landmarks}' (choose from {', '.join(LANDMARK_SETS)})")
     arrays = _load_arrays(str(cache)) if albedo == "spectral" else _with_learned_albedo(str(cache))
+    if landmarks == "300w":
+        arrays = {**arrays, "landmark_idx": landmark_vertices_300w()}
     model = FaceModel(arrays, region_vertex_ids(region), region=region)
     model.albedo_kind = albedo
+    model.landmark_set = landmarks
     return model.to(device) if device is not None else model

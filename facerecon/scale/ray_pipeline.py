@@ -93,7 +93,7 @@ def check_engine(engine: str, rnet: Any, refine: int, config: FitConfig) -> None
         except Exception as exc:  # torch.load's errors on a file that is not a checkpoint vary
             raise ValueError(f"{name}: not a readable R-Net checkpoint ({_one_line(exc)})") from None
         trained = dict(extra.get("train_config") or {})
-    model = load_face_model(config.region, albedo=config.albedo)
+    model = load_face_model(config.region, albedo=config.albedo, landmarks=config.landmarks)
     problem = rnet_layout_problem(net, model, config.rgb_light, trained)
     if problem:
         raise ValueError(f"{name} cannot drive this fitter: {problem}")
@@ -165,11 +165,12 @@ class FitWorker:
 
 # --- stage 3: write (CPU tasks) ---------------------------------------------------------------------
 @lru_cache(maxsize=2)
-def _head_model(albedo: str):
-    """The export's face model (region "head") with the fit's albedo model, once per process."""
+def _head_model(albedo: str, landmarks: str = "ict"):
+    """The export's face model (region "head") with the fit's albedo model and landmark set,
+    once per process."""
     from facerecon.facemodel import load_face_model
 
-    return load_face_model("head", albedo=albedo)
+    return load_face_model("head", albedo=albedo, landmarks=landmarks)
 
 
 def _write_row(row: dict[str, Any], *, config: FitConfig, engine_record: dict | None, texture_size: int,
@@ -189,7 +190,7 @@ def _write_row(row: dict[str, Any], *, config: FitConfig, engine_record: dict | 
         extra["engine"] = engine_record
     try:
         written = write_reconstruction(
-            row["folder"], photo=photo, aligned=prep, params=res["params"], face_model_head=_head_model(config.albedo),
+            row["folder"], photo=photo, aligned=prep, params=res["params"], face_model_head=_head_model(config.albedo, config.landmarks),
             camera=Camera(), landmarks_photo=prep.landmarks_photo, source_path=prep.source,
             fitted_landmarks_photo_px=res["landmarks_fit"], extra=extra,
             texture_size=texture_size, units=units, up=up,

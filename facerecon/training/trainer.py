@@ -105,9 +105,11 @@ def setup_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 
 
 # --- small pieces -------------------------------------------------------------------------------
-def load_model(region: str, albedo: str = "learned", device: torch.device | str | None = None) -> FaceModel:
-    """The face model over ``region`` with the albedo model ``albedo`` ("spectral" or "learned")."""
-    return load_face_model(region, device=device, albedo=albedo)
+def load_model(region: str, albedo: str = "learned", device: torch.device | str | None = None,
+               landmarks: str = "ict") -> FaceModel:
+    """The face model over ``region`` with the albedo model ``albedo`` ("spectral" or "learned")
+    and the landmark vertices ``landmarks`` ("ict" or "300w")."""
+    return load_face_model(region, device=device, albedo=albedo, landmarks=landmarks)
 
 
 def data_workers(requested: int | None) -> int:
@@ -232,7 +234,7 @@ class Trainer:
         if self.dist.world > 1:
             self.model_ddp = DistributedDataParallel(self.net, device_ids=[self.device.index] if self.cuda else None)
 
-        model = (model if model is not None else load_model(cfg.region, cfg.albedo)).to(self.device)
+        model = (model if model is not None else load_model(cfg.region, cfg.albedo, landmarks=cfg.landmarks)).to(self.device)
         self.face_model = model
         self.camera = Camera().scaled(net.config.input_size)
         if facenet is None and cfg.perceptual and cfg.loss.perceptual > 0 and cfg.self_supervised > 0:
@@ -411,7 +413,7 @@ class Trainer:
         if self._synth_model is None:
             region = self.config.synthetic_region
             self._synth_model = (self.face_model if region == self.face_model.region
-                                 else load_model(region, self.config.albedo, self.device))
+                                 else load_model(region, self.config.albedo, self.device, self.config.landmarks))
         return self._synth_model
 
     def synthetic_batches(self, start_step: int) -> Iterator[dict[str, Any]]:

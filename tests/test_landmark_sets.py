@@ -1,0 +1,104 @@
+"""The landmark vertex sets: ICT's own list and the one chosen on 300-W train."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facerecon.facemodel import load_face_model
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34), (36, 45), (37, 44), (38, 43),
+         (39, 42), (40, 47), (41, 46), (48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63),
+         (65, 67)]
+MIDLINE = [27, 28, 29, 30, 33, 51, 57, 62, 66]
+
+
+@pytest.fixture(scope="module")
+def both(ict_archive):
+    return load_face_model("full", landmarks="ict"), load_face_model("full", landmarks="300w")
+
+
+def test_300w_set_moves_inner_points_a_little_and_stays_symmetric(both):
+    ict, cal = both
+    a, b = ict.landmark_idx.numpy(), cal.landmark_idx.numpy()
+    assert cal.landmark_set == "300w" and ict.landmark_set == "ict"
+    np.testing.assert_array_equal(a[:17], b[:17])  # the jaw contour is the fitter's, per pose
+    moved = a != b
+    assert moved.sum() >= 10
+    mean = cal.mean.numpy()
+    assert np.linalg.norm(mean[b] - mean[a], axis=1).max() < 6.0
+    # mirror partners: x -> -x maps one onto the other (the ICT mesh is symmetric to < 0.5 mm)
+    for i, j in PAIRS:
+        np.testing.assert_allclose(mean[b[i]] * [-1, 1, 1], mean[b[j]], atol=0.5, err_msg=f"{i}/{j}")
+    assert np.abs(mean[b[MIDLINE], 0]).max() < 0.6
+
+
+def test_300w_points_stay_on_their_features(both):
+    lm = both[1].landmarks(both[1].mean[None])[0].numpy()
+    assert np.argmax(lm[:, 2]) == 30
+    # brows above the eyes, upper lids above lower lids, nostrils under the nose tip, upper lip
+    # above the lower lip, eyes between brows and mouth
+    assert lm[17:27, 1].min() > lm[36:48, 1].max()
+    assert (lm[[37, 38, 43, 44], 1] > lm[[41, 40, 47, 46], 1]).all()
+    assert lm[31:36, 1].max() < lm[30, 1]
+    assert lm[50:53, 1].min() > lm[56:59, 1].max()
+
+
+def test_unknown_landmark_set_is_refused(ict_archive):
+    with pytest.raises(ValueError, match="unknown landmark set 'dlib'"):
+        load_face_model("narrow", landmarks="dlib")
+
+
+def test_fit_config_chooses_the_set_for_fit_and_export(ict_archive):
+    from facerecon.fitting.engine import FitConfig
+    from facerecon.pipeline import FaceReconstructor
+
+    for name in ("ict", "300w"):
+        recon = FaceReconstructor(config=FitConfig(landmarks=name, perceptual=False), engine="fit")
+        assert recon.model.landmark_set == name
+        head = recon.face_model("head")
+        assert head.landmark_set == name
+        # the export's model puts the same 3D landmarks where the fit's model does
+        g = torch.Generator().manual_seed(1)
+        alpha, beta = torch.randn(2, 80, generator=g), torch.rand(2, 53, generator=g)
+        np.testing.assert_allclose(head.landmarks(head.shape(alpha, beta)).numpy(),
+                                   recon.model.landmarks(recon.model.shape(alpha, beta)).numpy(), atol=1e-3)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("calibrate_landmarks", ROOT / "scripts" / "calibrate_landmarks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_choose_finds_the_vertex_where_the_annotation_lies():
+    """A symmetric grid of vertices seen front-on (x, −y as pixels): the annotation of a mirror
+    pair lies on two mirrored vertices 2 mm from the current ones and of a mid-line point on a
+    mid-line vertex; every other annotation lies on its current vertex, which then stays."""
+    mod = _script()
+    xs = np.arange(-40.0, 41.0, 1.0)
+    gx, gy = np.meshgrid(xs, xs)
+    verts = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)
+    idx = lambda x, y: int(np.nonzero((verts[:, 0] == x) & (verts[:, 1] == y))[0][0])  # noqa: E731
+    rng = np.random.default_rng(0)
+    current = np.array([idx(x, y) for x, y in zip(rng.integers(-30, -1, 68), rng.integers(-30, 31, 68))])
+    for i, j in PAIRS:  # mirror pairs start mirrored, mid-line points on x = 0
+        current[j] = idx(-verts[current[i], 0], verts[current[i], 1])
+    for k in MIDLINE:
+        current[k] = idx(0, int(rng.integers(-30, 31)))
+    n = 5
+    photo = np.repeat((verts[:, :2] * [1, -1])[None], n, 0) + rng.normal(0, 0.05, (n, len(verts), 2))
+    truth = current.copy()
+    x, y = verts[current[37], :2]
+    truth[37], truth[44] = idx(x, y + 2), idx(-x, y + 2)
+    truth[62] = idx(0, verts[current[62], 1] - 2)
+    target = np.repeat((verts[truth, :2] * [1, -1])[None], n, 0)
+    new, lines = mod.choose(photo, target, np.full(n, 60.0), verts, current, radius=6.0)
+    np.testing.assert_array_equal(new, truth)
+    assert len(lines) == len(PAIRS) + len(MIDLINE)
