@@ -102,3 +102,11 @@ def test_choose_finds_the_vertex_where_the_annotation_lies():
     new, lines = mod.choose(photo, target, np.full(n, 60.0), verts, current, radius=6.0)
     np.testing.assert_array_equal(new, truth)
     assert len(lines) == len(PAIRS) + len(MIDLINE)
+
+
+def test_training_uses_the_fitters_landmark_set_by_default():
+    """R-Net's landmark loss and the fitter's must mean the same points (labels, refinement)."""
+    from facerecon.fitting.engine import FitConfig
+    from facerecon.training.config import TrainConfig
+
+    assert TrainConfig().landmarks == FitConfig().landmarks == "300w"

@@ -114,7 +114,10 @@ def main() -> int:
     photos = photo_set(args.set)[: args.limit]
     todo = [p for p in photos if not (out / (p.stem + ".npz")).exists() and not (out / (p.stem + ".failed")).exists()]
     print(f"{len(photos)} photos in set {args.set}, {len(todo)} to do", file=sys.stderr)
-    rec = FaceReconstructor(engine="fit")  # the samples the albedo model and the real-skin renders were made from
+    from facerecon.fitting.engine import FitConfig
+
+    # the engine and landmark set the samples (the albedo model, the real-skin renders) were made with
+    rec = FaceReconstructor(engine="fit", config=FitConfig(landmarks="ict"))
     head = load_face_model("head")
     fwd = ForwardModel(head, rec.camera)
     full_ids = _part_ids("face")                          # full-mesh ids of ICT's face part

@@ -83,8 +83,9 @@ class TrainConfig:
     """Face-model region rendered for the hybrid loss (as the fitter: "narrow" or "fit")."""
     albedo: Literal["spectral", "learned"] = "learned"
     """Albedo model of the face model, as the fitter's --albedo (labels must come from the same)."""
-    landmarks: Literal["ict", "300w"] = "ict"
-    """Landmark vertices of the face model, as the fitter's --landmarks."""
+    landmarks: Literal["ict", "300w"] = "300w"
+    """Landmark vertices of the face model, as the fitter's --landmarks (the shipped R-Net was
+    trained with "ict", before "300w" became the fitter's default)."""
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
     jaw_weight: float = 0.3

@@ -106,7 +106,7 @@ def setup_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 
 # --- small pieces -------------------------------------------------------------------------------
 def load_model(region: str, albedo: str = "learned", device: torch.device | str | None = None,
-               landmarks: str = "ict") -> FaceModel:
+               landmarks: str = "300w") -> FaceModel:
     """The face model over ``region`` with the albedo model ``albedo`` ("spectral" or "learned")
     and the landmark vertices ``landmarks`` ("ict" or "300w")."""
     return load_face_model(region, device=device, albedo=albedo, landmarks=landmarks)
