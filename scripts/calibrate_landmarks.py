@@ -4,15 +4,19 @@ ICT-FaceKit lists one vertex per landmark, but its choice does not match 300-W's
 everywhere (the brows sit high, the upper lids and nostrils low, the inner lip corners deep):
 the fit then bends expression and identity to put those vertices on the detected points. This
 script measures where fitted faces put 300-W **train**'s annotated points and moves each inner
-landmark (17–67; the jaw contour is chosen per pose by the fitter) to the vertex within
-``--radius`` mm whose projection is closest to the annotation over all photos, mirror pairs
-chosen together so the set stays symmetric. The test split is never read.
+landmark (17–67) to the vertex within ``--radius`` mm whose projection is closest to the
+annotation over all photos, mirror pairs chosen together so the set stays symmetric. With
+``--jaw`` it also moves the jaw anchors (0–16): the fitter slides each jaw landmark along a band
+at its anchor's height to the silhouette, so an anchor is scored by the vertex that contour would
+take on each fitted face (the chin, 8, is a fixed vertex). The test split is never read.
 
     # 1. fit every 4th train photo with a landmark set (resumable; run parts in parallel)
     python scripts/calibrate_landmarks.py fit work/lmk/r1 --landmarks ict --part 0/2
     python scripts/calibrate_landmarks.py fit work/lmk/r1 --landmarks ict --part 1/2
     # 2. choose vertices on those fits; --write replaces facerecon/resources/landmarks_300w.json
     python scripts/calibrate_landmarks.py choose work/lmk/r1 --write
+    # the shipped set: round 1 (fits with "ict"), round 2 (fits with round 1's set), then
+    # round 2's fits again with --jaw
 
 Rounds: fits made with the new set (``--landmarks 300w``) give the next choice; the shipped set
 records its rounds. The 300-W ``.pts`` and dlib's points differ by a near-constant offset
@@ -90,8 +94,9 @@ def _load_fits(folder: Path) -> dict[str, np.ndarray]:
     return {k: np.concatenate([z[k] for z in zs if len(z["names"])]) for k in ("names", "params", "gt", "dlib", "fit", "M")}
 
 
-def project_all(params: np.ndarray, M: np.ndarray, model) -> np.ndarray:
-    """Every model vertex of each fitted face projected into its photo (N,V,2), pixels."""
+def project_all(params: np.ndarray, M: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
+    """Every model vertex of each fitted face projected into its crop and into its photo
+    ((N,V,2) each, pixels)."""
     from facerecon.params import FaceParams
     from facerecon.render import Camera, project, transform
 
@@ -99,7 +104,8 @@ def project_all(params: np.ndarray, M: np.ndarray, model) -> np.ndarray:
     with torch.no_grad():
         xy, _ = project(transform(model.shape(p.alpha, p.beta), p.angles, p.trans), Camera())
     Minv = np.stack([np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2] for m in M])
-    return np.einsum("nij,nvj->nvi", Minv[:, :, :2], xy.numpy()) + Minv[:, None, :, 2]
+    crop = xy.numpy()
+    return crop, np.einsum("nij,nvj->nvi", Minv[:, :, :2], crop) + Minv[:, None, :, 2]
 
 
 def mirror_map(verts: np.ndarray, tol_mm: float = 0.5) -> np.ndarray:
@@ -142,6 +148,54 @@ def choose(photo: np.ndarray, target: np.ndarray, iod: np.ndarray, verts: np.nda
     return new, lines
 
 
+def contour_pick(crop: np.ndarray, verts: np.ndarray, face: np.ndarray, anchor: int, side: float) -> np.ndarray:
+    """Per photo, the vertex the fitter's moving contour takes for a jaw landmark anchored at
+    ``anchor``: the outermost in the crop (``side`` −1: image left) of its band (N,)."""
+    from facerecon.facemodel.contour import jaw_band
+
+    band = jaw_band(verts, face, anchor)
+    return band[(side * crop[:, band, 0]).argmax(1)]
+
+
+def choose_jaw(crop: np.ndarray, photo: np.ndarray, target: np.ndarray, iod: np.ndarray, verts: np.ndarray,
+               face: np.ndarray, current: np.ndarray, radius: float) -> tuple[np.ndarray, list[str]]:
+    """New anchors for the 17 jaw landmarks: each sliding one (0–7, 9–16; mirror pairs together)
+    the vertex within ``radius`` mm whose band's contour pick lies closest to the annotation, the
+    chin (8, fixed) the closest mid-line vertex."""
+    mir = mirror_map(verts)
+    new = current.copy()
+    lines = []
+    rows = np.arange(len(iod))
+
+    def err(k: int, anchor: int) -> float:
+        if k == 8:
+            pick = np.full(len(iod), anchor)
+        else:
+            pick = contour_pick(crop, verts, face, anchor, -1.0 if k < 8 else 1.0)
+        return float((np.linalg.norm(photo[rows, pick] - target[:, k], axis=1) / iod).mean())
+
+    in_face = np.zeros(len(verts), bool)
+    in_face[face] = True
+    for a, b in [(k, 16 - k) for k in range(8)] + [(8, 8)]:
+        near = (np.linalg.norm(verts - verts[current[a]], axis=1) < radius) & in_face & (mir >= 0)
+        cand = np.nonzero(near)[0]
+        if a == b:
+            cand = cand[np.abs(verts[cand, 0]) < 0.6]
+            total = np.array([err(a, c) for c in cand])
+            before = err(a, current[a])
+        else:
+            total = np.array([(err(a, c) + err(b, mir[c])) / 2 for c in cand])
+            before = (err(a, current[a]) + err(b, current[b])) / 2
+        j = cand[total.argmin()] if len(cand) and total.min() < before else current[a]
+        new[a] = j
+        if a != b:
+            new[b] = mir[j] if j != current[a] else current[b]
+        moved = verts[new[a]] - verts[current[a]]
+        lines.append(f"{a:2d}/{b:2d}: {100 * before:.2f} -> {100 * min(total.min(), before):.2f} % "
+                     f"(anchor moved {np.linalg.norm(moved):.1f} mm: {np.round(moved, 1).tolist()})")
+    return new, lines
+
+
 def cmd_choose(args: argparse.Namespace) -> int:
     """Choose the vertices on one round's fits; print the per-landmark change; optionally write."""
     from facerecon.evaluation.landmarks import nme
@@ -151,19 +205,27 @@ def cmd_choose(args: argparse.Namespace) -> int:
     used = (folder / "landmarks.txt").read_text().strip()
     f = _load_fits(folder)
     model = load_face_model("narrow", albedo="learned", landmarks=used)
-    photo = project_all(f["params"], f["M"], model)
+    crop, photo = project_all(f["params"], f["M"], model)
     offset = (f["gt"] - f["dlib"])[:, 17:].reshape(-1, 2).mean(0)
     target = f["gt"] - offset
     iod = np.linalg.norm(f["gt"][:, 36] - f["gt"][:, 45], axis=1)
     current = model.landmark_idx.cpu().numpy()
     verts = model.mean.cpu().numpy()
     new, lines = choose(photo, target, iod, verts, current, args.radius)
+    face = np.flatnonzero(model.vertex_ids < 9409)  # the kit's face part, as the fitter's contour
+    if args.jaw:
+        new_jaw, jaw_lines = choose_jaw(crop, photo, target, iod, verts, face, current, args.radius)
+        new[:17] = new_jaw[:17]
+        lines += jaw_lines
     print(f"{len(iod)} fitted train photos (landmark set '{used}'); annotation − dlib offset "
           f"{offset.round(2).tolist()} px removed")
     print("\n".join(lines))
     pn = photo[:, new].copy()
-    pn[:, :17] = f["fit"][:, :17]
-    print(f"NME on these fits (jaw as fitted): {100 * nme(f['fit'], f['gt']).mean():.2f} % with the set used, "
+    rows = np.arange(len(iod))
+    for k in range(17):
+        if k != 8:
+            pn[:, k] = photo[rows, contour_pick(crop, verts, face, new[k], -1.0 if k < 8 else 1.0)]
+    print(f"NME on these fits: {100 * nme(f['fit'], f['gt']).mean():.2f} % with the set used, "
           f"{100 * nme(pn, f['gt']).mean():.2f} % with the new vertices (before refitting)")
     full = model.vertex_ids[new]
     if args.write:
@@ -171,11 +233,12 @@ def cmd_choose(args: argparse.Namespace) -> int:
         rounds = []
         if dest.exists() and used == "300w":
             rounds = json.loads(dest.read_text()).get("rounds", [])
-        rounds.append({"fitted_with": used, "photos": int(len(iod)), "radius_mm": args.radius,
+        rounds.append({"fitted_with": used, "photos": int(len(iod)), "radius_mm": args.radius, "jaw": bool(args.jaw),
                        "moved": int((full != model.vertex_ids[current]).sum())})
         doc = {"format": "facerecon-landmark-vertices", "version": 1,
                "about": "Full ICT-FaceKit mesh vertex index of each iBUG 68 landmark (0-based), chosen on "
-                        "300-W train by scripts/calibrate_landmarks.py; the jaw (0-16) is ICT's own.",
+                        "300-W train by scripts/calibrate_landmarks.py; the jaw's (0-16) are the anchors of the "
+                        "fitter's moving contour (the band each slides along).",
                "rounds": rounds, "vertex_ids": [int(i) for i in full]}
         tmp = dest.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
@@ -197,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("folder")
     cp.add_argument("--radius", type=float, default=6.0, help="search radius around the current vertex, mm")
     cp.add_argument("--write", action="store_true", help="write facerecon/resources/landmarks_300w.json")
+    cp.add_argument("--jaw", action="store_true", help="also move the jaw anchors (the contour's bands)")
     args = ap.parse_args(argv)
     return cmd_fit(args) if args.cmd == "fit" else cmd_choose(args)
 

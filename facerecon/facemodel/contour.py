@@ -17,6 +17,18 @@ from facerecon.facemodel.model import FaceModel
 JAW_SLOTS = (*range(8), *range(9, 17))
 
 
+def jaw_band(mean: np.ndarray, face: np.ndarray, anchor: int, band_mm: float = 2.5, back_mm: float = 10.0
+             ) -> np.ndarray:
+    """Candidate vertices of a sliding jaw landmark whose fixed vertex is ``anchor``: the vertices
+    among ``face`` (ids into ``mean``, (V,3) mm) within ``band_mm`` of its height, on its side of
+    the face, at least half as far out and at most ``back_mm`` behind it (the anchor included)."""
+    p = mean[anchor]
+    sel = face[(np.abs(mean[face, 1] - p[1]) < band_mm)
+               & (np.sign(mean[face, 0]) == np.sign(p[0])) & (np.abs(mean[face, 0]) > 0.5 * abs(p[0]))
+               & (mean[face, 2] > p[2] - back_mm)]
+    return np.unique(np.append(sel, anchor))
+
+
 class ContourLandmarks:
     """Contour-aware 68 landmarks of a :class:`FaceModel`.
 
@@ -31,11 +43,7 @@ class ContourLandmarks:
         face = np.flatnonzero(model.vertex_ids < 9409)  # the kit's face part only
         cands: list[np.ndarray] = []
         for k in JAW_SLOTS:
-            p = mean[lmk[k]]
-            sel = face[(np.abs(mean[face, 1] - p[1]) < band_mm)
-                       & (np.sign(mean[face, 0]) == np.sign(p[0])) & (np.abs(mean[face, 0]) > 0.5 * abs(p[0]))
-                       & (mean[face, 2] > p[2] - back_mm)]
-            cands.append(np.unique(np.append(sel, lmk[k])) if enabled else np.array([lmk[k]]))
+            cands.append(jaw_band(mean, face, lmk[k], band_mm, back_mm) if enabled else np.array([lmk[k]]))
         width = max(len(c) for c in cands)
         table = np.stack([np.pad(c, (0, width - len(c)), mode="edge") for c in cands])
         sub, inverse = np.unique(np.concatenate([lmk, table.ravel()]), return_inverse=True)

@@ -194,7 +194,7 @@ def _with_learned_albedo(cache_file: str) -> dict[str, np.ndarray]:
 #: Which mesh points stand for the 68 iBUG landmarks: ``"ict"`` = the vertices ICT-FaceKit lists
 #: (``idx_to_landmark_verts``); ``"300w"`` = the vertices nearest where fitted faces put 300-W's
 #: annotated points (chosen on 300-W train by ``scripts/calibrate_landmarks.py``, mirror-symmetric;
-#: ``facerecon/resources/landmarks_300w.json``).
+#: for the jaw, the anchors of the moving contour; ``facerecon/resources/landmarks_300w.json``).
 LANDMARK_SETS = ("ict", "300w")
 LANDMARKS_FILE = "landmarks_300w.json"
 

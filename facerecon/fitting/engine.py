@@ -88,11 +88,11 @@ class FitConfig:
     facerecon/resources/albedo_pca.npz; measured closer to the scan on real-skin renders) or
     "spectral" (smooth modes built from the geometry; no research-only data behind it)."""
     landmarks: Literal["ict", "300w"] = "300w"
-    """Which mesh vertices stand for the 68 landmarks: "300w" (34 of ICT's 51 inner points moved
-    by 1–5 mm to where fitted faces put 300-W train's annotated points; mirror-symmetric,
-    facerecon/resources/landmarks_300w.json; 300-W test NME 4.56 against 4.93, the same LFW
-    identity and real-skin distance with scale, BENCHMARKS.md "Landmark vertices") or
-    "ict" (the kit's own list)."""
+    """Which mesh vertices stand for the 68 landmarks: "300w" (50 of ICT's 68 points, jaw
+    anchors included, moved by 1–5 mm to where fitted faces put 300-W train's annotated points;
+    mirror-symmetric, facerecon/resources/landmarks_300w.json; 300-W test NME 4.38 against
+    4.93, the same LFW identity and real-skin distance with scale, BENCHMARKS.md "Landmark
+    vertices") or "ict" (the kit's own list)."""
     weights: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=10.0, landmark=2e-4, perceptual=0.4))
     """Loss weights: the paper's, except ‖β‖² weighted 10 instead of 0.8 — ICT's ARKit
     blendshapes at 1.0 are full expressions, not std-scaled PCA modes, and with 0.8 the fit put
