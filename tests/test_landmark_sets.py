@@ -134,3 +134,38 @@ def test_script_contour_pick_is_the_fitters_contour(face_model):
     for k in [0, 3, 7, 9, 13, 16]:
         pick = mod.contour_pick(xy.numpy(), verts, face, lmk[k], -1.0 if k < 8 else 1.0)
         np.testing.assert_array_equal(pick, ids[:, k].numpy(), err_msg=f"jaw {k}")
+
+
+def test_choose_jaw_finds_anchors_whose_contour_meets_the_annotation(face_model):
+    """Annotations planted where the fitter's contour would fall from a lower anchor pair (2–6 mm
+    down the jaw) on faces at several yaws: the chosen anchors' contour picks reproduce them, the
+    untouched slots keep their anchors, and the pair stays mirrored."""
+    from facerecon.params import FaceParams
+    from facerecon.render import Camera, project, transform
+
+    mod = _script()
+    p = FaceParams.zeros(5)
+    p.angles[:, 1] = torch.tensor([-0.6, -0.3, 0.0, 0.3, 0.6])
+    with torch.no_grad():
+        xy = project(transform(face_model.shape(p.alpha, p.beta), p.angles, p.trans), Camera())[0].numpy()
+    verts = face_model.mean.numpy()
+    face = np.flatnonzero(face_model.vertex_ids < 9409)
+    lmk = face_model.landmark_idx.numpy()
+    mir = mod.mirror_map(verts)
+    a = lmk[4]
+    dist = np.linalg.norm(verts[face] - verts[a], axis=1)
+    planted = face[(dist > 2) & (dist < 5.9) & (verts[face, 1] < verts[a, 1] - 2.5) & (mir[face] >= 0)][0]
+    rows = np.arange(5)
+    target = np.zeros((5, 68, 2))
+    for k in range(17):
+        anchor = {4: planted, 12: mir[planted]}.get(k, lmk[k])
+        pick = np.full(5, anchor) if k == 8 else mod.contour_pick(xy, verts, face, anchor, -1.0 if k < 8 else 1.0)
+        target[:, k] = xy[rows, pick]
+    new, lines = mod.choose_jaw(xy, xy, target, np.full(5, 60.0), verts, face, lmk, radius=6.0)
+    assert len(lines) == 9
+    for k in (4, 12):
+        pick = mod.contour_pick(xy, verts, face, new[k], -1.0 if k < 8 else 1.0)
+        np.testing.assert_allclose(xy[rows, pick], target[:, k], atol=1e-4)
+    assert new[4] != lmk[4] and new[12] == mir[new[4]]
+    others = [k for k in range(17) if k not in (4, 12)]
+    np.testing.assert_array_equal(new[others], lmk[others])
