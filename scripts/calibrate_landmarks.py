@@ -62,9 +62,16 @@ def cmd_fit(args: argparse.Namespace) -> int:
     pairs = _train_pairs(args.step)[part::nparts]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "landmarks.txt").write_text(args.landmarks)
     torch.set_num_threads(args.threads)
     recon = FaceReconstructor(device="cpu", config=FitConfig(landmarks=args.landmarks))
+    # the set the fits are made with, by vertex: "300w" names whatever the resource holds today
+    (out / "landmarks.txt").write_text(args.landmarks)
+    used = recon.model.vertex_ids[recon.model.landmark_idx.cpu().numpy()]
+    if (out / "landmark_vertices.json").exists():
+        if json.loads((out / "landmark_vertices.json").read_text()) != used.tolist():
+            raise SystemExit(f"{out}: holds fits made with other landmark vertices; use a new folder")
+    else:
+        (out / "landmark_vertices.json").write_text(json.dumps(used.tolist()))
     for c in range(0, len(pairs), 8):
         path = out / f"part{part}of{nparts}_{c:05d}.npz"
         if path.exists():
@@ -117,35 +124,45 @@ def mirror_map(verts: np.ndarray, tol_mm: float = 0.5) -> np.ndarray:
     return idx
 
 
+def _choose_symmetric(groups: list[tuple[int, int]], verts: np.ndarray, current: np.ndarray, radius: float,
+                      score, allowed: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """For each landmark pair (a, b) — or mid-line point (a, a) — the vertex within ``radius`` mm
+    of a's current one (its mirror image for b; |x| < 0.6 mm for a mid-line point) with the
+    least ``score(k, candidates) -> (C,)`` error; a landmark keeps its vertex unless one scores
+    lower. ``allowed``: a vertex mask the candidates must lie in."""
+    mir = mirror_map(verts)
+    ok = mir >= 0 if allowed is None else (mir >= 0) & allowed
+    new = current.copy()
+    lines = []
+    for a, b in groups:
+        cand = np.nonzero((np.linalg.norm(verts - verts[current[a]], axis=1) < radius) & ok)[0]
+        if a == b:
+            cand = cand[np.abs(verts[cand, 0]) < 0.6]
+            total, before = score(a, cand), score(a, current[[a]])[0]
+        else:
+            total = (score(a, cand) + score(b, mir[cand])) / 2
+            before = (score(a, current[[a]])[0] + score(b, current[[b]])[0]) / 2
+        j = cand[total.argmin()] if len(cand) and total.min() < before else current[a]
+        new[a] = j
+        if a != b:
+            new[b] = mir[j] if j != current[a] else current[b]
+        moved = verts[new[a]] - verts[current[a]]
+        best = min(total.min(), before) if len(cand) else before
+        lines.append(f"{a:2d}/{b:2d}: {100 * before:.2f} -> {100 * best:.2f} % "
+                     f"(moved {np.linalg.norm(moved):.1f} mm: {np.round(moved, 1).tolist()})")
+    return new, lines
+
+
 def choose(photo: np.ndarray, target: np.ndarray, iod: np.ndarray, verts: np.ndarray, current: np.ndarray,
            radius: float) -> tuple[np.ndarray, list[str]]:
     """New landmark vertices (68,) over ``verts``' indexing: for each inner landmark (pair), the
     vertex within ``radius`` mm of the current one (mirror pair: the pair) with the least mean
     eye-normalised distance between its projections ``photo`` (N,V,2) and ``target`` (N,68,2)."""
-    mir = mirror_map(verts)
-    new = current.copy()
-    lines = []
 
-    def err(k: int, cand: np.ndarray) -> np.ndarray:
+    def score(k: int, cand: np.ndarray) -> np.ndarray:
         return (np.linalg.norm(photo[:, cand] - target[:, None, k], axis=2) / iod[:, None]).mean(0)
 
-    for a, b in PAIRS + [(k, k) for k in MIDLINE]:
-        near = np.linalg.norm(verts - verts[current[a]], axis=1) < radius
-        cand = np.nonzero(near & (mir >= 0))[0]
-        if a == b:
-            cand = cand[np.abs(verts[cand, 0]) < 0.6]
-            total, before = err(a, cand), err(a, current[[a]])[0]
-        else:
-            total = (err(a, cand) + err(b, mir[cand])) / 2
-            before = (err(a, current[[a]])[0] + err(b, current[[b]])[0]) / 2
-        j = cand[total.argmin()] if total.min() < before else current[a]
-        new[a] = j
-        if a != b:
-            new[b] = mir[j] if j != current[a] else current[b]
-        moved = verts[new[a]] - verts[current[a]]
-        lines.append(f"{a:2d}/{b:2d}: {100 * before:.2f} -> {100 * min(total.min(), before):.2f} % "
-                     f"(moved {np.linalg.norm(moved):.1f} mm: {np.round(moved, 1).tolist()})")
-    return new, lines
+    return _choose_symmetric(PAIRS + [(k, k) for k in MIDLINE], verts, current, radius, score)
 
 
 def contour_pick(crop: np.ndarray, verts: np.ndarray, face: np.ndarray, anchor: int, side: float) -> np.ndarray:
@@ -162,9 +179,6 @@ def choose_jaw(crop: np.ndarray, photo: np.ndarray, target: np.ndarray, iod: np.
     """New anchors for the 17 jaw landmarks: each sliding one (0–7, 9–16; mirror pairs together)
     the vertex within ``radius`` mm whose band's contour pick lies closest to the annotation, the
     chin (8, fixed) the closest mid-line vertex."""
-    mir = mirror_map(verts)
-    new = current.copy()
-    lines = []
     rows = np.arange(len(iod))
 
     def err(k: int, anchor: int) -> float:
@@ -176,24 +190,8 @@ def choose_jaw(crop: np.ndarray, photo: np.ndarray, target: np.ndarray, iod: np.
 
     in_face = np.zeros(len(verts), bool)
     in_face[face] = True
-    for a, b in [(k, 16 - k) for k in range(8)] + [(8, 8)]:
-        near = (np.linalg.norm(verts - verts[current[a]], axis=1) < radius) & in_face & (mir >= 0)
-        cand = np.nonzero(near)[0]
-        if a == b:
-            cand = cand[np.abs(verts[cand, 0]) < 0.6]
-            total = np.array([err(a, c) for c in cand])
-            before = err(a, current[a])
-        else:
-            total = np.array([(err(a, c) + err(b, mir[c])) / 2 for c in cand])
-            before = (err(a, current[a]) + err(b, current[b])) / 2
-        j = cand[total.argmin()] if len(cand) and total.min() < before else current[a]
-        new[a] = j
-        if a != b:
-            new[b] = mir[j] if j != current[a] else current[b]
-        moved = verts[new[a]] - verts[current[a]]
-        lines.append(f"{a:2d}/{b:2d}: {100 * before:.2f} -> {100 * min(total.min(), before):.2f} % "
-                     f"(anchor moved {np.linalg.norm(moved):.1f} mm: {np.round(moved, 1).tolist()})")
-    return new, lines
+    return _choose_symmetric([(k, 16 - k) for k in range(8)] + [(8, 8)], verts, current, radius,
+                             lambda k, cand: np.array([err(k, c) for c in cand]), allowed=in_face)
 
 
 def cmd_choose(args: argparse.Namespace) -> int:
@@ -210,6 +208,9 @@ def cmd_choose(args: argparse.Namespace) -> int:
     target = f["gt"] - offset
     iod = np.linalg.norm(f["gt"][:, 36] - f["gt"][:, 45], axis=1)
     current = model.landmark_idx.cpu().numpy()
+    if (folder / "landmark_vertices.json").exists():  # the vertices the fits were made with
+        remap = {int(v): i for i, v in enumerate(model.vertex_ids)}
+        current = np.array([remap[v] for v in json.loads((folder / "landmark_vertices.json").read_text())])
     verts = model.mean.cpu().numpy()
     new, lines = choose(photo, target, iod, verts, current, args.radius)
     face = np.flatnonzero(model.vertex_ids < 9409)  # the kit's face part, as the fitter's contour
