@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from facerecon.facemodel import FaceModel, load_face_model
-from facerecon.fitting.engine import FitConfig, FitResult, Fitter, group_index
+from facerecon.fitting.engine import FitConfig, FitResult, Fitter, group_index, rnet_prior
 from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer
 from facerecon.imageio.load import ImageSource, describe_source
 from facerecon.nets.rnet import RNet
@@ -130,16 +130,6 @@ def refine_split(steps: int) -> tuple[int, int]:
     if steps < 0:
         raise ValueError(f"refine steps must be >= 0 (got {steps})")
     return steps // 4, steps - steps // 4
-
-
-def rnet_prior(predicted: FaceParams) -> FaceParams:
-    """The centre of engine "rnet-prior"'s coefficient prior from R-Net's prediction: its identity
-    α and albedo δ; expression β stays centred at neutral (0). Centring β on the prediction too
-    measured further from the real-skin scan and worse on 300-W landmarks (BENCHMARKS.md, "A
-    learned prior"): the net's β is its least reliable part (it even predicts weights below 0,
-    outside the blendshapes' range)."""
-    return FaceParams(predicted.alpha, torch.zeros_like(predicted.beta), predicted.delta, predicted.gamma,
-                      predicted.angles, predicted.trans)
 
 
 def rnet_layout_problem(net: RNet, model: FaceModel, rgb_light: bool, trained: dict | None = None) -> str | None:

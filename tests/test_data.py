@@ -274,6 +274,37 @@ def test_label_jobs_resume_and_split(prepared, fitter, tmp_path, monkeypatch):
     assert json.loads((split / "config.json").read_text())["mixed_with"][0]["steps"] == 3
 
 
+def test_labels_with_a_prior_are_the_fit_under_that_prior(prepared, fitter, tmp_path):
+    _, shards, _ = prepared
+    ds = ShardDataset(shards, "all")
+    m = fitter.model
+
+    def centre(images, landmarks):  # a stand-in for R-Net's prediction: not the mean face
+        p = FaceParams.zeros(images.shape[0], m.n_id, m.n_exp, m.n_tex)
+        p.alpha[:, :5] = 2.0
+        p.delta[:, :3] = 1.0
+        return p
+
+    record = {"engine": "rnet-prior", "rnet": "stand-in.pt", "sha256": "0" * 64}
+    out = tmp_path / "prior"
+    label_shards(shards, out, batch_size=2, limit=2, fitter=fitter, prior=centre, prior_record=record, progress=False)
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    under = fitter.fit(batch["image"], batch["landmarks"], batch["attention"],
+                       prior=centre(batch["image"], batch["landmarks"])).params.to_vector().numpy()
+    plain = fitter.fit(batch["image"], batch["landmarks"], batch["attention"]).params.to_vector().numpy()
+    labels = read_labels(out)
+    for i, key in enumerate(ds.keys[:2]):
+        np.testing.assert_allclose(labels[key][0], under[i], rtol=1e-3, atol=1e-4)
+        assert np.abs(labels[key][0] - plain[i]).max() > 0.05  # the prior moved the fit
+    assert json.loads((out / "config.json").read_text())["prior"] == record
+    # labels under another prior (here the mean) are refused unless forced; a prior must be described
+    with pytest.raises(ValueError, match="prior centred on rnet-prior stand-in.pt"):
+        label_shards(shards, out, batch_size=2, limit=4, fitter=fitter, progress=False)
+    assert label_shards(shards, out, batch_size=2, limit=4, fitter=fitter, force=True, progress=False).fitted == 1
+    with pytest.raises(ValueError, match="prior_record"):
+        label_shards(shards, tmp_path / "x", batch_size=2, limit=2, fitter=fitter, prior=centre, progress=False)
+
+
 def test_take_shard_and_spec():
     items = list(range(10))
     parts = [take_shard(items, f"{i}/3") for i in range(3)]
@@ -301,6 +332,26 @@ def test_cli_prepare_and_label(prepared, tmp_path, capsys):
     assert "--shard 2/2" in capsys.readouterr().err
     assert main(["label", str(shards), "-o", str(labels), "--batch-size", "2", "--limit", "2", *FAST_FLAGS]) == 0
     assert sorted(read_labels(labels)) == all_keys()[:2]
+    # --engine rnet-prior: the fitter under R-Net's prior, the checkpoint recorded by name and hash
+    from facerecon.nets.rnet import save_checkpoint
+    from tests.test_engine import nudged_net
+
+    ckpt = save_checkpoint(tmp_path / "nudged.pt", nudged_net(), {"train_config": {"albedo": "learned", "region": "narrow"}})
+    assert main(["label", str(shards), "-o", str(tmp_path / "l2"), "--rnet", str(ckpt), *FAST_FLAGS]) == 2
+    assert "--rnet is only used with --engine rnet-prior" in capsys.readouterr().err
+    assert main(["label", str(shards), "-o", str(tmp_path / "l2"), "--engine", "rnet-prior", "--rnet",
+                 str(tmp_path / "none.pt"), *FAST_FLAGS]) == 2
+    assert "none.pt: no such file" in capsys.readouterr().err
+    rp = tmp_path / "rp"
+    assert main(["label", str(shards), "-o", str(rp), "--batch-size", "2", "--limit", "2", "--engine", "rnet-prior",
+                 "--rnet", str(ckpt), *FAST_FLAGS]) == 0
+    prior = json.loads((rp / "config.json").read_text())["prior"]
+    import hashlib
+
+    assert prior == {"engine": "rnet-prior", "rnet": str(ckpt), "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    mean_prior, rnet_prior = read_labels(labels), read_labels(rp)
+    assert sorted(rnet_prior) == all_keys()[:2]
+    assert all(np.abs(rnet_prior[k][0] - mean_prior[k][0]).max() > 0.05 for k in rnet_prior)
 
 
 def test_reconstruct_shard_splits_inputs(tmp_path, capsys):

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import Dataset
@@ -332,3 +333,38 @@ def test_cli_trains_on_prepared_shards_and_validates_on_their_val_people(tmp_pat
                  "--num-workers", "0", "--device", "cpu", "--no-perceptual", "--no-progress"]) == 0
     got = [r for r in map(json.loads, (out / "train.jsonl").read_text().splitlines()) if r["event"] == "val"][-1]
     assert got["val/images"] == len(val) and got["val/people"] == len({r["person"] for r in val})
+
+
+def test_the_distillation_shape_term_ignores_pose_and_measures_the_unposed_face(face_model):
+    from facerecon.forward import ForwardModel
+    from facerecon.params import FaceParams
+    from facerecon.training.config import LabelWeights
+    from facerecon.training.objectives import label_loss, vertex_subset
+
+    forward = ForwardModel(face_model)
+    torch.manual_seed(3)
+    base = FaceParams.zeros(2, face_model.n_id, face_model.n_exp, face_model.n_tex)
+    base.trans[:, 2] = -1000.0
+    base.alpha.normal_(0, 0.5)
+    posed = base.map(lambda t: t.clone())
+    posed.angles[:, 1] = 0.2
+    posed.trans[:, 0] = 15.0
+    reshaped = base.map(lambda t: t.clone())
+    reshaped.alpha[1] += 0.7
+    ids = vertex_subset(face_model.n_vertices, 500)
+    lmk = face_model.landmark_idx
+    only_shape = LabelWeights(vertices=0.0, shape=1.0, landmarks=0.0, color=0.0)
+    with torch.no_grad():
+        out = {k: forward(p, render=False) for k, p in (("base", base), ("posed", posed), ("reshaped", reshaped))}
+        moved = label_loss(out["posed"], out["base"], lmk, ids, only_shape)
+        changed = label_loss(out["reshaped"], out["base"], lmk, ids, only_shape)
+        # the same face posed elsewhere: far in camera space, no shape difference
+        assert float(moved.vertices.min()) > 10.0
+        assert float(moved.shape.abs().max()) < 1e-3 and float(moved.total.abs().max()) < 1e-3
+        # another identity: the mean distance of the model's own vertices, computed apart
+        a = face_model.shape(base.alpha[1:]).numpy()[0][ids.numpy()]
+        b = face_model.shape(reshaped.alpha[1:]).numpy()[0][ids.numpy()]
+    want = float(np.linalg.norm(a - b, axis=1).mean())
+    assert float(changed.shape[0]) < 1e-3
+    assert float(changed.shape[1]) == pytest.approx(want, rel=1e-4) and want > 0.5
+    assert float(changed.total[1]) == pytest.approx(want, rel=1e-4)

@@ -32,6 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes reading the shards")
     p.add_argument("--force", action="store_true", help="add to LABELS made with another fit config")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=("fit", "rnet-prior"), default="fit",
+                   help="fit: the fitter with its prior at the model's mean; rnet-prior: the fitter with its "
+                        "identity and albedo prior centred on R-Net's prediction (reconstruct's default engine)")
+    p.add_argument("--rnet", type=Path, default=None, metavar="PATH",
+                   help="R-Net checkpoint for --engine rnet-prior (default: the shipped model)")
     add_config_arguments(p.add_argument_group("fitting"), FitConfig)
     p.set_defaults(func=run)
 
@@ -51,11 +56,40 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_shard_spec(args.shard)
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"{args.out}: not a folder")
+        config = from_args(FitConfig, args)
+        engine = _engine(args, config)
         result = label_shards(args.shards, args.out, batch_size=args.batch_size, shard=spec,
-                              fit_config=from_args(FitConfig, args), device=args.device, limit=args.limit,
-                              force=args.force, progress=not args.quiet, workers=args.workers)
+                              fit_config=config, device=args.device, limit=args.limit,
+                              force=args.force, progress=not args.quiet, workers=args.workers, **engine)
     except (ValueError, ShardError) as exc:
         raise UserError(str(exc)) from None
     print(f"labelled {result.photos} photos in {result.fitted} batches into {args.out} "
           f"({result.skipped} of {result.batches} batches already there)", file=sys.stderr)
     return 0
+
+
+def _engine(args: argparse.Namespace, config: FitConfig) -> dict:
+    """label_shards' ``fitter``, ``prior`` and ``prior_record`` for ``--engine rnet-prior`` (the
+    reconstructor's own fitter and R-Net, so labels are what ``reconstruct`` gives); {} for fit."""
+    from facerecon.cli import UserError
+
+    if args.engine == "fit":
+        if args.rnet is not None:
+            raise UserError("--rnet is only used with --engine rnet-prior")
+        return {}
+    import hashlib
+
+    from facerecon.fitting.engine import rnet_prior
+    from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
+    from facerecon.pipeline import FaceReconstructor
+
+    rnet = args.rnet or default_model_path()
+    if rnet is None:
+        raise UserError(f"--engine rnet-prior needs --rnet PATH: {MISSING_DEFAULT}")
+    if not Path(rnet).is_file():
+        raise UserError(f"--rnet {rnet}: no such file")
+    recon = FaceReconstructor(device=args.device, config=config, engine="rnet-prior", rnet=rnet)
+    record = {"engine": "rnet-prior", "rnet": str(rnet),
+              "sha256": hashlib.sha256(Path(rnet).read_bytes()).hexdigest()}
+    return {"fitter": recon.fitter, "prior": lambda images, landmarks: rnet_prior(recon.predict(images, landmarks)),
+            "prior_record": record}

@@ -4,8 +4,10 @@ A LABELS folder holds
 
 - ``config.json``: ``format`` ("facerecon-labels"), ``version``, ``fit_config`` (the
   :class:`~facerecon.fitting.FitConfig` as JSON), ``batch_size``, ``sizes`` (the
-  :class:`~facerecon.params.FaceParams` layout), ``shards`` (the folder labelled) and
-  ``mixed_with`` (other fit configs let in with ``force``);
+  :class:`~facerecon.params.FaceParams` layout), ``shards`` (the folder labelled), ``prior``
+  (what the fitter's coefficient prior was centred on: null for the model's mean, else a record
+  such as ``{"engine": "rnet-prior", "rnet": …, "sha256": …}``) and ``mixed_with`` (other fit
+  configs let in with ``force``);
 - ``labels-NNNNN.npz``, one per batch ``NNNNN`` of ``batch_size`` consecutive photos (record order):
   ``keys`` str (N,), ``params`` float16 (N, D) = ``FaceParams.to_vector()``, ``trans`` float32
   (N,3) the translation again (float16 would keep a face ~1 m away only to the mm), ``sizes`` int64 (6,)
@@ -24,7 +26,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -63,14 +65,14 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def _open_config(out: Path, config: FitConfig, batch_size: int, sizes: dict[str, int], shards: Path,
-                 force: bool) -> None:
+                 force: bool, prior: dict | None = None) -> None:
     """Create ``config.json``, or check this run against it (ValueError, one line, on a mismatch)."""
     path = out / "config.json"
     wanted = config_json(config)
     if not path.exists():
         atomic_write_json(path, {"format": LABEL_FORMAT, "version": LABEL_VERSION, "facerecon": __version__,
                                  "fit_config": wanted, "batch_size": batch_size, "sizes": sizes,
-                                 "shards": os.path.abspath(shards), "mixed_with": []})
+                                 "shards": os.path.abspath(shards), "prior": prior, "mixed_with": []})
         return
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -83,6 +85,9 @@ def _open_config(out: Path, config: FitConfig, batch_size: int, sizes: dict[str,
                          "(chunks are numbered by batch: use the same batch size or a new folder)")
     if doc.get("sizes") != sizes:
         raise ValueError(f"{path}: labels laid out as {doc.get('sizes')}, this fit gives {sizes}")
+    if doc.get("prior") != prior and not force:
+        raise ValueError(f"{path}: labels made with the prior centred on {_describe_prior(doc.get('prior'))}, "
+                         f"this run centres it on {_describe_prior(prior)}; use --force to mix them")
     if doc.get("fit_config") != wanted and wanted not in doc.get("mixed_with", []):
         diff = _differences(doc.get("fit_config") or {}, wanted)
         if not force:
@@ -90,6 +95,12 @@ def _open_config(out: Path, config: FitConfig, batch_size: int, sizes: dict[str,
                              f"{'; …' if len(diff) > 4 else ''}); use --force to mix them")
         doc.setdefault("mixed_with", []).append(wanted)
         atomic_write_json(path, doc)
+
+
+def _describe_prior(prior: dict | None) -> str:
+    if not prior:
+        return "the model's mean"
+    return f"{prior.get('engine', 'a prediction')} {Path(str(prior.get('rnet', '?'))).name}"
 
 
 def _chunk_keys(path: Path) -> set[str] | None:
@@ -154,14 +165,19 @@ class LabelResult:
 def label_shards(shards: str | os.PathLike, out: str | os.PathLike, batch_size: int = 8,
                  shard: str | tuple[int, int] | None = None, fit_config: FitConfig | None = None,
                  device: str | torch.device = "cpu", limit: int | None = None, force: bool = False,
-                 progress: bool = True, workers: int = 0, fitter: Fitter | None = None) -> LabelResult:
+                 progress: bool = True, workers: int = 0, fitter: Fitter | None = None,
+                 prior: Callable[[torch.Tensor, torch.Tensor], FaceParams] | None = None,
+                 prior_record: dict | None = None) -> LabelResult:
     """Fit every photo of the shards folder ``shards`` (all splits), ``batch_size`` at a time, and
     write one label chunk per batch into ``out``.
 
     ``shard`` ("i/n"): only batches i, i+n, i+2n, …; ``limit``: only the first N photos;
     ``fitter``: a ready :class:`Fitter` (else one is built from ``fit_config`` on ``device``);
-    ``workers``: DataLoader processes reading the shards. Raises ValueError (one line) when ``out``
-    holds labels of another fit config (unless ``force``) or batch size.
+    ``workers``: DataLoader processes reading the shards; ``prior(images, landmarks)``: the
+    per-photo centre of the fitter's coefficient prior (e.g. R-Net's prediction, engine
+    "rnet-prior"; None: the model's mean), described in ``config.json`` by ``prior_record``.
+    Raises ValueError (one line) when ``out`` holds labels of another fit config or prior
+    (unless ``force``) or batch size.
     """
     from tqdm import tqdm
 
@@ -183,7 +199,10 @@ def label_shards(shards: str | os.PathLike, out: str | os.PathLike, batch_size: 
     if not todo:
         return result
     fitter = fitter or make_fitter(fit_config or FitConfig(), device)
-    _open_config(out, fitter.config, batch_size, _layout(fitter), Path(shards), force)
+    if prior is not None and not prior_record:
+        raise ValueError("a prior needs a prior_record describing it (config.json keeps it)")
+    _open_config(out, fitter.config, batch_size, _layout(fitter), Path(shards), force,
+                 prior_record if prior is not None else None)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[rows for _, rows in todo], num_workers=workers)
     total = sum(len(rows) for _, rows in mine)
     with tqdm(total=total, initial=total - sum(len(rows) for _, rows in todo), unit="photo", desc="label",
@@ -191,7 +210,8 @@ def label_shards(shards: str | os.PathLike, out: str | os.PathLike, batch_size: 
         for (b, rows), batch in zip(todo, loader):
             if list(batch["key"]) != [keys[i] for i in rows]:  # never: the loader keeps the order
                 raise RuntimeError(f"batch {b}: the loader returned other photos than asked for")
-            fit = fitter.fit(batch["image"], batch["landmarks"], batch["attention"])
+            centre = prior(batch["image"], batch["landmarks"]) if prior is not None else None
+            fit = fitter.fit(batch["image"], batch["landmarks"], batch["attention"], prior=centre)
             write_chunk(chunk_path(out, b), list(batch["key"]), fit.params, fit.losses.total)
             result.fitted += 1
             result.photos += len(rows)

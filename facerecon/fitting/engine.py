@@ -228,6 +228,16 @@ def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera)
     return angles, (flip @ tvec)[:, 0]
 
 
+def rnet_prior(predicted: FaceParams) -> FaceParams:
+    """The centre of engine "rnet-prior"'s coefficient prior from R-Net's prediction: its identity
+    α and albedo δ; expression β stays centred at neutral (0). Centring β on the prediction too
+    measured further from the real-skin scan and worse on 300-W landmarks (BENCHMARKS.md, "A
+    learned prior"): the net's β is its least reliable part (it even predicts weights below 0,
+    outside the blendshapes' range)."""
+    return FaceParams(predicted.alpha, torch.zeros_like(predicted.beta), predicted.delta, predicted.gamma,
+                      predicted.angles, predicted.trans)
+
+
 class Fitter:
     """Fit the face model to aligned crops: ``Fitter(model).fit(images, landmarks, attention)``.
 
@@ -382,4 +392,4 @@ class Fitter:
                                progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior)
 
 
-__all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose"]
+__all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose", "rnet_prior"]

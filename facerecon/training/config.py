@@ -22,6 +22,10 @@ class LabelWeights:
 
     vertices: float = 1.0
     """Mean distance between posed (camera-space) vertices, per mm."""
+    shape: float = 0.0
+    """Mean distance between the unposed faces (identity + expression, model space), per mm: the
+    label's shape without its depth and pose, which a photo pins down loosely and which
+    dominate the posed distance."""
     landmarks: float = 0.5
     """Mean distance between the 68 projected landmarks, per pixel of the crop."""
     color: float = 2.0

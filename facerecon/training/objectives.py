@@ -4,7 +4,8 @@
     :class:`~facerecon.forward.ForwardModel` and scored against the photo, its landmarks and skin
     attention by the project's :class:`~facerecon.losses.HybridLoss` (the fitter's loss, unchanged);
 (b) **distillation** — against a fitter's labels: :func:`label_loss` compares posed vertices
-    (mm), projected landmarks (pixels) and shaded colours of the prediction and the label, both
+    (mm), the unposed face (identity + expression, mm), projected landmarks (pixels) and shaded
+    colours of the prediction and the label, both
     through the same forward model (coefficients themselves are never compared: α, β and pose
     trade off, and equal faces can have different coefficients);
 (c) **synthetic** — the same :func:`label_loss` against the known parameters of faces rendered by
@@ -32,6 +33,8 @@ class LabelTerms:
     total: torch.Tensor
     vertices: torch.Tensor
     """Mean distance of posed vertices, mm."""
+    shape: torch.Tensor
+    """Mean distance of the unposed vertices (identity + expression, model space), mm."""
     landmarks: torch.Tensor
     """Mean distance of the 68 projected (fixed-vertex) landmarks, pixels."""
     color: torch.Tensor
@@ -53,13 +56,15 @@ def vertex_subset(n_vertices: int, count: int, device=None) -> torch.Tensor:
 def label_loss(pred: ForwardOutput, target: ForwardOutput, landmark_idx: torch.Tensor, vertex_ids: torch.Tensor,
                weights: LabelWeights) -> LabelTerms:
     """Geometry loss per image (B,) between two forward passes of the same model and camera:
-    posed vertices ``vertex_ids`` (mm), the 68 landmark vertices ``landmark_idx`` projected
-    (pixels) and shaded colours of ``vertex_ids``."""
+    posed vertices ``vertex_ids`` (mm), the same vertices unposed (the face's shape, mm: free of
+    the depth and pose a photo pins down only loosely), the 68 landmark vertices
+    ``landmark_idx`` projected (pixels) and shaded colours of ``vertex_ids``."""
     verts = _distance(pred.verts_cam[:, vertex_ids], target.verts_cam[:, vertex_ids]).mean(-1)
+    shape = _distance(pred.verts[:, vertex_ids], target.verts[:, vertex_ids]).mean(-1)
     lmk = _distance(pred.xy[:, landmark_idx], target.xy[:, landmark_idx]).mean(-1)
     color = (pred.colors[:, vertex_ids] - target.colors[:, vertex_ids]).abs().mean((1, 2))
-    total = weights.vertices * verts + weights.landmarks * lmk + weights.color * color
-    return LabelTerms(total, verts, lmk, color)
+    total = weights.vertices * verts + weights.shape * shape + weights.landmarks * lmk + weights.color * color
+    return LabelTerms(total, verts, shape, lmk, color)
 
 
 class Objectives:
