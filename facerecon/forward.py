@@ -86,14 +86,15 @@ class ForwardModel:
     """Evaluate a :class:`FaceModel` under a :class:`Camera`: ``ForwardModel(model)(params)``.
 
     ``contour=False`` keeps every landmark on its fixed vertex (e.g. for data whose landmarks are
-    the model's own projected vertices). Works on the model's device; batched throughout.
+    the model's own projected vertices); ``antialias`` blends the render across silhouette edges
+    (:class:`~facerecon.render.Renderer`). Works on the model's device; batched throughout.
     """
 
     def __init__(self, model: FaceModel, camera: Camera | None = None, *, contour: bool = True,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", antialias: bool = False) -> None:
         self.model = model
         self.camera = camera or Camera()
-        self.renderer = Renderer(self.camera, backend=backend)
+        self.renderer = Renderer(self.camera, backend=backend, antialias=antialias)
         self.contour = ContourLandmarks(model, enabled=contour)
         # the landmark/contour subset of the bases, for landmark-only evaluations (no full mesh)
         sub = self.contour.vertex_ids.to(self.device)
@@ -112,7 +113,7 @@ class ForwardModel:
         """The same model (shared buffers and contour) seen through another camera."""
         other = copy.copy(self)
         other.camera = camera
-        other.renderer = Renderer(camera, backend=self.renderer.backend)
+        other.renderer = Renderer(camera, backend=self.renderer.backend, antialias=self.renderer.antialias)
         return other
 
     # --- cheap parts: the landmark subset only ------------------------------------------------

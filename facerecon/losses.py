@@ -175,14 +175,17 @@ class HybridLoss:
         ``prior`` centres the coefficient prior (see :meth:`coef`; None: at 0, the paper's).
         """
         per = None
-        if perceptual and self.uses_perceptual:
+        # the render over the photo (the image is rendered over black, so premultiplied by the
+        # coverage: exact for the fractional coverage of anti-aliased edge pixels too)
+        use_per = perceptual and self.uses_perceptual
+        composite = out.image + images * (1 - out.mask) if (use_per or self.weights.photo > 0) else None
+        if use_per:
             if target_embedding is None:
                 with torch.no_grad():
                     target_embedding = self.embed(images)
-            composite = out.image * out.mask + images * (1 - out.mask)
             per = perceptual_loss(self.embed(composite), target_embedding)
         # with no photometric weight and no FaceNet term nothing is rendered (the landmark stage)
-        photo = (photo_loss(out.image, images, out.mask, attention, self.weights.photo_robust)
+        photo = (photo_loss(composite, images, out.mask, attention, self.weights.photo_robust)
                  if self.weights.photo > 0 or per is not None else landmarks.new_zeros(landmarks.shape[0]))
         return hybrid_loss(
             self.weights, photo=photo,

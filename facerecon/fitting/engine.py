@@ -81,6 +81,11 @@ class FitConfig:
     jaw_weight: float = 0.3
     """Landmark weight ω of the jaw contour points (nose/mouth: 20, others: 1); below 1 because
     detectors place the contour loosely (measured better on the Lee Perry-Smith views)."""
+    antialias: bool = False
+    """Blend the render across silhouette edges (facerecon.render.antialias), so that the
+    photometric and FaceNet terms change continuously as the face moves; without it a pixel
+    jumps from one surface to another as an edge passes its centre, which the gradient does
+    not see (BENCHMARKS.md, "Is the objective smooth")."""
     rgb_light: bool = False
     """27 RGB light coefficients instead of the paper's 9 monochromatic ones."""
     albedo: Literal["spectral", "learned"] = "learned"
@@ -249,7 +254,7 @@ class Fitter:
                  config: FitConfig | None = None) -> None:
         self.config = cfg = config or FitConfig()
         self.model = model
-        self.forward = ForwardModel(model, camera, contour=cfg.contour)
+        self.forward = ForwardModel(model, camera, contour=cfg.contour, antialias=cfg.antialias)
         self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
                                omega=landmark_weights(jaw=cfg.jaw_weight, device=self.device),
                                perceptual_box=cfg.perceptual_box)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from facerecon.render.antialias import EdgeTable, antialias
 from facerecon.render.camera import Camera, project
 from facerecon.render.raster import Fragments, rasterize
 
@@ -18,7 +19,8 @@ class RenderOutput:
     image: torch.Tensor
     """Interpolated vertex colours over ``background`` (B,3,H,W)."""
     mask: torch.Tensor
-    """Coverage, 1 where a triangle covers the pixel centre (B,1,H,W)."""
+    """Coverage, 1 where a triangle covers the pixel centre (B,1,H,W); with anti-aliasing the
+    fraction of the pixel the face covers along its silhouette edges."""
     depth: torch.Tensor
     """Depth along the optical axis in mm, 0 on background (B,1,H,W)."""
     tri_id: torch.Tensor
@@ -34,13 +36,23 @@ class Renderer(nn.Module):
 
     Works on any device: the z-buffer runs in numba for CPU tensors and in vectorised torch
     otherwise (``backend`` forces one). Gradients flow to vertex positions, colours and
-    anything the colours were computed from (lights, albedo).
+    anything the colours were computed from (lights, albedo). With ``antialias`` the image and
+    mask are blended across silhouette edges (:mod:`facerecon.render.antialias`): they change
+    continuously as the mesh moves, and their gradients see the edges move.
     """
 
-    def __init__(self, camera: Camera | None = None, backend: str = "auto") -> None:
+    def __init__(self, camera: Camera | None = None, backend: str = "auto", antialias: bool = False) -> None:
         super().__init__()
         self.camera = camera or Camera()
         self.backend = backend
+        self.antialias = antialias
+        self._edges: tuple[torch.Tensor, EdgeTable] | None = None
+
+    def edge_table(self, faces: torch.Tensor) -> EdgeTable:
+        """The :class:`EdgeTable` of ``faces`` (built once per triangle list)."""
+        if self._edges is None or self._edges[0] is not faces:
+            self._edges = (faces, EdgeTable(faces))
+        return self._edges[1]
 
     def forward(self, verts_cam: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
                 background: torch.Tensor | float = 0.0) -> RenderOutput:
@@ -51,4 +63,7 @@ class Renderer(nn.Module):
         image = frags.to_image(frags.interpolate(colors), background)
         mask = (tri_id >= 0).unsqueeze(1).to(colors.dtype)
         depth_img = frags.to_image(frags.depth[:, None].detach(), 0.0)
+        if self.antialias:
+            both = antialias(torch.cat([image, mask], 1), tri_id, depth_img, xy, faces, self.edge_table(faces))
+            image, mask = both[:, :-1], both[:, -1:]
         return RenderOutput(image=image, mask=mask, depth=depth_img, tri_id=tri_id, fragments=frags, xy=xy)
