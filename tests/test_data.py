@@ -274,6 +274,22 @@ def test_label_jobs_resume_and_split(prepared, fitter, tmp_path, monkeypatch):
     assert json.loads((split / "config.json").read_text())["mixed_with"][0]["steps"] == 3
 
 
+def test_labels_made_before_a_fit_option_existed_still_resume(prepared, fitter, tmp_path):
+    """A FitConfig field added later defaults to the behaviour before it: its absence from an
+    older config.json is no mismatch, while a stored value that differs still is."""
+    _, shards, _ = prepared
+    out = tmp_path / "old"
+    label_shards(shards, out, batch_size=2, limit=2, fitter=fitter, progress=False)
+    doc = json.loads((out / "config.json").read_text())
+    del doc["fit_config"]["antialias"], doc["fit_config"]["weights"]["photo_robust"]
+    (out / "config.json").write_text(json.dumps(doc))
+    assert label_shards(shards, out, batch_size=2, limit=4, fitter=fitter, progress=False).fitted == 1
+    doc["fit_config"]["antialias"] = True
+    (out / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="antialias: True -> False"):
+        label_shards(shards, out, batch_size=2, limit=6, fitter=fitter, progress=False)
+
+
 def test_labels_with_a_prior_are_the_fit_under_that_prior(prepared, fitter, tmp_path):
     _, shards, _ = prepared
     ds = ShardDataset(shards, "all")

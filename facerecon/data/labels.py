@@ -52,6 +52,19 @@ def config_json(config: FitConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(config)))
 
 
+def _with_defaults(stored: dict) -> dict:
+    """A stored fit config with the fields it predates filled in by today's defaults (a field added
+    later defaults to the behaviour before it, so labels made then stay resumable)."""
+
+    def merge(defaults: dict, have: dict) -> dict:
+        out = dict(defaults)
+        for k, v in have.items():
+            out[k] = merge(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+        return out
+
+    return merge(config_json(FitConfig()), stored)
+
+
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     """``name: old -> new`` for every field that differs (nested dicts flattened with dots)."""
     out = []
@@ -88,8 +101,9 @@ def _open_config(out: Path, config: FitConfig, batch_size: int, sizes: dict[str,
     if doc.get("prior") != prior and not force:
         raise ValueError(f"{path}: labels made with the prior centred on {_describe_prior(doc.get('prior'))}, "
                          f"this run centres it on {_describe_prior(prior)}; use --force to mix them")
-    if doc.get("fit_config") != wanted and wanted not in doc.get("mixed_with", []):
-        diff = _differences(doc.get("fit_config") or {}, wanted)
+    stored = _with_defaults(doc.get("fit_config") or {})
+    if stored != wanted and wanted not in [_with_defaults(c) for c in doc.get("mixed_with", [])]:
+        diff = _differences(stored, wanted)
         if not force:
             raise ValueError(f"{path}: labels made with another fit config ({'; '.join(diff[:4])}"
                              f"{'; …' if len(diff) > 4 else ''}); use --force to mix them")
