@@ -85,7 +85,8 @@ class FitConfig:
     """Blend the render across silhouette edges (facerecon.render.antialias), so that the
     photometric and FaceNet terms change continuously as the face moves; without it a pixel
     jumps from one surface to another as an edge passes its centre, which the gradient does
-    not see (BENCHMARKS.md, "Is the objective smooth")."""
+    not see. Off: on the fit it measured no less batch-dependent, further from the real-skin
+    scan and slower (BENCHMARKS.md, "Is the objective smooth")."""
     rgb_light: bool = False
     """27 RGB light coefficients instead of the paper's 9 monochromatic ones."""
     albedo: Literal["spectral", "learned"] = "learned"
