@@ -317,6 +317,14 @@ def test_labels_with_a_prior_are_the_fit_under_that_prior(prepared, fitter, tmp_
     with pytest.raises(ValueError, match="prior centred on rnet-prior stand-in.pt"):
         label_shards(shards, out, batch_size=2, limit=4, fitter=fitter, progress=False)
     assert label_shards(shards, out, batch_size=2, limit=4, fitter=fitter, force=True, progress=False).fitted == 1
+    # the same checkpoint elsewhere (another machine's path) goes on; another checkpoint does not
+    moved = {**record, "rnet": "/elsewhere/stand-in.pt"}
+    assert label_shards(shards, out, batch_size=2, limit=6, fitter=fitter, prior=centre, prior_record=moved,
+                        progress=False).fitted == 1
+    chunk_path(out, 2).unlink()
+    with pytest.raises(ValueError, match="prior centred on"):
+        label_shards(shards, out, batch_size=2, limit=6, fitter=fitter, prior=centre,
+                     prior_record={**record, "sha256": "1" * 64}, progress=False)
     with pytest.raises(ValueError, match="prior_record"):
         label_shards(shards, tmp_path / "x", batch_size=2, limit=2, fitter=fitter, prior=centre, progress=False)
 

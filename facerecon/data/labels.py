@@ -98,7 +98,7 @@ def _open_config(out: Path, config: FitConfig, batch_size: int, sizes: dict[str,
                          "(chunks are numbered by batch: use the same batch size or a new folder)")
     if doc.get("sizes") != sizes:
         raise ValueError(f"{path}: labels laid out as {doc.get('sizes')}, this fit gives {sizes}")
-    if doc.get("prior") != prior and not force:
+    if _prior_key(doc.get("prior")) != _prior_key(prior) and not force:
         raise ValueError(f"{path}: labels made with the prior centred on {_describe_prior(doc.get('prior'))}, "
                          f"this run centres it on {_describe_prior(prior)}; use --force to mix them")
     stored = _with_defaults(doc.get("fit_config") or {})
@@ -109,6 +109,12 @@ def _open_config(out: Path, config: FitConfig, batch_size: int, sizes: dict[str,
                              f"{'; …' if len(diff) > 4 else ''}); use --force to mix them")
         doc.setdefault("mixed_with", []).append(wanted)
         atomic_write_json(path, doc)
+
+
+def _prior_key(prior: dict | None) -> tuple | None:
+    """What makes two priors the same: the engine and the checkpoint's content (its path may
+    differ from machine to machine)."""
+    return None if not prior else (prior.get("engine"), prior.get("sha256"))
 
 
 def _describe_prior(prior: dict | None) -> str:
