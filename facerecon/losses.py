@@ -167,8 +167,9 @@ class HybridLoss:
     def __call__(self, out: "ForwardOutput", params: "FaceParams", images: torch.Tensor, landmarks: torch.Tensor,
                  attention: torch.Tensor | None = None, *, perceptual: bool = True,
                  target_embedding: torch.Tensor | None = None, prior: "FaceParams | None" = None) -> LossTerms:
-        """All terms for a rendered forward pass ``out`` of ``params`` against photos (B,3,H,W)
-        in [0,1], their landmarks (B,68,2) pixels and skin attention (B,1,H,W).
+        """All terms for a rendered forward pass ``out`` of ``params`` (rendered over black, the
+        forward model's default) against photos (B,3,H,W) in [0,1], their landmarks (B,68,2)
+        pixels and skin attention (B,1,H,W).
 
         ``perceptual=False`` skips FaceNet this time (it counts 0); ``target_embedding`` (B,D)
         is the photos' embedding when the caller keeps it across steps (else computed here);
