@@ -7,8 +7,8 @@ barycentric interpolation never sees it. Here every pair of neighbouring pixels 
 top–bottom) whose front triangles differ is checked for a silhouette edge of the nearer
 triangle crossing the segment between the two centres — an edge of one triangle only (the
 mesh's border: eye and mouth openings, the face region's rim) or between a triangle facing the
-camera and one facing away — handled along the axis it crosses more steeply. Where it crosses at a fraction ``s`` of the way from the nearer
-pixel's centre, the pixel the surface spills into (``s`` > ½) takes ``s − ½`` of the nearer
+camera and one facing away — handled along the axis it crosses more steeply. Where it crosses
+at a fraction ``s`` of the way from the nearer pixel's centre, the pixel the surface spills into (``s`` > ½) takes ``s − ½`` of the nearer
 colour, and the nearer pixel, when the edge stops short of its border (``s`` < ½), takes
 ``½ − s`` of the other one: as the edge sweeps across a pixel centre both sides meet at ½, so
 the image has no jump there, and ``s`` carries the gradient to the edge's two vertices. The
@@ -31,8 +31,8 @@ _SLACK = 1e-3
 class EdgeTable:
     """The edges of a triangle list: ``edges`` (E,2) vertex ids, ``edge_faces`` (E,2) the one or two
     triangles on each edge (−1 for a border edge; an edge of more than two triangles keeps the
-    first two) and ``face_edges`` (F,3) each triangle's three edges (opposite its 3rd, 1st and
-    2nd vertex: v0v1, v1v2, v2v0)."""
+    lowest and highest numbered) and ``face_edges`` (F,3) each triangle's three edges (v0v1,
+    v1v2, v2v0)."""
 
     def __init__(self, faces: torch.Tensor) -> None:
         f = faces.long()
@@ -41,17 +41,10 @@ class EdgeTable:
         key = pairs.sort(1).values
         edges, inverse = torch.unique(key, dim=0, return_inverse=True)
         face_of = torch.arange(n_faces, device=f.device).repeat_interleave(3)
-        order = torch.argsort(inverse, stable=True)
-        inv_sorted = inverse[order]
-        first = torch.ones_like(inv_sorted, dtype=torch.bool)
-        first[1:] = inv_sorted[1:] != inv_sorted[:-1]
-        start = torch.nonzero(first).squeeze(1)
-        edge_faces = torch.full((edges.shape[0], 2), -1, dtype=torch.long, device=f.device)
-        edge_faces[inv_sorted[start], 0] = face_of[order[start]]
-        second = start + 1
-        has_second = second < inv_sorted.numel()
-        has_second[has_second.clone()] = inv_sorted[second[has_second]] == inv_sorted[start[has_second]]
-        edge_faces[inv_sorted[start[has_second]], 1] = face_of[order[second[has_second]]]
+        n_edges = edges.shape[0]
+        lowest = torch.full((n_edges,), n_faces, device=f.device).scatter_reduce(0, inverse, face_of, "amin")
+        highest = torch.full((n_edges,), -1, device=f.device).scatter_reduce(0, inverse, face_of, "amax")
+        edge_faces = torch.stack([lowest, torch.where(highest != lowest, highest, -1)], 1)
         self.edges = edges
         self.edge_faces = edge_faces
         self.face_edges = inverse.reshape(n_faces, 3)
