@@ -9,8 +9,8 @@ triangle crossing the segment between the two centres — an edge of one triangl
 mesh's border: eye and mouth openings, the face region's rim) or between a triangle facing the
 camera and one facing away — handled along the axis it crosses more steeply. Where it crosses
 at a fraction ``s`` of the way from the nearer pixel's centre, the pixel the surface spills
-into (``s`` > ½) takes ``s − ½`` of the nearer colour, and the nearer pixel, when the edge stops short of its border (``s`` < ½), takes
-``½ − s`` of the other one: as the edge sweeps across a pixel centre both sides meet at ½, so
+into (``s`` > ½) takes ``s − ½`` of the nearer colour, and the nearer pixel, when the edge
+stops short of its border (``s`` < ½), takes ``½ − s`` of the other one: as the edge sweeps across a pixel centre both sides meet at ½, so
 the image has no jump there, and ``s`` carries the gradient to the edge's two vertices. The
 same idea as nvdiffrast's antialiasing operation (Laine et al. 2020, "Modular primitives for
 high-performance differentiable rendering"), written here for this renderer from the paper's
