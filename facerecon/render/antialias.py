@@ -2,22 +2,22 @@
 mesh moves, with gradients that reach vertex positions through the coverage of edge pixels.
 
 A z-buffer image is a step function of the geometry: when an edge passes a pixel centre, that
-pixel jumps from one surface (or the background) to another, and the gradient of the
-barycentric interpolation never sees it. Here every pair of neighbouring pixels (left–right,
-top–bottom) whose front triangles differ is checked for a silhouette edge of the nearer
-triangle crossing the segment between the two centres — an edge of one triangle only (the
-mesh's border: eye and mouth openings, the face region's rim) or between a triangle facing the
-camera and one facing away — handled along the axis it crosses more steeply. Where it crosses
-at a fraction ``s`` of the way from the nearer pixel's centre, the pixel the surface spills
-into (``s`` > ½) takes ``s − ½`` of the nearer colour, and the nearer pixel, when the edge
-stops short of its border (``s`` < ½), takes ``½ − s`` of the other one: as the edge sweeps across a pixel centre both sides meet at ½, so
-the image has no jump there, and ``s`` carries the gradient to the edge's two vertices. The
-same idea as nvdiffrast's antialiasing operation (Laine et al. 2020, "Modular primitives for
+pixel jumps from one surface (or the background) to another, and the gradient of the barycentric
+interpolation never sees it. Here every pair of neighbouring pixels (left–right, top–bottom)
+whose front triangles differ is checked for a silhouette edge of the nearer triangle crossing
+the segment between the two centres — an edge of one triangle only (the mesh's border: eye and
+mouth openings, the face region's rim) or between a triangle facing the camera and one facing
+away — handled along the axis it crosses more steeply. Where it crosses at a fraction ``s`` of
+the way from the nearer pixel's centre, the pixel the surface spills into (``s`` > ½) takes ``s
+− ½`` of the nearer colour, and the nearer pixel, when the edge stops short of its border (``s``
+< ½), takes ``½ − s`` of the other one: as the edge sweeps across a pixel centre both sides meet
+at ½, so the image has no jump there, and ``s`` carries the gradient to the edge's two vertices.
+The same idea as nvdiffrast's antialiasing operation (Laine et al. 2020, "Modular primitives for
 high-performance differentiable rendering"), written here for this renderer from the paper's
 description.
 
-Apply it to the image composited over its real background (and to the coverage mask as one
-more channel), so that edge pixels blend with what lies behind them.
+Apply it to the image composited over its real background (and to the coverage mask as one more
+channel), so that edge pixels blend with what lies behind them.
 """
 
 from __future__ import annotations
