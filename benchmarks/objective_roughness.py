@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from facerecon.fitting.engine import rnet_prior
 from facerecon.params import FaceParams
-from facerecon.pipeline import FaceReconstructor
+from facerecon.pipeline import FaceReconstructor, crop_tensors
 
 from batch_invariance import setup
 
@@ -36,10 +35,7 @@ NAMES = ("angles", "trans", "alpha", "beta", "delta", "gamma")
 
 
 def tensors(items) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    crops = torch.stack([torch.from_numpy(p.crop).permute(2, 0, 1).float() / 255.0 for _, p in items])
-    lmk = torch.stack([torch.from_numpy(np.asarray(p.landmarks_crop, np.float32)) for _, p in items])
-    att = torch.stack([torch.from_numpy(np.asarray(p.attention, np.float32))[None] for _, p in items])
-    return crops, lmk, att
+    return crop_tensors([p for _, p in items])
 
 
 class Objective:

@@ -153,6 +153,15 @@ def rnet_layout_problem(net: RNet, model: FaceModel, rgb_light: bool, trained: d
     return None
 
 
+def crop_tensors(faces: Sequence[PreparedFace]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fitter's inputs for prepared faces: crops (B,3,S,S) in [0,1], landmarks (B,68,2) in crop
+    pixels and skin attention (B,1,S,S)."""
+    crops = torch.stack([torch.from_numpy(p.crop).permute(2, 0, 1).float() / 255.0 for p in faces])
+    lmk = torch.stack([torch.from_numpy(np.asarray(p.landmarks_crop, np.float32)) for p in faces])
+    att = torch.stack([torch.from_numpy(np.asarray(p.attention, np.float32))[None] for p in faces])
+    return crops, lmk, att
+
+
 class FaceReconstructor:
     """Photos -> fitted 3D faces. Holds the detector, skin model, face model and FaceNet.
 
@@ -328,9 +337,7 @@ class FaceReconstructor:
         (whatever the engine), ``groups`` shares α and δ between equal labels."""
         if not items:
             return []
-        crops = torch.stack([torch.from_numpy(p.crop).permute(2, 0, 1).float() / 255.0 for _, p in items])
-        lmk = torch.stack([torch.from_numpy(np.asarray(p.landmarks_crop, np.float32)) for _, p in items])
-        att = torch.stack([torch.from_numpy(np.asarray(p.attention, np.float32))[None] for _, p in items])
+        crops, lmk, att = crop_tensors([p for _, p in items])
         result = self._run_engine(crops, lmk, att, init, groups, progress)
         params = result.params.map(lambda t: t.cpu())
         out = []
