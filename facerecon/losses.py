@@ -8,6 +8,7 @@ people (the paper's training), each with the same :class:`LossWeights`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,21 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tenso
     return sq.mean(-1)
 
 
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B,C,H,W) images blurred by a Gaussian of standard deviation ``sigma`` pixels (separable,
+    kernel radius ⌈3σ⌉, borders repeated); ``sigma`` <= 0 returns the images unchanged."""
+    if sigma <= 0:
+        return images
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = images.shape[1]
+    out = torch.nn.functional.pad(images, (r, r, r, r), mode="replicate")
+    out = torch.nn.functional.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return torch.nn.functional.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
 def perceptual_loss(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
     """``1 − cos(f(I), f(I'))`` per image (B,) from embeddings (B,D)."""
     return 1.0 - torch.nn.functional.cosine_similarity(emb_a, emb_b, dim=-1)
@@ -125,17 +141,20 @@ class HybridLoss:
     ``skin_mask`` (V,) bool is the albedo-variance region R over the face model's vertices;
     ``facenet`` an embedding network with ``embed(images, box)`` (None: no perceptual term);
     ``omega`` the landmark weights ω (68,) (default: :func:`landmark_weights`); ``perceptual_box``
-    the crop (fractions x0, y0, x1, y1) of the image given to FaceNet.
+    the crop (fractions x0, y0, x1, y1) of the image given to FaceNet; ``perceptual_blur`` the
+    standard deviation (pixels) of a Gaussian blur of both images before FaceNet (0: none).
     """
 
     def __init__(self, weights: LossWeights, skin_mask: torch.Tensor, *, facenet=None,
                  omega: torch.Tensor | None = None,
-                 perceptual_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)) -> None:
+                 perceptual_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
+                 perceptual_blur: float = 0.0) -> None:
         self.weights = weights
         self.skin_mask = skin_mask
         self.facenet = facenet
         self.omega = omega if omega is not None else landmark_weights(device=skin_mask.device)
         self.perceptual_box = perceptual_box
+        self.perceptual_blur = float(perceptual_blur)
 
     @property
     def uses_perceptual(self) -> bool:
@@ -143,8 +162,9 @@ class HybridLoss:
         return self.facenet is not None and self.weights.perceptual > 0
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """FaceNet embeddings (B,D) of the ``perceptual_box`` crop of (B,3,H,W) images in [0,1]."""
-        return self.facenet.embed(images, self.perceptual_box)
+        """FaceNet embeddings (B,D) of the ``perceptual_box`` crop of (B,3,H,W) images in [0,1],
+        blurred first by ``perceptual_blur``."""
+        return self.facenet.embed(gaussian_blur(images, self.perceptual_blur), self.perceptual_box)
 
     def coef(self, params: "FaceParams", prior: "FaceParams | None" = None) -> torch.Tensor:
         """The coefficient regulariser per image (B,): ‖α‖², ‖β‖², ‖δ‖² with their inner weights —

@@ -233,3 +233,53 @@ def test_coef_prior_centred_on_given_coefficients_by_hand():
     assert torch.equal(loss.coef(c, c), torch.zeros(2))
     lm = torch.zeros(2, 68, 2)
     torch.testing.assert_close(loss.landmarks_only(lm, lm, p, c), loss.weights.coef * torch.tensor([4.0, 1.0]))
+
+
+def test_gaussian_blur_matches_scipy_with_repeated_borders():
+    """The blur before FaceNet is scipy's Gaussian filter (an independent implementation) with
+    borders repeated, per channel, for integer and fractional σ; σ = 0 leaves the images alone."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from facerecon.losses import gaussian_blur
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 17, 23, generator=g, dtype=torch.float64)
+    for sigma in (1.0, 2.0, 0.7):
+        ours = gaussian_blur(images, sigma).numpy()
+        # scipy's radius is int(truncate * σ + 0.5); truncate chosen so that it is ⌈3σ⌉ as ours
+        r = int(np.ceil(3 * sigma))
+        ref = gaussian_filter(images.numpy(), sigma=(0, 0, sigma, sigma), mode="nearest", truncate=r / sigma)
+        np.testing.assert_allclose(ours, ref, atol=1e-12)
+    assert gaussian_blur(images, 0.0) is images
+
+
+def test_hybrid_loss_blurs_photo_and_render_alike_before_facenet():
+    """With ``perceptual_blur`` both the photo's embedding and the composite's are taken of the
+    blurred images: FaceNet (here a probe recording its input) sees exactly gaussian_blur(x)."""
+    from facerecon.losses import HybridLoss, LossWeights, gaussian_blur
+    from facerecon.params import FaceParams
+
+    seen = []
+
+    class Probe:
+        def embed(self, images, box):
+            seen.append(images.clone())
+            return images.mean(dim=(2, 3))
+
+    class Out:
+        landmarks = torch.zeros(1, 68, 2)
+        albedo = torch.rand(1, 50, 3)
+        image = torch.zeros(1, 3, 12, 12)
+        mask = torch.zeros(1, 1, 12, 12)
+
+    Out.image[..., 3:9, 3:9] = 0.8
+    Out.mask[..., 3:9, 3:9] = 1.0
+    photo = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    skin = torch.ones(50, dtype=torch.bool)
+    loss = HybridLoss(LossWeights(), skin, facenet=Probe(), perceptual_blur=1.5)
+    loss(Out(), FaceParams.zeros(1), photo, torch.zeros(1, 68, 2))
+    composite = Out.image + photo * (1 - Out.mask)
+    torch.testing.assert_close(seen[0], gaussian_blur(photo, 1.5))
+    torch.testing.assert_close(seen[1], gaussian_blur(composite, 1.5))
+    assert not torch.allclose(seen[1], composite)

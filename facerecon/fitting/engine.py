@@ -74,6 +74,11 @@ class FitConfig:
     synthetic faces; every 4th keeps one photo under 5 s on a 2-vCPU CPU)."""
     perceptual_box: tuple[float, float, float, float] = (0.1, 0.12, 0.9, 0.92)
     """Crop of the 224 aligned image given to FaceNet (fractions x0, y0, x1, y1)."""
+    perceptual_blur: float = 0.0
+    """Gaussian blur (standard deviation, pixels of the 224 crop) of the render and the photo
+    before FaceNet. The z-buffer switches whole pixels as the face moves, and FaceNet reacts to
+    single pixels, so its term is rough along the geometry; a blur spreads each switch over its
+    neighbours and makes the term smoother (0: no blur)."""
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
     contour_every: int = 10
@@ -260,7 +265,7 @@ class Fitter:
         self.forward = ForwardModel(model, camera, contour=cfg.contour, antialias=cfg.antialias)
         self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
                                omega=landmark_weights(jaw=cfg.jaw_weight, device=self.device),
-                               perceptual_box=cfg.perceptual_box)
+                               perceptual_box=cfg.perceptual_box, perceptual_blur=cfg.perceptual_blur)
 
     @property
     def device(self) -> torch.device:
