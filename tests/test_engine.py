@@ -35,6 +35,10 @@ def nudged_net() -> RNet:
         net.head.bias[:80] = 0.3 * torch.randn(80)
         net.head.bias[80 + 9] = 0.2  # an expression weight
         net.head.bias[-6:] = torch.tensor([0.05, -0.1, 0.02, 0.1, -0.1, 0.2])  # pose: radians, 50 mm units
+        sizes = net.config.sizes()
+        gamma_at = sizes["alpha"] + sizes["beta"] + sizes["delta"]
+        net.head.bias[gamma_at - 1] += 0.2  # an albedo weight
+        net.head.bias[gamma_at + 1] += 0.1  # a light coefficient
     return net
 
 
@@ -217,6 +221,19 @@ def test_rnet_engine_shares_identity_within_a_group(fit_recon, prepared, tmp_pat
     assert torch.allclose(alone.to_vector(), own.to_vector(), atol=1e-6)
 
 
+def record_starts(monkeypatch) -> list[FaceParams]:
+    """The parameters each landmark stage starts from (the fit's start), recorded as it runs."""
+    starts: list[FaceParams] = []
+    real = Fitter.landmark_stage
+
+    def spy(self, params, *args, **kwargs):
+        starts.append(params.map(lambda t: t.detach().cpu().clone()))
+        return real(self, params, *args, **kwargs)
+
+    monkeypatch.setattr(Fitter, "landmark_stage", spy)
+    return starts
+
+
 # --- engine "rnet+fit" -------------------------------------------------------------------------------
 def test_refine_zero_returns_the_prediction(fit_recon, prepared, checkpoints):
     recon = make(fit_recon, "rnet+fit", checkpoints["nudged"], refine=0)
@@ -229,14 +246,7 @@ def test_refine_starts_from_the_prediction_and_lowers_the_loss(fit_recon, prepar
 
     assert refine_split(12) == (3, 9) and refine_split(0) == (0, 0)
     recon = make(fit_recon, "rnet+fit", checkpoints["nudged"], refine=12)
-    starts: list[FaceParams] = []
-    real = Fitter.landmark_stage
-
-    def spy(self, params, *args, **kwargs):
-        starts.append(params.map(lambda t: t.detach().cpu().clone()))
-        return real(self, params, *args, **kwargs)
-
-    monkeypatch.setattr(Fitter, "landmark_stage", spy)
+    starts = record_starts(monkeypatch)
     steps: list[int] = []
     rec = recon.fit_prepared([prepared], progress=lambda done, total: steps.append(total))[0]
     want = own_prediction(checkpoints["nudged"], prepared[1])
@@ -281,6 +291,37 @@ def test_rnet_prior_is_the_whole_fit_with_the_prior_centred_on_the_prediction(fi
     assert not same(rec.params, fitter.fit(*batch_of(prepared[1]), prior=prediction).params)
     plain = fit_recon.fit_prepared([prepared])[0]
     assert float((rec.params.alpha - plain.params.alpha).abs().max()) > 1e-3
+
+
+def test_start_at_prior_starts_at_the_predicted_identity_albedo_and_light(fit_recon, prepared, checkpoints,
+                                                                         monkeypatch):
+    """``start_at_prior``: the fit starts from R-Net's α, δ, γ (the prior's centre) with PnP's pose
+    and a neutral expression — not the net's pose and expression; without a prior (engine fit)
+    the option changes nothing."""
+    config = replace(TINY, start_at_prior=True)
+    starts = record_starts(monkeypatch)
+    rec = make(fit_recon, "rnet-prior", checkpoints["nudged"], config=config).fit_prepared([prepared])[0]
+    monkeypatch.undo()
+    fitter = Fitter(fit_recon.model, fit_recon.camera, None, TINY)
+    prediction = own_prediction(checkpoints["nudged"], prepared[1])
+    pnp = fitter.init_pose(batch_of(prepared[1])[1])
+    assert len(starts) == 1
+    for name in ("alpha", "delta", "gamma"):
+        assert not torch.equal(getattr(prediction, name), getattr(pnp, name).cpu()), name  # not vacuous
+        assert torch.equal(getattr(starts[0], name), getattr(prediction, name)), name
+    for name in ("beta", "angles", "trans"):
+        assert torch.equal(getattr(starts[0], name), getattr(pnp, name).cpu()), name
+    assert float(starts[0].beta.abs().max()) == 0.0
+    centre = FaceParams(prediction.alpha, torch.zeros_like(prediction.beta), prediction.delta, prediction.gamma,
+                        prediction.angles, prediction.trans)
+    start = FaceParams(prediction.alpha, pnp.beta, prediction.delta, prediction.gamma, pnp.angles, pnp.trans)
+    def gap(a: FaceParams, b: FaceParams) -> float:  # two fits of one photo agree to float noise, not bits
+        return float((a.to_vector() - b.to_vector()).abs().max())
+
+    assert gap(rec.params, fitter.fit(*batch_of(prepared[1]), init=start, prior=centre).params) < 1e-4
+    assert gap(rec.params, fitter.fit(*batch_of(prepared[1]), prior=centre).params) > 1e-2  # the start matters
+    plain = Fitter(fit_recon.model, fit_recon.camera, None, config).fit(*batch_of(prepared[1]))
+    assert gap(plain.params, fitter.fit(*batch_of(prepared[1])).params) < 1e-4
 
 
 # --- checkpoints that do not fit -----------------------------------------------------------------------

@@ -62,6 +62,11 @@ class FitConfig:
     to 0 along a cosine, so the fit comes to rest at an optimum instead of stopping mid-stride."""
     settle_lr: float = 0.25
     """Fraction of each learning rate at the start of the settling phase."""
+    start_at_prior: bool = False
+    """Start identity, albedo and light at the prior's centre (engine rnet-prior: R-Net's
+    prediction) instead of at the mean face; pose still from PnP, expression neutral. A short
+    fit then starts near its answer: with 35 full-stage steps, 0.10 mm closer to the real-skin
+    scan than from the mean face."""
     average_steps: int = 0
     """Return the mean of the unknowns over the last N steps of stage 2 (Polyak averaging)
     instead of the last step's: at a constant rate the fit hops around its optimum, and the mean
@@ -393,12 +398,17 @@ class Fitter:
         attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
         ``groups`` (B labels) makes photos with the same label share identity and albedo.
         ``prior`` (per-photo coefficients, e.g. a regressor's prediction) centres the Gaussian
-        prior on α, β, δ there instead of at the model's mean (the paper's).
+        prior on α, β, δ there instead of at the model's mean (the paper's); with
+        ``config.start_at_prior`` (and no ``init``) the fit also starts there (α, δ, γ).
         ``progress(step, total)`` is called after each step of both stages."""
         cfg = self.config
         landmarks = landmarks.to(self.device).float()
         total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
         params = init if init is not None else self.init_pose(landmarks)
+        if init is None and prior is not None and cfg.start_at_prior:
+            centre = _detached(prior, params.alpha.device)
+            params = FaceParams(centre.alpha.clone(), params.beta, centre.delta.clone(), centre.gamma.clone(),
+                                params.angles, params.trans)
         params = self.landmark_stage(params, landmarks, groups,
                                      progress and (lambda done, _: progress(done, total)), prior)
         return self.full_stage(params, images, landmarks, attention, groups,
