@@ -315,6 +315,7 @@ def test_start_at_prior_starts_at_the_predicted_identity_albedo_and_light(fit_re
     centre = FaceParams(prediction.alpha, torch.zeros_like(prediction.beta), prediction.delta, prediction.gamma,
                         prediction.angles, prediction.trans)
     start = FaceParams(prediction.alpha, pnp.beta, prediction.delta, prediction.gamma, pnp.angles, pnp.trans)
+
     def gap(a: FaceParams, b: FaceParams) -> float:  # two fits of one photo agree to float noise, not bits
         return float((a.to_vector() - b.to_vector()).abs().max())
 
