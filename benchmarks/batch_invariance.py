@@ -21,8 +21,7 @@ import numpy as np
 
 from facerecon.assets import shared_path
 from facerecon.cli import set_cpu_threads
-from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
-from facerecon.config import add_arguments, from_args
+from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.fitting.engine import FitConfig
 from facerecon.pipeline import FaceReconstructor
 
@@ -46,11 +45,11 @@ def setup(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, FitConfig, F
     """Parse ``ap`` (its ``--photos`` option, plus the engine and fitting options added here),
     build the reconstructor and prepare the photos: ``(args, config, reconstructor, items)``."""
     add_engine_arguments(ap.add_argument_group("engine"))
-    add_arguments(ap.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(ap)
     args = ap.parse_args()
     set_cpu_threads(None)
-    config = from_args(FitConfig, args)
     args.engine_options = engine_options(args)
+    config = fit_config(args, args.engine_options["engine"])
     recon = FaceReconstructor(config=config, **args.engine_options)
     return args, config, recon, prepared_photos(recon, args.photos)
 

@@ -27,9 +27,7 @@ import numpy as np
 
 from facerecon.assets import shared_path
 from facerecon.cli import set_cpu_threads
-from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
-from facerecon.config import add_arguments, from_args
-from facerecon.fitting.engine import FitConfig
+from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.params import FaceParams
 
 
@@ -74,14 +72,14 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, help="per-photo fits (.npz), read and extended")
     parser.add_argument("--json")
     add_engine_arguments(parser.add_argument_group("engine"))
-    add_arguments(parser.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(parser)
     args = parser.parse_args()
     set_cpu_threads(None)
-    config = from_args(FitConfig, args)
     from facerecon.atomic import atomic_path
     from facerecon.pipeline import FaceReconstructor
 
     options = engine_options(args)
+    config = fit_config(args, options["engine"])
     # what made the cached fits: the fit config, and the R-Net engine when one is used
     config_doc = asdict(config) | ({"engine": engine_record(options)} if options["engine"] != "fit" else {})
     chosen = subset(args.people, args.every)

@@ -26,14 +26,12 @@ import torch
 import trimesh
 
 from facerecon.cli import set_cpu_threads
-from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
-from facerecon.config import add_arguments, from_args
+from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_view, skin_transfer
 from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
 from facerecon.facemodel.albedo import read_albedo_sample, sample_layout
-from facerecon.fitting.engine import FitConfig
 from facerecon.imageio import NoFaceError
 from facerecon.params import FaceParams
 from facerecon.pipeline import FaceReconstructor
@@ -73,10 +71,9 @@ def main() -> None:
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
     add_engine_arguments(ap.add_argument_group("engine"))
-    add_arguments(ap.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(ap)
     args = ap.parse_args()
     set_cpu_threads(None)
-    config = from_args(FitConfig, args)
 
     face = load_face_model("face")
     mean = face.mean.numpy().astype(np.float64)
@@ -90,6 +87,7 @@ def main() -> None:
     transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
     backgrounds = PhotoBackgrounds()
     options = engine_options(args)
+    config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options)
     faces_np = face.faces.numpy()
     rows: list[dict] = []

@@ -32,9 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from multi_grouping import lfw_subset  # noqa: E402
 
 from facerecon.cli import set_cpu_threads  # noqa: E402
-from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record  # noqa: E402
-from facerecon.config import add_arguments, from_args  # noqa: E402
-from facerecon.fitting.engine import FitConfig  # noqa: E402
+from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config  # noqa: E402
 from facerecon.params import FaceParams  # noqa: E402
 from facerecon.pipeline import FaceReconstructor  # noqa: E402
 
@@ -48,11 +46,11 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=1)
     parser.add_argument("--json")
     add_engine_arguments(parser.add_argument_group("engine"))
-    add_arguments(parser.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(parser)
     args = parser.parse_args()
     set_cpu_threads(None)
-    config = from_args(FitConfig, args)
     options = engine_options(args)
+    config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options)
     model, fitter = recon.model, recon.fitter
     face = torch.as_tensor(model.vertex_ids < 9409)

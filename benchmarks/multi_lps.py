@@ -29,11 +29,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lps_fit import prepare_view, render_scan_photos  # noqa: E402
 
 from facerecon.cli import set_cpu_threads  # noqa: E402
-from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record  # noqa: E402
-from facerecon.config import add_arguments, from_args  # noqa: E402
+from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config  # noqa: E402
 from facerecon.evaluation.scan import evaluate_scan  # noqa: E402
 from facerecon.facemodel import load_face_model  # noqa: E402
-from facerecon.fitting.engine import FitConfig  # noqa: E402
 from facerecon.multi.aggregate import AGGREGATORS  # noqa: E402
 from facerecon.pipeline import FaceReconstructor  # noqa: E402
 
@@ -61,12 +59,12 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(AGGREGATORS), choices=AGGREGATORS)
     parser.add_argument("--json")
     add_engine_arguments(parser.add_argument_group("engine"))
-    add_arguments(parser.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(parser)
     args = parser.parse_args()
     set_cpu_threads(None)
-    config = from_args(FitConfig, args)
     photos, scan, scan_lmk = render_scan_photos(views=VIEWS, lights=lights())
     options = engine_options(args)
+    config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options)
     face_model = load_face_model("face")
     faces = face_model.faces.numpy()

@@ -8,7 +8,9 @@ Write a config as a dataclass with a docstring under each field::
         \"\"\"Gradient steps per image.\"\"\"
 
 ``add_arguments(parser, FitConfig)`` adds ``--steps`` with that help text and
-``from_args(FitConfig, namespace)`` builds the instance back.
+``from_args(FitConfig, namespace)`` builds the instance back; ``from_args(FitConfig, namespace,
+base=other)`` takes the options not given on the command line from ``other`` instead (a
+configuration whose defaults depend on another option, such as the engine).
 """
 
 from __future__ import annotations
@@ -50,6 +52,37 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+#: The namespace attribute listing the config options given on the command line (their ``dest``).
+GIVEN = "_config_options_given"
+
+
+def _remember(namespace: argparse.Namespace, dest: str) -> None:
+    given = set(getattr(namespace, GIVEN, ()))
+    given.add(dest)
+    setattr(namespace, GIVEN, given)
+
+
+class _Store(argparse.Action):
+    """``store`` that also records that the option was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        _remember(namespace, self.dest)
+
+
+class _Switch(argparse.BooleanOptionalAction):
+    """``--x/--no-x`` that also records that the option was given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _remember(namespace, self.dest)
+
+
+def given_options(ns: argparse.Namespace) -> set[str]:
+    """The ``dest`` of every config option given on the command line (not left at its default)."""
+    return set(getattr(ns, GIVEN, ()))
+
+
 def _flag(prefix: str, name: str) -> str:
     return "--" + (prefix + name).replace("_", "-")
 
@@ -76,14 +109,14 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", 
             add_arguments(parser, tp, prefix=f"{prefix}{f.name}_", defaults=default)
             continue
         helptext = docs.get(f.name, "")
-        kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default}
+        kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default, "action": _Store}
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         if origin is typing.Union and type(None) in args:  # Optional[X]
             tp = next(a for a in args if a is not type(None))
             origin, args = typing.get_origin(tp), typing.get_args(tp)
         if tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = _Switch
         elif origin is typing.Literal:
             kwargs["choices"] = list(args)
             kwargs["type"] = type(args[0])
@@ -98,13 +131,19 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", 
         parser.add_argument(_flag(prefix, f.name), **kwargs)
 
 
-def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "") -> T:
-    """Build a dataclass instance from parsed arguments added by :func:`add_arguments`."""
+def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", base: T | None = None) -> T:
+    """Build a dataclass instance from parsed arguments added by :func:`add_arguments`; with
+    ``base``, the options not given on the command line keep ``base``'s values rather than the
+    parser's defaults."""
     values = {}
     hints = typing.get_type_hints(cls)
+    given = given_options(ns)
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.init and dataclasses.is_dataclass(hints[f.name]):
-            values[f.name] = from_args(hints[f.name], ns, prefix=f"{prefix}{f.name}_")
+            values[f.name] = from_args(hints[f.name], ns, prefix=f"{prefix}{f.name}_",
+                                       base=None if base is None else getattr(base, f.name))
+        elif f.init and base is not None and prefix + f.name not in given:
+            values[f.name] = getattr(base, f.name)
         elif f.init and hasattr(ns, prefix + f.name):
             v = getattr(ns, prefix + f.name)
             if isinstance(v, list) and isinstance(f.default, tuple):

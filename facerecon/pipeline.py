@@ -44,6 +44,47 @@ def default_engine(rnet: object = None) -> tuple[str, str | None]:
     return DEFAULT_ENGINE, None
 
 
+#: What an engine changes in :class:`FitConfig`'s defaults (the fitter's own, kept by engines
+#: not listed), nested configs as nested dicts. "rnet-prior": start at R-Net's prediction, 30
+#: full-stage steps, no FaceNet term, the learned prior at 3× weight — real-skin distance and LFW
+#: identity AUC the same as with the fitter's defaults, 300-W landmarks closer, batch dependence
+#: a tenth, in a quarter of the time (BENCHMARKS.md, "A fit in a fifth of the time").
+ENGINE_FIT_DEFAULTS: dict[str, dict] = {
+    "rnet-prior": {"start_at_prior": True, "steps": 30, "perceptual": False, "weights": {"coef_id": 3.0}},
+}
+
+
+def _replaced(config, changes: dict):
+    return replace(config, **{k: _replaced(getattr(config, k), v) if isinstance(v, dict) else v
+                              for k, v in changes.items()})
+
+
+def engine_config(engine: str) -> FitConfig:
+    """The fitting configuration ``engine`` runs with when none is given: :class:`FitConfig`'s
+    defaults with :data:`ENGINE_FIT_DEFAULTS`' changes. To change one setting of it, use
+    ``dataclasses.replace(engine_config(engine), steps=50)``."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    return _replaced(FitConfig(), ENGINE_FIT_DEFAULTS.get(engine, {}))
+
+
+def engine_defaults_help(engine: str) -> str:
+    """The options whose default ``engine`` changes, as command-line flags ("--steps 30 ...")."""
+    def flags(changes: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k, v in changes.items():
+            name = "--" + (prefix + k).replace("_", "-")
+            if isinstance(v, dict):
+                out += flags(v, prefix + k + "_")
+            elif isinstance(v, bool):
+                out.append(name if v else "--no-" + name[2:])
+            else:
+                out.append(f"{name} {v:g}" if isinstance(v, float) else f"{name} {v}")
+        return out
+
+    return " ".join(flags(ENGINE_FIT_DEFAULTS.get(engine, {})))
+
+
 #: Fitter steps after R-Net's prediction with engine "rnet+fit" (see :func:`refine_split`): from
 #: the shipped model, 30 scored as 50 did on landmarks, LFW identity and real skin in 62 % of the
 #: time (BENCHMARKS.md, "The shipped R-Net").
@@ -165,7 +206,8 @@ def crop_tensors(faces: Sequence[PreparedFace]) -> tuple[torch.Tensor, torch.Ten
 class FaceReconstructor:
     """Photos -> fitted 3D faces. Holds the detector, skin model, face model and FaceNet.
 
-    ``device`` is "cpu", "cuda" or a torch device; ``config`` sets the fitting (steps, losses).
+    ``device`` is "cpu", "cuda" or a torch device; ``config`` sets the fitting (steps, losses),
+    used as given (None: the engine's own, :func:`engine_config`).
     ``engine`` (one of :data:`ENGINES`; None: :func:`default_engine`): "fit" fits each face from
     a PnP pose; "rnet" takes R-Net's prediction from the aligned crop as the result (one batched
     forward pass, no optimisation); "rnet+fit" starts the fitter from that prediction for
@@ -203,7 +245,7 @@ class FaceReconstructor:
                 raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {MISSING_DEFAULT}")
         landmark_steps, steps = refine_split(refine)
         self.device = torch.device(device)
-        self.config = config or FitConfig()
+        self.config = config or engine_config(engine)
         self.model = (face_model or load_face_model(self.config.region, albedo=self.config.albedo,
                                                      landmarks=self.config.landmarks)).to(self.device)
         self.camera = camera or Camera()

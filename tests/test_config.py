@@ -40,3 +40,30 @@ def test_docstrings_become_help_and_values_round_trip():
     got = from_args(Outer, parser.parse_args(["--steps", "3", "--mode", "slow", "--no-flag", "--box", "0.2", "0.8",
                                               "--inner-weight", "2"]))
     assert got == Outer(steps=3, mode="slow", flag=False, box=(0.2, 0.8), inner=Inner(2.0))
+
+
+def test_options_not_given_take_the_base_and_given_ones_win_even_at_the_parser_default():
+    """``base`` stands in for the parser's defaults (an engine's own defaults): only what the
+    command line names overrides it — also when the value named equals the parser's default."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Outer)
+    base = Outer(steps=30, mode="slow", flag=False, box=(0.3, 0.7), inner=Inner(weight=9.0))
+    assert from_args(Outer, parser.parse_args([]), base=base) == base
+    got = from_args(Outer, parser.parse_args(["--steps", "10", "--flag", "--inner-weight", "3"]), base=base)
+    assert got == Outer(steps=10, mode="slow", flag=True, box=(0.3, 0.7), inner=Inner(weight=3.0))
+    got = from_args(Outer, parser.parse_args(["--mode", "fast", "--box", "0.1", "0.9"]), base=base)
+    assert got == Outer(steps=30, mode="fast", flag=False, box=(0.1, 0.9), inner=Inner(weight=9.0))
+    # without a base, nothing changes: the parser's defaults
+    assert from_args(Outer, parser.parse_args(["--steps", "4"])) == Outer(steps=4)
+
+
+def test_options_given_to_a_subcommand_are_remembered():
+    """argparse parses a subcommand into its own namespace and copies it over: what was given
+    must survive the copy."""
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd")
+    add_arguments(sub.add_parser("go"), Outer)
+    base = Outer(steps=30, flag=False)
+    assert from_args(Outer, parser.parse_args(["go", "--no-flag", "--steps", "10"]), base=base) == Outer(
+        steps=10, flag=False)
+    assert from_args(Outer, parser.parse_args(["go", "--flag"]), base=base) == Outer(steps=30, flag=True)

@@ -5,6 +5,7 @@ is not installed (``pip install 'facerecon[ray]'``)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,9 @@ import pytest
 pytest.importorskip("ray.data")
 
 from facerecon.cli import main  # noqa: E402
-from facerecon.fitting.engine import FitConfig  # noqa: E402
+from facerecon.pipeline import engine_config  # noqa: E402
 from tests.conftest import need_shared  # noqa: E402
 
-TINY = FitConfig(landmark_steps=5, steps=2, perceptual=False)
 FASTER = ["--landmark-steps", "5", "--steps", "2", "--no-perceptual", "--texture-size", "128", "--quiet"]
 PEOPLE = ("Aaron_Peirsol", "Abdoulaye_Wade", "Adam_Sandler")
 
@@ -66,8 +66,9 @@ def _same_results(folder: Path, reference: Path) -> None:
 def test_dataset_equals_the_cli_and_reports_the_bad_file(local_ray, inputs, cli_out, tmp_path):
     from facerecon.scale.ray_pipeline import reconstruct_dataset
 
-    out = tmp_path / "ray"
-    report = reconstruct_dataset(inputs, out, engine="rnet-prior", rnet=None, fit_config=TINY, num_workers=2,
+    out = tmp_path / "ray"  # the configuration the command line's FASTER gives the default engine
+    config = replace(engine_config("rnet-prior"), landmark_steps=5, steps=2, perceptual=False)
+    report = reconstruct_dataset(inputs, out, engine="rnet-prior", rnet=None, fit_config=config, num_workers=2,
                                  device="cpu", batch_size=1, texture_size=128)
     assert report["summary"] == {"ok": 3, "failed": 1}
     assert [e["input"] for e in report["inputs"]] == [str(p) for p in inputs]  # input order

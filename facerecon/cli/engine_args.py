@@ -7,7 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES, default_engine
+from facerecon.config import add_arguments, from_args
+from facerecon.fitting.engine import FitConfig
+from facerecon.pipeline import (DEFAULT_ENGINE, DEFAULT_REFINE, ENGINE_FIT_DEFAULTS, ENGINES, default_engine,
+                                engine_config, engine_defaults_help)
 
 
 def add_engine_arguments(group: argparse._ActionsContainer) -> None:
@@ -71,3 +74,17 @@ def engine_record(options: dict) -> dict | None:
     if "refine" in options:
         record["refine"] = options["refine"]
     return record
+
+
+def add_fitting_arguments(parser: argparse.ArgumentParser, title: str = "fitting") -> None:
+    """FitConfig's options in a group whose description says which defaults an engine changes."""
+    changes = "; ".join(f"engine {e}: {engine_defaults_help(e)}" for e in ENGINES if ENGINE_FIT_DEFAULTS.get(e))
+    description = ("The defaults shown are the fitter's own (engine fit). Other engines change some of them "
+                   f"({changes}); an option given here wins.") if changes else None
+    add_arguments(parser.add_argument_group(title, description), FitConfig)
+
+
+def fit_config(args: argparse.Namespace, engine: str) -> FitConfig:
+    """The fitting configuration of the options: ``engine``'s defaults (:func:`engine_config`) with
+    the options given on the command line."""
+    return from_args(FitConfig, args, base=engine_config(engine))

@@ -23,13 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=["detector", "fit"], default="detector",
                         help="detector: dlib's 68 points; fit: the fitted face model's landmarks, projected")
     parser.add_argument("--device", default="cpu", help="with --source fit: cpu, cuda or cuda:N")
-    from facerecon.cli.engine_args import add_engine_arguments
-    from facerecon.config import add_arguments as add_config_arguments
-    from facerecon.fitting.engine import FitConfig
+    from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments
 
     add_engine_arguments(parser.add_argument_group("engine (with --source fit)"))
-
-    add_config_arguments(parser.add_argument_group("fitting (with --source fit)"), FitConfig)
+    add_fitting_arguments(parser, "fitting (with --source fit)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,14 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--limit must be positive")
     predictor = None
     if args.source == "fit":
-        from facerecon.config import from_args
-        from facerecon.fitting.engine import FitConfig
+        from facerecon.cli.engine_args import engine_options, fit_config
         from facerecon.imageio import NoFaceError
         from facerecon.pipeline import FaceReconstructor
 
-        from facerecon.cli.engine_args import engine_options
-
-        recon = FaceReconstructor(device=args.device, config=from_args(FitConfig, args), **engine_options(args))
+        options = engine_options(args)
+        recon = FaceReconstructor(device=args.device, config=fit_config(args, options["engine"]), **options)
 
         def predictor(image):
             try:

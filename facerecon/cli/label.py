@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from facerecon.cli import COMMANDS
-from facerecon.config import add_arguments as add_config_arguments, from_args
+from facerecon.cli.engine_args import add_fitting_arguments, fit_config
 from facerecon.fitting.engine import FitConfig
 
 
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                         "identity and albedo prior centred on R-Net's prediction (reconstruct's default engine)")
     p.add_argument("--rnet", type=Path, default=None, metavar="PATH",
                    help="R-Net checkpoint for --engine rnet-prior (default: the shipped model)")
-    add_config_arguments(p.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         spec = parse_shard_spec(args.shard)
         if args.out.exists() and not args.out.is_dir():
             raise UserError(f"{args.out}: not a folder")
-        config = from_args(FitConfig, args)
+        config = fit_config(args, args.engine)  # the engine's defaults, as reconstruct's
         engine = _engine(args, config)
         result = label_shards(args.shards, args.out, batch_size=args.batch_size, shard=spec,
                               fit_config=config, device=args.device, limit=args.limit,

@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from facerecon.cli import COMMANDS, multi
-from facerecon.cli.engine_args import add_engine_arguments, engine_options, engine_record
-from facerecon.config import add_arguments, from_args
+from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.fitting.engine import FitConfig
 from facerecon.pipeline import DEFAULT_REFINE
 
@@ -60,7 +59,7 @@ def register(subparsers) -> None:
                              "on a filesystem every node sees); each worker fits --batch-size faces at a time, on "
                              "one GPU with --device cuda, else on the CPUs of 'facerecon --threads N' (1 without it)")
     multi.add_arguments(p)
-    add_arguments(p.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -198,10 +197,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
-    config = from_args(FitConfig, args)
     out_root: Path = args.out
     shard = _shard_spec(args.shard)
     options = engine_options(args)
+    config = fit_config(args, options["engine"])
     record = engine_record(options)
     if args.ray is not None:
         if args.ray < 1:

@@ -8,8 +8,9 @@ import ipaddress
 import sys
 
 from facerecon.cli import COMMANDS
+from facerecon.cli.engine_args import add_fitting_arguments, fit_config
 from facerecon.config import add_arguments, from_args
-from facerecon.fitting.engine import FitConfig
+from facerecon.pipeline import default_engine
 from facerecon.web.config import WebConfig
 
 LOOPBACK_NAMES = ("localhost",)
@@ -43,7 +44,7 @@ def register(subparsers) -> None:
     p.add_argument("--port", type=int, default=7860, help="TCP port")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     add_arguments(p.add_argument_group("limits"), WebConfig)
-    add_arguments(p.add_argument_group("fitting"), FitConfig)
+    add_fitting_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-files, --max-sessions and --video-frames must be at least 1")
     local = is_loopback(args.host)
     allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if local else None
-    app = create_app(config, fit_config=from_args(FitConfig, args), device=args.device, allowed_hosts=allowed)
+    fitting = fit_config(args, default_engine()[0])  # the page runs the default engine
+    app = create_app(config, fit_config=fitting, device=args.device, allowed_hosts=allowed)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"facerecon serve: open http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{args.port}/ "
           "(Ctrl+C stops the server and deletes every upload and result)", file=sys.stderr)

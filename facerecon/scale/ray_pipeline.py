@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facerecon.fitting.engine import FitConfig
-from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES
+from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES, engine_config
 
 #: Columns of the rows between stages (every stage returns all of them).
 _COLUMNS = ("index", "path", "open", "folder", "error", "payload", "result")
@@ -219,7 +219,7 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
     ``facerecon reconstruct``, in input order).
 
     ``engine``/``rnet``/``refine``: as :class:`~facerecon.pipeline.FaceReconstructor` (``rnet`` a
-    checkpoint path); ``fit_config``: the fitting (default ``FitConfig()``); ``num_workers``:
+    checkpoint path); ``fit_config``: the fitting (default: the engine's, :func:`~facerecon.pipeline.engine_config`); ``num_workers``:
     reconstruction actors, each with one GPU when ``device`` is CUDA, else ``cpus_per_worker``
     CPUs (and as many torch threads, at least 1); ``batch_size``: faces fitted together by an
     actor; ``names``: output folder per photo, relative to ``out`` (default: the stems, made
@@ -230,7 +230,7 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
     import ray
     import torch
 
-    config = fit_config or FitConfig()
+    config = fit_config or engine_config(engine)  # (ValueError for an unknown engine)
     if num_workers < 1 or batch_size < 1:
         raise ValueError("num_workers and batch_size must be at least 1")
     if cpus_per_worker <= 0:

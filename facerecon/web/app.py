@@ -338,10 +338,10 @@ def create_app(config: WebConfig | None = None, *, fit_config: Any = None, devic
     ``build`` replaces the default FaceReconstructor builder; ``tmp_root`` holds the sessions'
     temporary folders (default: the system's temporary folder)."""
     config = config or WebConfig()
-    if fit_config is None:
-        from facerecon.fitting.engine import FitConfig
+    if fit_config is None:  # the default engine's own (the page runs the default engine)
+        from facerecon.pipeline import default_engine, engine_config
 
-        fit_config = FitConfig()
+        fit_config = engine_config(default_engine()[0])
     worker = FitWorker(build or default_builder(fit_config, device), config.texture_size, fit_config,
                        config.batch_size)
     web = WebApp(config, worker, tmp_root)
