@@ -27,20 +27,21 @@ from batch_invariance import prepared_photos
 def record_steps(run) -> list[list[torch.Tensor]]:
     """Run ``run()`` and return, after each Adam step, copies of the last group's parameters and
     of the first group's (rotation angles in both stages)."""
+    from facerecon.fitting.adam import Adam
+
     steps: list[list[torch.Tensor]] = []
-    original = torch.optim.Adam.step
+    original = Adam.step
 
     def step(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
-        steps.append([t.detach().clone() for t in self.param_groups[-1]["params"]]
-                     + [self.param_groups[0]["params"][0].detach().clone()])
+        steps.append([t.detach().clone() for t in self.groups[-1].tensors] + [self.groups[0].tensors[0].detach().clone()])
         return out
 
-    torch.optim.Adam.step = step
+    Adam.step = step
     try:
         run()
     finally:
-        torch.optim.Adam.step = original
+        Adam.step = original
     return steps
 
 

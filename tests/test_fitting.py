@@ -270,21 +270,19 @@ def test_fit_region_with_the_whole_face_part(ict_archive):
 
 
 def test_learning_rate_schedule_ends_at_the_final_fraction():
+    from facerecon.fitting.adam import Adam
     from facerecon.fitting.engine import _schedule
 
     p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.Adam([{"params": [p], "lr": 0.02}])
-    sched = _schedule(opt, 5, 0.1)
+    opt = Adam([([p], 0.02)], _schedule(5, 0.1))
     rates = []
     for _ in range(5):
-        rates.append(opt.param_groups[0]["lr"])
+        rates.append(opt.rate(0))
+        p.grad = torch.ones(1)
         opt.step()
-        sched.step()
     # cosine from 0.02 at step 0 to 0.002 at step 4, 0.011 half way
     assert rates[0] == pytest.approx(0.02) and rates[-1] == pytest.approx(0.002) and rates[2] == pytest.approx(0.011)
-    const = _schedule(torch.optim.Adam([{"params": [p], "lr": 0.02}]), 5, 1.0)
-    assert all(lr == 0.02 for lr in [g["lr"] for g in const.optimizer.param_groups])
-
+    assert all(_schedule(5, 1.0)(k) == 1.0 for k in range(5))
 
 
 def test_settling_schedule_falls_from_its_fraction_to_zero():
@@ -292,16 +290,49 @@ def test_settling_schedule_falls_from_its_fraction_to_zero():
     the rate towards 0 (hand values: 0.02 × 0.5 × ½(1 + cos(π k / 4)) for k = 0…3)."""
     from facerecon.fitting.engine import _schedule
 
-    p = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.Adam([{"params": [p], "lr": 0.02}])
-    sched = _schedule(opt, 3, 1.0, settle_steps=4, settle_lr=0.5)
-    rates = []
-    for _ in range(7):
-        rates.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    factor = _schedule(3, 1.0, settle_steps=4, settle_lr=0.5)
+    rates = [0.02 * factor(k) for k in range(7)]
     expected = [0.02] * 3 + [0.01, 0.01 * (1 + math.cos(math.pi / 4)) / 2, 0.005, 0.01 * (1 + math.cos(3 * math.pi / 4)) / 2]
     assert rates == pytest.approx(expected)
+
+
+def test_adam_takes_the_steps_of_torch_adam_along_the_schedule():
+    """The fitter's own Adam (written out to spare a one-photo command torch._dynamo's import)
+    against torch.optim.Adam with LambdaLR as the reference: three groups at their own rates, a
+    rough function, a tensor that gets no gradient on some steps, a cosine schedule."""
+    from facerecon.fitting.adam import Adam
+    from facerecon.fitting.engine import _schedule
+
+    torch.manual_seed(3)
+    start = [torch.randn(3), torch.randn(2, 4), torch.randn(5), torch.randn(4)]
+    rates, schedule = (0.005, 1.0, 0.02), _schedule(40, 0.1, settle_steps=10, settle_lr=0.5)
+
+    def loss(ts: list[torch.Tensor], step: int) -> torch.Tensor:
+        a, b, c, d = ts
+        out = (a.sin() * 3).sum() + (b ** 2).sum() * 0.5 + torch.cosh(c).sum() + (a[:2] @ b[:, :2]).sum()
+        return out + (d.abs().sum() if step % 3 else 0)  # d has no gradient every third step
+
+    def run(make) -> list[torch.Tensor]:
+        ts = [t.clone().requires_grad_() for t in start]
+        opt, step_lr = make(ts)
+        for step in range(50):
+            opt.zero_grad()
+            loss(ts, step).backward()
+            opt.step()
+            step_lr()
+        return [t.detach() for t in ts]
+
+    ours = run(lambda ts: (Adam([(ts[:1], rates[0]), ([ts[1]], rates[1]), (ts[2:], rates[2])], schedule), lambda: None))
+
+    def reference(ts):
+        opt = torch.optim.Adam([{"params": ts[:1], "lr": rates[0]}, {"params": [ts[1]], "lr": rates[1]},
+                                {"params": ts[2:], "lr": rates[2]}])
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule).step
+
+    theirs = run(reference)
+    for a, b, s in zip(ours, theirs, start):
+        assert float((a - s).abs().max()) > 0.05  # they moved
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_settling_phase_keeps_the_contour_and_runs_facenet_every_step(narrow, monkeypatch):

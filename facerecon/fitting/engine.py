@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from facerecon.facemodel.model import FaceModel
+from facerecon.fitting.adam import Adam
 from facerecon.forward import ForwardModel
 from facerecon.losses import HybridLoss, LossTerms, LossWeights, landmark_weights
 from facerecon.params import FaceParams
@@ -213,11 +214,10 @@ class _Average:
                     t.copy_(s / self.count)
 
 
-def _schedule(opt: torch.optim.Optimizer, steps: int, final: float, settle_steps: int = 0,
-              settle_lr: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine from each group's rate at step 0 to ``final`` × it at step ``steps - 1``; then
-    ``settle_steps`` more along a cosine from ``settle_lr`` × the rate to 0 (reached one step
-    after the last)."""
+def _schedule(steps: int, final: float, settle_steps: int = 0, settle_lr: float = 0.0) -> Callable[[int], float]:
+    """The factor on each group's rate at step k: a cosine from 1 at step 0 to ``final`` at step
+    ``steps - 1``; then ``settle_steps`` more along a cosine from ``settle_lr`` to 0 (reached one
+    step after the last)."""
     import math
 
     span = max(steps - 1, 1)
@@ -227,7 +227,7 @@ def _schedule(opt: torch.optim.Optimizer, steps: int, final: float, settle_steps
             return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(k, span) / span))
         return settle_lr * 0.5 * (1 + math.cos(math.pi * (k - steps) / settle_steps))
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return factor
 
 
 def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
@@ -305,22 +305,17 @@ class Fitter:
         coefs = [x.beta, x.alpha] if cfg.landmark_identity else [x.beta]
         for t in (x.angles, x.trans, *coefs):
             t.requires_grad_()
-        opt = torch.optim.Adam([
-            {"params": [x.angles], "lr": cfg.lr_pose},
-            {"params": [x.trans], "lr": cfg.lr_trans},
-            {"params": coefs, "lr": cfg.lr},
-        ])
-        sched = _schedule(opt, cfg.landmark_steps, cfg.lr_final)
+        opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), (coefs, cfg.lr)],
+                   _schedule(cfg.landmark_steps, cfg.lr_final))
         prior = _detached(prior, dev)
         ids = None
         for step in range(cfg.landmark_steps):
             p = x.params()
             lm, ids = self.forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
             loss = self.loss.landmarks_only(lm, landmarks, p, prior).sum()
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
             x.clamp()
             if progress:
                 progress(step + 1, cfg.landmark_steps)
@@ -345,19 +340,15 @@ class Fitter:
         x = _Unknowns(params, index, dev)
         for t in x.tensors():
             t.requires_grad_()
-        opt = torch.optim.Adam([
-            {"params": [x.angles], "lr": cfg.lr_pose},
-            {"params": [x.trans], "lr": cfg.lr_trans},
-            {"params": [x.alpha, x.beta, x.delta, x.gamma], "lr": cfg.lr},
-        ])
+        settle = max(int(cfg.settle_steps), 0)
+        opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), ([x.alpha, x.beta, x.delta, x.gamma], cfg.lr)],
+                   _schedule(cfg.steps, cfg.lr_final, settle, cfg.settle_lr))
         use_per = self.loss.uses_perceptual
         target_emb = None
         if use_per:
             with torch.no_grad():
                 target_emb = self.loss.embed(images)
-        settle = max(int(cfg.settle_steps), 0)
         total = cfg.steps + settle
-        sched = _schedule(opt, cfg.steps, cfg.lr_final, settle, cfg.settle_lr)
         history: list[dict[str, float]] = []
         ids, terms = None, None
         averaged = _Average(x.tensors(), max(int(cfg.average_steps), 0), total)
@@ -377,10 +368,9 @@ class Fitter:
             history.append(terms.as_dict())
             if final:
                 break
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             terms.total.sum().backward()
             opt.step()
-            sched.step()
             x.clamp()
             averaged.add(step)
             if progress:
