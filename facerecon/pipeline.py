@@ -30,7 +30,8 @@ ENGINES = ("fit", "rnet", "rnet+fit", "rnet-prior")
 
 #: The engine used when none is named: the fitter with its identity and albedo prior centred on the
 #: shipped R-Net's prediction — LFW identity AUC 0.930 against the plain fit's 0.908, as close or
-#: closer to the real-skin scan and 300-W landmarks, the same time (BENCHMARKS.md, "A learned prior").
+#: closer to the real-skin scan and 300-W landmarks (BENCHMARKS.md, "A learned prior"); with its own
+#: defaults (:data:`ENGINE_FIT_DEFAULTS`) in a quarter of the plain fit's time.
 DEFAULT_ENGINE = "rnet-prior"
 
 
