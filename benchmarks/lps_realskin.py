@@ -60,6 +60,44 @@ def prepare(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
                             a.M, a.M_inv, (0, 0, 0, 0), 0.0), "scan (no detection)"
 
 
+def scene(face, samples_dir: Path, textures: int):
+    """What the renders need: the held-out samples (sorted dark to light), the ``textures`` picked
+    from them, the scan and its landmarks, the scan-to-model skin transfer, the backgrounds."""
+    mean = face.mean.numpy().astype(np.float64)
+    partner, features = sample_layout(mean, mean[face.landmark_idx.numpy()])
+    samples = load_samples(samples_dir, partner, features)
+    if len(samples) < textures + 1:
+        raise SystemExit(f"{samples_dir}: {len(samples)} samples, need {textures + 1} "
+                         f"(run tools/albedo_samples.py --set heldout)")
+    pick = np.linspace(0, len(samples) - 1, textures).round().astype(int)
+    scan, scan_lmk = load_lee_perry_smith()
+    transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
+    return samples, pick, scan, scan_lmk, transfer, PhotoBackgrounds()
+
+
+def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], seed: int, transfer, scan_lmk: np.ndarray,
+                      backgrounds: PhotoBackgrounds):
+    """Every render of the benchmark, texture by texture: ``(k, sample, occluder, view, photo,
+    scan landmarks in the photo)``. Texture k of ``len(pick)`` paints ``samples[pick[k]]``, lit by
+    the next sample's SH light; the last two wear a fringe and glasses."""
+    textures = len(pick)
+    for k, i in enumerate(pick):
+        smp = samples[i]
+        light = samples[(i + 1) % len(samples)]["params"]
+        sizes = FaceParams.zeros(1).sizes()
+        gamma = FaceParams.from_vector(torch.tensor(light[None]), sizes).gamma[0].numpy()
+        albedo = paint_scan(transfer, smp["albedo"], smp["skin"])
+        occluder = {textures - 2: "fringe", textures - 1: "glasses"}.get(k, "none")
+        for view in views:
+            rng = np.random.default_rng([seed, k, list(VIEWS).index(view)])
+            bg, _ = backgrounds.sample(rng, 512)
+            pitch, yaw = VIEWS[view]
+            photo, lm_true = render_view(transfer, albedo, scan_lmk, pitch, yaw, gamma, bg)
+            if occluder != "none":
+                photo = draw_occluder(photo, lm_true, occluder, rng)
+            yield k, smp, occluder, view, photo, lm_true
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=Path, default=Path("work/albedo/heldout"))
@@ -77,15 +115,7 @@ def main() -> None:
 
     face = load_face_model("face")
     mean = face.mean.numpy().astype(np.float64)
-    partner, features = sample_layout(mean, mean[face.landmark_idx.numpy()])
-    samples = load_samples(args.samples, partner, features)
-    if len(samples) < args.textures + 1:
-        raise SystemExit(f"{args.samples}: {len(samples)} samples, need {args.textures + 1} "
-                         f"(run tools/albedo_samples.py --set heldout)")
-    pick = np.linspace(0, len(samples) - 1, args.textures).round().astype(int)
-    scan, scan_lmk = load_lee_perry_smith()
-    transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
-    backgrounds = PhotoBackgrounds()
+    samples, pick, scan, scan_lmk, transfer, backgrounds = scene(face, args.samples, args.textures)
     options = engine_options(args)
     config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options)
@@ -104,40 +134,28 @@ def main() -> None:
 
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
-    for k, i in enumerate(pick):
-        smp = samples[i]
-        light = samples[(i + 1) % len(samples)]["params"]
-        sizes = FaceParams.zeros(1).sizes()
-        gamma = FaceParams.from_vector(torch.tensor(light[None]), sizes).gamma[0].numpy()
-        albedo = paint_scan(transfer, smp["albedo"], smp["skin"])
-        occluder = {args.textures - 2: "fringe", args.textures - 1: "glasses"}.get(k, "none")
-        for view in args.views:
-            rng = np.random.default_rng([args.seed, k, list(VIEWS).index(view)])
-            bg, _ = backgrounds.sample(rng, 512)
-            pitch, yaw = VIEWS[view]
-            photo, lm_true = render_view(transfer, albedo, scan_lmk, pitch, yaw, gamma, bg)
-            if occluder != "none":
-                photo = draw_occluder(photo, lm_true, occluder, rng)
-            if args.save_renders:
-                import cv2
+    for k, smp, occluder, view, photo, lm_true in real_skin_renders(samples, pick, args.views, args.seed, transfer,
+                                                                     scan_lmk, backgrounds):
+        if args.save_renders:
+            import cv2
 
-                args.save_renders.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(args.save_renders / f"t{k}_{view}.png"), photo[:, :, ::-1])
-            prep, lm_source = prepare(recon, photo, lm_true)
-            t0 = time.perf_counter()
-            rec = recon.fit_prepared([(photo, prep)])[0]
-            dt = time.perf_counter() - t0
-            info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
-            r_fit = score(rec.vertices(face), "fit", **info)
-            saved["params"].append(rec.params.to_vector()[0].numpy())
-            saved["view"].append(view)
-            saved["texture"].append(k)
-            r_neu = [float("nan")] * 2
-            if not args.no_neutral:
-                with torch.no_grad():
-                    r_neu = score(face.shape(rec.params.alpha)[0].numpy(), "fit neutral", **info)
-            print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
-                  f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
+            args.save_renders.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(args.save_renders / f"t{k}_{view}.png"), photo[:, :, ::-1])
+        prep, lm_source = prepare(recon, photo, lm_true)
+        t0 = time.perf_counter()
+        rec = recon.fit_prepared([(photo, prep)])[0]
+        dt = time.perf_counter() - t0
+        info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
+        r_fit = score(rec.vertices(face), "fit", **info)
+        saved["params"].append(rec.params.to_vector()[0].numpy())
+        saved["view"].append(view)
+        saved["texture"].append(k)
+        r_neu = [float("nan")] * 2
+        if not args.no_neutral:
+            with torch.no_grad():
+                r_neu = score(face.shape(rec.params.alpha)[0].numpy(), "fit neutral", **info)
+        print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
+              f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
     summary: dict = {"config": asdict(config), "engine": engine_record(options) or {"engine": "fit"}, "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
                      "textures": [samples[i]["name"] for i in pick], "per_view": {}}

@@ -51,7 +51,7 @@ def main() -> None:
     set_cpu_threads(None)
     options = engine_options(args)
     config = fit_config(args, options["engine"])
-    recon = FaceReconstructor(config=config, **options)
+    recon = FaceReconstructor(config=config, **options, joint_config=fit_config(args, options["engine"], joint=True))
     model, fitter = recon.model, recon.fitter
     face = torch.as_tensor(model.vertex_ids < 9409)
     from facerecon.nets.facenet import FaceNet

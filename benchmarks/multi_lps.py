@@ -65,7 +65,7 @@ def main() -> None:
     photos, scan, scan_lmk = render_scan_photos(views=VIEWS, lights=lights())
     options = engine_options(args)
     config = fit_config(args, options["engine"])
-    recon = FaceReconstructor(config=config, **options)
+    recon = FaceReconstructor(config=config, **options, joint_config=fit_config(args, options["engine"], joint=True))
     face_model = load_face_model("face")
     faces = face_model.faces.numpy()
     cache: dict[tuple, dict] = {}

@@ -1,10 +1,10 @@
 #!/bin/bash
-# same-run CPU timings: fit vs rnet vs rnet+fit on 8 LFW photos (batch 8 and batch 1), start-up of one photo
+# same-run CPU timings: fit vs rnet vs rnet+fit vs rnet-prior (the default engine) on 8 LFW photos (batch 8 and batch 1), start-up of one photo
 cd "$(dirname "$0")/.."
 CK=${1:-facerecon/resources/rnet_default.pt}
 P=$(ls ../shared/faces/lfw/Aaron_Peirsol/*.jpg ../shared/faces/lfw/Abdullah_Gul/*.jpg | head -8)
 one=../shared/faces/lfw/Aaron_Peirsol/Aaron_Peirsol_0001.jpg
-for e in rnet rnet+fit fit; do
+for e in rnet rnet+fit rnet-prior fit; do
   extra=""; [ $e != fit ] && extra="--rnet $CK"
   rm -rf /tmp/spd; s=$(date +%s.%N)
   .venv/bin/facerecon reconstruct $P -o /tmp/spd --engine $e $extra --quiet --texture-size 512 > /dev/null 2>&1

@@ -60,13 +60,17 @@ def _replaced(config, changes: dict):
                               for k, v in changes.items()})
 
 
-def engine_config(engine: str) -> FitConfig:
+def engine_config(engine: str, joint: bool = False) -> FitConfig:
     """The fitting configuration ``engine`` runs with when none is given: :class:`FitConfig`'s
-    defaults with :data:`ENGINE_FIT_DEFAULTS`' changes. To change one setting of it, use
+    defaults with :data:`ENGINE_FIT_DEFAULTS`' changes for one photo's fit; ``joint``: for the
+    joint fit of a person's photos (``combine(..., "joint")``), which keeps the fitter's own
+    defaults whatever the engine — it starts from the photos' fits, and there FaceNet, 100 steps
+    and the paper's prior weight came 0.10 mm closer to the real-skin scan (BENCHMARKS.md,
+    "Real skin, sets of 3 and 6 views"). To change one setting, use
     ``dataclasses.replace(engine_config(engine), steps=50)``."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
-    return _replaced(FitConfig(), ENGINE_FIT_DEFAULTS.get(engine, {}))
+    return FitConfig() if joint else _replaced(FitConfig(), ENGINE_FIT_DEFAULTS.get(engine, {}))
 
 
 def engine_defaults_help(engine: str) -> str:
@@ -208,7 +212,9 @@ class FaceReconstructor:
     """Photos -> fitted 3D faces. Holds the detector, skin model, face model and FaceNet.
 
     ``device`` is "cpu", "cuda" or a torch device; ``config`` sets the fitting (steps, losses),
-    used as given (None: the engine's own, :func:`engine_config`).
+    used as given (None: the engine's own, :func:`engine_config`); ``joint_config`` the joint fit
+    of a person's photos (None: ``config`` when one is given, else the engine's joint default;
+    its region, albedo and landmark set are ``config``'s).
     ``engine`` (one of :data:`ENGINES`; None: :func:`default_engine`): "fit" fits each face from
     a PnP pose; "rnet" takes R-Net's prediction from the aligned crop as the result (one batched
     forward pass, no optimisation); "rnet+fit" starts the fitter from that prediction for
@@ -226,7 +232,8 @@ class FaceReconstructor:
     def __init__(self, device: str | torch.device = "cpu", config: FitConfig | None = None,
                  face_model: FaceModel | None = None, camera: Camera | None = None,
                  preparer: Preparer | None = None, engine: str | None = None,
-                 rnet: str | os.PathLike | RNet | None = None, refine: int = DEFAULT_REFINE) -> None:
+                 rnet: str | os.PathLike | RNet | None = None, refine: int = DEFAULT_REFINE,
+                 joint_config: FitConfig | None = None) -> None:
         if engine is None:
             engine, why = default_engine(rnet)
             if why:
@@ -246,6 +253,7 @@ class FaceReconstructor:
                 raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {MISSING_DEFAULT}")
         landmark_steps, steps = refine_split(refine)
         self.device = torch.device(device)
+        self.joint_config = joint_config or config or engine_config(engine, joint=True)
         self.config = config or engine_config(engine)
         self.model = (face_model or load_face_model(self.config.region, albedo=self.config.albedo,
                                                      landmarks=self.config.landmarks)).to(self.device)
@@ -262,6 +270,7 @@ class FaceReconstructor:
         self.refine = int(refine)
         self.rnet: RNet | None = None
         self._refiner: Fitter | None = None
+        self._joint: Fitter | None = None  # the joint fit's fitter, built on first use
         if engine != "fit":
             self.rnet = self._load_rnet(rnet)
         if engine == "rnet+fit":  # the fitter's stages from R-Net's prediction, `refine` steps in all
@@ -333,11 +342,11 @@ class FaceReconstructor:
         return FitResult(params=params, losses=terms, landmarks_2d=lm2d, history=[terms.as_dict()])
 
     def _run_engine(self, crops: torch.Tensor, lmk: torch.Tensor, att: torch.Tensor, init: FaceParams | None,
-                    groups: Sequence | None, progress: Callable | None) -> FitResult:
-        """One batch through the engine. ``init`` given: the fitter from ``init``, whatever the engine
+                    groups: Sequence | None, progress: Callable | None, fitter: Fitter) -> FitResult:
+        """One batch through the engine. ``init`` given: ``fitter`` from ``init``, whatever the engine
         (the joint multi-photo fit relies on this) — with engine "rnet-prior" under its prior."""
         if self.engine == "fit" or (init is not None and self.engine != "rnet-prior"):
-            return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
         predicted = self.predict(crops, lmk)
         index = group_index(groups, predicted.batch, self.device)
         if index is not None:  # photos of one person share α and δ: the mean of their predictions
@@ -352,8 +361,7 @@ class FaceReconstructor:
                 progress(1, 1)
             return result
         if self.engine == "rnet-prior":
-            return self.fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress,
-                                   prior=rnet_prior(predicted))
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=rnet_prior(predicted))
         assert self._refiner is not None
         return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress)
 
@@ -374,14 +382,16 @@ class FaceReconstructor:
         return photo, faces
 
     def fit_prepared(self, items: Sequence[tuple[np.ndarray, PreparedFace]], progress: Callable | None = None,
-                     init: FaceParams | None = None, groups: Sequence | None = None) -> list[Reconstruction]:
+                     init: FaceParams | None = None, groups: Sequence | None = None,
+                     fitter: Fitter | None = None) -> list[Reconstruction]:
         """Fit a batch of prepared faces together (one optimisation, batched on the device, or
-        one R-Net pass with engine "rnet"); ``init`` starts the fitter from given parameters
-        (whatever the engine), ``groups`` shares α and δ between equal labels."""
+        one R-Net pass with engine "rnet"); ``init`` starts the fitter (``fitter``, default this
+        reconstructor's) from given parameters (whatever the engine), ``groups`` shares α and δ
+        between equal labels."""
         if not items:
             return []
         crops, lmk, att = crop_tensors([p for _, p in items])
-        result = self._run_engine(crops, lmk, att, init, groups, progress)
+        result = self._run_engine(crops, lmk, att, init, groups, progress, fitter or self.fitter)
         params = result.params.map(lambda t: t.cpu())
         out = []
         for i, (photo, prep) in enumerate(items):
@@ -453,7 +463,7 @@ class FaceReconstructor:
         per_photo.delta[:] = person.delta
         if method == "joint":
             refit = self.fit_prepared([(m.photo, m.prepared) for m in members], init=per_photo,
-                                      groups=[0] * len(members), progress=progress)
+                                      groups=[0] * len(members), progress=progress, fitter=self.joint_fitter())
             for r, m in zip(refit, members):
                 r.source = m.source  # keep the caller's names (video frames have no path)
             per_photo = FaceParams.cat([r.params for r in refit])
@@ -521,19 +531,34 @@ class FaceReconstructor:
         return {f"person_{k + 1:0{width}d}": [f for f, lab in zip(faces, labels) if lab == k]
                 for k in range(labels.max() + 1)}
 
+    def joint_fitter(self) -> Fitter:
+        """The fitter of the joint fit (``joint_config``): this reconstructor's own where the
+        configurations are equal, else built on first use (loading FaceNet if it needs it)."""
+        if self.joint_config == self.config:
+            return self.fitter
+        if self._joint is None:
+            cfg = self.joint_config
+            self._joint = Fitter(self.model, self.camera,
+                                 self._facenet_network() if cfg.perceptual and cfg.weights.perceptual > 0 else None, cfg)
+        return self._joint
+
+    def _facenet_network(self):
+        """FaceNet on this device, loaded on first need (the perceptual term's when it has one)."""
+        from facerecon.nets.facenet import FaceNet
+
+        if self._facenet is None:
+            self._facenet = FaceNet.from_package(device=self.device)
+        return self._facenet
+
     def embed(self, members: Sequence[Reconstruction], box: tuple[float, float, float, float] | None = None
               ) -> np.ndarray:
         """(N,512) FaceNet embeddings of the faces' aligned crops, for grouping. ``box``: fractions
         x0, y0, x1, y1 of the 224 crop; default the perceptual term's box, which grouped LFW
         people best of the boxes measured (BENCHMARKS.md, multi-image)."""
         box = box or self.config.perceptual_box
-        from facerecon.nets.facenet import FaceNet
-
-        if self._facenet is None:
-            self._facenet = FaceNet.from_package(device=self.device)
         crops = torch.stack([torch.from_numpy(m.prepared.crop).permute(2, 0, 1).float() / 255.0 for m in members])
         with torch.no_grad():
-            return self._facenet.embed(crops.to(self.device), box).cpu().numpy()
+            return self._facenet_network().embed(crops.to(self.device), box).cpu().numpy()
 
     def reconstruct_many(self, sources: Sequence[ImageSource], batch_size: int = 8, all_faces: bool = False,
                          progress: bool = True) -> tuple[list[Reconstruction], list[FailedInput]]:

@@ -424,6 +424,36 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
     assert fit_config(parsed("--steps", "12"), "rnet-prior") == replace(fast, steps=12)
     assert fit_config(parsed("--weights-coef-exp", "5"), "fit") == replace(plain, weights=replace(plain.weights,
                                                                                                   coef_exp=5.0))
+    # the joint fit of a person's photos keeps the fitter's defaults whatever the engine
+    assert all(engine_config(e, joint=True) == plain for e in ("fit", "rnet", "rnet+fit", "rnet-prior"))
+    assert recon.joint_config == plain
+    assert fit_config(parsed("--steps", "12"), "rnet-prior", joint=True) == replace(plain, steps=12)
+
+
+def test_the_joint_fit_runs_its_own_config(fit_recon, prepared, checkpoints, monkeypatch):
+    """Single photos are fitted with ``config``, the joint refit of a person's photos with
+    ``joint_config`` (its own fitter); without a ``joint_config`` a given ``config`` serves both."""
+    from facerecon.pipeline import FaceReconstructor
+
+    used: list[FitConfig] = []
+    original = Fitter.fit
+
+    def spy(self, *args, **kwargs):
+        used.append(self.config)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Fitter, "fit", spy)
+    joint = replace(TINY, landmark_steps=4, steps=3)
+    recon = FaceReconstructor(config=TINY, face_model=fit_recon.model, preparer=fit_recon.preparer,
+                              engine="rnet-prior", rnet=checkpoints["nudged"], joint_config=joint)
+    members = recon.fit_prepared([prepared, prepared])
+    person = recon.combine(members, "joint")
+    assert used == [TINY, joint] and recon.joint_fitter() is not recon.fitter
+    assert float((person.params.alpha - members[0].params.alpha).abs().max()) > 0  # the refit moved it
+    used.clear()
+    same_config = make(fit_recon, "rnet-prior", checkpoints["nudged"])
+    same_config.combine(same_config.fit_prepared([prepared, prepared]), "joint")
+    assert used == [TINY, TINY] and same_config.joint_fitter() is same_config.fitter
 
 
 def test_without_the_shipped_model_the_default_is_the_plain_fit(tmp_path, photo, fit_recon, prepared, capsys,

@@ -79,12 +79,14 @@ def engine_record(options: dict) -> dict | None:
 def add_fitting_arguments(parser: argparse.ArgumentParser, title: str = "fitting") -> None:
     """FitConfig's options in a group whose description says which defaults an engine changes."""
     changes = "; ".join(f"engine {e}: {engine_defaults_help(e)}" for e in ENGINES if ENGINE_FIT_DEFAULTS.get(e))
-    description = ("The defaults shown are the fitter's own (engine fit). Other engines change some of them "
-                   f"({changes}); an option given here wins.") if changes else None
+    description = ("The defaults shown are the fitter's own (engine fit, and the joint fit of a person's "
+                   f"photos whatever the engine). Other engines change some of them for single photos ({changes}); "
+                   "an option given here wins.") if changes else None
     add_arguments(parser.add_argument_group(title, description), FitConfig)
 
 
-def fit_config(args: argparse.Namespace, engine: str) -> FitConfig:
-    """The fitting configuration of the options: ``engine``'s defaults (:func:`engine_config`) with
-    the options given on the command line."""
-    return from_args(FitConfig, args, base=engine_config(engine))
+def fit_config(args: argparse.Namespace, engine: str, joint: bool = False) -> FitConfig:
+    """The fitting configuration of the options: ``engine``'s defaults (:func:`engine_config`; with
+    ``joint``, those of the joint fit of a person's photos) with the options given on the command
+    line."""
+    return from_args(FitConfig, args, base=engine_config(engine, joint))

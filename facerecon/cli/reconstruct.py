@@ -71,7 +71,8 @@ def build_reconstructor(args: argparse.Namespace, config: FitConfig, options: di
     from facerecon.pipeline import FaceReconstructor
 
     try:
-        return FaceReconstructor(device=args.device, config=config, **options)
+        return FaceReconstructor(device=args.device, config=config, **options,
+                                 joint_config=fit_config(args, options["engine"], joint=True))
     except ValueError as exc:
         if options["engine"] == "fit":
             raise

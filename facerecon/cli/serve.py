@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-files, --max-sessions and --video-frames must be at least 1")
     local = is_loopback(args.host)
     allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if local else None
-    fitting = fit_config(args, default_engine()[0])  # the page runs the default engine
-    app = create_app(config, fit_config=fitting, device=args.device, allowed_hosts=allowed)
+    engine = default_engine()[0]  # the page runs the default engine
+    app = create_app(config, fit_config=fit_config(args, engine), joint_config=fit_config(args, engine, joint=True),
+                     device=args.device, allowed_hosts=allowed)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"facerecon serve: open http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else shown}:{args.port}/ "
           "(Ctrl+C stops the server and deletes every upload and result)", file=sys.stderr)

@@ -77,12 +77,12 @@ def _csp(index_html: str) -> str:
             "frame-ancestors 'none'")
 
 
-def default_builder(fit_config: Any, device: str) -> Callable[[], tuple[Any, Any]]:
+def default_builder(fit_config: Any, device: str, joint_config: Any = None) -> Callable[[], tuple[Any, Any]]:
     """``build`` for :class:`FitWorker`: a FaceReconstructor and the "head" face model for export."""
     def build() -> tuple[Any, Any]:
         from facerecon.pipeline import FaceReconstructor
 
-        recon = FaceReconstructor(device=device, config=fit_config)
+        recon = FaceReconstructor(device=device, config=fit_config, joint_config=joint_config)
         return recon, recon.face_model("head")
     return build
 
@@ -331,10 +331,11 @@ class WebApp:
         ]
 
 
-def create_app(config: WebConfig | None = None, *, fit_config: Any = None, device: str = "cpu",
+def create_app(config: WebConfig | None = None, *, fit_config: Any = None, joint_config: Any = None, device: str = "cpu",
                allowed_hosts: list[str] | None = None, build: Callable[[], tuple[Any, Any]] | None = None,
                tmp_root: Path | None = None) -> Starlette:
-    """The ASGI app. ``allowed_hosts`` limits the Host header (DNS-rebinding guard; None: any);
+    """The ASGI app. ``fit_config``, ``joint_config``: the fitting of single photos and of a
+    person's joint fit (None: the default engine's); ``allowed_hosts`` limits the Host header (DNS-rebinding guard; None: any);
     ``build`` replaces the default FaceReconstructor builder; ``tmp_root`` holds the sessions'
     temporary folders (default: the system's temporary folder)."""
     config = config or WebConfig()
@@ -342,7 +343,8 @@ def create_app(config: WebConfig | None = None, *, fit_config: Any = None, devic
         from facerecon.pipeline import default_engine, engine_config
 
         fit_config = engine_config(default_engine()[0])
-    worker = FitWorker(build or default_builder(fit_config, device), config.texture_size, fit_config,
+        joint_config = joint_config or engine_config(default_engine()[0], joint=True)
+    worker = FitWorker(build or default_builder(fit_config, device, joint_config), config.texture_size, fit_config,
                        config.batch_size)
     web = WebApp(config, worker, tmp_root)
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
