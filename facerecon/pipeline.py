@@ -55,6 +55,15 @@ ENGINE_FIT_DEFAULTS: dict[str, dict] = {
 }
 
 
+#: What an engine changes in :class:`FitConfig`'s defaults for the joint fit of a person's photos
+#: (``combine(..., "joint")``), which starts from the photos' own fits: FaceNet and 100 steps stay,
+#: the learned prior keeps its 3× weight. On the real-skin renders, 6 views, it came 0.06 / 0.03 mm
+#: closer to the scan than the single-photo settings (4 textures of 4); at the paper's prior weight
+#: 0.10 / 0.09 mm, but a person's identity then no longer followed them across LFW photos better
+#: than one photo's did (BENCHMARKS.md, "Real skin, sets of 3 and 6 views").
+ENGINE_JOINT_DEFAULTS: dict[str, dict] = {"rnet-prior": {"weights": {"coef_id": 3.0}}}
+
+
 def _replaced(config, changes: dict):
     return replace(config, **{k: _replaced(getattr(config, k), v) if isinstance(v, dict) else v
                               for k, v in changes.items()})
@@ -62,19 +71,17 @@ def _replaced(config, changes: dict):
 
 def engine_config(engine: str, joint: bool = False) -> FitConfig:
     """The fitting configuration ``engine`` runs with when none is given: :class:`FitConfig`'s
-    defaults with :data:`ENGINE_FIT_DEFAULTS`' changes for one photo's fit; ``joint``: for the
-    joint fit of a person's photos (``combine(..., "joint")``), which keeps the fitter's own
-    defaults whatever the engine — it starts from the photos' fits, and there FaceNet, 100 steps
-    and the paper's prior weight came 0.10 mm closer to the real-skin scan (BENCHMARKS.md,
-    "Real skin, sets of 3 and 6 views"). To change one setting, use
-    ``dataclasses.replace(engine_config(engine), steps=50)``."""
+    defaults with :data:`ENGINE_FIT_DEFAULTS`' changes for one photo's fit, with
+    :data:`ENGINE_JOINT_DEFAULTS`' for the joint fit of a person's photos (``joint``). To change
+    one setting, use ``dataclasses.replace(engine_config(engine), steps=50)``."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
-    return FitConfig() if joint else _replaced(FitConfig(), ENGINE_FIT_DEFAULTS.get(engine, {}))
+    return _replaced(FitConfig(), (ENGINE_JOINT_DEFAULTS if joint else ENGINE_FIT_DEFAULTS).get(engine, {}))
 
 
-def engine_defaults_help(engine: str) -> str:
-    """The options whose default ``engine`` changes, as command-line flags ("--steps 30 ...")."""
+def engine_defaults_help(engine: str, joint: bool = False) -> str:
+    """The options whose default ``engine`` changes (for the joint fit with ``joint``), as
+    command-line flags ("--steps 30 ...")."""
     def flags(changes: dict, prefix: str = "") -> list[str]:
         out = []
         for k, v in changes.items():
@@ -87,7 +94,7 @@ def engine_defaults_help(engine: str) -> str:
                 out.append(f"{name} {v:g}" if isinstance(v, float) else f"{name} {v}")
         return out
 
-    return " ".join(flags(ENGINE_FIT_DEFAULTS.get(engine, {})))
+    return " ".join(flags((ENGINE_JOINT_DEFAULTS if joint else ENGINE_FIT_DEFAULTS).get(engine, {})))
 
 
 #: Fitter steps after R-Net's prediction with engine "rnet+fit" (see :func:`refine_split`): from

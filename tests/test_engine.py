@@ -424,10 +424,11 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
     assert fit_config(parsed("--steps", "12"), "rnet-prior") == replace(fast, steps=12)
     assert fit_config(parsed("--weights-coef-exp", "5"), "fit") == replace(plain, weights=replace(plain.weights,
                                                                                                   coef_exp=5.0))
-    # the joint fit of a person's photos keeps the fitter's defaults whatever the engine
-    assert all(engine_config(e, joint=True) == plain for e in ("fit", "rnet", "rnet+fit", "rnet-prior"))
-    assert recon.joint_config == plain
-    assert fit_config(parsed("--steps", "12"), "rnet-prior", joint=True) == replace(plain, steps=12)
+    # the joint fit of a person's photos keeps FaceNet and 100 steps; rnet-prior keeps its prior × 3
+    joint = replace(plain, weights=replace(plain.weights, coef_id=3.0))
+    assert engine_config("rnet-prior", joint=True) == joint == recon.joint_config
+    assert all(engine_config(e, joint=True) == plain for e in ("fit", "rnet", "rnet+fit"))
+    assert fit_config(parsed("--steps", "12"), "rnet-prior", joint=True) == replace(joint, steps=12)
 
 
 def test_the_joint_fit_runs_its_own_config(fit_recon, prepared, checkpoints, monkeypatch):

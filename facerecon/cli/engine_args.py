@@ -78,10 +78,10 @@ def engine_record(options: dict) -> dict | None:
 
 def add_fitting_arguments(parser: argparse.ArgumentParser, title: str = "fitting") -> None:
     """FitConfig's options in a group whose description says which defaults an engine changes."""
-    changes = "; ".join(f"engine {e}: {engine_defaults_help(e)}" for e in ENGINES if ENGINE_FIT_DEFAULTS.get(e))
-    description = ("The defaults shown are the fitter's own (engine fit, and the joint fit of a person's "
-                   f"photos whatever the engine). Other engines change some of them for single photos ({changes}); "
-                   "an option given here wins.") if changes else None
+    changes = "; ".join(f"engine {e}: {engine_defaults_help(e)}, in the joint fit of a person's photos "
+                        f"{engine_defaults_help(e, joint=True) or 'none'}" for e in ENGINES if ENGINE_FIT_DEFAULTS.get(e))
+    description = (f"The defaults shown are the fitter's own (engine fit). Other engines change some of them "
+                   f"({changes}); an option given here wins.") if changes else None
     add_arguments(parser.add_argument_group(title, description), FitConfig)
 
 
