@@ -429,6 +429,13 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
     assert engine_config("rnet-prior", joint=True) == joint == recon.joint_config
     assert all(engine_config(e, joint=True) == plain for e in ("fit", "rnet", "rnet+fit"))
     assert fit_config(parsed("--steps", "12"), "rnet-prior", joint=True) == replace(joint, steps=12)
+    from facerecon.cli.engine_args import engine_options
+    from facerecon.cli.reconstruct import build_reconstructor
+
+    args = parsed("--steps", "12")  # what reconstruct (and --multi) builds: both configs from the flags
+    options = engine_options(args)
+    built = build_reconstructor(args, fit_config(args, options["engine"]), options)
+    assert built.config == replace(fast, steps=12) and built.joint_config == replace(joint, steps=12)
 
 
 def test_the_joint_fit_runs_its_own_config(fit_recon, prepared, checkpoints, monkeypatch):
