@@ -528,3 +528,22 @@ def test_overlay_file_stems_are_safe_and_distinct():
     assert len(set(stems)) == len(stems)
     for stem in stems:
         assert re.fullmatch(r"[\w.-]{1,64}", stem) and not stem.startswith(".") and "/" not in stem
+
+
+def test_the_page_fits_with_the_default_engines_own_configs(tmp_path):
+    """With no fitting given, the page's reconstructor runs the default engine with its own
+    single-photo and joint configs, as ``facerecon reconstruct`` would; given ones are used."""
+    from dataclasses import replace
+
+    from facerecon.pipeline import default_engine, engine_config
+
+    engine = default_engine()[0]
+    worker = create_app(WebConfig(), tmp_root=tmp_path).state.web.worker
+    assert worker.fit_config == engine_config(engine)
+    recon, _ = worker._build()
+    assert recon.engine == engine and recon.config == engine_config(engine)
+    assert recon.joint_config == engine_config(engine, joint=True)
+    assert engine != "rnet-prior" or recon.joint_config != recon.config  # (they differ there)
+    single, joint = replace(engine_config(engine), steps=7), replace(engine_config(engine, joint=True), steps=9)
+    recon, _ = create_app(WebConfig(), fit_config=single, joint_config=joint, tmp_root=tmp_path).state.web.worker._build()
+    assert (recon.config, recon.joint_config) == (single, joint)
