@@ -368,3 +368,98 @@ def test_the_distillation_shape_term_ignores_pose_and_measures_the_unposed_face(
     assert float(changed.shape[0]) < 1e-3
     assert float(changed.shape[1]) == pytest.approx(want, rel=1e-4) and want > 0.5
     assert float(changed.total[1]) == pytest.approx(want, rel=1e-4)
+
+
+# --- batches of K photos per person and the identity-consistency term ----------------------------
+def test_person_batches_keep_a_persons_photos_together_and_use_each_photo_once():
+    from facerecon.training.data import person_batches
+
+    # people 0 and 1 have 5 photos each, ten others one each: 20 photos, 5 batches of 4
+    people = [0] * 5 + [1] * 5 + list(range(10, 20))
+    batches = person_batches(people, batch_size=4, group=2, seed=3)
+    flat = [i for b in batches for i in b]
+    assert all(len(b) == 4 for b in batches) and len(flat) == len(set(flat))
+    assert len(flat) >= 16  # at most one incomplete batch is dropped
+    # runs of two: 2 per person (the fifth photo runs alone), each run inside one batch
+    pairs = sum(sum(1 for i in b if people[i] == p) // 2 for b in batches for p in (0, 1))
+    assert pairs == 4
+    assert person_batches(people, 4, 2, seed=3) == batches and person_batches(people, 4, 2, seed=4) != batches
+    # K = 1: a seeded permutation cut into batches, all 20 photos
+    plain = person_batches(people, 4, 1, seed=3)
+    assert sorted(i for b in plain for i in b) == list(range(20))
+    with pytest.raises(ValueError, match="do not fit"):
+        person_batches(people, 4, 5, seed=0)
+
+
+def test_identity_spread_is_the_distance_from_the_persons_mean_shape():
+    from facerecon.training.objectives import identity_spread
+
+    shapes = torch.zeros(4, 3, 3)
+    shapes[1, :, 0] = 2.0        # person 0's two shapes 2 mm apart along x: each 1 mm from their mean
+    shapes[2, :, 1] = 5.0        # person 1 alone in the batch: no term
+    shapes[3, 0, 2] = 3.0        # person 0's third shape: one vertex 3 mm up
+    person = torch.tensor([0, 0, 1, 0])
+    spread, grouped = identity_spread(shapes, person)
+    # person 0's mean: x 2/3 on every vertex, z 1 on vertex 0
+    mean = np.zeros((3, 3))
+    mean[:, 0] = 2 / 3
+    mean[0, 2] = 1.0
+    want = [float(np.linalg.norm(shapes[i].numpy() - mean, axis=1).mean()) for i in (0, 1, 3)]
+    assert grouped.tolist() == [True, True, False, True]
+    assert spread[[0, 1, 3]].tolist() == pytest.approx(want, rel=1e-5)
+    assert float(spread[2]) == 0.0
+
+
+class People(Faces):
+    """Faces that list their people as shard records do (what K-per-person batches need)."""
+
+    def __init__(self, model, people, seed):
+        super().__init__(model, people, seed)
+        from types import SimpleNamespace
+
+        self.records = [SimpleNamespace(person=p) for p in people]
+
+
+@pytest.fixture(scope="module")
+def people_data(face_model):
+    torch.set_num_threads(1)
+    return People(face_model, [0, 0, 1, 1, 2, 2, 3, 3], seed=21)
+
+
+def test_identity_consistency_pulls_a_persons_shapes_together(people_data, face_model, tmp_path):
+    cfg = config(tmp_path, self_supervised=0.0, identity_consistency=1.0, photos_per_person=2, steps=12)
+    start = net()
+    torch.nn.init.normal_(start.head.weight, std=0.05)  # not the mean face for every photo: spread to remove
+    trainer = Trainer(cfg, start, people_data, None, model=face_model)
+    trainer.train()
+    spread = [h["identity/spread_mm"] for h in trainer.history]
+    assert all(h["identity/grouped"] == 1.0 for h in trainer.history)  # every photo has its pair
+    assert sum(spread[-3:]) / 3 < 0.5 * spread[0], spread
+
+
+def test_batches_of_k_per_person_mix_by_weight_and_resume_exactly(people_data, face_model, tmp_path):
+    kw = dict(steps=5, batch_size=4, checkpoint_every=3, identity_consistency=0.5, photos_per_person=2, warmup=2)
+    whole = Trainer(config(tmp_path / "a", **kw), net(), people_data, None, model=face_model)
+    people_data.read.clear()
+    whole.train()
+    read = list(people_data.read)
+    for k in range(0, len(read), 4):  # each batch of 4: two people, two photos each
+        persons = [people_data.items[i]["person"] for i in read[k:k + 4]]
+        assert sorted(persons.count(p) for p in set(persons)) == [2, 2], persons
+    h = whole.history[-1]
+    assert h["total"] == pytest.approx(h["self_supervised/total"] + 0.5 * h["identity/spread_mm"], rel=1e-5)
+    first = Trainer(config(tmp_path / "b", **kw), net(), people_data, None, model=face_model)
+    first.train(until=4)  # interrupted after its checkpoint at step 3, in the second epoch
+    resumed = Trainer(config(tmp_path / "b", **kw), net(seed=99), people_data, None, model=face_model)
+    assert resumed.step == 3
+    resumed.train()
+    assert [h["total"] for h in resumed.history] == [h["total"] for h in list(whole.history)[3:]]
+    for a, b in zip(whole.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_identity_consistency_needs_k_per_person_batches(tmp_path):
+    with pytest.raises(ValueError, match="photos-per-person 2 or more"):
+        config(tmp_path, identity_consistency=1.0).validate()
+    with pytest.raises(ValueError, match="between 1 and --batch-size"):
+        config(tmp_path, photos_per_person=8, batch_size=4).validate()

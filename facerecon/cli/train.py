@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.validate()
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if (cfg.self_supervised > 0 or cfg.distill > 0) and not cfg.data:
+    if cfg.uses_photos and not cfg.data:
         raise UserError("--data SHARDS is needed unless only --synthetic is on (--self-supervised 0 --distill 0)")
     if cfg.distill > 0 and not cfg.labels:
         raise UserError("--distill needs --labels")

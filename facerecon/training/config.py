@@ -76,6 +76,13 @@ class TrainConfig:
     projected landmarks and shaded colours (0 = off)."""
     synthetic: float = 0.0
     """Weight of the same geometry loss on synthetic faces with known parameters (0 = off)."""
+    identity_consistency: float = 0.0
+    """Weight of identity consistency: the mean distance (mm) of each photo's identity shape (alpha
+    only, neutral expression) from the mean of its person's photos in the same batch; needs
+    --photos-per-person 2 or more (0 = off)."""
+    photos_per_person: int = 1
+    """Photos of one person that come together in a batch (DECA's K): a person's photos are cut
+    into runs of K, people with fewer photos fill the gaps one at a time (1 = plain shuffle)."""
     loss: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=10.0))
     """Hybrid-loss weights of the self-supervised objective: the paper's, except ‖β‖² weighted
     10 as in the fitter (ICT's blendshapes are full expressions at 1.0)."""
@@ -125,6 +132,11 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar (first process only)."""
 
+    @property
+    def uses_photos(self) -> bool:
+        """Whether an objective on training photos is on (else only synthetic faces train)."""
+        return self.self_supervised > 0 or self.distill > 0 or self.identity_consistency > 0
+
     def record(self) -> dict[str, Any]:
         """The config as plain JSON-able values (tuples as lists)."""
         def plain(v: Any) -> Any:
@@ -137,12 +149,19 @@ class TrainConfig:
         """Raise ValueError on settings that cannot run."""
         if min(self.self_supervised, self.distill, self.synthetic) < 0:
             raise ValueError("objective weights must be >= 0")
-        if self.self_supervised + self.distill + self.synthetic <= 0:
-            raise ValueError("every objective is off: set --self-supervised, --distill or --synthetic above 0")
+        if self.self_supervised + self.distill + self.synthetic + self.identity_consistency <= 0:
+            raise ValueError("every objective is off: set --self-supervised, --distill, --synthetic or "
+                             "--identity-consistency above 0")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be at least 1")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.validate_every < 0:
             raise ValueError("--checkpoint-every and --log-every must be >= 1, --validate-every >= 0")
+        if self.identity_consistency < 0:
+            raise ValueError("--identity-consistency must be >= 0")
+        if not 1 <= self.photos_per_person <= self.batch_size:
+            raise ValueError(f"--photos-per-person must be between 1 and --batch-size ({self.batch_size})")
+        if self.identity_consistency > 0 and self.photos_per_person < 2:
+            raise ValueError("--identity-consistency compares a person's photos in a batch: set --photos-per-person 2 or more")
         if self.perceptual_every < 1:
             raise ValueError("--perceptual-every must be at least 1")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,52 @@ def dataset_people(dataset: Any) -> set | None:
     if records is None or not all(hasattr(r, "person") for r in records):
         return None
     return {r.person for r in records}
+
+
+def item_people(dataset: Any) -> list | None:
+    """The person label of each item, in item order, when the dataset lists them cheaply (as
+    :func:`dataset_people`), else None."""
+    records = getattr(dataset, "records", None)
+    if records is None or not all(hasattr(r, "person") for r in records):
+        return None
+    return [r.person for r in records]
+
+
+def person_batches(people: Sequence[Hashable], batch_size: int, group: int, seed: int) -> list[list[int]]:
+    """One epoch of batches (item indices) in which a person's photos come ``group`` at a time, as
+    DECA trains on K photos per person: every person's photos are shuffled and cut into runs of
+    ``group`` (a person with fewer photos, or the rest of one with more, gives runs of one), the runs
+    are shuffled, and batches are filled run by run; a run that does not fit the rest of a batch
+    opens the next one, and runs of one fill the gaps. Every index appears at most once; the last
+    incomplete batch is dropped. ``group`` 1 is a plain seeded permutation cut into batches."""
+    if batch_size < 1 or group < 1:
+        raise ValueError("batch_size and group must be at least 1")
+    if group > batch_size:
+        raise ValueError(f"{group} photos per person do not fit a batch of {batch_size}")
+    rng = np.random.default_rng(seed)
+    by_person: dict[Hashable, list[int]] = {}
+    for i, p in enumerate(people):
+        by_person.setdefault(p, []).append(i)
+    runs: list[list[int]] = []
+    for p in sorted(by_person, key=str):
+        idx = [by_person[p][j] for j in rng.permutation(len(by_person[p]))]
+        whole = len(idx) // group * group if group > 1 else 0
+        runs += [idx[k:k + group] for k in range(0, whole, group)] + [[i] for i in idx[whole:]]
+    order = rng.permutation(len(runs))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    waiting: list[list[int]] = []  # runs that did not fit the current batch, first into the next
+    for r in (runs[k] for k in order):
+        if len(current) + len(r) > batch_size:
+            waiting.append(r)
+            continue
+        current += r
+        while len(current) == batch_size:
+            batches.append(current)
+            current = []
+            while waiting and len(current) + len(waiting[0]) <= batch_size:
+                current += waiting.pop(0)
+    return batches
 
 
 class LabelTable:
@@ -111,5 +157,5 @@ def synthetic_batches(seed: int, start: int, batch_size: int, synth_config, mode
                             model=model, start=start)
 
 
-__all__ = ["LabelTable", "SYNTH_STREAM", "dataset_people", "fit_size", "label_fit_config", "read_label_folder",
-           "shard_datasets", "synthetic_batches"]
+__all__ = ["LabelTable", "SYNTH_STREAM", "dataset_people", "fit_size", "item_people", "label_fit_config",
+           "person_batches", "read_label_folder", "shard_datasets", "synthetic_batches"]

@@ -9,7 +9,9 @@
     through the same forward model (coefficients themselves are never compared: α, β and pose
     trade off, and equal faces can have different coefficients);
 (c) **synthetic** — the same :func:`label_loss` against the known parameters of faces rendered by
-    :mod:`facerecon.synthesis`.
+    :mod:`facerecon.synthesis`;
+(d) **identity consistency** — :func:`identity_spread`: photos of one person in a batch should give
+    one identity shape (batches of K photos per person, as DECA's shape consistency).
 
 :class:`Objectives` holds the forward model and the losses; the trainer mixes the terms by weight.
 """
@@ -67,6 +69,16 @@ def label_loss(pred: ForwardOutput, target: ForwardOutput, landmark_idx: torch.T
     return LabelTerms(total, verts, shape, lmk, color)
 
 
+def identity_spread(shapes: torch.Tensor, person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image (B,): the mean distance of its identity shape (B,V,3) from the mean shape of the
+    batch's images of the same ``person`` (B,) (same units as ``shapes``), and whether that person
+    has another image in the batch (the distance is 0 for those who do not)."""
+    same = (person[:, None] == person[None, :]).to(shapes.dtype)
+    count = same.sum(1)
+    centre = torch.einsum("ij,jvc->ivc", same / count[:, None], shapes)
+    return _distance(shapes, centre).mean(-1) * (count > 1), count > 1
+
+
 class Objectives:
     """The losses of training, over one forward model: ``hybrid`` (self-supervised) and
     ``geometry`` (distillation and synthetic)."""
@@ -92,6 +104,13 @@ class Objectives:
         with torch.no_grad():
             return self.forward(params, render=False)
 
+    def identity(self, params: FaceParams, person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`identity_spread` of the identity shapes (``params.alpha``, neutral expression,
+        model space, mm) over the label vertices, grouped by ``person`` (B,)."""
+        model = self.forward.model
+        shapes = model.shape(params.alpha)[:, self.vertex_ids]
+        return identity_spread(shapes, person.to(shapes.device))
+
     def geometry(self, params: FaceParams, target: FaceParams | ForwardOutput,
                  out: ForwardOutput | None = None) -> LabelTerms:
         """:func:`label_loss` of predicted ``params`` (or their forward pass ``out``, reused when
@@ -111,4 +130,4 @@ def masked_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> to
     return (values * w).sum() / w.sum().clamp(min=1.0)
 
 
-__all__ = ["LabelTerms", "Objectives", "label_loss", "masked_mean", "vertex_subset"]
+__all__ = ["LabelTerms", "Objectives", "identity_spread", "label_loss", "masked_mean", "vertex_subset"]

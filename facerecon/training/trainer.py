@@ -50,7 +50,8 @@ from facerecon.nets.rnet import RNet, load_checkpoint, save_checkpoint
 from facerecon.params import FaceParams
 from facerecon.render import Camera
 from facerecon.training.config import TrainConfig
-from facerecon.training.data import SYNTH_STREAM, LabelTable, dataset_people, fit_size, synthetic_batches
+from facerecon.training.data import (SYNTH_STREAM, LabelTable, dataset_people, fit_size, item_people, person_batches,
+                                     synthetic_batches)
 from facerecon.training.objectives import Objectives, masked_mean
 
 #: The hybrid-loss terms reported per objective and at validation.
@@ -214,8 +215,8 @@ class Trainer:
                  facenet: Any = None) -> None:
         config.validate()
         self.config = cfg = config
-        if (cfg.self_supervised > 0 or cfg.distill > 0) and train_data is None:
-            raise ValueError("the self-supervised and distillation objectives need training photos (--data)")
+        if cfg.uses_photos and train_data is None:
+            raise ValueError("the self-supervised, distillation and identity objectives need training photos (--data)")
         if cfg.distill > 0 and not labels:
             raise ValueError("the distillation objective needs fitter labels (--labels)")
         train_people, val_people = dataset_people(train_data), dataset_people(val_data)
@@ -379,15 +380,26 @@ class Trainer:
             dist.destroy_process_group()
 
     # --- data -------------------------------------------------------------------------------------
-    def _loader(self, dataset: Any, indices: list[int], seed: int) -> DataLoader:
+    def _loader(self, dataset: Any, indices: list[int] | None, seed: int,
+                batches: list[list[int]] | None = None) -> DataLoader:
+        """Batches of ``dataset``: ``indices`` cut into batches of the configured size, or the
+        given ``batches`` of indices."""
+        if batches is not None:
+            return DataLoader(dataset, batch_sampler=batches, num_workers=data_workers(self.config.num_workers),
+                              collate_fn=default_collate, pin_memory=self.cuda)
         return DataLoader(dataset, batch_size=self.config.batch_size, sampler=indices, drop_last=False,
                           num_workers=data_workers(self.config.num_workers), collate_fn=default_collate, pin_memory=self.cuda,
                           generator=torch.Generator().manual_seed(seed))
 
     def photo_batches(self, start_step: int) -> Iterator[dict[str, Any]]:
         """Endless training batches of this process from step ``start_step`` on: epoch e is a
-        DistributedSampler permutation (seed, e); a resumed run skips the batches already used."""
+        DistributedSampler permutation (seed, e), or with ``photos_per_person`` K > 1 the batches of
+        :func:`~facerecon.training.data.person_batches` (seed, e) dealt to the processes in turn;
+        a resumed run skips the batches already used."""
         cfg, d = self.config, self.dist
+        if cfg.photos_per_person > 1:
+            yield from self._person_batches(start_step)
+            return
         sampler = DistributedSampler(self.train_data, num_replicas=d.world, rank=d.rank, shuffle=True,
                                      seed=cfg.seed, drop_last=True)
         per_epoch = len(sampler) // cfg.batch_size
@@ -400,6 +412,31 @@ class Trainer:
             indices = list(sampler)[skip * cfg.batch_size: per_epoch * cfg.batch_size]
             yield from self._loader(self.train_data, indices, cfg.seed * 1_000_003 + epoch * 1009 + d.rank)
             epoch, skip = epoch + 1, 0
+
+    def _person_batches(self, start_step: int) -> Iterator[dict[str, Any]]:
+        cfg, d = self.config, self.dist
+        people = item_people(self.train_data)
+        if people is None:
+            raise ValueError("--photos-per-person needs a dataset that lists each photo's person (shards)")
+
+        def epoch_batches(e: int) -> list[list[int]]:
+            batches = person_batches(people, cfg.batch_size, cfg.photos_per_person, cfg.seed * 1_000_003 + e)
+            per_process = len(batches) // d.world
+            if per_process == 0:
+                raise ValueError(f"{len(self.train_data)} training images make no batch of {cfg.batch_size} "
+                                 f"for each of {d.world} processes")
+            return batches[d.rank: per_process * d.world: d.world]
+
+        epoch, skip = 0, start_step
+        mine = epoch_batches(epoch)
+        while skip >= len(mine):  # epochs differ a little in length: walk to the resumed step
+            skip -= len(mine)
+            epoch += 1
+            mine = epoch_batches(epoch)
+        while True:
+            yield from self._loader(self.train_data, None, 0, batches=mine[skip:])
+            epoch, skip = epoch + 1, 0
+            mine = epoch_batches(epoch)
 
     def synthetic_config(self):
         """Synthetic faces framed and rendered as the network's crops."""
@@ -468,6 +505,11 @@ class Trainer:
                 total = total + cfg.distill * masked_mean(g.total, found)
                 logs.update({f"distill/{k}": masked_mean(getattr(g, k), found) for k in LABEL_TERMS})
                 logs["distill/labelled"] = found.mean()
+            if cfg.identity_consistency > 0:
+                spread, grouped = obj.identity(p, torch.as_tensor(photos["person"]))
+                total = total + cfg.identity_consistency * masked_mean(spread, grouped)
+                logs["identity/spread_mm"] = masked_mean(spread, grouped)
+                logs["identity/grouped"] = grouped.float().mean()
         if synth is not None:
             g = obj.geometry(params[n:], synth["params"])
             total = total + cfg.synthetic * g.total.mean()
@@ -518,7 +560,7 @@ class Trainer:
         end = cfg.steps if until is None else min(until, cfg.steps)
         if self.step >= end:
             return self.last_metrics
-        use_photos = cfg.self_supervised > 0 or cfg.distill > 0
+        use_photos = cfg.uses_photos
         photos = self.photo_batches(self.step) if use_photos else None
         synth = self.synthetic_batches(self.step) if cfg.synthetic > 0 else None
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True,
@@ -536,7 +578,7 @@ class Trainer:
                     now = time.perf_counter()
                     # photos (and synthetic faces) per second of all processes over the window
                     means["images_per_s"] = (len(window) * cfg.batch_size * self.dist.world
-                                             * ((cfg.self_supervised > 0 or cfg.distill > 0) + (cfg.synthetic > 0))
+                                             * (cfg.uses_photos + (cfg.synthetic > 0))
                                              / max(now - tick, 1e-9))
                     window, tick = [], now
                     self._log("train", means)
