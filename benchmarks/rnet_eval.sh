@@ -1,20 +1,27 @@
 #!/bin/bash
-# R-Net figures on every instrument: benchmarks/rnet_eval.sh CKPT TAG  (results in work/bench/*_TAG.*; ~35 min on 2 cores)
+# R-Net figures on every instrument:
+#   benchmarks/rnet_eval.sh CKPT TAG [ENGINE...]   (default engines: rnet rnet+fit)
+# For each engine (rnet, rnet+fit or rnet-prior, each with its own defaults and CKPT as the
+# network): 300-W test NME (all 330), LFW identity (40 x 5) and the real-skin renders, in
+# work/bench/{nme,id,rs}_ENGINE_TAG.*  (about 10-15 min an engine on one thread).
+# Compare two tags with benchmarks/paired.py (NME, real skin) and identity_bootstrap.py (LFW).
 set -u
 cd "$(dirname "$0")/.."
 mkdir -p work/bench
-CK=$1; TAG=$2
+CK=$1; TAG=$2; shift 2
+ENGINES=${*:-rnet rnet+fit}
 PY=.venv/bin/python
-echo "== NME rnet $(date)"
-.venv/bin/facerecon evaluate landmarks --source fit --engine rnet --rnet $CK --json > work/bench/nme_rnet_$TAG.json 2> work/bench/nme_rnet_$TAG.log
-echo "== identity rnet $(date)"
-$PY benchmarks/identity_lfw.py --engine rnet --rnet $CK --cache work/bench/id_rnet_$TAG.npz --json work/bench/id_rnet_$TAG.json > work/bench/id_rnet_$TAG.log 2>&1
-echo "== realskin rnet $(date)"
-$PY benchmarks/lps_realskin.py --engine rnet --rnet $CK --no-neutral --json work/bench/rs_rnet_$TAG.json > work/bench/rs_rnet_$TAG.log 2>&1
-echo "== NME rnet+fit $(date)"
-.venv/bin/facerecon evaluate landmarks --source fit --engine rnet+fit --rnet $CK --json > work/bench/nme_rnetfit_$TAG.json 2> work/bench/nme_rnetfit_$TAG.log
-echo "== identity rnet+fit $(date)"
-$PY benchmarks/identity_lfw.py --engine rnet+fit --rnet $CK --cache work/bench/id_rnetfit_$TAG.npz --json work/bench/id_rnetfit_$TAG.json > work/bench/id_rnetfit_$TAG.log 2>&1
-echo "== realskin rnet+fit $(date)"
-$PY benchmarks/lps_realskin.py --engine rnet+fit --rnet $CK --no-neutral --json work/bench/rs_rnetfit_$TAG.json > work/bench/rs_rnetfit_$TAG.log 2>&1
+for E in $ENGINES; do
+    N=${E//+/}
+    NEUTRAL=""; [ "$E" = "rnet-prior" ] || NEUTRAL="--no-neutral"
+    echo "== NME $E $(date)"
+    .venv/bin/facerecon --threads 1 evaluate landmarks --source fit --engine $E --rnet $CK --json \
+        > work/bench/nme_${N}_$TAG.json 2> work/bench/nme_${N}_$TAG.log
+    echo "== identity $E $(date)"
+    $PY benchmarks/identity_lfw.py --engine $E --rnet $CK --cache work/bench/id_${N}_$TAG.npz \
+        --json work/bench/id_${N}_$TAG.json > work/bench/id_${N}_$TAG.log 2>&1
+    echo "== realskin $E $(date)"
+    $PY benchmarks/lps_realskin.py --engine $E --rnet $CK $NEUTRAL --json work/bench/rs_${N}_$TAG.json \
+        > work/bench/rs_${N}_$TAG.log 2>&1
+done
 echo "== done $(date)"
