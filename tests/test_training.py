@@ -463,3 +463,30 @@ def test_identity_consistency_needs_k_per_person_batches(tmp_path):
         config(tmp_path, identity_consistency=1.0).validate()
     with pytest.raises(ValueError, match="between 1 and --batch-size"):
         config(tmp_path, photos_per_person=8, batch_size=4).validate()
+
+
+def test_identity_auc_ranks_same_person_pairs_against_the_others():
+    from facerecon.training.trainer import identity_auc
+
+    # person 0: a, b; person 1: c, d. Cosines: same (a,b) 0, (c,d) 0.385; different (a,c) 0.981,
+    # (a,d) 0.196, (b,c) 0.196, (b,d) 0.981: same above different in 2 of the 8 comparisons
+    alphas = [np.array(v) for v in ([1.0, 0.0], [0.0, 1.0], [1.0, 0.2], [0.2, 1.0])]
+    assert identity_auc([0, 0, 1, 1], alphas) == pytest.approx(0.25)
+    assert identity_auc([0, 1, 0, 1], alphas) == pytest.approx(1.0)  # (a,c) and (b,d) the same person
+    assert identity_auc([0, 1, 2, 3], alphas) is None  # no same-person pair
+
+
+def test_validation_reports_the_held_out_peoples_identity_auc(people_data, face_model, tmp_path):
+    val = People(face_model, [5, 5, 6, 6, 7, 7], seed=22)
+    start = net()
+    torch.nn.init.normal_(start.head.weight, std=0.05)
+    trainer = Trainer(config(tmp_path, steps=1, validate_every=1), start, people_data, val, model=face_model)
+    metrics = trainer.validate()
+    from facerecon.params import FaceParams
+    from facerecon.training.trainer import identity_auc
+
+    trainer.net.eval()
+    with torch.no_grad():
+        vec = trainer.net(torch.stack([val.items[i]["image"] for i in range(6)]))
+    alpha = FaceParams.from_vector(vec, trainer.sizes).alpha.numpy()
+    assert metrics["val/identity_auc"] == pytest.approx(identity_auc([5, 5, 6, 6, 7, 7], list(alpha)), abs=1e-6)

@@ -198,6 +198,23 @@ def _means(records: list[dict[str, float]]) -> dict[str, float]:
     return {k: sums[k] / counts[k] for k in sums}
 
 
+def identity_auc(people: list[int], alphas: list[np.ndarray]) -> float | None:
+    """Verification AUC of the identity vectors: cosine similarity over all pairs of photos, same
+    person against different (as the LFW identity benchmark); None without both kinds of pair."""
+    if len(alphas) < 3:
+        return None
+    v = np.stack(alphas).astype(np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+    owner = np.asarray(people)
+    i, j = np.triu_indices(len(owner), 1)
+    same = owner[i] == owner[j]
+    if same.all() or not same.any():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(same, (v[i] * v[j]).sum(1)))
+
+
 # --- the trainer --------------------------------------------------------------------------------
 class Trainer:
     """Train an :class:`~facerecon.nets.rnet.RNet` as ``config`` says.
@@ -595,7 +612,8 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mean loss terms over the validation people (every process scores its share; sums are
-        all-reduced), the landmark error in crop pixels, the distillation terms where labels exist
+        all-reduced), the landmark error in crop pixels, the identity vectors' verification AUC over the
+        validation people's photos (``val/identity_auc``), the distillation terms where labels exist
         and the geometry terms on held-out synthetic faces; logged on rank 0 with an image grid."""
         cfg, obj, d = self.config, self.objectives, self.dist
         was_training = self.net.training
@@ -606,6 +624,7 @@ class Trainer:
             sums[name] = sums.get(name, torch.zeros((), device=self.device, dtype=torch.float64)) + value.double().sum()
 
         grid, people = None, set()
+        identities: list[tuple[int, np.ndarray]] = []  # (person, alpha) of every validation photo
         if self.val_data is not None:
             for k in (*HYBRID_TERMS, "landmark_px", "images", *(f"distill/{t}" for t in LABEL_TERMS),
                       "distill/labelled"):
@@ -618,6 +637,8 @@ class Trainer:
                                                 self.sizes)
                 terms, out = obj.self_supervised(params, batch["image"], batch["landmarks"], batch.get("attention"),
                                                  perceptual=obj.loss.uses_perceptual)
+                identities += zip(torch.as_tensor(batch["person"]).reshape(-1).tolist(),
+                                  params.alpha.detach().cpu().numpy())
                 for k in HYBRID_TERMS:
                     add(k, getattr(terms, k))
                 add("landmark_px", (out.landmarks - batch["landmarks"]).norm(dim=-1).mean(-1))
@@ -656,14 +677,18 @@ class Trainer:
         if d.world > 1:
             dist.all_reduce(totals)
             gathered: list[Any] = [None] * d.world
-            dist.all_gather_object(gathered, people)
-            people = set().union(*gathered)
+            dist.all_gather_object(gathered, (people, identities))
+            people = set().union(*(g[0] for g in gathered))
+            identities = [x for g in gathered for x in g[1]]
         total = dict(zip(names, totals.tolist()))
         metrics: dict[str, float] = {}
         if "images" in total:
             n = max(total["images"], 1.0)
             metrics.update({f"val/{k}": total[k] / n for k in (*HYBRID_TERMS, "landmark_px")})
             metrics["val/images"], metrics["val/people"] = total["images"], float(len(people))
+            auc = identity_auc([p for p, _ in identities], [a for _, a in identities])
+            if auc is not None:
+                metrics["val/identity_auc"] = auc
             if total["distill/labelled"] > 0:
                 metrics.update({f"val/distill/{k}": total[f"distill/{k}"] / total["distill/labelled"]
                                 for k in LABEL_TERMS})
@@ -682,5 +707,5 @@ class Trainer:
         return metrics
 
 
-__all__ = ["DistInfo", "Trainer", "comparison_grid", "draw_points", "load_model", "lr_factor", "param_groups",
+__all__ = ["DistInfo", "Trainer", "comparison_grid", "draw_points", "identity_auc", "load_model", "lr_factor", "param_groups",
            "resolve_device", "setup_distributed"]
