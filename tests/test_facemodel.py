@@ -207,3 +207,17 @@ def test_download_ict_writes_atomically(tmp_path):
     src.write_bytes(b"changed")
     assert download_ict(src.as_uri(), dest_dir=dest) == got  # cached: not fetched again
     assert got.stat().st_size == 256_000
+
+
+def test_building_the_cache_says_so_on_stderr_and_keeps_stdout_for_reports(tmp_path, monkeypatch, capsys):
+    """`evaluate landmarks --json` on a fresh machine printed the message into its JSON."""
+    from facerecon.facemodel import ict
+
+    monkeypatch.setattr(ict, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(ict, "build_arrays", lambda src: {"mean": np.zeros(3)})
+    monkeypatch.setattr(ict, "_source_checksum", lambda src: "0" * 64)
+    src = tmp_path / "kit.tar.xz"
+    src.write_bytes(b"x")
+    out = ict.cached_model_file(src)
+    captured = capsys.readouterr()
+    assert out.exists() and captured.out == "" and "building the face model cache" in captured.err

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import urllib.parse
 import urllib.request
@@ -266,7 +267,8 @@ def cached_model_file(src: Path, build_extra=None, progress: bool = True) -> Pat
     if out.exists():
         return out
     if progress:
-        print(f"facerecon: building the face model cache from {src} (once)...", flush=True)
+        # stderr: a command's stdout may be a JSON report (evaluate --json)
+        print(f"facerecon: building the face model cache from {src} (once)...", file=sys.stderr, flush=True)
     arrays = build_arrays(src)
     if build_extra is not None:
         arrays.update(build_extra(arrays))
