@@ -547,3 +547,24 @@ def test_the_page_fits_with_the_default_engines_own_configs(tmp_path):
     single, joint = replace(engine_config(engine), steps=7), replace(engine_config(engine, joint=True), steps=9)
     recon, _ = create_app(WebConfig(), fit_config=single, joint_config=joint, tmp_root=tmp_path).state.web.worker._build()
     assert (recon.config, recon.joint_config) == (single, joint)
+
+
+def test_serve_passes_the_fitting_flags_to_both_the_single_photo_and_the_joint_fit(monkeypatch):
+    """``facerecon serve --steps 7`` fits with 7 steps, alone and jointly; without flags each fit
+    gets the default engine's own config (engine_config), as the reconstruct command does."""
+    import uvicorn
+
+    import facerecon.web.app as web_app
+    from facerecon.cli import main
+    from facerecon.pipeline import default_engine, engine_config
+
+    seen: list[dict] = []
+    monkeypatch.setattr(web_app, "create_app", lambda config, **kw: seen.append(kw) or object())
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    assert main(["serve", "--steps", "7", "--no-perceptual"]) == 0
+    assert main(["serve"]) == 0
+    given, plain = seen
+    assert given["fit_config"].steps == 7 and given["joint_config"].steps == 7
+    assert not given["fit_config"].perceptual and not given["joint_config"].perceptual
+    engine = default_engine()[0]
+    assert plain["fit_config"] == engine_config(engine) and plain["joint_config"] == engine_config(engine, joint=True)
