@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tarfile
 from pathlib import Path
@@ -21,6 +22,15 @@ def pytest_configure(config) -> None:
         cache.mkdir(parents=True, exist_ok=True)
         os.environ["XDG_CACHE_HOME"] = str(cache)
         os.environ["FACERECON_TEST_CACHE"] = "1"
+
+
+def load_script(relative: str):
+    """A script of the repository (``benchmarks/…``, ``scripts/…``, ``tools/…``) as a module."""
+    path = Path(__file__).resolve().parents[1] / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def need_shared(*parts: str) -> Path:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_script
 
 
 def _paired():
-    spec = importlib.util.spec_from_file_location("paired", ROOT / "benchmarks" / "paired.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/paired.py")
 
 
 def test_paired_difference_is_over_the_common_items():

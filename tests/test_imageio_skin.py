@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +11,8 @@ import torch
 from facerecon.assets import resource_path
 from facerecon.evaluation.landmarks import labelled_images
 from facerecon.imageio.skin import FEATURES, SkinClassifier
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-from tests.conftest import need_shared as need  # noqa: E402
+from tests.conftest import load_script
+from tests.conftest import need_shared as need
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +58,7 @@ def test_attention_rule_and_torch_agreement(skin):
 
 
 def _fit_script():
-    spec = importlib.util.spec_from_file_location("fit_skin_model", ROOT / "scripts" / "fit_skin_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/fit_skin_model.py")
 
 
 def test_accuracy_on_held_out_labelled_pixels(skin):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from facerecon.facemodel import load_face_model
+from tests.conftest import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34), (36, 45), (37, 44), (38, 43),
          (39, 42), (40, 47), (41, 46), (48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63),
          (65, 67)]
@@ -72,10 +69,7 @@ def test_fit_config_chooses_the_set_for_fit_and_export(ict_archive):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("calibrate_landmarks", ROOT / "scripts" / "calibrate_landmarks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/calibrate_landmarks.py")
 
 
 def test_choose_finds_the_vertex_where_the_annotation_lies():

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import need_shared
+from tests.conftest import load_script, need_shared
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool():
     need_shared("faces", "lfw")
-    spec = importlib.util.spec_from_file_location("rnet_data", ROOT / "tools" / "rnet_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tools/rnet_data.py")
 
 
 def test_training_photos_exclude_the_instruments_photos():
