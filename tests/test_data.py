@@ -274,6 +274,22 @@ def test_label_jobs_resume_and_split(prepared, fitter, tmp_path, monkeypatch):
     assert json.loads((split / "config.json").read_text())["mixed_with"][0]["steps"] == 3
 
 
+def test_labels_of_other_photos_are_never_overwritten(prepared, fitter, tmp_path):
+    """Shards prepared again (a detector that finds more faces) put other photos in batch b: its
+    existing chunk must stay, not be fitted over (the labels are hours of CPU)."""
+    _, shards, _ = prepared
+    out = tmp_path / "changed"
+    label_shards(shards, out, batch_size=2, limit=2, fitter=fitter, progress=False)
+    keys = list(np.load(chunk_path(out, 0))["keys"])
+    z = dict(np.load(chunk_path(out, 0)))
+    z["keys"] = np.array(["lfw/Someone_Else/Someone_Else_0001.jpg", keys[1]], dtype=str)
+    np.savez(chunk_path(out, 0), **z)
+    before = chunk_path(out, 0).read_bytes()
+    with pytest.raises(ValueError, match="labels-00000.npz: holds labels of 1 photos that are not in batch 0"):
+        label_shards(shards, out, batch_size=2, limit=4, fitter=fitter, progress=False)
+    assert chunk_path(out, 0).read_bytes() == before and not chunk_path(out, 1).exists()
+
+
 def test_labels_made_before_a_fit_option_existed_still_resume(prepared, fitter, tmp_path):
     """A FitConfig field added later defaults to the behaviour before it: its absence from an
     older config.json is no mismatch, while a stored value that differs still is."""

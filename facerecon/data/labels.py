@@ -197,7 +197,8 @@ def label_shards(shards: str | os.PathLike, out: str | os.PathLike, batch_size: 
     per-photo centre of the fitter's coefficient prior (e.g. R-Net's prediction, engine
     "rnet-prior"; None: the model's mean), described in ``config.json`` by ``prior_record``.
     Raises ValueError (one line) when ``out`` holds labels of another fit config or prior
-    (unless ``force``) or batch size.
+    (unless ``force``) or batch size, or a chunk whose photos are not its batch's (shards prepared
+    again since): existing labels are never overwritten by other photos' labels.
     """
     from tqdm import tqdm
 
@@ -211,9 +212,13 @@ def label_shards(shards: str | os.PathLike, out: str | os.PathLike, batch_size: 
     out.mkdir(parents=True, exist_ok=True)
     keys = dataset.keys
     todo = []
+    clash: tuple[int, int] | None = None  # a chunk holding photos that are not its batch's
     for b, rows in mine:
         have = _chunk_keys(chunk_path(out, b))
-        if have is None or not have.issuperset(keys[i] for i in rows):
+        wanted = {keys[i] for i in rows}
+        if have is not None and not have <= wanted and clash is None:
+            clash = (b, len(have - wanted))
+        if have is None or not have >= wanted:
             todo.append((b, rows))
     result = LabelResult(skipped=len(mine) - len(todo), batches=len(mine))
     if not todo:
@@ -223,6 +228,12 @@ def label_shards(shards: str | os.PathLike, out: str | os.PathLike, batch_size: 
         raise ValueError("a prior needs a prior_record describing it (config.json keeps it)")
     _open_config(out, fitter.config, batch_size, _layout(fitter), Path(shards), force,
                  prior_record if prior is not None else None)
+    if clash is not None:
+        # never overwrite other photos' labels (the shards were prepared again and batch b now
+        # holds other photos): hours of fitting would be lost
+        raise ValueError(f"{chunk_path(out, clash[0])}: holds labels of {clash[1]} photos that are not in "
+                         f"batch {clash[0]} of {shards} (the shards changed since it was written); "
+                         "label these shards into another folder")
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=[rows for _, rows in todo], num_workers=workers)
     total = sum(len(rows) for _, rows in mine)
     with tqdm(total=total, initial=total - sum(len(rows) for _, rows in todo), unit="photo", desc="label",
