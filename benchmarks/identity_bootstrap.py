@@ -15,12 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-import sys
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from identity_lfw import verification_auc  # noqa: E402
+from facerecon.evaluation.identity import verification_auc
 
 
 def load_alpha(path: Path) -> dict[str, np.ndarray]:

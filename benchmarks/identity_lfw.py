@@ -28,6 +28,7 @@ import numpy as np
 from facerecon.assets import shared_path
 from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
+from facerecon.evaluation.identity import pair_similarities, verification_auc
 from facerecon.params import FaceParams
 
 
@@ -36,21 +37,6 @@ def subset(people: int, every: int, photos: int = 5) -> list[tuple[str, list[Pat
     root = shared_path("faces", "lfw")
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= photos)
     return [(n, sorted((root / n).glob("*.jpg"))[:photos]) for n in names[::every][:people]]
-
-
-def pair_similarities(vectors: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unit vectors (N,D), and over all pairs: cosine similarity and whether both are one person."""
-    v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    iu = np.triu_indices(len(v), 1)
-    return v, (v @ v.T)[iu], (owner[:, None] == owner[None, :])[iu]
-
-
-def verification_auc(vectors: np.ndarray, owner: np.ndarray) -> float:
-    """AUC of cosine similarity over all pairs: same person (positive) against different."""
-    from sklearn.metrics import roc_auc_score
-
-    _, s, same = pair_similarities(vectors, owner)
-    return float(roc_auc_score(same, s))
 
 
 def identity_figures(vectors: np.ndarray, owner: np.ndarray, seed: int = 0) -> dict[str, float]:

@@ -199,20 +199,14 @@ def _means(records: list[dict[str, float]]) -> dict[str, float]:
 
 
 def identity_auc(people: list[int], alphas: list[np.ndarray]) -> float | None:
-    """Verification AUC of the identity vectors: cosine similarity over all pairs of photos, same
-    person against different (as the LFW identity benchmark); None without both kinds of pair."""
-    if len(alphas) < 3:
-        return None
-    v = np.stack(alphas).astype(np.float64)
-    v /= np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)
+    """Verification AUC of the identity vectors (:func:`facerecon.evaluation.identity.verification_auc`,
+    as the LFW identity benchmark); None without both same-person and different-person pairs."""
     owner = np.asarray(people)
-    i, j = np.triu_indices(len(owner), 1)
-    same = owner[i] == owner[j]
-    if same.all() or not same.any():
+    if len(alphas) < 3 or len(set(people)) in (1, len(people)):
         return None
-    from sklearn.metrics import roc_auc_score
+    from facerecon.evaluation.identity import verification_auc
 
-    return float(roc_auc_score(same, (v[i] * v[j]).sum(1)))
+    return verification_auc(np.stack(alphas).astype(np.float64), owner)
 
 
 # --- the trainer --------------------------------------------------------------------------------
@@ -431,6 +425,7 @@ class Trainer:
             epoch, skip = epoch + 1, 0
 
     def _person_batches(self, start_step: int) -> Iterator[dict[str, Any]]:
+        """:meth:`photo_batches` with ``photos_per_person`` K > 1."""
         cfg, d = self.config, self.dist
         people = item_people(self.train_data)
         if people is None:
