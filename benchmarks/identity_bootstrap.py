@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.evaluation.identity import verification_auc
+from facerecon.multi.identity import verification_auc
 
 
 def load_alpha(path: Path) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ import numpy as np
 from facerecon.assets import shared_path
 from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
-from facerecon.evaluation.identity import pair_similarities, verification_auc
+from facerecon.multi.identity import pair_similarities, verification_auc
 from facerecon.params import FaceParams
 
 

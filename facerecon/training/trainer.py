@@ -199,12 +199,12 @@ def _means(records: list[dict[str, float]]) -> dict[str, float]:
 
 
 def identity_auc(people: list[int], alphas: list[np.ndarray]) -> float | None:
-    """Verification AUC of the identity vectors (:func:`facerecon.evaluation.identity.verification_auc`,
+    """Verification AUC of the identity vectors (:func:`facerecon.multi.identity.verification_auc`,
     as the LFW identity benchmark); None without both same-person and different-person pairs."""
     owner = np.asarray(people)
     if len(alphas) < 3 or len(set(people)) in (1, len(people)):
         return None
-    from facerecon.evaluation.identity import verification_auc
+    from facerecon.multi.identity import verification_auc
 
     return verification_auc(np.stack(alphas).astype(np.float64), owner)
 

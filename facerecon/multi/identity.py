@@ -1,5 +1,6 @@
 """Identity consistency of per-photo identity vectors (α): cosine similarity over all pairs of
-photos, same person against different — the LFW identity benchmark's and R-Net validation's measure."""
+photos, same person against different. The LFW identity benchmark and R-Net's validation both
+use it (it lives here, below training and evaluation, so that both can)."""
 
 from __future__ import annotations
 
