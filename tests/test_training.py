@@ -1,5 +1,6 @@
 """R-Net training: each objective learns, they mix by weight, checkpoints resume exactly (also
-after kill -9), DDP keeps the processes in step on disjoint data with one writer, TensorBoard gets
+after kill -9), DDP keeps the processes in step on disjoint data with one writer (also with K photos
+per person), TensorBoard gets
 its tags and validation sees held-out people only.
 
 Everything runs at 64 px with the ResNet-18 trunk on tiny in-memory data sets of synthetic faces
@@ -256,6 +257,51 @@ def test_ddp_keeps_two_processes_in_step_on_disjoint_data(tmp_path):
     saves = [(r["step"], r["rank"]) for r in records if r["event"] == "checkpoint"]
     assert saves == [(1, 0), (2, 0), (3, 0)]  # one writer
     assert sorted(p.name for p in run.iterdir()) == ["config.json", "last.pt", "tb", "train.jsonl"]
+
+
+DDP_PEOPLE_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from facerecon.facemodel import load_face_model
+from test_training import People, config, net
+from facerecon.training import Trainer
+from pathlib import Path
+model = load_face_model("fit")
+data = People(model, [p for p in range(6) for _ in (0, 1)] + [6, 7, 8, 9], seed=23)
+cfg = config(Path({tmp!r}), steps=2, batch_size=4, photos_per_person=2, identity_consistency=0.5,
+             self_supervised=0.0, checkpoint_every=1)
+trainer = Trainer(cfg, net(), data, None, None, model=model)
+trainer.train()
+torch.save({{"params": [p.detach().clone() for p in trainer.net.parameters()], "read": data.read,
+            "history": list(trainer.history)}}, Path({tmp!r}) / f"rank{{trainer.dist.rank}}.pt")
+trainer.close()
+"""
+
+
+def test_ddp_deals_the_k_per_person_batches_to_the_processes_in_turn(tmp_path):
+    """--photos-per-person under torchrun: the epoch's person batches (the same list on every
+    process) alternate between the two ranks, so a person's run stays in one process's batch, no
+    photo is read twice, and the weights stay equal."""
+    from facerecon.training.data import person_batches
+
+    script = tmp_path / "ddp_people.py"
+    script.write_text(DDP_PEOPLE_SCRIPT.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
+    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script)],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    for a, b in zip(r0["params"], r1["params"]):
+        assert torch.equal(a, b)
+    people = [p for p in range(6) for _ in (0, 1)] + [6, 7, 8, 9]
+    batches = person_batches(people, 4, 2, seed=TrainConfig().seed * 1_000_003)  # epoch 0: 4 batches
+    assert len(batches) == 4
+    # two steps: rank 0 reads batches 0 and 2, rank 1 batches 1 and 3 (each in its loader's order)
+    for read, mine in ((r0["read"], (0, 2)), (r1["read"], (1, 3))):
+        assert [sorted(read[:4]), sorted(read[4:])] == [sorted(batches[k]) for k in mine]
+    for batch in batches:  # a person's run of two is never split between the processes
+        persons = [people[i] for i in batch]
+        assert all(persons.count(p) == 2 for p in persons if p < 6), persons
+    assert any(h["identity/spread_mm"] > 0.0 for h in r0["history"] + r1["history"])
 
 
 def test_tensorboard_gets_scalars_per_term_and_the_image_grid(data, face_model, tmp_path):
