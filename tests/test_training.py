@@ -1,7 +1,6 @@
 """R-Net training: each objective learns, they mix by weight, checkpoints resume exactly (also
 after kill -9), DDP keeps the processes in step on disjoint data with one writer (also with K photos
-per person), TensorBoard gets
-its tags and validation sees held-out people only.
+per person), TensorBoard gets its tags and validation sees held-out people only.
 
 Everything runs at 64 px with the ResNet-18 trunk on tiny in-memory data sets of synthetic faces
 (items shaped as :class:`facerecon.data.shards.ShardDataset`'s), so the file stays fast on CPUs.
