@@ -462,7 +462,7 @@ class People(Faces):
         super().__init__(model, people, seed)
         from types import SimpleNamespace
 
-        self.records = [SimpleNamespace(person=p) for p in people]
+        self.records = [SimpleNamespace(person=p, key=f"s{seed}/{i}") for i, p in enumerate(people)]
 
 
 @pytest.fixture(scope="module")
@@ -535,3 +535,42 @@ def test_validation_reports_the_held_out_peoples_identity_auc(people_data, face_
         vec = trainer.net(torch.stack([val.items[i]["image"] for i in range(6)]))
     alpha = FaceParams.from_vector(vec, trainer.sizes).alpha.numpy()
     assert metrics["val/identity_auc"] == pytest.approx(identity_auc([5, 5, 6, 6, 7, 7], list(alpha)), abs=1e-6)
+
+
+# --- a many-photo teacher: each label's identity replaced by its person's mean ----------------
+def test_person_mean_labels_average_identity_and_albedo_only_within_a_person():
+    from facerecon.params import FaceParams
+    from facerecon.training.data import LabelTable
+
+    sizes = {"alpha": 2, "beta": 1, "delta": 2, "gamma": 9, "angles": 3, "trans": 3}
+    def label(a, b, d):
+        p = FaceParams.zeros(1, 2, 1, 2)
+        p.alpha[:] = torch.tensor(a); p.beta[:] = b; p.delta[:] = torch.tensor(d)
+        return p.to_vector()[0].numpy(), 0.1
+    labels = {"x1": label([1.0, 0.0], 0.5, [0.2, 0.0]), "x2": label([3.0, 2.0], -0.5, [0.0, 0.4]),
+              "y": label([7.0, 7.0], 0.25, [1.0, 1.0]), "z": label([5.0, 5.0], 0.0, [0.0, 0.0])}
+    table = LabelTable(labels, sizes)
+    assert table.average_identity({"x1": "X", "x2": "X", "y": "Y"}) == 2  # z: no person listed
+    got, found = table.lookup(["x1", "x2", "y", "z"])
+    assert found.tolist() == [1, 1, 1, 1]
+    assert got.alpha.tolist() == [[2.0, 1.0], [2.0, 1.0], [7.0, 7.0], [5.0, 5.0]]
+    assert got.delta.flatten().tolist() == pytest.approx([0.1, 0.2, 0.1, 0.2, 1.0, 1.0, 0.0, 0.0])
+    assert got.beta[:, 0].tolist() == [0.5, -0.5, 0.25, 0.0]  # expression stays each photo's
+
+
+def test_training_with_label_person_mean_distils_the_persons_mean(people_data, face_model, tmp_path):
+    cfg = config(tmp_path, self_supervised=0.0, distill=1.0, label_person_mean=True, steps=1)
+    trainer = Trainer(cfg, net(), people_data, None, people_data.labels, model=face_model)
+    keys = [item["key"] for item in people_data.items]
+    got, _ = trainer.labels.lookup(keys)
+    own = np.stack([people_data.labels[k][0] for k in keys])
+    from facerecon.params import FaceParams
+
+    own = FaceParams.from_vector(torch.as_tensor(own), trainer.sizes)
+    for i in range(0, 8, 2):  # photos 2i, 2i+1: one person
+        want = (own.alpha[i] + own.alpha[i + 1]) / 2
+        assert torch.allclose(got.alpha[i], want, atol=1e-5) and torch.allclose(got.alpha[i + 1], want, atol=1e-5)
+        assert torch.equal(got.angles[i], own.angles[i])
+    assert not torch.allclose(own.alpha[0], own.alpha[1])
+    with pytest.raises(ValueError, match="lists each photo's key and person"):
+        Trainer(cfg, net(), Faces(face_model, [0, 0], seed=3), None, people_data.labels, model=face_model)

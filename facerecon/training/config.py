@@ -88,6 +88,9 @@ class TrainConfig:
     10 as in the fitter (ICT's blendshapes are full expressions at 1.0)."""
     label: LabelWeights = field(default_factory=LabelWeights)
     """Geometry-loss weights of the distillation and synthetic objectives."""
+    label_person_mean: bool = False
+    """Distil each photo's identity (alpha) and albedo (delta) towards the mean of its person's
+    labelled photos instead of its own fit: a many-photo teacher (needs shards that list people)."""
     max_label_loss: Optional[float] = None
     """Ignore labels whose fit ended with a hybrid loss above this (None: use every label)."""
     region: str = "narrow"

@@ -64,6 +64,29 @@ def item_people(dataset: Any) -> list | None:
     return [r.person for r in records]
 
 
+def item_keys(dataset: Any) -> list[str] | None:
+    """The key of each item, in item order, when the dataset lists them cheaply (``records``
+    with a ``key``, as :class:`~facerecon.data.shards.ShardDataset`), else None."""
+    records = getattr(dataset, "records", None)
+    if records is None or not all(hasattr(r, "key") for r in records):
+        return None
+    return [r.key for r in records]
+
+
+def key_people(*datasets: Any) -> dict[str, Hashable]:
+    """{item key: person} over ``datasets`` (None entries skipped); ValueError when one of them
+    does not list its items' keys and people (what per-person label means need)."""
+    out: dict[str, Hashable] = {}
+    for data in datasets:
+        if data is None:
+            continue
+        keys, people = item_keys(data), item_people(data)
+        if keys is None or people is None:
+            raise ValueError("--label-person-mean needs a dataset that lists each photo's key and person (shards)")
+        out.update(zip(keys, people))
+    return out
+
+
 def person_batches(people: Sequence[Hashable], batch_size: int, group: int, seed: int) -> list[list[int]]:
     """One epoch of batches (item indices) in which a person's photos come ``group`` at a time, as
     DECA trains on K photos per person: every person's photos are shuffled and cut into runs of
@@ -123,6 +146,28 @@ class LabelTable:
     def __len__(self) -> int:
         return len(self.index)
 
+    def average_identity(self, person_of: Mapping[str, Hashable]) -> int:
+        """Replace every label's identity α and albedo δ by the mean over its person's labelled
+        photos (``person_of``: key → person; keys not in it keep their own), so that distillation
+        learns a person's identity from all of their photos rather than from one photo's fit (a
+        many-photo teacher). Expression, light and pose stay each photo's own. Returns how many
+        labels now share a person's mean (those of people with two or more labelled photos)."""
+        params = FaceParams.from_vector(self.table, self.sizes)
+        groups: dict[Hashable, list[int]] = {}
+        for key, row in self.index.items():
+            if key in person_of:
+                groups.setdefault(person_of[key], []).append(row)
+        shared = 0
+        for rows in groups.values():
+            if len(rows) < 2:
+                continue
+            shared += len(rows)
+            for name in ("alpha", "delta"):
+                t = getattr(params, name)
+                t[rows] = t[rows].mean(0, keepdim=True)
+        self.table = params.to_vector()
+        return shared
+
     def lookup(self, keys: list[str]) -> tuple[FaceParams, torch.Tensor]:
         """Labels of ``keys`` as FaceParams (B rows; the mean face where a key has no label) and
         (B,) a 1/0 mask of the keys that have one."""
@@ -157,5 +202,5 @@ def synthetic_batches(seed: int, start: int, batch_size: int, synth_config, mode
                             model=model, start=start)
 
 
-__all__ = ["LabelTable", "SYNTH_STREAM", "dataset_people", "fit_size", "item_people", "label_fit_config",
+__all__ = ["LabelTable", "SYNTH_STREAM", "dataset_people", "fit_size", "item_keys", "item_people", "key_people", "label_fit_config",
            "person_batches", "read_label_folder", "shard_datasets", "synthetic_batches"]

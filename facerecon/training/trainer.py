@@ -50,8 +50,8 @@ from facerecon.nets.rnet import RNet, load_checkpoint, save_checkpoint
 from facerecon.params import FaceParams
 from facerecon.render import Camera
 from facerecon.training.config import TrainConfig
-from facerecon.training.data import (SYNTH_STREAM, LabelTable, dataset_people, fit_size, item_people, person_batches,
-                                     synthetic_batches)
+from facerecon.training.data import (SYNTH_STREAM, LabelTable, dataset_people, fit_size, item_people, key_people,
+                                     person_batches, synthetic_batches)
 from facerecon.training.objectives import Objectives, masked_mean
 
 #: The hybrid-loss terms reported per objective and at validation.
@@ -258,6 +258,11 @@ class Trainer:
                             perceptual_box=cfg.perceptual_box)
         self.objectives = Objectives(ForwardModel(model, self.camera, contour=cfg.contour), hybrid, cfg.label)
         self.labels = (LabelTable(labels, self.sizes, cfg.max_label_loss, self.device) if labels else None)
+        if self.labels is not None and cfg.label_person_mean:
+            shared = self.labels.average_identity(key_people(train_data, val_data))
+            if self.dist.main and cfg.progress:
+                print(f"facerecon train: {shared} of {len(self.labels)} labels take their person's mean identity",
+                      flush=True)
 
         self.optimizer = torch.optim.AdamW(param_groups(self.net, cfg.weight_decay), lr=cfg.lr,
                                            betas=tuple(cfg.betas))
