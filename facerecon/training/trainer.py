@@ -260,7 +260,7 @@ class Trainer:
         self.labels = (LabelTable(labels, self.sizes, cfg.max_label_loss, self.device) if labels else None)
         if self.labels is not None and cfg.label_person_mean:
             shared = self.labels.average_identity(key_people(train_data, val_data))
-            if self.dist.main and cfg.progress:
+            if self.dist.main:
                 print(f"facerecon train: {shared} of {len(self.labels)} labels take their person's mean identity",
                       flush=True)
 
