@@ -239,13 +239,18 @@ trainer.close()
 """
 
 
-def test_ddp_keeps_two_processes_in_step_on_disjoint_data(tmp_path):
+def _torchrun_two(script_text: str, tmp_path: Path) -> tuple[dict, dict]:
+    """Run a training script under torchrun with 2 CPU processes (gloo); each saves rank{r}.pt."""
     script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
+    script.write_text(script_text.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
     done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script)],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    return tuple(torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+
+
+def test_ddp_keeps_two_processes_in_step_on_disjoint_data(tmp_path):
+    r0, r1 = _torchrun_two(DDP_SCRIPT, tmp_path)
     assert r0["world"] == r1["world"] == 2
     for a, b in zip(r0["params"], r1["params"]):
         assert torch.equal(a, b)
@@ -283,12 +288,7 @@ def test_ddp_deals_the_k_per_person_batches_to_the_processes_in_turn(tmp_path):
     photo is read twice, and the weights stay equal."""
     from facerecon.training.data import person_batches
 
-    script = tmp_path / "ddp_people.py"
-    script.write_text(DDP_PEOPLE_SCRIPT.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
-    done = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script)],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    r0, r1 = _torchrun_two(DDP_PEOPLE_SCRIPT, tmp_path)
     for a, b in zip(r0["params"], r1["params"]):
         assert torch.equal(a, b)
     people = [p for p in range(6) for _ in (0, 1)] + [6, 7, 8, 9]
