@@ -46,31 +46,29 @@ def label_fit_config(path: str | os.PathLike) -> dict[str, Any]:
     return dict(json.loads(file.read_text(encoding="utf-8")).get("fit_config") or {})
 
 
-def dataset_people(dataset: Any) -> set | None:
-    """The person labels of a dataset's items when it lists them cheaply (``records`` whose
-    entries have a ``person``, as :class:`~facerecon.data.shards.ShardDataset`), else None."""
+def _record_field(dataset: Any, name: str) -> list | None:
+    """Field ``name`` of each item's record, in item order, when the dataset lists its items
+    cheaply (``records`` that all have it, as :class:`~facerecon.data.shards.ShardDataset`), else None."""
     records = getattr(dataset, "records", None)
-    if records is None or not all(hasattr(r, "person") for r in records):
+    if records is None or not all(hasattr(r, name) for r in records):
         return None
-    return {r.person for r in records}
+    return [getattr(r, name) for r in records]
+
+
+def dataset_people(dataset: Any) -> set | None:
+    """The person labels of a dataset's items when it lists them cheaply, else None."""
+    people = _record_field(dataset, "person")
+    return None if people is None else set(people)
 
 
 def item_people(dataset: Any) -> list | None:
-    """The person label of each item, in item order, when the dataset lists them cheaply (as
-    :func:`dataset_people`), else None."""
-    records = getattr(dataset, "records", None)
-    if records is None or not all(hasattr(r, "person") for r in records):
-        return None
-    return [r.person for r in records]
+    """The person label of each item, in item order, when the dataset lists them cheaply, else None."""
+    return _record_field(dataset, "person")
 
 
 def item_keys(dataset: Any) -> list[str] | None:
-    """The key of each item, in item order, when the dataset lists them cheaply (``records``
-    with a ``key``, as :class:`~facerecon.data.shards.ShardDataset`), else None."""
-    records = getattr(dataset, "records", None)
-    if records is None or not all(hasattr(r, "key") for r in records):
-        return None
-    return [r.key for r in records]
+    """The key of each item, in item order, when the dataset lists them cheaply, else None."""
+    return _record_field(dataset, "key")
 
 
 def key_people(*datasets: Any) -> dict[str, Hashable]:
