@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -35,13 +36,31 @@ ENGINES = ("fit", "rnet", "rnet+fit", "rnet-prior")
 DEFAULT_ENGINE = "rnet-prior"
 
 
+#: The shipped R-Net (a file in ``facerecon/resources``, MODEL_CARD.md) each R-Net engine uses when
+#: given none. Engine "rnet" alone: stage J, distilled from the fitter's results in batches of a
+#: person's photos with an identity-consistency term — alone, closer to the real-skin scan and
+#: better at identity than stage G. The fitter's engines: stage G, the better centre for the
+#: fitter's prior (with J's prediction as the centre the fit ends further from the scan;
+#: BENCHMARKS.md, "Stages I′ and J" and "Two shipped networks").
+ENGINE_MODELS: dict[str, str] = {"rnet": "rnet_alone.pt", "rnet+fit": "rnet_default.pt", "rnet-prior": "rnet_default.pt"}
+
+
+def shipped_model(engine: str) -> tuple[Path | None, str]:
+    """The shipped R-Net ``engine`` uses when given none (None when this installation lacks it),
+    and the one-line reason to give when it is missing."""
+    from facerecon.nets.rnet import default_model_path, missing_model
+
+    if engine not in ENGINE_MODELS:
+        raise ValueError(f"engine {engine!r} uses no R-Net (R-Net engines: {', '.join(ENGINE_MODELS)})")
+    return default_model_path(ENGINE_MODELS[engine]), missing_model(ENGINE_MODELS[engine])
+
+
 def default_engine(rnet: object = None) -> tuple[str, str | None]:
     """The engine to use when none is named, and why it is not :data:`DEFAULT_ENGINE` (None when it
     is): with no ``rnet`` given, an installation without the shipped R-Net falls back to the plain fit."""
-    from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
-
-    if rnet is None and default_model_path() is None:
-        return "fit", f"engine {DEFAULT_ENGINE!r} needs an R-Net and {MISSING_DEFAULT}: using engine 'fit'"
+    path, missing = shipped_model(DEFAULT_ENGINE)
+    if rnet is None and path is None:
+        return "fit", f"engine {DEFAULT_ENGINE!r} needs an R-Net and {missing}: using engine 'fit'"
     return DEFAULT_ENGINE, None
 
 
@@ -253,11 +272,9 @@ class FaceReconstructor:
             raise ValueError("an R-Net was given, but engine 'fit' does not use it "
                              "(engine 'rnet', 'rnet+fit' or 'rnet-prior')")
         if engine != "fit" and rnet is None:
-            from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
-
-            rnet = default_model_path()
+            rnet, missing = shipped_model(engine)
             if rnet is None:
-                raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {MISSING_DEFAULT}")
+                raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {missing}")
         landmark_steps, steps = refine_split(refine)
         self.device = torch.device(device)
         self.joint_config = joint_config or config or engine_config(engine, joint=True)

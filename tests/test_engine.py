@@ -128,20 +128,31 @@ def test_engine_fit_refuses_a_network(fit_recon, checkpoints):
 
 def test_rnet_engines_default_to_the_shipped_model(fit_recon, checkpoints, monkeypatch):
     import facerecon.nets.rnet as rnet_module
+    from facerecon.pipeline import ENGINE_MODELS
 
     shipped = rnet_module.default_model_path()
     if shipped is not None:  # the package's own model loads and fits the fitter's layout
-        assert make(fit_recon, "rnet", None).rnet.config == load_checkpoint(shipped)[0].config
+        assert make(fit_recon, "rnet-prior", None).rnet.config == load_checkpoint(shipped)[0].config
         # with the perceptual term on, its FaceNet trunk is the fitter's FaceNet: one copy
-        recon = make(fit_recon, "rnet", None, config=replace(TINY, perceptual=True))
+        recon = make(fit_recon, "rnet-prior", None, config=replace(TINY, perceptual=True))
         if recon.rnet.config.trunk == "facenet":
             assert recon.rnet.trunk.facenet is recon._facenet.net
-    monkeypatch.setattr(rnet_module, "default_model_path", lambda: checkpoints["nudged"])
-    recon = make(fit_recon, "rnet", None)
-    assert torch.equal(recon.rnet.head.weight, load_checkpoint(checkpoints["nudged"])[0].head.weight)
-    monkeypatch.setattr(rnet_module, "default_model_path", lambda: None)
-    with pytest.raises(ValueError, match="rnet_default.pt is missing"):
+    alone = rnet_module.default_model_path(ENGINE_MODELS["rnet"])
+    if alone is not None:
+        assert make(fit_recon, "rnet", None).rnet.config == load_checkpoint(alone)[0].config
+    # engine "rnet" alone has a file of its own; the fitter's engines share the prior's
+    files = {"rnet_alone.pt": checkpoints["nudged"], "rnet_default.pt": checkpoints["untrained"]}
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda name="rnet_default.pt": files[name])
+    for engine, ckpt in [("rnet", "nudged"), ("rnet+fit", "untrained"), ("rnet-prior", "untrained")]:
+        recon = make(fit_recon, engine, None)
+        assert torch.equal(recon.rnet.head.bias, load_checkpoint(checkpoints[ckpt])[0].head.bias), engine
+    files["rnet_alone.pt"] = None  # an installation without engine "rnet"'s file says which is missing
+    with pytest.raises(ValueError, match="rnet_alone.pt is missing"):
         make(fit_recon, "rnet", None)
+    make(fit_recon, "rnet-prior", None)  # (the others' is still there)
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda name="rnet_default.pt": None)
+    with pytest.raises(ValueError, match="rnet_default.pt is missing"):
+        make(fit_recon, "rnet-prior", None)
 
 
 # --- engine "rnet" -----------------------------------------------------------------------------------
@@ -471,7 +482,7 @@ def test_without_the_shipped_model_the_default_is_the_plain_fit(tmp_path, photo,
     import facerecon.nets.rnet as rnet_module
     from facerecon.pipeline import FaceReconstructor
 
-    monkeypatch.setattr(rnet_module, "default_model_path", lambda: None)
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda name=None: None)
     out = tmp_path / "out"
     assert main(["reconstruct", str(photo), "-o", str(out), *FASTER]) == 0
     assert "using engine 'fit'" in capsys.readouterr().err
@@ -498,7 +509,7 @@ def test_without_the_shipped_model_the_default_is_the_plain_fit(tmp_path, photo,
 def test_cli_engine_errors_are_one_line(tmp_path, photo, checkpoints, capsys, extra, words, monkeypatch):
     import facerecon.nets.rnet as rnet_module
 
-    monkeypatch.setattr(rnet_module, "default_model_path", lambda: None)  # as an installation without it
+    monkeypatch.setattr(rnet_module, "default_model_path", lambda name=None: None)  # as an installation without it
     args = [a.format(tmp=tmp_path, ckpt=checkpoints["untrained"], bad=checkpoints["small_id"]) for a in extra]
     out = tmp_path / "out"
     if words is None:  # argparse refuses an unknown engine itself

@@ -104,11 +104,10 @@ def test_shipped_rnet_beats_the_mean_face_on_300w_test_sample():
     5.06 %, mean face 6.99 % (eyes; the previous model, 5.5 % on all 330 photos)."""
     from facerecon.fitting.engine import FitConfig
     from facerecon.imageio import NoFaceError
-    from facerecon.nets.rnet import default_model_path
-    from facerecon.pipeline import FaceReconstructor
+    from facerecon.pipeline import FaceReconstructor, shipped_model
 
-    if default_model_path() is None:
-        pytest.skip("this installation has no shipped R-Net")
+    if shipped_model("rnet")[0] is None:
+        pytest.skip("this installation has no shipped R-Net for engine 'rnet'")
     folder = need("faces", "300w", "test")
     pairs = labelled_images(folder)[::11][:30]
 

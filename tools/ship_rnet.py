@@ -3,6 +3,7 @@ its model card in the file, and print the card (MODEL_CARD.md says the same in w
 
     python tools/ship_rnet.py work/rnet/run1/last.pt --shards work/rnet/shards \\
         --labels labels/shared-faces [--out facerecon/resources/rnet_default.pt]
+    # engine "rnet" alone has its own file: --out facerecon/resources/rnet_alone.pt (MODEL_CARD.md)
 """
 
 from __future__ import annotations

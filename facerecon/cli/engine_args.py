@@ -10,7 +10,7 @@ from pathlib import Path
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 from facerecon.pipeline import (DEFAULT_ENGINE, DEFAULT_REFINE, ENGINE_FIT_DEFAULTS, ENGINES, default_engine,
-                                engine_config, engine_defaults_help)
+                                engine_config, engine_defaults_help, shipped_model)
 
 
 def add_engine_arguments(group: argparse._ActionsContainer) -> None:
@@ -49,11 +49,9 @@ def engine_options(args: argparse.Namespace) -> dict:
             raise UserError("--refine is only used with --engine rnet+fit")
         return {"engine": "fit"}
     if rnet is None:
-        from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
-
-        rnet = default_model_path()
+        rnet, missing = shipped_model(engine)
         if rnet is None:
-            raise UserError(f"--engine {engine} needs --rnet PATH: {MISSING_DEFAULT}")
+            raise UserError(f"--engine {engine} needs --rnet PATH: {missing}")
     if not rnet.is_file():
         raise UserError(f"--rnet {rnet}: no such file")
     if refine is not None and engine != "rnet+fit":

@@ -80,12 +80,12 @@ def _engine(args: argparse.Namespace, config: FitConfig) -> dict:
     import hashlib
 
     from facerecon.fitting.engine import rnet_prior
-    from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
-    from facerecon.pipeline import FaceReconstructor
+    from facerecon.pipeline import FaceReconstructor, shipped_model
 
-    rnet = args.rnet or default_model_path()
+    shipped, missing = shipped_model("rnet-prior")
+    rnet = args.rnet or shipped
     if rnet is None:
-        raise UserError(f"--engine rnet-prior needs --rnet PATH: {MISSING_DEFAULT}")
+        raise UserError(f"--engine rnet-prior needs --rnet PATH: {missing}")
     if not Path(rnet).is_file():
         raise UserError(f"--rnet {rnet}: no such file")
     recon = FaceReconstructor(device=args.device, config=config, engine="rnet-prior", rnet=rnet)

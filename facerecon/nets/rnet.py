@@ -275,15 +275,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 #: Default R-Net shipped with the package (see MODEL_CARD.md), a :func:`export_model` file.
 DEFAULT_MODEL = "rnet_default.pt"
-#: What an R-Net engine says when it is given no network and the shipped one is absent.
-MISSING_DEFAULT = f"the shipped model facerecon/resources/{DEFAULT_MODEL} is missing from this installation"
 
 
-def default_model_path() -> Path | None:
-    """The R-Net shipped inside the package (``facerecon/resources``), or None when absent."""
+def missing_model(name: str = DEFAULT_MODEL) -> str:
+    """What an R-Net engine says when it is given no network and the shipped ``name`` is absent."""
+    return f"the shipped model facerecon/resources/{name} is missing from this installation"
+
+
+def default_model_path(name: str = DEFAULT_MODEL) -> Path | None:
+    """An R-Net shipped inside the package (``facerecon/resources/NAME``), or None when absent."""
     from facerecon.assets import resource_path
 
-    path = resource_path(DEFAULT_MODEL)
+    path = resource_path(name)
     return path if path.is_file() else None
 
 
@@ -300,4 +303,4 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, card: di
 
 
 __all__ = ["RNetConfig", "RNet", "ResNetTrunk", "FaceNetTrunk", "TRUNKS", "save_checkpoint", "load_checkpoint",
-           "export_model", "default_model_path", "DEFAULT_MODEL", "MISSING_DEFAULT"]
+           "export_model", "default_model_path", "missing_model", "DEFAULT_MODEL"]

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facerecon.fitting.engine import FitConfig
-from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES, engine_config
+from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES, engine_config, shipped_model
 
 #: Columns of the rows between stages (every stage returns all of them).
 _COLUMNS = ("index", "path", "open", "folder", "error", "payload", "result")
@@ -73,11 +73,9 @@ def check_engine(engine: str, rnet: Any, refine: int, config: FitConfig) -> None
                              "(engine 'rnet', 'rnet+fit' or 'rnet-prior')")
         return
     if rnet is None:
-        from facerecon.nets.rnet import MISSING_DEFAULT, default_model_path
-
-        rnet = default_model_path()
+        rnet, missing = shipped_model(engine)
         if rnet is None:
-            raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {MISSING_DEFAULT}")
+            raise ValueError(f"engine {engine!r} needs an R-Net checkpoint (rnet=PATH): {missing}")
     refine_split(refine)
     trained: dict = {}
     if isinstance(rnet, RNet):
@@ -237,9 +235,7 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
         raise ValueError("cpus_per_worker must be above 0")
     check_engine(engine, rnet, refine, config)
     if engine != "fit" and rnet is None:  # the shipped model (check_engine found it): named in the report
-        from facerecon.nets.rnet import default_model_path
-
-        rnet = default_model_path()
+        rnet = shipped_model(engine)[0]
     paths = [os.fspath(p) for p in paths]
     names = list(names) if names is not None else default_names(paths)
     if len(names) != len(paths):
