@@ -20,7 +20,7 @@ from facerecon.facemodel import FaceModel, load_face_model
 from facerecon.fitting.engine import FitConfig, FitResult, Fitter, group_index, rnet_prior
 from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer
 from facerecon.imageio.load import ImageSource, describe_source
-from facerecon.nets.rnet import RNet
+from facerecon.nets.rnet import DEFAULT_MODEL, RNet
 from facerecon.params import FaceParams
 from facerecon.render import Camera
 
@@ -42,13 +42,13 @@ DEFAULT_ENGINE = "rnet-prior"
 #: better at identity than stage G. The fitter's engines: stage G, the better centre for the
 #: fitter's prior (with J's prediction as the centre the fit ends further from the scan;
 #: BENCHMARKS.md, "Stages I′ and J" and "Two shipped networks").
-ENGINE_MODELS: dict[str, str] = {"rnet": "rnet_alone.pt", "rnet+fit": "rnet_default.pt", "rnet-prior": "rnet_default.pt"}
+ENGINE_MODELS: dict[str, str] = {"rnet": "rnet_alone.pt", "rnet+fit": DEFAULT_MODEL, "rnet-prior": DEFAULT_MODEL}
 
 
 def shipped_model(engine: str) -> tuple[Path | None, str]:
     """The shipped R-Net ``engine`` uses when given none (None when this installation lacks it),
     and the one-line reason to give when it is missing."""
-    from facerecon.nets.rnet import default_model_path, missing_model
+    from facerecon.nets.rnet import default_model_path, missing_model  # looked up per call
 
     if engine not in ENGINE_MODELS:
         raise ValueError(f"engine {engine!r} uses no R-Net (R-Net engines: {', '.join(ENGINE_MODELS)})")
