@@ -574,3 +574,38 @@ def test_training_with_label_person_mean_distils_the_persons_mean(people_data, f
     assert not torch.allclose(own.alpha[0], own.alpha[1])
     with pytest.raises(ValueError, match="lists each photo's key and person"):
         Trainer(cfg, net(), Faces(face_model, [0, 0], seed=3), None, people_data.labels, model=face_model)
+
+
+def test_the_distillation_identity_term_is_the_coefficient_distance(face_model):
+    """``LabelWeights.identity``: ‖α − α_label‖ per photo, whatever the pose; 0 for other
+    coefficients; only when the target is given as coefficients."""
+    from facerecon.forward import ForwardModel
+    from facerecon.params import FaceParams
+    from facerecon.training.config import LabelWeights
+    from facerecon.training.objectives import label_loss, vertex_subset
+
+    forward = ForwardModel(face_model)
+    base = FaceParams.zeros(2, face_model.n_id, face_model.n_exp, face_model.n_tex)
+    base.trans[:, 2] = -1000.0
+    other = base.map(lambda t: t.clone())
+    other.alpha[0, 3] = 3.0
+    other.alpha[0, 7] = -4.0            # distance 5 (a 3-4-5 triangle)
+    other.angles[1, 1] = 0.3            # photo 1: pose and albedo only
+    other.delta[1, 0] = 2.0
+    ids = vertex_subset(face_model.n_vertices, 300)
+    only_identity = LabelWeights(vertices=0.0, shape=0.0, landmarks=0.0, color=0.0, identity=2.0)
+    with torch.no_grad():
+        a, b = forward(other, render=False), forward(base, render=False)
+        got = label_loss(a, b, face_model.landmark_idx, ids, only_identity, (other.alpha, base.alpha))
+        without = label_loss(a, b, face_model.landmark_idx, ids, only_identity)
+    assert got.identity.tolist() == pytest.approx([5.0, 0.0], abs=1e-3)
+    assert got.total.tolist() == pytest.approx([10.0, 0.0], abs=2e-3)
+    assert without.identity.tolist() == [0.0, 0.0] and without.total.tolist() == [0.0, 0.0]
+    # the trainer's path: labels come as coefficients, so the term is on
+    from facerecon.losses import HybridLoss, LossWeights
+    from facerecon.training.objectives import Objectives
+
+    obj = Objectives(forward, HybridLoss(LossWeights(), torch.ones(face_model.n_vertices, dtype=torch.bool)),
+                     only_identity)
+    with torch.no_grad():
+        assert obj.geometry(other, base).total.tolist() == pytest.approx([10.0, 0.0], abs=2e-3)

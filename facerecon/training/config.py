@@ -17,8 +17,8 @@ from facerecon.nets.rnet import RNetConfig
 @dataclass
 class LabelWeights:
     """Weights of the geometry loss against known parameters (a fitter's labels, or synthetic
-    truth): both faces are posed and projected by the same forward model and compared there,
-    never coefficient by coefficient (coefficients trade off against each other)."""
+    truth): both faces are posed and projected by the same forward model and compared there
+    (coefficients trade off against each other), the identity term aside."""
 
     vertices: float = 1.0
     """Mean distance between posed (camera-space) vertices, per mm."""
@@ -30,6 +30,10 @@ class LabelWeights:
     """Mean distance between the 68 projected landmarks, per pixel of the crop."""
     color: float = 2.0
     """Mean absolute difference of shaded vertex colours (albedo × light, RGB in [0,1])."""
+    identity: float = 0.0
+    """Distance between the identity coefficients (‖α − α_label‖, in the model's standard
+    deviations): the metric of the fitter's identity prior, for a network whose prediction
+    centres that prior (engine rnet-prior) rather than being the answer itself."""
     vertex_count: int = 2000
     """Vertices compared (an even subsample of the face model's; 0 = all)."""
 

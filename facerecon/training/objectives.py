@@ -41,6 +41,8 @@ class LabelTerms:
     """Mean distance of the 68 projected (fixed-vertex) landmarks, pixels."""
     color: torch.Tensor
     """Mean absolute difference of shaded vertex colours."""
+    identity: torch.Tensor
+    """Distance of the identity coefficients α (model standard deviations); 0 without them."""
 
 
 def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -56,17 +58,20 @@ def vertex_subset(n_vertices: int, count: int, device=None) -> torch.Tensor:
 
 
 def label_loss(pred: ForwardOutput, target: ForwardOutput, landmark_idx: torch.Tensor, vertex_ids: torch.Tensor,
-               weights: LabelWeights) -> LabelTerms:
+               weights: LabelWeights, identity: tuple[torch.Tensor, torch.Tensor] | None = None) -> LabelTerms:
     """Geometry loss per image (B,) between two forward passes of the same model and camera:
     posed vertices ``vertex_ids`` (mm), the same vertices unposed (the face's shape, mm: free of
     the depth and pose a photo pins down only loosely), the 68 landmark vertices
-    ``landmark_idx`` projected (pixels) and shaded colours of ``vertex_ids``."""
+    ``landmark_idx`` projected (pixels) and shaded colours of ``vertex_ids``; with ``identity``
+    (predicted α, label α), each (B,80), also the distance between them."""
     verts = _distance(pred.verts_cam[:, vertex_ids], target.verts_cam[:, vertex_ids]).mean(-1)
     shape = _distance(pred.verts[:, vertex_ids], target.verts[:, vertex_ids]).mean(-1)
     lmk = _distance(pred.xy[:, landmark_idx], target.xy[:, landmark_idx]).mean(-1)
     color = (pred.colors[:, vertex_ids] - target.colors[:, vertex_ids]).abs().mean((1, 2))
-    total = weights.vertices * verts + weights.shape * shape + weights.landmarks * lmk + weights.color * color
-    return LabelTerms(total, verts, shape, lmk, color)
+    ident = _distance(*identity) if identity is not None else torch.zeros_like(verts)
+    total = (weights.vertices * verts + weights.shape * shape + weights.landmarks * lmk + weights.color * color
+             + weights.identity * ident)
+    return LabelTerms(total, verts, shape, lmk, color, ident)
 
 
 def identity_spread(shapes: torch.Tensor, person: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +122,11 @@ class Objectives:
         the caller has it) against known parameters ``target`` (or their forward pass)."""
         if out is None:
             out = self.forward(params, render=False)
+        identity = None
         if isinstance(target, FaceParams):
+            identity = (params.alpha, target.alpha.to(params.alpha.device))
             target = self.target(target)
-        return label_loss(out, target, self.landmark_idx, self.vertex_ids, self.label_weights)
+        return label_loss(out, target, self.landmark_idx, self.vertex_ids, self.label_weights, identity)
 
 
 def masked_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -57,7 +57,7 @@ from facerecon.training.objectives import Objectives, masked_mean
 #: The hybrid-loss terms reported per objective and at validation.
 HYBRID_TERMS = ("total", "photo", "landmark", "perceptual", "coef", "texture")
 #: The geometry-loss terms (distillation, synthetic).
-LABEL_TERMS = ("total", "vertices", "shape", "landmarks", "color")
+LABEL_TERMS = ("total", "vertices", "shape", "landmarks", "color", "identity")
 
 
 # --- processes ----------------------------------------------------------------------------------
