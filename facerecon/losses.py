@@ -176,32 +176,24 @@ class HybridLoss:
         return coef_loss(params.alpha - prior.alpha, params.beta - prior.beta, params.delta - prior.delta,
                          w.coef_id, w.coef_exp, w.coef_tex)
 
-    def _omega(self, device, point_weights: torch.Tensor | None) -> torch.Tensor:
-        """ω (68,), or ω times per-photo point weights (B,68)."""
-        omega = self.omega.to(device)
-        return omega if point_weights is None else omega * point_weights.to(device)
-
     def landmarks_only(self, predicted: torch.Tensor, landmarks: torch.Tensor, params: "FaceParams",
-                       prior: "FaceParams | None" = None, point_weights: torch.Tensor | None = None) -> torch.Tensor:
+                       prior: "FaceParams | None" = None) -> torch.Tensor:
         """Landmark + coefficient terms only (B,), weighted: the loss of a landmark-only stage
-        (``prior``: the coefficient prior's centre, see :meth:`coef`; ``point_weights`` (B,68):
-        each photo's trust in its own points, multiplying ω)."""
+        (``prior``: the coefficient prior's centre, see :meth:`coef`)."""
         w = self.weights
-        omega = self._omega(predicted.device, point_weights)
+        omega = self.omega.to(predicted.device)
         return w.landmark * landmark_loss(predicted, landmarks, omega) + w.coef * self.coef(params, prior)
 
     def __call__(self, out: "ForwardOutput", params: "FaceParams", images: torch.Tensor, landmarks: torch.Tensor,
                  attention: torch.Tensor | None = None, *, perceptual: bool = True,
-                 target_embedding: torch.Tensor | None = None, prior: "FaceParams | None" = None,
-                 point_weights: torch.Tensor | None = None) -> LossTerms:
+                 target_embedding: torch.Tensor | None = None, prior: "FaceParams | None" = None) -> LossTerms:
         """All terms for a rendered forward pass ``out`` of ``params`` (rendered over black, the
         forward model's default) against photos (B,3,H,W) in [0,1], their landmarks (B,68,2)
         pixels and skin attention (B,1,H,W).
 
         ``perceptual=False`` skips FaceNet this time (it counts 0); ``target_embedding`` (B,D)
         is the photos' embedding when the caller keeps it across steps (else computed here);
-        ``prior`` centres the coefficient prior (see :meth:`coef`; None: at 0, the paper's);
-        ``point_weights`` (B,68) multiply ω per photo (None: 1).
+        ``prior`` centres the coefficient prior (see :meth:`coef`; None: at 0, the paper's).
         """
         per = None
         # the render over the photo (the image is rendered over black, so premultiplied by the
@@ -218,6 +210,6 @@ class HybridLoss:
                  if self.weights.photo > 0 or per is not None else landmarks.new_zeros(landmarks.shape[0]))
         return hybrid_loss(
             self.weights, photo=photo,
-            landmark=landmark_loss(out.landmarks, landmarks, self._omega(landmarks.device, point_weights)), perceptual=per,
+            landmark=landmark_loss(out.landmarks, landmarks, self.omega.to(landmarks.device)), perceptual=per,
             coef=self.coef(params, prior), texture=texture_loss(out.albedo, self.skin_mask),
         )

@@ -234,15 +234,6 @@ def crop_tensors(faces: Sequence[PreparedFace]) -> tuple[torch.Tensor, torch.Ten
     return crops, lmk, att
 
 
-def landmark_spreads(faces: Sequence[PreparedFace]) -> torch.Tensor | None:
-    """Each face's landmark spread over the detector's jittered predictions (B,68), crop pixels;
-    0 (full trust) for a face without one, None when no face has one."""
-    if all(p.landmark_spread is None for p in faces):
-        return None
-    return torch.stack([torch.zeros(68) if p.landmark_spread is None
-                        else torch.from_numpy(np.asarray(p.landmark_spread, np.float32)) for p in faces])
-
-
 class FaceReconstructor:
     """Photos -> fitted 3D faces. Holds the detector, skin model, face model and FaceNet.
 
@@ -375,13 +366,11 @@ class FaceReconstructor:
         return FitResult(params=params, losses=terms, landmarks_2d=lm2d, history=[terms.as_dict()])
 
     def _run_engine(self, crops: torch.Tensor, lmk: torch.Tensor, att: torch.Tensor, init: FaceParams | None,
-                    groups: Sequence | None, progress: Callable | None, fitter: Fitter,
-                    spread: torch.Tensor | None = None) -> FitResult:
+                    groups: Sequence | None, progress: Callable | None, fitter: Fitter) -> FitResult:
         """One batch through the engine. ``init`` given: ``fitter`` from ``init``, whatever the engine
-        (the joint multi-photo fit relies on this) — with engine "rnet-prior" under its prior.
-        ``spread``: the landmarks' spreads (:func:`landmark_spreads`) for the fitter's trust."""
+        (the joint multi-photo fit relies on this) — with engine "rnet-prior" under its prior."""
         if self.engine == "fit" or (init is not None and self.engine != "rnet-prior"):
-            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, landmark_spread=spread)
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
         predicted = self.predict(crops, lmk)
         index = group_index(groups, predicted.batch, self.device)
         if index is not None:  # photos of one person share α and δ: the mean of their predictions
@@ -396,11 +385,9 @@ class FaceReconstructor:
                 progress(1, 1)
             return result
         if self.engine == "rnet-prior":
-            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=rnet_prior(predicted),
-                              landmark_spread=spread)
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=rnet_prior(predicted))
         assert self._refiner is not None
-        return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress,
-                                 landmark_spread=spread)
+        return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress)
 
     def face_model(self, region: str) -> FaceModel:
         """The face model over another ``region`` (e.g. "head" for export) with the same albedo
@@ -427,9 +414,8 @@ class FaceReconstructor:
         between equal labels."""
         if not items:
             return []
-        faces = [p for _, p in items]
-        crops, lmk, att = crop_tensors(faces)
-        result = self._run_engine(crops, lmk, att, init, groups, progress, fitter or self.fitter, landmark_spreads(faces))
+        crops, lmk, att = crop_tensors([p for _, p in items])
+        result = self._run_engine(crops, lmk, att, init, groups, progress, fitter or self.fitter)
         params = result.params.map(lambda t: t.cpu())
         out = []
         for i, (photo, prep) in enumerate(items):

@@ -117,18 +117,3 @@ def test_cli_bench_input_survives_bad_files(tmp_path, photo, capsys):
     assert f"{tmp_path / 'empty.jpg'}: empty file" in out
     row = next(line for line in out.splitlines() if line.startswith(tmp_path.name))
     assert "50.0%" in row  # 2 loaded photos, 1 with a face
-
-
-def test_landmark_spread_is_carried_into_crop_pixels(preparer, photo):
-    """The detector's per-point spread (photo pixels) comes out in crop pixels: scaled as the
-    distance between two landmarks is from the photo to the crop."""
-    from facerecon.imageio.load import load_image
-
-    rgb = load_image(photo)
-    face = preparer.detector.detect(rgb)[0]
-    f = preparer.prepare_loaded(rgb)[0]
-    ratio = np.linalg.norm(f.landmarks_crop[36] - f.landmarks_crop[45]) / np.linalg.norm(
-        f.landmarks_photo[36] - f.landmarks_photo[45])
-    assert f.landmark_spread.shape == (68,) and f.landmark_spread.dtype == np.float32
-    assert np.allclose(f.landmark_spread, face.spread * ratio, rtol=1e-4)
-    assert face.spread.max() > 0

@@ -283,21 +283,3 @@ def test_hybrid_loss_blurs_photo_and_render_alike_before_facenet():
     torch.testing.assert_close(seen[0], gaussian_blur(photo, 1.5))
     torch.testing.assert_close(seen[1], gaussian_blur(composite, 1.5))
     assert not torch.allclose(seen[1], composite)
-
-
-def test_point_weights_multiply_omega_per_photo():
-    """HybridLoss.landmarks_only with per-photo point weights: ω_n × w_bn on each squared distance."""
-    from facerecon.losses import HybridLoss, LossWeights
-    from facerecon.params import FaceParams
-
-    target = torch.zeros(2, 68, 2)
-    pred = target.clone()
-    pred[:, 40] += torch.tensor([3.0, 4.0])   # an eye point, ω 1: 25 px²
-    pred[:, 30] += torch.tensor([0.0, 1.0])   # nose, ω 20: 1 px² -> 20
-    weights = torch.ones(2, 68)
-    weights[1, 40] = 0.2                      # photo 1 trusts its eye point less: 5
-    loss = HybridLoss(LossWeights(landmark=1.0, coef=0.0), torch.ones(10, dtype=torch.bool))
-    got = loss.landmarks_only(pred, target, FaceParams.zeros(2), point_weights=weights)
-    torch.testing.assert_close(got, torch.tensor([45.0 / 68, 25.0 / 68]), atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(loss.landmarks_only(pred, target, FaceParams.zeros(2)), torch.tensor([45.0 / 68] * 2),
-                               atol=1e-4, rtol=1e-5)

@@ -92,11 +92,6 @@ class FitConfig:
     jaw_weight: float = 0.3
     """Landmark weight ω of the jaw contour points (nose/mouth: 20, others: 1); below 1 because
     detectors place the contour loosely (measured better on the Lee Perry-Smith views)."""
-    landmark_spread: float = 0.0
-    """Trust each detected landmark by its spread over the detector's jittered predictions (crop
-    pixels): weight 1/(1+(s/τ)²), τ this value, scaled to mean 1 over a photo's 68 points, so
-    that points the detector is unsure of (under glasses, hair, hands) pull less and the others
-    more (0: every point as detected; photos without spreads are unaffected)."""
     antialias: bool = False
     """Blend the render across silhouette edges (facerecon.render.antialias), so that the
     photometric and FaceNet terms change continuously as the face moves; without it a pixel
@@ -299,22 +294,11 @@ class Fitter:
         return params
 
     # --- stage 1 ------------------------------------------------------------------------------
-    def point_weights(self, spread: torch.Tensor | None) -> torch.Tensor | None:
-        """Per-point landmark trust (B,68) from the detector's spread (B,68) in crop pixels
-        (``config.landmark_spread``), mean 1 per photo; None when off or no spread is given."""
-        tau = float(self.config.landmark_spread)
-        if spread is None or tau <= 0:
-            return None
-        w = 1.0 / (1.0 + (spread.to(self.device).float() / tau) ** 2)
-        return w / w.mean(-1, keepdim=True)
-
     def landmark_stage(self, params: FaceParams, landmarks: torch.Tensor, groups=None,
-                       progress: Progress | None = None, prior: FaceParams | None = None,
-                       point_weights: torch.Tensor | None = None) -> FaceParams:
+                       progress: Progress | None = None, prior: FaceParams | None = None) -> FaceParams:
         """Pose, expression (and identity, with ``landmark_identity``) from the landmarks alone,
         starting from ``params``; ``config.landmark_steps`` Adam steps. ``prior``: per-photo
-        coefficients the prior is centred on (None: 0); ``point_weights`` (B,68): trust in each
-        landmark (:meth:`point_weights`). Returns detached params."""
+        coefficients the prior is centred on (None: 0). Returns detached params."""
         cfg, dev = self.config, self.device
         landmarks = landmarks.to(dev).float()
         x = _Unknowns(params, group_index(groups, params.batch, dev), dev)
@@ -328,7 +312,7 @@ class Fitter:
         for step in range(cfg.landmark_steps):
             p = x.params()
             lm, ids = self.forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
-            loss = self.loss.landmarks_only(lm, landmarks, p, prior, point_weights).sum()
+            loss = self.loss.landmarks_only(lm, landmarks, p, prior).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -340,14 +324,14 @@ class Fitter:
     # --- stage 2 ------------------------------------------------------------------------------
     def full_stage(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
                    attention: torch.Tensor | None = None, groups=None, progress: Progress | None = None,
-                   prior: FaceParams | None = None, point_weights: torch.Tensor | None = None) -> FitResult:
+                   prior: FaceParams | None = None) -> FitResult:
         """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
         Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
         ``contour_every``-th; then ``config.settle_steps`` settling steps (contour kept, FaceNet
         every step, rates falling to 0); with ``config.average_steps`` the mean of the unknowns over
         that many last steps is returned. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
         pixels, attention (B,1,224,224); ``prior``: per-photo coefficients the prior is centred on
-        (None: 0); ``point_weights`` (B,68): trust in each landmark (:meth:`point_weights`)."""
+        (None: 0)."""
         cfg, dev = self.config, self.device
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
@@ -380,7 +364,7 @@ class Fitter:
                 ids = out.landmark_ids
                 terms = self.loss(out, p, images, landmarks, attention,
                                   perceptual=use_per and (final or settling or step % cfg.perceptual_every == 0),
-                                  target_embedding=target_emb, prior=prior, point_weights=point_weights)
+                                  target_embedding=target_emb, prior=prior)
             history.append(terms.as_dict())
             if final:
                 break
@@ -399,18 +383,15 @@ class Fitter:
     # --- all stages -----------------------------------------------------------------------------
     def fit(self, images: torch.Tensor, landmarks: torch.Tensor, attention: torch.Tensor | None = None,
             init: FaceParams | None = None, groups=None, progress: Progress | None = None,
-            prior: FaceParams | None = None, landmark_spread: torch.Tensor | None = None) -> FitResult:
+            prior: FaceParams | None = None) -> FitResult:
         """Fit (B,3,224,224) crops in [0,1] with their (B,68,2) landmarks (crop pixels) and skin
         attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
         ``groups`` (B labels) makes photos with the same label share identity and albedo.
         ``prior`` (per-photo coefficients, e.g. a regressor's prediction) centres the Gaussian
         prior on α, β, δ there instead of at the model's mean (the paper's); with
         ``config.start_at_prior`` (and no ``init``) the fit also starts there (α, δ, γ).
-        ``landmark_spread`` (B,68): each landmark's spread over the detector's jittered predictions,
-        crop pixels (:attr:`FitConfig.landmark_spread` turns it into trust).
         ``progress(step, total)`` is called after each step of both stages."""
         cfg = self.config
-        weights = self.point_weights(landmark_spread)
         landmarks = landmarks.to(self.device).float()
         total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
         params = init if init is not None else self.init_pose(landmarks)
@@ -419,10 +400,9 @@ class Fitter:
             params = FaceParams(centre.alpha.clone(), params.beta, centre.delta.clone(), centre.gamma.clone(),
                                 params.angles, params.trans)
         params = self.landmark_stage(params, landmarks, groups,
-                                     progress and (lambda done, _: progress(done, total)), prior, weights)
+                                     progress and (lambda done, _: progress(done, total)), prior)
         return self.full_stage(params, images, landmarks, attention, groups,
-                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior,
-                               weights)
+                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior)
 
 
 __all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose", "rnet_prior"]

@@ -43,9 +43,6 @@ class PreparedFace:
     box: tuple[float, float, float, float]  #: detector box (x0, y0, x1, y1), photo pixels
     score: float  #: detector score (HOG margin, or the CNN's confidence where ``detector == "cnn"``)
     detector: str = "hog"  #: which dlib detector found the face: ``"hog"`` or ``"cnn"``
-    #: (68,) float32 each landmark's spread over the detector's jittered predictions, crop pixels
-    #: (:meth:`FaceDetector.landmarks_and_spread`); None when unknown (landmarks given, no jitter)
-    landmark_spread: np.ndarray | None = None
 
     def to_photo(self, points: np.ndarray) -> np.ndarray:
         """Map crop-pixel points (..., 2) to photo pixels."""
@@ -103,8 +100,6 @@ class Preparer:
                 box=face.box,
                 score=face.score,
                 detector=face.detector,
-                landmark_spread=None if face.spread is None else
-                (face.spread * float(np.sqrt(abs(np.linalg.det(aligned.M[:, :2]))))).astype(np.float32),
             ))
         return out
 

@@ -52,10 +52,6 @@ class DetectedFace:
     landmarks: np.ndarray  #: (68, 2) float32 iBUG landmarks, pixels
     upsample: int = 0  #: upsampling level at which the face was found
     detector: str = "hog"  #: which detector found the box: ``"hog"`` or ``"cnn"``
-    #: (68,) float32 spread of each point over the jittered predictions (mean distance to the
-    #: median, pixels): large where the shape predictor is unsure (glasses, hair, hands); None
-    #: without jitter
-    spread: np.ndarray | None = None
 
     @property
     def area(self) -> float:
@@ -244,17 +240,12 @@ class FaceDetector:
                       ) -> tuple[tuple[float, float, float, float], np.ndarray]:
         """Landmarks for a CNN detector box: predicted in the matching HOG-style box, then re-boxed
         from them :data:`REBOX_ROUNDS` times. Returns ``(final box, (68, 2) landmarks)``, pixels."""
-        hog_box, lm, _ = self._cnn_landmarks(image, box)
-        return hog_box, lm
-
-    def _cnn_landmarks(self, image: np.ndarray, box: Sequence[float]):
-        """:meth:`cnn_landmarks` with the last prediction's spread (:meth:`landmarks_and_spread`)."""
         hog_box = hog_box_from_cnn(box)
-        lm, spread = self.landmarks_and_spread(image, hog_box)
+        lm = self.landmarks(image, hog_box)
         for _ in range(REBOX_ROUNDS):
             hog_box = box_from_landmarks(lm)
-            lm, spread = self.landmarks_and_spread(image, hog_box)
-        return hog_box, lm, spread
+            lm = self.landmarks(image, hog_box)
+        return hog_box, lm
 
     def find_faces(self, image: np.ndarray) -> list[DetectedFace]:
         """Every face in an (H, W, 3) uint8 RGB photo, in :meth:`detect`'s order, with landmarks;
@@ -269,50 +260,33 @@ class FaceDetector:
         they map to, so that sizes compare)."""
         boxes, tried = self._search(image)
         if not self.cnn_fallback or any(score >= self.confident for _, score, _ in boxes):
-            return [self._hog_face(image, b, s, level) for b, s, level in boxes], tried, False
+            return [DetectedFace(b, s, self.landmarks(image, b), level) for b, s, level in boxes], tried, False
         cnn = self.find_cnn_boxes(image)
         if not cnn:
-            return [self._hog_face(image, b, s, level) for b, s, level in boxes], tried, True
+            return [DetectedFace(b, s, self.landmarks(image, b), level) for b, s, level in boxes], tried, True
         kept = [(b, s, level) for b, s, level in boxes if any(iou(b, c) >= CONFIRM_IOU for c, _ in cnn)]
-        faces = [self._hog_face(image, b, s, level) for b, s, level in kept]
+        faces = [DetectedFace(b, s, self.landmarks(image, b), level) for b, s, level in kept]
         extra = []
         for c, conf in cnn:
             if not any(iou(b, c) >= CONFIRM_IOU for b, _, _ in kept):
-                _, lm, spread = self._cnn_landmarks(image, c)
-                extra.append(DetectedFace(hog_box_from_cnn(c), conf, lm, 0, "cnn", spread))
+                extra.append(DetectedFace(hog_box_from_cnn(c), conf, self.cnn_landmarks(image, c)[1], 0, "cnn"))
         extra.sort(key=lambda f: f.area, reverse=True)
         return faces + extra, tried, True
-
-    def _hog_face(self, image: np.ndarray, box, score: float, level: int) -> DetectedFace:
-        """A HOG box's face with its landmarks and their spread."""
-        lm, spread = self.landmarks_and_spread(image, box)
-        return DetectedFace(box, score, lm, level, "hog", spread)
 
     def landmarks(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """The 68 iBUG landmarks (68, 2) float32, photo pixels, for a face box (x0, y0, x1, y1): the
         per-point median over the jittered boxes (see the class), or one prediction with no jitter."""
-        return self.landmarks_and_spread(image, box)[0]
-
-    def landmarks_and_spread(self, image: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`landmarks` and each point's spread over the jittered boxes, (68,) float32 pixels:
-        the mean distance of its 27 predictions to their median (None with no jitter; the
-        predictor's points are whole pixels, so a mean rather than a median). On the first 40
-        300-W test photos with drawn glasses it ranks a photo's points by their error (Spearman
-        0.53; 0.33 without glasses), so that the fit can trust unsure points less."""
         image = np.ascontiguousarray(image)
         j = self.landmark_jitter
         if j <= 0:
-            return self._predict(image, box), None
+            return self._predict(image, box)
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         runs = [self._predict(image, (cx + dx * w - s * w / 2, cy + dy * w - s * h / 2,
                                       cx + dx * w + s * w / 2, cy + dy * w + s * h / 2))
                 for dx in (-j, 0.0, j) for dy in (-j, 0.0, j) for s in (1 - j, 1.0, 1 + j)]
-        runs = np.stack(runs)
-        median = np.median(runs, axis=0)
-        spread = np.linalg.norm(runs - median, axis=-1).mean(axis=0)
-        return median.astype(np.float32), spread.astype(np.float32)
+        return np.median(np.stack(runs), axis=0).astype(np.float32)
 
     def _predict(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """One run of the shape predictor in ``box`` (rounded to whole pixels): (68, 2) float32."""
