@@ -76,10 +76,11 @@ def scene(face, samples_dir: Path, textures: int):
 
 
 def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], seed: int, transfer, scan_lmk: np.ndarray,
-                      backgrounds: PhotoBackgrounds):
+                      backgrounds: PhotoBackgrounds, occluders: bool = True):
     """Every render of the benchmark, texture by texture: ``(k, sample, occluder, view, photo,
     scan landmarks in the photo)``. Texture k of ``len(pick)`` paints ``samples[pick[k]]``, lit by
-    the next sample's SH light; the last two wear a fringe and glasses."""
+    the next sample's SH light; the last two wear a fringe and glasses (unless ``occluders`` is
+    False: the same renders bare, to tell what the occluders cost)."""
     textures = len(pick)
     for k, i in enumerate(pick):
         smp = samples[i]
@@ -87,7 +88,7 @@ def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], s
         sizes = FaceParams.zeros(1).sizes()
         gamma = FaceParams.from_vector(torch.tensor(light[None]), sizes).gamma[0].numpy()
         albedo = paint_scan(transfer, smp["albedo"], smp["skin"])
-        occluder = {textures - 2: "fringe", textures - 1: "glasses"}.get(k, "none")
+        occluder = {textures - 2: "fringe", textures - 1: "glasses"}.get(k, "none") if occluders else "none"
         for view in views:
             rng = np.random.default_rng([seed, k, list(VIEWS).index(view)])
             bg, _ = backgrounds.sample(rng, 512)
@@ -106,6 +107,8 @@ def main() -> None:
     ap.add_argument("--json", help="write every row and the summary here")
     ap.add_argument("--save-renders", type=Path, help="write the renders here (PNG, for looking at)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-occluders", action="store_true",
+                    help="render the fringe and glasses textures bare (a diagnostic: what the occluders cost)")
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
     add_engine_arguments(ap.add_argument_group("engine"))
@@ -135,7 +138,8 @@ def main() -> None:
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
     for k, smp, occluder, view, photo, lm_true in real_skin_renders(samples, pick, args.views, args.seed, transfer,
-                                                                     scan_lmk, backgrounds):
+                                                                     scan_lmk, backgrounds,
+                                                                     occluders=not args.no_occluders):
         if args.save_renders:
             import cv2
 

@@ -142,14 +142,17 @@ class HybridLoss:
     ``facenet`` an embedding network with ``embed(images, box)`` (None: no perceptual term);
     ``omega`` the landmark weights ω (68,) (default: :func:`landmark_weights`); ``perceptual_box``
     the crop (fractions x0, y0, x1, y1) of the image given to FaceNet; ``perceptual_blur`` the
-    standard deviation (pixels) of a Gaussian blur of both images before FaceNet (0: none).
+    standard deviation (pixels) of a Gaussian blur of both images before FaceNet (0: none);
+    ``identity_metric`` (n_id, n_id) a symmetric matrix M for the identity term of a prior centred
+    on a prediction, (α − α₀)ᵀ M (α − α₀) (None: ‖α − α₀‖²).
     """
 
     def __init__(self, weights: LossWeights, skin_mask: torch.Tensor, *, facenet=None,
                  omega: torch.Tensor | None = None,
                  perceptual_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
-                 perceptual_blur: float = 0.0) -> None:
+                 perceptual_blur: float = 0.0, identity_metric: torch.Tensor | None = None) -> None:
         self.weights = weights
+        self.identity_metric = identity_metric
         self.skin_mask = skin_mask
         self.facenet = facenet
         self.omega = omega if omega is not None else landmark_weights(device=skin_mask.device)
@@ -173,8 +176,11 @@ class HybridLoss:
         w = self.weights
         if prior is None:
             return coef_loss(params.alpha, params.beta, params.delta, w.coef_id, w.coef_exp, w.coef_tex)
-        return coef_loss(params.alpha - prior.alpha, params.beta - prior.beta, params.delta - prior.delta,
-                         w.coef_id, w.coef_exp, w.coef_tex)
+        d = params.alpha - prior.alpha
+        if self.identity_metric is None:
+            return coef_loss(d, params.beta - prior.beta, params.delta - prior.delta, w.coef_id, w.coef_exp, w.coef_tex)
+        rest = coef_loss(d, params.beta - prior.beta, params.delta - prior.delta, 0.0, w.coef_exp, w.coef_tex)
+        return w.coef_id * ((d @ self.identity_metric.to(d)) * d).sum(-1) + rest
 
     def landmarks_only(self, predicted: torch.Tensor, landmarks: torch.Tensor, params: "FaceParams",
                        prior: "FaceParams | None" = None) -> torch.Tensor:

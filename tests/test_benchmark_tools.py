@@ -35,3 +35,37 @@ def test_measures_reads_real_skin_rows_and_landmark_reports():
     assert mod.measures(report) == {"NME, eye corners (points)": {"a.png": pytest.approx(4.0)}}
     with pytest.raises(ValueError, match="neither"):
         mod.measures({"auc": 0.9})
+
+
+def test_identity_metric_inverts_what_the_predictions_leave_unknown():
+    """tools/identity_metric.py: predictions spread with variance 0.75 along one axis and not at
+    all along the others leave 0.25 unknown there and 1 elsewhere, so the metric is 4 along that
+    axis and 1 elsewhere (hand values); the floor caps it; the noise model counts one person's
+    spread against the between-person spread."""
+    import numpy as np
+
+    identity_metric = load_script("tools/identity_metric.py").identity_metric
+
+    rng = np.random.default_rng(0)
+    axis = np.linalg.qr(rng.normal(size=(5, 5)))[0][:, 0]
+    t = rng.normal(size=4000)
+    t = (t - t.mean()) / t.std(ddof=1) * np.sqrt(0.75)
+    alpha = t[:, None] * axis[None] + 3.0  # a constant offset: a covariance ignores it
+    owner = np.arange(4000)
+    metric, held = identity_metric(alpha, owner, "calibrated", floor=0.1)
+    np.testing.assert_allclose(metric, np.eye(5) + 3.0 * np.outer(axis, axis), atol=1e-9)
+    np.testing.assert_allclose(np.sort(held), [0.25, 1, 1, 1, 1], atol=1e-9)
+    capped, _ = identity_metric(alpha, owner, "calibrated", floor=0.5)
+    np.testing.assert_allclose(capped, np.eye(5) + np.outer(axis, axis), atol=1e-9)
+    # two people, each photo's prediction its person's value ± 0.1 along the axis: the between
+    # spread is the signal (removed), the within spread the noise (added)
+    pa = np.concatenate([np.full(500, 0.5), np.full(500, -0.5)])
+    noise = np.tile([0.1, -0.1], 500)
+    two = (pa + noise)[:, None] * axis[None]
+    owner2 = np.repeat([0, 1], 500)
+    within = 0.01 * 1000 / 998
+    between = 0.5 - within * 2 / 1000  # cov of the two means (±0.5, unbiased) less the within share
+    m2, _ = identity_metric(two, owner2, "noise", floor=0.01)
+    left = 1.0 - between + within
+    assert 0.5 < left < 0.52
+    np.testing.assert_allclose(m2, np.eye(5) + (1 / left - 1) * np.outer(axis, axis), atol=1e-9)

@@ -411,3 +411,33 @@ def test_prior_centres_the_coefficient_prior_on_given_coefficients(narrow):
     for name in ("alpha", "beta", "delta"):
         assert float((getattr(kept, name) - getattr(truth, name)).abs().max()) < 0.05, name
     assert float(plain.alpha.abs().max()) < 0.02
+
+
+def test_identity_metric_file_sets_the_prior_by_direction(narrow, tmp_path):
+    """``FitConfig.identity_metric`` loads an (n_id, n_id) .npy into the loss; a stiff direction
+    holds the fit at the prior's value there while the others move as before; a matrix of the
+    wrong size is refused naming the file."""
+    import numpy as np
+
+    truth = _truth(1, seed=3)
+    image, lm = _scene(narrow, truth)
+    centre = FaceParams.zeros(1)
+    weights = LossWeights(coef=1e-3, landmark=1e-3, photo=1.0, texture=0.0)
+    base = dict(perceptual=False, landmark_steps=20, steps=40, lr=0.05, weights=weights)
+    plain = Fitter(narrow, config=FitConfig(**base)).fit(image, lm, prior=centre).params
+    k = int(plain.alpha[0].abs().argmax())  # the direction the plain fit moves most
+    stiff = np.eye(narrow.n_id, dtype=np.float32)
+    stiff[k, k] = 1e4
+    path = tmp_path / "metric.npy"
+    np.save(path, stiff)
+    held = Fitter(narrow, config=FitConfig(**base, identity_metric=str(path)))
+    torch.testing.assert_close(held.loss.identity_metric, torch.from_numpy(stiff))
+    kept = held.fit(image, lm, prior=centre).params
+    assert abs(float(plain.alpha[0, k])) > 0.1
+    assert abs(float(kept.alpha[0, k])) < 0.05 * abs(float(plain.alpha[0, k]))
+    others = torch.ones(narrow.n_id, dtype=torch.bool)
+    others[k] = False
+    assert float(kept.alpha[0, others].abs().max()) > 0.1
+    np.save(path, np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="metric.npy"):
+        Fitter(narrow, config=FitConfig(**base, identity_metric=str(path)))

@@ -235,6 +235,27 @@ def test_coef_prior_centred_on_given_coefficients_by_hand():
     torch.testing.assert_close(loss.landmarks_only(lm, lm, p, c), loss.weights.coef * torch.tensor([4.0, 1.0]))
 
 
+def test_identity_metric_weighs_the_prior_by_direction_by_hand():
+    """With an identity metric M the prior's identity term is (α − α₀)ᵀ M (α − α₀) (hand values
+    for a diagonal and an off-diagonal M); β and δ keep their plain norms; no prior: plain ‖α‖²."""
+    from facerecon.losses import HybridLoss
+    from facerecon.params import FaceParams
+
+    p, c = FaceParams.zeros(2), FaceParams.zeros(2)
+    p.alpha[0, :2] = torch.tensor([1.0, 2.0])   # image 0: α − α₀ = (1, 2, 0, …)
+    p.alpha[1, 2] = 3.0                         # image 1: α − α₀ = (0, 0, 3, …)
+    p.beta[1, 0] = 0.5                          # β − β₀ = 0.5: 10 · 0.25
+    metric = torch.eye(80)
+    metric[0, 0], metric[2, 2] = 4.0, 0.5
+    metric[0, 1] = metric[1, 0] = 1.0           # (1, 2): 4·1 + 2·(1·1·2) + 1·4 = 12
+    weights = LossWeights(coef_id=2.0, coef_exp=10.0, coef_tex=1e-3)
+    loss = HybridLoss(weights, torch.ones(5, dtype=torch.bool), identity_metric=metric)
+    torch.testing.assert_close(loss.coef(p, c), torch.tensor([2.0 * 12.0, 2.0 * 0.5 * 9.0 + 2.5]))
+    torch.testing.assert_close(loss.coef(p), torch.tensor([2.0 * 5.0, 2.0 * 9.0 + 2.5]))
+    plain = HybridLoss(weights, torch.ones(5, dtype=torch.bool), identity_metric=torch.eye(80))
+    torch.testing.assert_close(plain.coef(p, c), HybridLoss(weights, torch.ones(5, dtype=torch.bool)).coef(p, c))
+
+
 def test_gaussian_blur_matches_scipy_with_repeated_borders():
     """The blur before FaceNet is scipy's Gaussian filter (an independent implementation) with
     borders repeated, per channel, for integer and fractional σ; σ = 0 leaves the images alone."""

@@ -68,6 +68,11 @@ class FitConfig:
     prediction) instead of at the mean face; pose still from PnP, expression neutral. A short
     fit then starts near its answer: with 35 full-stage steps, 0.10 mm closer to the real-skin
     scan than from the mean face."""
+    identity_metric: str = ""
+    """A .npy file holding an (n_id, n_id) symmetric matrix M: where the prior is centred on a
+    prediction (engine rnet-prior), its identity term is (α − α₀)ᵀ M (α − α₀) instead of
+    ‖α − α₀‖², so it can be stiff where the regressor is reliable and loose where it is not
+    (tools/identity_metric.py; empty: the plain norm)."""
     average_steps: int = 0
     """Return the mean of the unknowns over the last N steps of stage 2 (Polyak averaging)
     instead of the last step's: at a constant rate the fit hops around its optimum, and the mean
@@ -268,8 +273,15 @@ class Fitter:
         self.config = cfg = config or FitConfig()
         self.model = model
         self.forward = ForwardModel(model, camera, contour=cfg.contour, antialias=cfg.antialias)
+        metric = None
+        if cfg.identity_metric:
+            metric = torch.as_tensor(np.load(cfg.identity_metric), dtype=torch.float32, device=self.device)
+            if metric.shape != (model.n_id, model.n_id):
+                raise ValueError(f"{cfg.identity_metric}: identity metric of shape {tuple(metric.shape)}, "
+                                 f"the face model has {model.n_id} identity modes")
         self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
                                omega=landmark_weights(jaw=cfg.jaw_weight, device=self.device),
+                               identity_metric=metric,
                                perceptual_box=cfg.perceptual_box, perceptual_blur=cfg.perceptual_blur)
 
     @property
