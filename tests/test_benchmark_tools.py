@@ -55,6 +55,8 @@ def test_identity_metric_inverts_what_the_predictions_leave_unknown():
     metric, held = identity_metric(alpha, owner, "calibrated", floor=0.1)
     np.testing.assert_allclose(metric, np.eye(5) + 3.0 * np.outer(axis, axis), atol=1e-9)
     np.testing.assert_allclose(np.sort(held), [0.25, 1, 1, 1, 1], atol=1e-9)
+    loose, _ = identity_metric(alpha, owner, "loose", floor=0.1)
+    np.testing.assert_allclose(loose, np.eye(5) - 0.75 * np.outer(axis, axis), atol=1e-9)
     capped, _ = identity_metric(alpha, owner, "calibrated", floor=0.5)
     np.testing.assert_allclose(capped, np.eye(5) + np.outer(axis, axis), atol=1e-9)
     # two people, each photo's prediction its person's value ± 0.1 along the axis: the between

@@ -12,7 +12,9 @@ model's own strength where it carries none:
 
 with Σ the covariance of α_R over real photos of people R-Net was not trained on (LFW people of
 its validation split, none of the identity benchmark's). ``--model noise`` instead treats the
-spread of one person's predictions as noise: I − Σ_between + Σ_within.
+spread of one person's predictions as noise: I − Σ_between + Σ_within. ``--model loose`` is the
+opposite of ``calibrated``: M = I − Σ itself (eigenvalues in [floor, 1]), a prior looser where
+R-Net's predictions spread (measured closer to the real-skin scan; BENCHMARKS.md).
 
     python tools/identity_metric.py --out work/metric/calibrated.npy [--rnet CKPT] [--floor 0.1]
 
@@ -75,7 +77,7 @@ def identity_metric(alpha: np.ndarray, owner: np.ndarray, model: str = "calibrat
                     ) -> tuple[np.ndarray, np.ndarray]:
     """The metric M (n, n) and the eigenvalues of the left-unknown covariance it inverts."""
     n = alpha.shape[1]
-    if model == "calibrated":
+    if model in ("calibrated", "loose"):
         left = np.eye(n) - np.cov(alpha.T)
     elif model == "noise":
         people, inv = np.unique(owner, return_inverse=True)
@@ -85,9 +87,11 @@ def identity_metric(alpha: np.ndarray, owner: np.ndarray, model: str = "calibrat
         between = np.cov(means.T) - within * len(people) / len(alpha)
         left = np.eye(n) - between + within
     else:
-        raise ValueError(f"model must be 'calibrated' or 'noise' (got {model!r})")
+        raise ValueError(f"model must be 'calibrated', 'loose' or 'noise' (got {model!r})")
     evals, evecs = np.linalg.eigh((left + left.T) / 2)
     held = np.clip(evals, floor, 1.0)
+    if model == "loose":
+        return (evecs * held) @ evecs.T, held
     return (evecs / held) @ evecs.T, held
 
 
@@ -95,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="the metric, .npy (float32)")
     ap.add_argument("--rnet", help="R-Net checkpoint (default: the one engine rnet-prior ships with)")
-    ap.add_argument("--model", choices=("calibrated", "noise"), default="calibrated")
+    ap.add_argument("--model", choices=("calibrated", "loose", "noise"), default="calibrated")
     ap.add_argument("--floor", type=float, default=0.1,
                     help="smallest eigenvalue kept of the left-unknown covariance (the metric's largest is 1/floor)")
     args = ap.parse_args()
@@ -114,7 +118,7 @@ def main() -> None:
     np.save(args.out, metric.astype(np.float32))
     print(f"{len(alpha)} photos of {len(np.unique(owner))} people; left-unknown variance by direction: "
           f"smallest {np.round(np.sort(held)[:6], 2).tolist()}, mean {held.mean():.3f}; "
-          f"metric eigenvalues {1 / held.max():.2f}..{1 / held.min():.2f} -> {args.out}")
+          f"metric eigenvalues {np.linalg.eigvalsh(metric).min():.2f}..{np.linalg.eigvalsh(metric).max():.2f} -> {args.out}")
 
 
 if __name__ == "__main__":
