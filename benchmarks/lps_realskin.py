@@ -32,7 +32,8 @@ from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
 from facerecon.facemodel.albedo import read_albedo_sample, sample_layout
-from facerecon.imageio import NoFaceError
+from facerecon.imageio import NoFaceError, PreparedFace, align
+from facerecon.imageio.skin import SkinClassifier
 from facerecon.params import FaceParams
 from facerecon.pipeline import FaceReconstructor
 from facerecon.synthesis.backgrounds import PhotoBackgrounds
@@ -46,18 +47,20 @@ def load_samples(folder: Path, partner: np.ndarray, features: np.ndarray) -> lis
     return sorted(out, key=lambda s: float(s["skin"] @ np.array([0.299, 0.587, 0.114])))
 
 
+def on_landmarks(photo: np.ndarray, landmarks: np.ndarray) -> PreparedFace:
+    """The photo aligned and prepared on given 68 landmarks (photo pixels) instead of dlib's."""
+    a = align(photo, landmarks)
+    return PreparedFace(None, photo.shape[:2], a.crop, a.landmarks, np.asarray(landmarks, np.float32),
+                        SkinClassifier.load().attention(a.crop), a.M, a.M_inv, (0, 0, 0, 0), 0.0)
+
+
 def prepare(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
     """dlib detection and landmarks; the scan's projected landmarks where dlib finds no face."""
     try:
         _, faces = recon.prepare(photo)
         return faces[0], "dlib"
     except NoFaceError:
-        from facerecon.imageio import PreparedFace, align
-        from facerecon.imageio.skin import SkinClassifier
-
-        a = align(photo, lm_true)
-        return PreparedFace(None, photo.shape[:2], a.crop, a.landmarks, lm_true, SkinClassifier.load().attention(a.crop),
-                            a.M, a.M_inv, (0, 0, 0, 0), 0.0), "scan (no detection)"
+        return on_landmarks(photo, lm_true), "scan (no detection)"
 
 
 def scene(face, samples_dir: Path, textures: int):
@@ -109,6 +112,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-occluders", action="store_true",
                     help="render the fringe and glasses textures bare (a diagnostic: what the occluders cost)")
+    ap.add_argument("--bare-landmarks", action="store_true",
+                    help="fit the fringe and glasses renders on the landmarks dlib finds on the same render without "
+                         "its occluder (a diagnostic: what the detector's displaced points cost)")
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
     add_engine_arguments(ap.add_argument_group("engine"))
@@ -137,15 +143,18 @@ def main() -> None:
 
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
-    for k, smp, occluder, view, photo, lm_true in real_skin_renders(samples, pick, args.views, args.seed, transfer,
-                                                                     scan_lmk, backgrounds,
-                                                                     occluders=not args.no_occluders):
+    renders = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds,
+                                occluders=not args.no_occluders)
+    bare = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False)
+    for (k, smp, occluder, view, photo, lm_true), (*_, bare_photo, _) in zip(renders, bare):
         if args.save_renders:
             import cv2
 
             args.save_renders.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(args.save_renders / f"t{k}_{view}.png"), photo[:, :, ::-1])
         prep, lm_source = prepare(recon, photo, lm_true)
+        if args.bare_landmarks and occluder != "none":
+            prep, lm_source = on_landmarks(photo, prepare(recon, bare_photo, lm_true)[0].landmarks_photo), "dlib, bare render"
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)])[0]
         dt = time.perf_counter() - t0
