@@ -71,3 +71,22 @@ def test_identity_metric_inverts_what_the_predictions_leave_unknown():
     left = 1.0 - between + within
     assert 0.5 < left < 0.52
     np.testing.assert_allclose(m2, np.eye(5) + (1 / left - 1) * np.outer(axis, axis), atol=1e-9)
+
+
+def test_mirror_signs_tells_symmetric_from_antisymmetric_modes():
+    """A 4-vertex mesh symmetric about x = 0 (two mirror pairs): pushing both vertices of a pair
+    outwards is a symmetric mode, raising one and lowering its mirror an antisymmetric one, moving
+    one vertex alone neither."""
+    import numpy as np
+
+    mod = load_script("benchmarks/fit_symmetry.py")
+    mean = np.array([[-1.0, 0, 0], [1.0, 0, 0], [-2.0, 1, 0], [2.0, 1, 0]])
+    widen = np.zeros((4, 3))
+    widen[0, 0], widen[1, 0] = -1, 1           # x -> -x maps vertex 0's push onto vertex 1's
+    tilt = np.zeros((4, 3))
+    tilt[2, 1], tilt[3, 1] = 1, -1
+    assert mod.mirror_signs(np.stack([widen, tilt, 2 * tilt]), mean).tolist() == [1, -1, -1]
+    lone = np.zeros((4, 3))
+    lone[2, 2] = 1
+    with pytest.raises(ValueError, match=r"modes \[1\]"):
+        mod.mirror_signs(np.stack([widen, lone]), mean)

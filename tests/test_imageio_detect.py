@@ -279,6 +279,8 @@ def test_landmarks_are_the_median_over_27_jittered_boxes(detector, lfw_photos):
     w, h, cx, cy = x1 - x0, y1 - y0, (x0 + x1) / 2, (y0 + y1) / 2
     single = copy.copy(detector)
     single.landmark_jitter = 0.0
+    detector = copy.copy(detector)
+    detector.eye_spread_limit = 0.0  # the median alone (no completion of unsure eyes)
     runs = []
     for dx in (-j, 0, j):
         for dy in (-j, 0, j):
@@ -299,6 +301,8 @@ def test_jittered_landmarks_are_closer_to_the_annotation(detector):
     root = need("faces", "300w", "test")
     single = copy.copy(detector)
     single.landmark_jitter = 0.0
+    detector = copy.copy(detector)
+    detector.eye_spread_limit = 0.0  # the median alone (no completion of unsure eyes)
     errors = {"plain": ([], []), "glasses": ([], [])}
     for i, pts_file in enumerate(sorted(root.glob("*.pts"))[:40]):
         truth = read_pts(pts_file)
@@ -312,3 +316,40 @@ def test_jittered_landmarks_are_closer_to_the_annotation(detector):
     for kind, (one, median) in errors.items():
         assert len(one) >= 35
         assert np.mean(median) < np.mean(one), kind
+
+
+def test_unsure_eye_points_under_glasses_are_completed_closer_to_the_annotation(detector):
+    """300-W test, first 30 photos with glasses drawn: the eye and brow points spread over the
+    jittered boxes, the point model completes them (only them), and they land nearer the annotators'
+    points than dlib's median (300-W train, every 6th photo: 12.7 → 9.6 % of the eye distance);
+    on the photos as they are completion is rare."""
+    from facerecon.evaluation.real_skin import draw_occluder
+    from facerecon.imageio.point_model import EYES_BROWS
+    from facerecon.imageio.pts import read_pts
+
+    root = need("faces", "300w", "test")
+    plain_median = copy.copy(detector)
+    plain_median.eye_spread_limit = 0.0
+    fired = {"plain": [], "glasses": []}
+    err_median, err_completed = [], []
+    others = np.setdiff1d(np.arange(68), EYES_BROWS)
+    for i, pts_file in enumerate(sorted(root.glob("*.pts"))[:30]):
+        truth = read_pts(pts_file)
+        eye = np.linalg.norm(truth[36] - truth[45])
+        photo = load_image(pts_file.with_suffix(".jpg"))
+        for kind in fired:
+            img = photo if kind == "plain" else draw_occluder(photo, truth, "glasses", np.random.default_rng(i))
+            boxes = detector.find_boxes(img)
+            if not boxes:
+                continue
+            face = detector._face(np.ascontiguousarray(img), boxes[0][0], boxes[0][1], 0)
+            median = plain_median.landmarks(img, boxes[0][0])
+            fired[kind].append(face.eyes_completed)
+            assert np.array_equal(face.landmarks[others], median[others])
+            if not face.eyes_completed:
+                assert np.array_equal(face.landmarks, median)
+            elif kind == "glasses":
+                err_median.append(np.linalg.norm(median[EYES_BROWS] - truth[EYES_BROWS], axis=1).mean() / eye)
+                err_completed.append(np.linalg.norm(face.landmarks[EYES_BROWS] - truth[EYES_BROWS], axis=1).mean() / eye)
+    assert np.mean(fired["glasses"]) > 0.7 and np.mean(fired["plain"]) < 0.2
+    assert np.mean(err_completed) < np.mean(err_median) - 0.01

@@ -292,6 +292,7 @@ def write_reconstruction(out_dir: str | os.PathLike, *, photo: np.ndarray, align
                                     f"{'+y' if up == 'y' else '+z'} up): " + CONVENTIONS["model_space"]},
         "photo": pdoc.get("photo"),
         "detected_photo_px": None if detected is None else _num(detected),
+        "detected_eyes_completed": bool(getattr(aligned, "eyes_completed", False)),
         "fitted_photo_px": _num(fitted),
         "model_mm": _num(posed.verts[lmk_idx]),
         "mesh_vertex_index": [int(i) for i in lmk_idx],

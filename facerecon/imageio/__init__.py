@@ -43,6 +43,7 @@ class PreparedFace:
     box: tuple[float, float, float, float]  #: detector box (x0, y0, x1, y1), photo pixels
     score: float  #: detector score (HOG margin, or the CNN's confidence where ``detector == "cnn"``)
     detector: str = "hog"  #: which dlib detector found the face: ``"hog"`` or ``"cnn"``
+    eyes_completed: bool = False  #: eye and brow points completed by the point model (dlib was unsure of them)
 
     def to_photo(self, points: np.ndarray) -> np.ndarray:
         """Map crop-pixel points (..., 2) to photo pixels."""
@@ -100,6 +101,7 @@ class Preparer:
                 box=face.box,
                 score=face.score,
                 detector=face.detector,
+                eyes_completed=face.eyes_completed,
             ))
         return out
 
