@@ -447,6 +447,15 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
     options = engine_options(args)
     built = build_reconstructor(args, fit_config(args, options["engine"]), options)
     assert built.config == replace(fast, steps=12) and built.joint_config == replace(joint, steps=12)
+    # --eye-spread-limit reaches the detector the reconstructor prepares photos with
+    from facerecon.cli import UserError
+    from facerecon.imageio.detect import EYE_SPREAD_LIMIT
+
+    assert built.preparer.detector.eye_spread_limit == EYE_SPREAD_LIMIT
+    off = parsed("--eye-spread-limit", "0")
+    assert build_reconstructor(off, fit_config(off, "rnet-prior"), engine_options(off)).preparer.detector.eye_spread_limit == 0
+    with pytest.raises(UserError, match="at least 0"):
+        engine_options(parsed("--eye-spread-limit", "-0.5"))
 
 
 def test_the_joint_fit_runs_its_own_config(fit_recon, prepared, checkpoints, monkeypatch):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
+from facerecon.imageio.detect import EYE_SPREAD_LIMIT
 from facerecon.pipeline import (DEFAULT_ENGINE, DEFAULT_REFINE, ENGINE_FIT_DEFAULTS, ENGINES, default_engine,
                                 engine_config, engine_defaults_help, shipped_model)
 
@@ -28,11 +29,39 @@ def add_engine_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--refine", type=int, default=None, metavar="N",
                        help="fitter steps after R-Net's prediction with --engine rnet+fit, in all (a quarter "
                             f"landmark-stage, the rest full-stage steps); {DEFAULT_REFINE} when not given")
+    group.add_argument("--eye-spread-limit", type=float, default=None, metavar="F",
+                       help="complete dlib's eye and brow points from the other points by a point model where "
+                            "they spread over the 27 jittered boxes by more than F of the eye distance (thick "
+                            f"glasses frames); 0 turns it off; default {EYE_SPREAD_LIMIT}")
 
 
 def engine_options(args: argparse.Namespace) -> dict:
-    """``engine``, ``rnet`` and ``refine`` for FaceReconstructor from the options; a UserError
-    (one line) for combinations that cannot run."""
+    """``engine``, ``rnet`` and ``refine`` (and ``preparer`` where --eye-spread-limit is given) for
+    FaceReconstructor from the options; a UserError (one line) for combinations that cannot run."""
+    out = _engine_options(args)
+    detector = detector_option(args)
+    if detector is not None:
+        from facerecon.imageio import Preparer
+
+        out["preparer"] = Preparer(detector=detector)
+    return out
+
+
+def detector_option(args: argparse.Namespace):
+    """The FaceDetector of --eye-spread-limit, or None where it is not given (the default detector)."""
+    from facerecon.cli import UserError
+
+    limit = getattr(args, "eye_spread_limit", None)
+    if limit is None:
+        return None
+    if limit < 0:
+        raise UserError(f"--eye-spread-limit must be at least 0 (got {limit})")
+    from facerecon.imageio.detect import FaceDetector
+
+    return FaceDetector(eye_spread_limit=limit)
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
     from facerecon.cli import UserError
 
     engine, rnet, refine = args.engine, args.rnet, args.refine

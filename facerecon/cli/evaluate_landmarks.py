@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="with --source fit: cpu, cuda or cuda:N")
     from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments
 
-    add_engine_arguments(parser.add_argument_group("engine (with --source fit)"))
+    add_engine_arguments(parser.add_argument_group("engine (with --source fit; --eye-spread-limit with either)"))
     add_fitting_arguments(parser, "fitting (with --source fit)")
 
 
@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit <= 0:
         raise UserError("--limit must be positive")
     predictor = None
+    if args.source == "detector":
+        from facerecon.cli.engine_args import detector_option
+
+        predictor = detector_option(args)  # None: the default detector
     if args.source == "fit":
         from facerecon.cli.engine_args import engine_options, fit_config
         from facerecon.imageio import NoFaceError

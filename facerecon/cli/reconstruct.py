@@ -209,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         if args.multi or args.group or args.all_faces:
             raise UserError("--ray reconstructs the largest face of single photos; it does not work with "
                             "--multi, --group or --all-faces")
+        if args.eye_spread_limit is not None:
+            raise UserError("--eye-spread-limit is not passed to Ray workers (they use the default detection)")
     if args.multi or args.group:
         if args.multi and args.group:
             raise UserError("--multi and --group exclude each other")
