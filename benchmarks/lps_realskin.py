@@ -16,6 +16,7 @@ texture K−1 glasses (every view). Nothing here reads facerecon's albedo model.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from dataclasses import asdict
@@ -145,7 +146,9 @@ def main() -> None:
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
     renders = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds,
                                 occluders=not args.no_occluders)
-    bare = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False)
+    # the same renders without occluders, drawn only where --bare-landmarks needs them
+    bare = (real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False)
+            if args.bare_landmarks else itertools.repeat((None,) * 6))
     for (k, smp, occluder, view, photo, lm_true), (*_, bare_photo, _) in zip(renders, bare):
         if args.save_renders:
             import cv2
