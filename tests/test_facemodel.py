@@ -221,3 +221,30 @@ def test_building_the_cache_says_so_on_stderr_and_keeps_stdout_for_reports(tmp_p
     out = ict.cached_model_file(src)
     captured = capsys.readouterr()
     assert out.exists() and captured.out == "" and "building the face model cache" in captured.err
+
+
+def test_a_model_cache_file_is_a_source(tmp_path, monkeypatch, ict_archive):
+    """$FACERECON_ICT may name a model cache (.npz) built on another machine: its arrays are
+    used as they are (float16 ones as float32), and a foreign or stale file fails naming it."""
+    from facerecon.facemodel import ict, model_cache_file
+
+    arrays = ict.read_npz(model_cache_file())
+    small = {k: a.astype(np.float16) if k in ("id_basis", "exp_basis") else a for k, a in arrays.items()}
+    cache = tmp_path / "carried.npz"
+    np.savez(cache, **small)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("FACERECON_ICT", str(cache))
+    assert model_cache_file() == cache
+    model = load_face_model("narrow")
+    assert model.id_basis.dtype == model.mean.dtype == torch.float32
+    rounded = arrays["id_basis"].astype(np.float16).astype(np.float32)
+    want = np.take(rounded, model.vertex_ids, axis=1).reshape(len(rounded), -1)
+    np.testing.assert_array_equal(model.id_basis.numpy(), want)
+    np.testing.assert_array_equal(model.mean.numpy(), arrays["mean"][model.vertex_ids])
+    assert not list((tmp_path / "xdg").rglob("ict-*.npz"))  # nothing rebuilt
+    np.savez(cache, **{**small, "build_version": np.array(ict.BUILD_VERSION - 1)})
+    with pytest.raises(FaceModelSourceError, match=f"carried.npz: face model cache of build version {ict.BUILD_VERSION - 1}"):
+        load_face_model("narrow")
+    np.savez(cache, mean=arrays["mean"])
+    with pytest.raises(FaceModelSourceError, match="carried.npz: not a face model cache"):
+        load_face_model("narrow")

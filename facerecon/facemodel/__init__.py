@@ -4,6 +4,6 @@
 """
 
 from facerecon.facemodel.albedo import AlbedoBasis
-from facerecon.facemodel.model import N_EXP, N_ID, N_TEX, REGIONS, FaceModel, load_face_model
+from facerecon.facemodel.model import N_EXP, N_ID, N_TEX, REGIONS, FaceModel, load_face_model, model_cache_file
 
-__all__ = ["AlbedoBasis", "FaceModel", "load_face_model", "REGIONS", "N_ID", "N_EXP", "N_TEX"]
+__all__ = ["AlbedoBasis", "FaceModel", "load_face_model", "model_cache_file", "REGIONS", "N_ID", "N_EXP", "N_TEX"]

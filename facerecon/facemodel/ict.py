@@ -82,7 +82,9 @@ def download_ict(url: str = ICT_URL, dest_dir: Path | None = None) -> Path:
 
 def find_source(path: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
     """Locate the ICT-FaceKit files, in this order: ``path``; ``$FACERECON_ICT``; the shared
-    archive beside the checkout; a download of the repository archive (cached)."""
+    archive beside the checkout; a download of the repository archive (cached). ``path`` and
+    ``$FACERECON_ICT`` may also name a model cache ``.npz`` built from the kit (another
+    machine's), used as it is."""
     for cand, what in ((path, "given path"), (os.environ.get("FACERECON_ICT"), "$FACERECON_ICT")):
         if cand:
             p = Path(cand).expanduser()
@@ -263,6 +265,8 @@ def cached_model_file(src: Path, build_extra=None, progress: bool = True) -> Pat
     ``build_extra(arrays) -> dict`` adds derived arrays (albedo basis, skin region) at build
     time. The file records the sha256 of the source as ``source_sha256``.
     """
+    if is_model_cache(src):
+        return check_model_cache(src)
     out = cache_dir() / f"ict-{_cache_key(src)}.npz"
     if out.exists():
         return out
@@ -280,10 +284,36 @@ def cached_model_file(src: Path, build_extra=None, progress: bool = True) -> Pat
     return out
 
 
+def is_model_cache(src: Path) -> bool:
+    """Whether ``src`` is a model cache file (``.npz``, e.g. one built on another machine) rather
+    than the kit itself."""
+    return src.is_file() and src.suffix == ".npz"
+
+
+def check_model_cache(path: Path) -> Path:
+    """``path`` when it is a model cache of this build version; FaceModelSourceError (one line,
+    naming the file) otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            have = set(z.files)
+            version = int(z["build_version"]) if "build_version" in have else None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise FaceModelSourceError(f"{path}: not a readable face model cache ({exc})") from exc
+    missing = sorted({"mean", "id_basis", "exp_basis", "faces", "albedo_basis", "build_version"} - have)
+    if missing:
+        raise FaceModelSourceError(f"{path}: not a face model cache (no {', '.join(missing)})")
+    if version != BUILD_VERSION:
+        raise FaceModelSourceError(f"{path}: face model cache of build version {version}, this facerecon "
+                                   f"reads {BUILD_VERSION}: build it again from the kit")
+    return path
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of a cache file into memory."""
+    """Load every array of a cache file into memory (floating arrays as float32, whatever the
+    file stores)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+        arrays = {k: z[k] for k in z.files}
+    return {k: a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a for k, a in arrays.items()}
 
 
 __all__ = [
@@ -294,6 +324,8 @@ __all__ = [
     "find_source",
     "build_arrays",
     "cached_model_file",
+    "check_model_cache",
+    "is_model_cache",
     "parse_obj",
     "read_npz",
 ]

@@ -211,6 +211,13 @@ def landmark_vertices_300w() -> np.ndarray:
     return ids
 
 
+def model_cache_file(source: str | os.PathLike | None = None, allow_download: bool = True) -> Path:
+    """The model cache file (``.npz``) :func:`load_face_model` reads, built from the kit on first
+    use; ``source`` as there (a cache file given is used as it is)."""
+    src = ict.find_source(source, allow_download=allow_download)
+    return ict.cached_model_file(src, build_extra=_derived_arrays)
+
+
 def load_face_model(region: str = "fit", source: str | os.PathLike | None = None,
                     device: str | torch.device | None = None, allow_download: bool = True,
                     albedo: str = "spectral", landmarks: str = "ict") -> FaceModel:
@@ -223,8 +230,7 @@ def load_face_model(region: str = "fit", source: str | os.PathLike | None = None
     """
     if albedo not in ALBEDO_MODELS:
         raise ValueError(f"unknown albedo model '{albedo}' (choose from {', '.join(ALBEDO_MODELS)})")
-    src = ict.find_source(source, allow_download=allow_download)
-    cache = ict.cached_model_file(src, build_extra=_derived_arrays)
+    cache = model_cache_file(source, allow_download=allow_download)
     if landmarks not in LANDMARK_SETS:
         raise ValueError(f"unknown landmark set '{landmarks}' (choose from {', '.join(LANDMARK_SETS)})")
     arrays = _load_arrays(str(cache)) if albedo == "spectral" else _with_learned_albedo(str(cache))

