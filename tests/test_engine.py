@@ -554,5 +554,10 @@ def test_bench_rnet_runs_and_reports_json(capsys, checkpoints):
     rows = json.loads(capsys.readouterr().out)
     assert [(r["trunk"], r["batch"]) for r in rows] == [("resnet18", 1), ("resnet18", 2)]
     assert all(r["ms_per_photo"] >= r["forward_ms_per_photo"] > 0 for r in rows)
+    assert all(r["amp"] == "off" and not r["channels_last"] for r in rows)
+    assert main(["bench", "rnet", "--checkpoint", str(checkpoints["untrained"]), "--batch", "2", "--iters", "1",
+                 "--warmup", "0", "--region", "narrow", "--amp", "bf16", "--channels-last", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["amp"], r["channels_last"], r["batch"]) for r in rows] == [("bf16", True, 2)]
     assert main(["bench", "rnet", "--checkpoint", "/nonexistent/rnet.pt"]) == 2
     assert "no such file" in capsys.readouterr().err

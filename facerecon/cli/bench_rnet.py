@@ -23,6 +23,9 @@ class RNetTiming:
     trunk: str
     batch: int
     threads: int
+    amp: str
+    """Autocast of the forward pass: "off" (float32) or "bf16"."""
+    channels_last: bool
     ms_per_photo: float
     """Crops (uint8, host) -> device tensor -> R-Net forward -> FaceParams -> vertices (mm)."""
     forward_ms_per_photo: float
@@ -31,13 +34,19 @@ class RNetTiming:
 
 
 def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, device: str = "cpu",
-              seed: int = 0) -> RNetTiming:
+              seed: int = 0, amp: str = "off", channels_last: bool = False) -> RNetTiming:
     """Time ``net`` (eval, no grad) on ``batch`` aligned crops from host uint8 (B,S,S,3) to the
     face model's vertices (B,V,3) in mm: upload and scaling to [0,1], the forward pass, the
     FaceParams split and ``face_model.shape(α, β)``. Crops are random pixels (a convolutional
-    network's time does not depend on them). Returns the median of ``iters`` timed runs."""
+    network's time does not depend on them). ``amp`` "bf16" runs the forward pass under bfloat16
+    autocast, ``channels_last`` keeps the network and the crops in NHWC layout (the usual GPU
+    settings). Returns the median of ``iters`` timed runs."""
+    if amp not in ("off", "bf16"):
+        raise ValueError(f"amp must be 'off' or 'bf16' (got {amp!r})")
     dev = torch.device(device)
     net = net.to(dev).eval()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)
     model = face_model.to(dev)
     size = net.config.input_size
     g = torch.Generator().manual_seed(seed)
@@ -48,10 +57,12 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
         for i in range(warmup + iters):
             sync_device(dev)
             t0 = time.perf_counter()
-            x = crops.to(dev).permute(0, 3, 1, 2).float() / 255.0
+            x = (crops.to(dev).permute(0, 3, 1, 2).float() / 255.0).contiguous(memory_format=layout)
             sync_device(dev)
             t1 = time.perf_counter()
-            params = net.predict(x, landmarks)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+                params = net.predict(x, landmarks)
+            params = params.map(lambda t: t.float())
             sync_device(dev)
             t2 = time.perf_counter()
             model.shape(params.alpha, params.beta)
@@ -62,7 +73,7 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
                 forward.append((t2 - t1) / batch)
     per = statistics.median(total)
     return RNetTiming(device=str(dev), trunk=net.config.trunk, batch=batch, threads=torch.get_num_threads(),
-                      ms_per_photo=1000 * per, forward_ms_per_photo=1000 * statistics.median(forward),
+                      amp=amp, channels_last=channels_last, ms_per_photo=1000 * per, forward_ms_per_photo=1000 * statistics.median(forward),
                       photos_per_second=1.0 / per)
 
 
@@ -77,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--region", default="head", choices=["narrow", "fit", "head"],
                         help="face-model region of the vertices (head: the exported mesh's)")
+    parser.add_argument("--amp", choices=["off", "bf16"], default="off",
+                        help="forward pass in float32 (off) or under bfloat16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC layout for the network and the crops")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -101,12 +115,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         net = RNet(RNetConfig(trunk=args.trunk))
     model = load_face_model(args.region)
-    rows = [time_rnet(net, model, b, iters=args.iters, warmup=args.warmup, device=args.device) for b in args.batch]
+    rows = [time_rnet(net, model, b, iters=args.iters, warmup=args.warmup, device=args.device, amp=args.amp,
+                      channels_last=args.channels_last) for b in args.batch]
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
     print(f"R-Net {net.config.trunk}, {net.config.input_size}x{net.config.input_size} crops -> "
           f"{model.n_vertices} vertices ({args.region}), device={args.device}, "
+          f"amp={args.amp}, channels_last={args.channels_last}, "
           f"torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}")
     print(f"{'batch':>6} {'ms/photo':>9} {'forward ms/photo':>17} {'photos/s':>9}")
     for r in rows:
