@@ -189,6 +189,40 @@ def test_dataset_items_and_loader(prepared):
     assert seen == {k: everything.people.index(k.split("/")[0]) for k in all_keys()}
 
 
+def test_uint8_items_become_the_float_items_on_the_device(prepared):
+    """The trainer's loader hands over uint8 crops (a quarter of the bytes) and converts them
+    where it trains: the result equals the float items exactly."""
+    from facerecon.data.shards import photos_to_float
+
+    _, shards, _ = prepared
+    floats, raw = ShardDataset(shards, "all"), ShardDataset(shards, "all", uint8=True)
+    item = raw[2]
+    assert item["image"].dtype == item["attention"].dtype == torch.uint8
+    assert item["image"].shape == (3, 224, 224) and item["attention"].shape == (1, 224, 224)
+    batch = torch.utils.data.default_collate([raw[i] for i in range(3)])
+    want = torch.utils.data.default_collate([floats[i] for i in range(3)])
+    got = photos_to_float(batch, "cpu")
+    for k in ("image", "landmarks", "attention"):
+        assert got[k].dtype == torch.float32 and torch.equal(got[k], want[k]), k
+    assert got["key"] == want["key"] and torch.equal(photos_to_float(want)["image"], want["image"])
+
+
+def test_bench_fit_on_shards_needs_no_detector(prepared, capsys, monkeypatch):
+    """``bench fit --shards`` times the fitter on stored crops: a GPU host without dlib."""
+    import sys
+
+    _, shards, _ = prepared
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib fails, as where it is not installed
+    assert main(["bench", "fit", "--shards", str(shards), "--count", "3", "--batch", "1", "2", "--max-batches", "2",
+                 "--json", "--landmark-steps", "2", "--steps", "1", "--no-perceptual"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == f"shards {shards}"
+    assert [(r["batch"], r["batches_timed"], r["photos"]) for r in out["rows"]] == [(1, 2, 2), (2, 1, 2)]
+    assert all(r["seconds_per_photo"] > 0 for r in out["rows"])
+    assert main(["bench", "fit", "--shards", str(shards / "nothing"), "--json"]) == 2
+    assert "nothing" in capsys.readouterr().err
+
+
 # --- labels ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fitter():

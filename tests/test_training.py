@@ -181,8 +181,39 @@ def test_data_workers_default_to_four_at_most_the_cpus_of_the_process(monkeypatc
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert data_workers(None) == 4
     assert data_workers(7) == 7 and data_workers(0) == 0
+    assert data_workers(None, cuda=True) == 0 and data_workers(3, cuda=True) == 3  # CUDA: a thread reads ahead
     with pytest.raises(ValueError):
         data_workers(-1)
+
+
+def test_prefetch_keeps_order_raises_errors_and_stops_its_thread():
+    import itertools
+    import threading
+
+    from facerecon.training.data import prefetch
+
+    assert list(prefetch(iter(range(9)), depth=2)) == list(range(9))
+
+    def failing():
+        yield 1
+        raise RuntimeError("shard 3 is gone")
+
+    stream = prefetch(failing())
+    assert next(stream) == 1
+    with pytest.raises(RuntimeError, match="shard 3 is gone"):
+        next(stream)
+    read = []
+
+    def endless():
+        for i in itertools.count():
+            read.append(i)
+            yield i
+
+    stream = prefetch(endless(), depth=2)
+    assert [next(stream), next(stream)] == [0, 1]
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "facerecon-prefetch"]
+    assert len(read) <= 5  # two handed out, at most depth queued and one being read
 
 
 def _env() -> dict[str, str]:

@@ -216,12 +216,16 @@ class ShardDataset(Dataset):
     Shards are memory-mapped on first use, per process (so DataLoader workers each map their own).
     """
 
-    def __init__(self, root: str | os.PathLike, split: Literal["train", "val", "all"] = "train") -> None:
+    def __init__(self, root: str | os.PathLike, split: Literal["train", "val", "all"] = "train",
+                 uint8: bool = False) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
         self.root = Path(root)
         self.meta = read_meta(self.root)
         self.split = split
+        self.uint8 = uint8
+        """Items keep ``image`` and ``attention`` as stored (uint8, 0-255): a quarter of the bytes
+        through the loader's workers and the upload, converted on the device (:func:`photos_to_float`)."""
         records = read_records(self.root)
         self.people: list[str] = sorted({r.person for r in records})
         """Every person label of the folder, sorted; ``item["person"]`` indexes it."""
@@ -260,15 +264,31 @@ class ShardDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         r, image, landmarks, attention = self.raw(index)
+        image_t, attention_t = torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(attention)[None]
+        if not self.uint8:
+            image_t, attention_t = image_t.float().div_(255.0), attention_t.float().div_(255.0)
         return {
-            "image": torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0),
+            "image": image_t,
             "landmarks": torch.from_numpy(landmarks.astype(np.float32, copy=False)),
-            "attention": torch.from_numpy(attention).float().div_(255.0)[None],
+            "attention": attention_t,
             "person": self._person_index[r.person],
             "key": r.key,
         }
 
 
+def photos_to_float(batch: dict[str, Any], device: torch.device | str | None = None) -> dict[str, Any]:
+    """A batch of :class:`ShardDataset` items on ``device`` with float32 ``image``, ``landmarks``
+    and ``attention`` (images and attention in [0, 1]), whether the items were uint8 or float;
+    the other entries as they are."""
+    out = dict(batch)
+    for k in ("image", "landmarks", "attention"):
+        t = batch.get(k)
+        if isinstance(t, torch.Tensor):
+            t = t.to(device, non_blocking=True) if device is not None else t
+            out[k] = t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+    return out
+
+
 __all__ = ["ARRAYS", "CROP_SIZE", "FORMAT", "Failure", "ShardDataset", "ShardError", "ShardRecord", "VERSION",
-           "open_npz", "read_failures", "read_meta", "read_records", "shard_path", "write_jsonl", "write_meta",
+           "open_npz", "photos_to_float", "read_failures", "read_meta", "read_records", "shard_path", "write_jsonl", "write_meta",
            "write_shard"]

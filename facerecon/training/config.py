@@ -131,8 +131,12 @@ class TrainConfig:
     seed: int = 0
     """Seed of the network's initialisation, the data order and the synthetic faces."""
     num_workers: Optional[int] = None
-    """Data-loading worker processes per training process (default: 4, or fewer on a machine
-    with fewer CPUs, where more only compete with the training for them)."""
+    """Data-loading worker processes per training process (default: none on CUDA, where a thread
+    reads ahead, faster than worker processes there; else 4, or fewer on a machine with fewer
+    CPUs, where more only compete with the training for them)."""
+    pin_memory: bool = False
+    """Hand batches to CUDA through page-locked memory (the loader's pin_memory); off by default:
+    on the H200 host it was no faster, and slower with the FaceNet trunk (BENCHMARKS.md)."""
     device: str = "auto"
     """auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process takes
     cuda:LOCAL_RANK."""

@@ -1,5 +1,5 @@
 """What the trainer reads: photo batches (any map-style dataset whose items are dicts with
-``image`` (3,S,S) float in [0,1], ``landmarks`` (68,2) crop pixels, ``attention`` (1,S,S),
+``image`` (3,S,S) float in [0,1] or uint8, ``landmarks`` (68,2) crop pixels, ``attention`` (1,S,S),
 ``person`` int and ``key`` str — :class:`facerecon.data.shards.ShardDataset`'s items), fitter
 labels by key, and synthetic batches with known parameters.
 """
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Hashable, Iterator, Mapping, Sequence
+import queue
+import threading
+from typing import Any, Hashable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -19,13 +21,15 @@ from facerecon.params import FaceParams
 #: Sample indices of one process's synthetic stream are ``rank × SYNTH_STREAM + i``: disjoint
 #: streams per process, each long enough for any run.
 SYNTH_STREAM = 2 ** 40
+T = TypeVar("T")
 
 
-def shard_datasets(root: str | os.PathLike) -> tuple[Any, Any]:
-    """The training and validation splits of a shard folder (held-out people validate)."""
+def shard_datasets(root: str | os.PathLike, uint8: bool = True) -> tuple[Any, Any]:
+    """The training and validation splits of a shard folder (held-out people validate); items
+    with uint8 images (``uint8``, converted on the training device) or float ones."""
     from facerecon.data.shards import ShardDataset
 
-    return ShardDataset(root, split="train"), ShardDataset(root, split="val")
+    return ShardDataset(root, split="train", uint8=uint8), ShardDataset(root, split="val", uint8=uint8)
 
 
 def read_label_folder(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:
@@ -175,6 +179,49 @@ class LabelTable:
         return FaceParams.from_vector(vec, self.sizes), found
 
 
+def prefetch(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``batches`` read ``depth`` ahead by a background thread (the device computes meanwhile:
+    for a loader without worker processes, whose reads from memory-mapped shards and stacking
+    release the GIL). An error in the thread is raised here; closing the returned generator
+    stops the thread and waits for it (at most the batch it is reading)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put((done, exc))
+
+    thread = threading.Thread(target=work, name="facerecon-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a put waiting for room see the stop, then the thread end:
+            try:                  # a daemon thread left inside a read aborts the interpreter's exit
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
 def fit_size(batch: dict[str, Any], size: int) -> dict[str, Any]:
     """Resample a photo batch to ``size`` pixels when its images are another size (landmarks
     scaled with them); ``batch`` is returned as it is otherwise."""
@@ -201,4 +248,4 @@ def synthetic_batches(seed: int, start: int, batch_size: int, synth_config, mode
 
 
 __all__ = ["LabelTable", "SYNTH_STREAM", "dataset_people", "fit_size", "item_keys", "item_people", "key_people", "label_fit_config",
-           "person_batches", "read_label_folder", "shard_datasets", "synthetic_batches"]
+           "person_batches", "prefetch", "read_label_folder", "shard_datasets", "synthetic_batches"]

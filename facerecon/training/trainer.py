@@ -43,6 +43,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from facerecon.atomic import atomic_write_json, atomic_write_text
 from facerecon.cpus import available_cpus
+from facerecon.data.shards import photos_to_float
 from facerecon.facemodel import FaceModel, load_face_model
 from facerecon.forward import ForwardModel
 from facerecon.losses import HybridLoss, landmark_weights
@@ -51,7 +52,7 @@ from facerecon.params import FaceParams
 from facerecon.render import Camera
 from facerecon.training.config import TrainConfig
 from facerecon.training.data import (SYNTH_STREAM, LabelTable, dataset_people, fit_size, item_people, key_people,
-                                     person_batches, synthetic_batches)
+                                     person_batches, prefetch, synthetic_batches)
 from facerecon.training.objectives import Objectives, masked_mean
 
 #: The hybrid-loss terms reported per objective and at validation.
@@ -113,14 +114,16 @@ def load_model(region: str, albedo: str = "learned", device: torch.device | str 
     return load_face_model(region, device=device, albedo=albedo, landmarks=landmarks)
 
 
-def data_workers(requested: int | None) -> int:
-    """Data-loading processes: ``requested``, or by default 4 capped at the CPUs this process may
-    run on (a DataLoader with more workers than CPUs only competes with the training step)."""
+def data_workers(requested: int | None, cuda: bool = False) -> int:
+    """Data-loading processes: ``requested``, or by default none on CUDA (a thread reads ahead,
+    :meth:`Trainer.photo_stream`: on the H200 host worker processes handed batches over 2.2 to 4.9
+    times slower, BENCHMARKS.md) and elsewhere 4 capped at the CPUs this process may run on (a
+    DataLoader with more workers than CPUs only competes with the training step)."""
     if requested is not None:
         if requested < 0:
             raise ValueError(f"num_workers must be at least 0 (got {requested})")
         return requested
-    return min(4, available_cpus())
+    return 0 if cuda else min(4, available_cpus())
 
 
 def lr_factor(step: int, warmup: int, steps: int, final: float) -> float:
@@ -401,11 +404,21 @@ class Trainer:
         """Batches of ``dataset``: ``indices`` cut into batches of the configured size, or the
         given ``batches`` of indices."""
         if batches is not None:
-            return DataLoader(dataset, batch_sampler=batches, num_workers=data_workers(self.config.num_workers),
-                              collate_fn=default_collate, pin_memory=self.cuda)
+            return DataLoader(dataset, batch_sampler=batches,
+                              num_workers=data_workers(self.config.num_workers, self.cuda),
+                              collate_fn=default_collate, pin_memory=self.cuda and self.config.pin_memory)
         return DataLoader(dataset, batch_size=self.config.batch_size, sampler=indices, drop_last=False,
-                          num_workers=data_workers(self.config.num_workers), collate_fn=default_collate, pin_memory=self.cuda,
+                          num_workers=data_workers(self.config.num_workers, self.cuda), collate_fn=default_collate,
+                          pin_memory=self.cuda and self.config.pin_memory,
                           generator=torch.Generator().manual_seed(seed))
+
+    def photo_stream(self, start_step: int) -> Iterator[dict[str, Any]]:
+        """:meth:`photo_batches` as training reads them: on CUDA with no loader processes
+        (``num_workers`` 0), read ahead by a thread while the device computes."""
+        batches = self.photo_batches(start_step)
+        if self.cuda and data_workers(self.config.num_workers, self.cuda) == 0:
+            return prefetch(batches, depth=2)
+        return batches
 
     def photo_batches(self, start_step: int) -> Iterator[dict[str, Any]]:
         """Endless training batches of this process from step ``start_step`` on: epoch e is a
@@ -478,11 +491,7 @@ class Trainer:
                                  self.device)
 
     def _photos_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = dict(batch)
-        for k in ("image", "landmarks", "attention"):
-            if isinstance(batch.get(k), torch.Tensor):
-                out[k] = batch[k].to(self.device, torch.float32, non_blocking=True)
-        return fit_size(out, self.net.config.input_size)
+        return fit_size(photos_to_float(batch, self.device), self.net.config.input_size)
 
     # --- one step -----------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -578,7 +587,7 @@ class Trainer:
         if self.step >= end:
             return self.last_metrics
         use_photos = cfg.uses_photos
-        photos = self.photo_batches(self.step) if use_photos else None
+        photos = self.photo_stream(self.step) if use_photos else None
         synth = self.synthetic_batches(self.step) if cfg.synthetic > 0 else None
         bar = tqdm(total=cfg.steps, initial=self.step, unit="step", desc="train", dynamic_ncols=True,
                    disable=not (self.dist.main and cfg.progress))
@@ -606,6 +615,8 @@ class Trainer:
                     self.validate()
         finally:
             bar.close()
+            if photos is not None:
+                photos.close()  # a read-ahead thread ends here, not at the interpreter's exit
         return self.last_metrics
 
     # --- validation ---------------------------------------------------------------------------------
