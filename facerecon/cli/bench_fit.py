@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         per = statistics.median(per_photo)
         rows.append({"batch": b, "photos": len(per_photo) * b, "seconds_per_photo": per,
                      "photos_per_second": 1 / per, "batches_timed": len(per_photo)})
-    out = {"device": args.device, "source": source, "prepare_seconds_per_photo": prep_s, "threads": torch.get_num_threads(),
+    out = {"device": args.device, "source": source, "prepare_seconds_per_photo": prep_s,
+           "threads": torch.get_num_threads(),
            "config": {"landmark_steps": config.landmark_steps, "steps": config.steps, "perceptual": config.perceptual,
                       "region": config.region}, "rows": rows}
     if args.json:

@@ -73,7 +73,8 @@ def time_rnet(net, face_model, batch: int, iters: int = 5, warmup: int = 2, devi
                 forward.append((t2 - t1) / batch)
     per = statistics.median(total)
     return RNetTiming(device=str(dev), trunk=net.config.trunk, batch=batch, threads=torch.get_num_threads(),
-                      amp=amp, channels_last=channels_last, ms_per_photo=1000 * per, forward_ms_per_photo=1000 * statistics.median(forward),
+                      amp=amp, channels_last=channels_last, ms_per_photo=1000 * per,
+                      forward_ms_per_photo=1000 * statistics.median(forward),
                       photos_per_second=1.0 / per)
 
 

@@ -290,5 +290,5 @@ def photos_to_float(batch: dict[str, Any], device: torch.device | str | None = N
 
 
 __all__ = ["ARRAYS", "CROP_SIZE", "FORMAT", "Failure", "ShardDataset", "ShardError", "ShardRecord", "VERSION",
-           "open_npz", "photos_to_float", "read_failures", "read_meta", "read_records", "shard_path", "write_jsonl", "write_meta",
-           "write_shard"]
+           "open_npz", "photos_to_float", "read_failures", "read_meta", "read_records", "shard_path", "write_jsonl",
+           "write_meta", "write_shard"]

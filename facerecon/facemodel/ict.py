@@ -313,7 +313,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     file stores)."""
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
-    return {k: a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a for k, a in arrays.items()}
+    return {k: a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a
+            for k, a in arrays.items()}
 
 
 __all__ = [
