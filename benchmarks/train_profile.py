@@ -20,20 +20,17 @@ import time
 
 import torch
 
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+from facerecon.cli.bench_render import sync_device
 
 
 def _timed(fn, dev: torch.device, n: int) -> float:
     """Median seconds of ``n`` calls of ``fn`` (synchronised)."""
     out = []
     for _ in range(n):
-        _sync(dev)
+        sync_device(dev)
         t0 = time.perf_counter()
         fn()
-        _sync(dev)
+        sync_device(dev)
         out.append(time.perf_counter() - t0)
     return statistics.median(out)
 
@@ -78,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             trainer.train_step(next(photos), None)
         waits, steps = [], []
         for _ in range(args.steps):
-            _sync(dev)
+            sync_device(dev)
             t0 = time.perf_counter()
             batch = next(photos)
             t1 = time.perf_counter()
             trainer.train_step(batch, None)
-            _sync(dev)
+            sync_device(dev)
             waits.append(t1 - t0)
             steps.append(time.perf_counter() - t1)
         loop = statistics.median(w + s for w, s in zip(waits, steps))
@@ -114,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             with profile(activities=acts) as prof:
                 for _ in range(args.profile_steps):
                     trainer.train_step(ready, None)
-                _sync(dev)
+                sync_device(dev)
             key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
             print(f"--- operators by {key} ({args.profile_steps} steps)")
             print(prof.key_averages().table(sort_by=key, row_limit=args.rows))

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from facerecon.cli import UserError
+    from facerecon.cli.bench_render import sync_device
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
@@ -106,12 +107,10 @@ def run(args: argparse.Namespace) -> int:
         for i in range(0, len(order) - b + 1, b):
             if args.max_batches and len(per_photo) >= args.max_batches:
                 break
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            sync_device(dev)
             t0 = time.perf_counter()
             fit_rows(order[i : i + b])
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            sync_device(dev)
             per_photo.append((time.perf_counter() - t0) / b)
         per = statistics.median(per_photo)
         rows.append({"batch": b, "photos": len(per_photo) * b, "seconds_per_photo": per,
