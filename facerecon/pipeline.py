@@ -138,6 +138,9 @@ class Reconstruction:
     """The fitted model's 68 landmarks projected into the photo (68,2), pixels."""
     losses: dict[str, float] = field(default_factory=dict)
     """Final loss terms (unweighted)."""
+    camera: Camera | None = None
+    """The camera the crop was fitted through (crop pixels; its focal length follows the photo's
+    EXIF or a given lens); None: the reconstructor's default camera."""
 
     def vertices(self, model: FaceModel) -> np.ndarray:
         """Model-space vertices (V,3) in mm (identity + expression, no pose) over ``model``'s region."""
@@ -348,30 +351,46 @@ class FaceReconstructor:
                                                     antialias=True)
             return self.rnet.predict(x, lmk).map(lambda t: t.contiguous())
 
+    def crop_camera(self, faces: Sequence[PreparedFace]) -> Camera:
+        """The camera the fitter sees ``faces``' crops through: this reconstructor's, with each
+        face's own focal length (crop pixels) where its photo's is known (EXIF or a given lens)."""
+        if all(p.focal_photo is None for p in faces):
+            return self.camera
+        focal = torch.tensor([p.crop_focal(float(self.camera.focal)) for p in faces], dtype=torch.float32)
+        return Camera(focal=focal, size=self.camera.size, near=self.camera.near)
+
     def evaluate(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
-                 attention: torch.Tensor | None = None) -> FitResult:
+                 attention: torch.Tensor | None = None, camera: Camera | None = None) -> FitResult:
         """The fitter's outputs for given parameters without optimising: landmarks projected by
         its forward model (crop pixels, contour re-assigned) and the hybrid-loss terms, computed
         once (FaceNet included when the config uses it) — what :meth:`Fitter.full_stage` reports
-        after its last step."""
+        after its last step. ``camera``: the crops' camera (None: this reconstructor's)."""
         fitter = self.fitter
+        forward = fitter._forward_for(camera)
         dev = self.device
         params = params.map(lambda t: t.detach().to(dev))
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
         with torch.no_grad():
-            out = fitter.forward(params)
+            out = forward(params)
             terms = fitter.loss(out, params, images, landmarks, attention, perceptual=fitter.loss.uses_perceptual)
-            lm2d, _ = fitter.forward.landmarks(params)
+            lm2d, _ = forward.landmarks(params)
         return FitResult(params=params, losses=terms, landmarks_2d=lm2d, history=[terms.as_dict()])
 
     def _run_engine(self, crops: torch.Tensor, lmk: torch.Tensor, att: torch.Tensor, init: FaceParams | None,
-                    groups: Sequence | None, progress: Callable | None, fitter: Fitter) -> FitResult:
-        """One batch through the engine. ``init`` given: ``fitter`` from ``init``, whatever the engine
-        (the joint multi-photo fit relies on this) — with engine "rnet-prior" under its prior."""
+                    groups: Sequence | None, progress: Callable | None, fitter: Fitter,
+                    camera: Camera | None = None) -> FitResult:
+        """One batch through the engine, seen through ``camera`` (None: this reconstructor's).
+        ``init`` given: ``fitter`` from ``init``, whatever the engine (the joint multi-photo fit
+        relies on this) — with engine "rnet-prior" under its prior."""
         if self.engine == "fit" or (init is not None and self.engine != "rnet-prior"):
-            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress)
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, camera=camera)
         predicted = self.predict(crops, lmk)
+        if camera is not None and camera.per_item:
+            # R-Net places faces for the default camera; another focal length sees the same crop
+            # from proportionally further away (x/z, y/z and the face's size in the crop unchanged)
+            ratio = camera.focal.to(predicted.trans) / float(self.camera.focal)
+            predicted.trans = predicted.trans * ratio[:, None]
         index = group_index(groups, predicted.batch, self.device)
         if index is not None:  # photos of one person share α and δ: the mean of their predictions
             for name in ("alpha", "delta"):
@@ -380,14 +399,15 @@ class FaceReconstructor:
                 mean = t.new_zeros(g, t.shape[1]).index_add(0, index, t) / torch.bincount(index, minlength=g)[:, None]
                 setattr(predicted, name, mean[index])
         if self.engine == "rnet":
-            result = self.evaluate(predicted, crops, lmk, att)
+            result = self.evaluate(predicted, crops, lmk, att, camera)
             if progress:
                 progress(1, 1)
             return result
         if self.engine == "rnet-prior":
-            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=rnet_prior(predicted))
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=rnet_prior(predicted),
+                              camera=camera)
         assert self._refiner is not None
-        return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress)
+        return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress, camera=camera)
 
     def face_model(self, region: str) -> FaceModel:
         """The face model over another ``region`` (e.g. "head" for export) with the same albedo
@@ -415,13 +435,16 @@ class FaceReconstructor:
         if not items:
             return []
         crops, lmk, att = crop_tensors([p for _, p in items])
-        result = self._run_engine(crops, lmk, att, init, groups, progress, fitter or self.fitter)
+        camera = self.crop_camera([p for _, p in items])
+        result = self._run_engine(crops, lmk, att, init, groups, progress, fitter or self.fitter,
+                                  None if camera is self.camera else camera)
         params = result.params.map(lambda t: t.cpu())
         out = []
         for i, (photo, prep) in enumerate(items):
             lm_photo = prep.to_photo(result.landmarks_2d[i].cpu().numpy())
             losses = {k: float(getattr(result.losses, k)[i]) for k in ("total", "photo", "landmark", "perceptual", "coef", "texture")}
-            out.append(Reconstruction(prep.source, photo, prep, params[i], lm_photo.astype(np.float32), losses))
+            out.append(Reconstruction(prep.source, photo, prep, params[i], lm_photo.astype(np.float32), losses,
+                                      camera.item(i)))
         return out
 
     def __call__(self, source: ImageSource, all_faces: bool = False) -> list[Reconstruction]:

@@ -407,6 +407,20 @@ def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints
     assert doc["extra"]["fit_config"] == json.loads(json.dumps(asdict(config)))
     want = make(fit_recon, "rnet-prior", default_model_path(), config=config).fit_prepared([prepared])[0].params
     assert torch.allclose(params.to_vector(), want.to_vector(), atol=1e-5)
+    assert doc["camera"]["focal_px"] == 1015.0 and doc["camera"]["photo_focal_px"] is None
+
+    out5 = tmp_path / "out5"  # a given lens: the fit, and what params.json records, use its camera
+    assert main(["reconstruct", str(photo), "-o", str(out5), "--focal-35mm", "26", *FASTER]) == 0
+    params, doc = _params(out5 / photo.stem)
+    h, w = prepared[0].shape[:2]
+    focal_photo = 26 / np.hypot(36, 24) * np.hypot(w, h)
+    assert doc["camera"]["photo_focal_px"] == pytest.approx(focal_photo, rel=1e-6)
+    crop_focal = focal_photo * np.sqrt(abs(np.linalg.det(np.asarray(doc["photo_to_crop"])[:, :2])))
+    assert doc["camera"]["focal_px"] == pytest.approx(crop_focal, rel=1e-5)
+    lens = replace(prepared[1], focal_photo=focal_photo)
+    want = make(fit_recon, "rnet-prior", default_model_path(), config=config).fit_prepared([(prepared[0], lens)])[0]
+    assert torch.allclose(params.to_vector(), want.params.to_vector(), atol=1e-4)
+    assert want.camera.focal == pytest.approx(crop_focal, rel=1e-5)
 
 
 def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon, checkpoints):
@@ -456,6 +470,17 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
     assert build_reconstructor(off, fit_config(off, "rnet-prior"), engine_options(off)).preparer.detector.eye_spread_limit == 0
     with pytest.raises(UserError, match="at least 0"):
         engine_options(parsed("--eye-spread-limit", "-0.5"))
+    # --focal-35mm reaches the preparer (and keeps the detector of --eye-spread-limit)
+    from facerecon.imageio.focal import DEFAULT_LENS
+
+    assert built.preparer.focal_35mm == DEFAULT_LENS
+    both = engine_options(parsed("--focal-35mm", "26", "--eye-spread-limit", "0"))["preparer"]
+    assert both.focal_35mm == 26.0 and both.detector.eye_spread_limit == 0
+    assert engine_options(parsed("--focal-35mm", "NONE"))["preparer"].focal_35mm == "none"
+    assert "preparer" not in engine_options(parsed())
+    for bad in ("wide", "0", "-26"):
+        with pytest.raises(UserError, match="--focal-35mm"):
+            engine_options(parsed("--focal-35mm", bad))
 
 
 def test_the_joint_fit_runs_its_own_config(fit_recon, prepared, checkpoints, monkeypatch):

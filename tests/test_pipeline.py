@@ -131,3 +131,46 @@ def test_reconstruct_many_splits_and_keeps_order(recon, photos, detected, tmp_pa
     assert [f.source for f in failed] == [str(bad), str(noface)]
     assert failed[0].reason.startswith(f"{bad}: not a recognised image")
     assert failed[1].reason.startswith(f"{noface}: no face found")
+
+
+def test_a_photos_lens_sets_its_own_camera(recon, photos, tmp_path):
+    """A photo whose EXIF records a 26 mm (35 mm-equivalent) lens is fitted through that lens
+    (focal length in crop pixels = its pixels' focal × the alignment's scale, by hand), in the
+    same batch as one without EXIF (the default camera); its face lands proportionally closer."""
+    from dataclasses import replace
+
+    from facerecon.imageio.focal import FULL_FRAME_DIAGONAL
+
+    im = Image.open(photos[0])
+    exif = im.getexif()
+    exif.get_ifd(0x8769)[0xA405] = 26
+    lens = tmp_path / "lens.jpg"
+    im.save(lens, exif=exif, quality=95)
+    with_lens, without = recon.iter_reconstruct([lens, photos[0]], batch_size=2)
+    rec, plain = with_lens[1], without[1]
+    focal_photo = 26 / FULL_FRAME_DIAGONAL * np.hypot(350, 350)
+    assert rec.prepared.focal_photo == pytest.approx(focal_photo, rel=1e-6)
+    scale = np.sqrt(abs(np.linalg.det(rec.prepared.M[:, :2])))
+    assert rec.camera.focal == pytest.approx(focal_photo * scale, rel=1e-5)
+    assert plain.camera.focal == recon.camera.focal and plain.prepared.focal_photo is None
+    # the same face size in the crop: the landmarks' depth in proportion to the focal length
+    from facerecon.render import transform
+
+    def landmark_depth(r) -> float:
+        lm3d = recon.fitter.forward.landmarks3d(r.params.map(lambda t: t.to(recon.device)))
+        return float(-transform(lm3d, r.params.angles, r.params.trans)[..., 2].mean())
+
+    ratio = rec.camera.focal / recon.camera.focal
+    assert landmark_depth(rec) / landmark_depth(plain) == pytest.approx(ratio, rel=0.03)
+    assert mean_distance(rec.landmarks_fit, plain.landmarks_fit) < 3
+
+    # engine "rnet": R-Net's placement moved to the lens's distance, nothing else changed
+    from facerecon.pipeline import FaceReconstructor
+
+    net = FaceReconstructor(engine="rnet", preparer=recon.preparer)
+    _, (prep,) = net.prepare(photos[0])
+    a = net.fit_prepared([(rec.photo, prep)])[0].params
+    b = net.fit_prepared([(rec.photo, replace(prep, focal_photo=focal_photo))])[0].params
+    k = focal_photo * np.sqrt(abs(np.linalg.det(prep.M[:, :2]))) / net.camera.focal
+    torch.testing.assert_close(b.trans, a.trans * k)
+    torch.testing.assert_close(b.alpha, a.alpha)

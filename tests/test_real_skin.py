@@ -125,3 +125,29 @@ def test_pca_albedo_recovers_a_known_low_rank_model(tmp_path):
     assert got.kind == "learned" and got.basis.shape == (10, v + 10, 3)
     assert np.allclose(got.mean[5:v + 5], m, atol=1e-3) and np.allclose(got.mean[:5], 0.9)
     assert np.allclose(got.basis[:, 5:v + 5], basis, atol=1e-3) and not got.basis[:, :5].any()
+
+
+def test_a_closer_camera_keeps_the_eyes_size_and_shows_more_perspective():
+    """The eye corners (95 mm in front of the turn centre) project the same distance apart from
+    0.4 m and from 1 m; a point 95 mm further back (the turn centre's plane) comes out smaller
+    from close up by the pinhole ratio (by hand: f·x/z with the focal of ``render_focal``)."""
+    from facerecon.evaluation.real_skin import TURN_DEPTH, render_focal
+
+    ball = trimesh.creation.icosphere(subdivisions=1, radius=10.0)
+    tr = skin_transfer(ball, np.asarray(ball.vertices)[:68], np.asarray(ball.vertices), np.asarray(ball.vertices)[:68],
+                       subdivisions=0)
+    lmk = np.zeros((68, 3))
+    lmk[36], lmk[45] = [-45, 0, TURN_DEPTH], [45, 0, TURN_DEPTH]
+    lmk[0], lmk[16] = [-45, 0, 0], [45, 0, 0]  # in the turn centre's plane
+    gamma = np.zeros(9)
+    spans = {}
+    for d in (400.0, 1000.0):
+        _, xy = render_view(tr, np.full((len(tr.vertices), 3), 0.5), lmk, 0.0, 0.0, gamma, np.zeros((8, 8, 3)),
+                            size=64, distance=d)
+        spans[d] = (xy[45, 0] - xy[36, 0], xy[16, 0] - xy[0, 0])
+        f = render_focal(64, d)
+        assert spans[d][0] == pytest.approx(f * 90 / (d - TURN_DEPTH), rel=1e-4)
+        assert spans[d][1] == pytest.approx(f * 90 / d, rel=1e-4)
+    assert spans[400.0][0] == pytest.approx(spans[1000.0][0], rel=1e-4)
+    assert spans[400.0][1] / spans[400.0][0] == pytest.approx(305 / 400, rel=1e-4)
+    assert spans[1000.0][1] / spans[1000.0][0] == pytest.approx(905 / 1000, rel=1e-4)

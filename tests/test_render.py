@@ -142,3 +142,21 @@ def test_gradient_reaches_shape_coefficients(face_model):
     out.image.sum().backward()
     assert alpha.grad.abs().sum() > 0 and torch.isfinite(alpha.grad).all()
     assert gamma.grad.abs().sum() > 0
+
+
+def test_a_focal_length_per_batch_item_projects_each_as_its_own_camera():
+    from facerecon.render.camera import project
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(3, 7, 3, generator=g) * 50
+    v[..., 2] -= 600
+    cam = Camera(focal=torch.tensor([400.0, 1015.0, 2500.0]))
+    xy, depth = project(v, cam)
+    assert cam.per_item and not Camera().per_item
+    for i, f in enumerate((400.0, 1015.0, 2500.0)):
+        assert cam.item(i).focal == f
+        # by hand: u = c + f x / (-z), v = c - f y / (-z)
+        u = 112 + f * v[i, :, 0] / -v[i, :, 2]
+        w = 112 - f * v[i, :, 1] / -v[i, :, 2]
+        torch.testing.assert_close(xy[i], torch.stack([u, w], -1))
+    assert Camera().item(2) == Camera()

@@ -10,6 +10,7 @@ from pathlib import Path
 from facerecon.config import add_arguments, from_args
 from facerecon.fitting.engine import FitConfig
 from facerecon.imageio.detect import EYE_SPREAD_LIMIT
+from facerecon.imageio.focal import DEFAULT_LENS
 from facerecon.pipeline import (DEFAULT_ENGINE, DEFAULT_REFINE, ENGINE_FIT_DEFAULTS, ENGINES, default_engine,
                                 engine_config, engine_defaults_help, shipped_model)
 
@@ -33,18 +34,43 @@ def add_engine_arguments(group: argparse._ActionsContainer) -> None:
                        help="complete dlib's eye and brow points from the other points by a point model where "
                             "they spread over the 27 jittered boxes by more than F of the eye distance (thick "
                             f"glasses frames); 0 turns it off; default {EYE_SPREAD_LIMIT}")
+    group.add_argument("--focal-35mm", default=None, metavar="MM|exif|none",
+                       help="the photos' lens as a 35 mm-equivalent focal length in mm (26: a phone's main "
+                            "camera), so that a face taken close up is seen with its perspective; exif: each "
+                            "photo's EXIF where it records its lens; none: assume a face about 1 m away; "
+                            f"default {DEFAULT_LENS}")
 
 
 def engine_options(args: argparse.Namespace) -> dict:
-    """``engine``, ``rnet`` and ``refine`` (and ``preparer`` where --eye-spread-limit is given) for
-    FaceReconstructor from the options; a UserError (one line) for combinations that cannot run."""
+    """``engine``, ``rnet`` and ``refine`` (and ``preparer`` where --eye-spread-limit or
+    --focal-35mm is given) for FaceReconstructor from the options; a UserError (one line) for
+    combinations that cannot run."""
     out = _engine_options(args)
     detector = detector_option(args)
-    if detector is not None:
+    lens = lens_option(args)
+    if detector is not None or lens is not None:
         from facerecon.imageio import Preparer
 
-        out["preparer"] = Preparer(detector=detector)
+        out["preparer"] = Preparer(detector=detector, focal_35mm=DEFAULT_LENS if lens is None else lens)
     return out
+
+
+def lens_option(args: argparse.Namespace) -> float | str | None:
+    """--focal-35mm as Preparer takes it (a length in mm, "exif" or "none"); None where not given."""
+    from facerecon.cli import UserError
+
+    value = getattr(args, "focal_35mm", None)
+    if value is None:
+        return None
+    if str(value).lower() in ("exif", "none"):
+        return str(value).lower()
+    try:
+        mm = float(value)
+    except ValueError:
+        raise UserError(f"--focal-35mm must be a length in mm, exif or none (got {value!r})") from None
+    if not 0 < mm < 10000:
+        raise UserError(f"--focal-35mm must be a length in mm above 0 (got {value})")
+    return mm
 
 
 def detector_option(args: argparse.Namespace):

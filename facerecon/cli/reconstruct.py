@@ -306,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     written = write_reconstruction(
                         folder, photo=rec.photo, aligned=rec.prepared, params=rec.params, face_model_head=head,
-                        camera=recon.camera, landmarks_photo=rec.prepared.landmarks_photo, source_path=rec.source,
+                        camera=rec.camera or recon.camera, landmarks_photo=rec.prepared.landmarks_photo,
+                        source_path=rec.source,
                         fitted_landmarks_photo_px=rec.landmarks_fit,
                         extra={"losses": rec.losses, "fit_config": asdict(config),
                                **({"engine": record} if record is not None else {})},

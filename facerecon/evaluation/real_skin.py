@@ -124,21 +124,33 @@ def draw_occluder(image: np.ndarray, landmarks: np.ndarray, kind: str, rng: np.r
     raise ValueError(f"unknown occluder {kind!r} (fringe, glasses)")
 
 
+#: How far the head's centre of rotation lies behind the outer eye corners in the renders, mm.
+TURN_DEPTH = 95.0
+
+
+def render_focal(size: int, distance: float = 1000.0) -> float:
+    """The renders' focal length, pixels of a ``size`` image, for a head ``distance`` mm away:
+    ``1015·size/224·0.75`` at 1 m (the own-albedo instrument's), in proportion to the eyes'
+    distance otherwise (the face keeps its size in the image)."""
+    return 1015.0 * size / 224 * 0.75 * (distance - TURN_DEPTH) / (1000.0 - TURN_DEPTH)
+
+
 def render_view(transfer: SkinTransfer, albedo: np.ndarray, scan_lmk: np.ndarray, pitch_deg: float,
                 yaw_deg: float, gamma: np.ndarray, background: np.ndarray, size: int = 512,
-                supersample: int = 2) -> tuple[np.ndarray, np.ndarray]:
+                supersample: int = 2, distance: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
     """One photo-like render (size,size,3) uint8 and the scan's projected 68 landmarks (pixels).
 
-    The head turns about a centre 95 mm behind the outer eye corners and sits 1 m from a camera
-    of focal ``1015·size/224·0.75`` px (as the own-albedo instrument); ``gamma`` is 9 SH
-    coefficients (mono light), ``background`` (size,size,3) float in [0,1]."""
+    The head turns about a centre 95 mm behind the outer eye corners and sits ``distance`` mm
+    (default 1 m) from a camera of focal :func:`render_focal` px: the face's size in the image does
+    not change with the distance, its perspective does (0.4 m: a selfie at arm's length).
+    ``gamma`` is 9 SH coefficients (mono light), ``background`` (size,size,3) float in [0,1]."""
     s = size * supersample
-    cam = Camera(focal=1015.0 * s / 224 * 0.75, size=s)
-    centre = torch.tensor(scan_lmk[[36, 45]].mean(0) - np.array([0, 0, 95.0]), dtype=torch.float32)
+    cam = Camera(focal=render_focal(s, distance), size=s)
+    centre = torch.tensor(scan_lmk[[36, 45]].mean(0) - np.array([0, 0, TURN_DEPTH]), dtype=torch.float32)
     verts = torch.tensor(transfer.vertices, dtype=torch.float32)
     faces = torch.tensor(transfer.faces, dtype=torch.int64)
     ang = torch.tensor([[math.radians(pitch_deg), math.radians(yaw_deg), 0.0]])
-    far = torch.tensor([[0.0, 0.0, -1000.0]])
+    far = torch.tensor([[0.0, 0.0, -float(distance)]])
     vc = transform((verts - centre)[None], ang, far)
     n = torch.tensor(np.asarray(trimesh.Trimesh(vc[0].numpy(), transfer.faces, process=False).vertex_normals),
                      dtype=torch.float32)[None]
@@ -154,4 +166,5 @@ def render_view(transfer: SkinTransfer, albedo: np.ndarray, scan_lmk: np.ndarray
     return (img * 255).round().astype(np.uint8), xy[0].numpy() / supersample
 
 
-__all__ = ["VIEWS", "SkinTransfer", "bend_to_landmarks", "draw_occluder", "paint_scan", "render_view", "skin_transfer"]
+__all__ = ["TURN_DEPTH", "VIEWS", "SkinTransfer", "bend_to_landmarks", "draw_occluder", "paint_scan", "render_focal",
+           "render_view", "skin_transfer"]

@@ -47,6 +47,8 @@ class MemberPhoto:
     """JSON-able facts for ``members.json`` (source path, quality, own fit, landmarks)."""
     landmarks_photo: np.ndarray | None = None
     """(68,2) detected landmarks, photo pixels (drawn in the overlay)."""
+    camera: Camera | None = None
+    """The camera its crop was fitted through (None: the writer's ``camera``)."""
 
 
 def member_photos(person) -> list[MemberPhoto]:
@@ -66,19 +68,23 @@ def member_photos(person) -> list[MemberPhoto]:
                   "landmarks_fitted_photo_px": np.asarray(m.landmarks_fit).round(3).tolist(),
                   "person_params_vector": person.member_params[i].to_vector()[0].tolist()}
         out.append(MemberPhoto(name, m.photo, np.asarray(m.prepared.M_inv), person.member_params[i],
-                               float(person.weights[i]), record, np.asarray(m.prepared.landmarks_photo)))
+                               float(person.weights[i]), record, np.asarray(m.prepared.landmarks_photo),
+                               getattr(m, "camera", None)))
     return out
 
 
 def fuse_textures(model, members: list[MemberPhoto], camera: Camera, size: int, atlas=None):
     """One texture from every photo (:func:`~facerecon.export.texture.bake_texture_multi`: each
     texel from the photos that see it most squarely, colour-matched, the rest completed through
-    the face's symmetry). Returns the bake and figures (share of texels seen by 0, 1, 2+ photos)."""
+    the face's symmetry; each photo through its own camera where it has one, else ``camera``).
+    Returns the bake and figures (share of texels seen by 0, 1, 2+ photos)."""
     atlas = atlas or model_atlas(model)
-    samples = [sample_photo(model, m.params, m.photo, m.M_inv, camera, size=size, atlas=atlas) for m in members]
+    cams = [m.camera or camera for m in members]
+    samples = [sample_photo(model, m.params, m.photo, m.M_inv, c, size=size, atlas=atlas)
+               for m, c in zip(members, cams)]
     seen = sum((smp.weight > 0.5).astype(np.int64) for smp in samples)  # per covered texel, before evening out
     bake = bake_texture_multi(model, [m.params for m in members], [m.photo for m in members],
-                              [m.M_inv for m in members], camera, size=size, atlas=atlas, samples=samples)
+                              [m.M_inv for m in members], cams, size=size, atlas=atlas, samples=samples)
     figures = {"texels_seen_by_no_photo": _num(float((seen == 0).mean())),
                "texels_seen_by_one_photo": _num(float((seen == 1).mean())),
                "texels_seen_by_several_photos": _num(float((seen >= 2).mean()))}
@@ -110,7 +116,7 @@ def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: lis
     ply_colors = vertex_colors_from_texture(texture, atlas.uv, atlas.faces_uv, faces, model.n_vertices)
     lmk_idx = model.landmark_idx.detach().cpu().numpy()
     faces_drawn = None if overlay_region is None else region_faces(model, overlay_region)
-    overlays = {m.name: overlay(m.photo, model, m.params, m.M_inv, camera, faces=faces_drawn,
+    overlays = {m.name: overlay(m.photo, model, m.params, m.M_inv, m.camera or camera, faces=faces_drawn,
                                 detected_landmarks=m.landmarks_photo) for m in members}
 
     pdoc = params_document(neutral, model, camera, extra={"aggregate": method, "photos": len(members),

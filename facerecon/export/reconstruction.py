@@ -132,6 +132,9 @@ def params_document(params: FaceParams, model, camera: Camera, *, aligned=None, 
                    "values": _num(p.to_vector()[0].numpy())},
     }
     if aligned is not None:
+        focal_photo = getattr(aligned, "focal_photo", None)
+        doc["camera"]["photo_focal_px"] = None if focal_photo is None else _num(float(focal_photo))
+        doc["camera"]["focal_from"] = "default (a face about 1 m away)" if focal_photo is None else "the photo's lens"
         doc["crop_to_photo"] = [_num(r) for r in np.asarray(aligned.M_inv, dtype=np.float64)]
         doc["photo_to_crop"] = [_num(r) for r in np.asarray(aligned.M, dtype=np.float64)]
     if photo_shape is not None or source_path is not None:

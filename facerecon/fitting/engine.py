@@ -292,26 +292,35 @@ class Fitter:
     def camera(self) -> Camera:
         return self.forward.camera
 
+    def _forward_for(self, camera: Camera | None):
+        """The forward model under ``camera`` (this fitter's own when None)."""
+        return self.forward if camera is None or camera is self.forward.camera else self.forward.with_camera(camera)
+
     # --- stage 0 ------------------------------------------------------------------------------
-    def init_pose(self, landmarks: torch.Tensor) -> FaceParams:
-        """Neutral mean face posed by PnP on the inner 51 of (B,68,2) landmarks (crop pixels)."""
+    def init_pose(self, landmarks: torch.Tensor, camera: Camera | None = None) -> FaceParams:
+        """Neutral mean face posed by PnP on the inner 51 of (B,68,2) landmarks (crop pixels),
+        seen by ``camera`` (this fitter's when None; its focal length may be one per photo)."""
+        camera = camera or self.camera
         b = landmarks.shape[0]
         params = FaceParams.zeros(b, self.model.n_id, self.model.n_exp, self.model.n_tex,
                                   rgb_light=self.config.rgb_light, device=self.device)
         mean_lmk = self.model.mean[self.model.landmark_idx].detach().cpu().numpy()
         for i in range(b):
-            ang, t = pnp_pose(mean_lmk[17:], landmarks[i, 17:].detach().cpu().numpy(), self.camera)
+            ang, t = pnp_pose(mean_lmk[17:], landmarks[i, 17:].detach().cpu().numpy(), camera.item(i))
             params.angles[i] = torch.as_tensor(ang, dtype=torch.float32)
             params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
         return params
 
     # --- stage 1 ------------------------------------------------------------------------------
     def landmark_stage(self, params: FaceParams, landmarks: torch.Tensor, groups=None,
-                       progress: Progress | None = None, prior: FaceParams | None = None) -> FaceParams:
+                       progress: Progress | None = None, prior: FaceParams | None = None,
+                       camera: Camera | None = None) -> FaceParams:
         """Pose, expression (and identity, with ``landmark_identity``) from the landmarks alone,
         starting from ``params``; ``config.landmark_steps`` Adam steps. ``prior``: per-photo
-        coefficients the prior is centred on (None: 0). Returns detached params."""
+        coefficients the prior is centred on (None: 0); ``camera``: the crops' camera (None: this
+        fitter's). Returns detached params."""
         cfg, dev = self.config, self.device
+        forward = self._forward_for(camera)
         landmarks = landmarks.to(dev).float()
         x = _Unknowns(params, group_index(groups, params.batch, dev), dev)
         coefs = [x.beta, x.alpha] if cfg.landmark_identity else [x.beta]
@@ -323,7 +332,7 @@ class Fitter:
         ids = None
         for step in range(cfg.landmark_steps):
             p = x.params()
-            lm, ids = self.forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
+            lm, ids = forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
             loss = self.loss.landmarks_only(lm, landmarks, p, prior).sum()
             opt.zero_grad()
             loss.backward()
@@ -336,15 +345,16 @@ class Fitter:
     # --- stage 2 ------------------------------------------------------------------------------
     def full_stage(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
                    attention: torch.Tensor | None = None, groups=None, progress: Progress | None = None,
-                   prior: FaceParams | None = None) -> FitResult:
+                   prior: FaceParams | None = None, camera: Camera | None = None) -> FitResult:
         """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
         Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
         ``contour_every``-th; then ``config.settle_steps`` settling steps (contour kept, FaceNet
         every step, rates falling to 0); with ``config.average_steps`` the mean of the unknowns over
         that many last steps is returned. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
         pixels, attention (B,1,224,224); ``prior``: per-photo coefficients the prior is centred on
-        (None: 0)."""
+        (None: 0); ``camera``: the crops' camera (None: this fitter's)."""
         cfg, dev = self.config, self.device
+        forward = self._forward_for(camera)
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
         index = group_index(groups, params.batch, dev)
@@ -372,7 +382,7 @@ class Fitter:
             with torch.set_grad_enabled(not final):
                 p = x.params()
                 reassign = step % cfg.contour_every == 0 and not (settling and step > 0)
-                out = self.forward(p, landmark_ids=None if reassign else ids)
+                out = forward(p, landmark_ids=None if reassign else ids)
                 ids = out.landmark_ids
                 terms = self.loss(out, p, images, landmarks, attention,
                                   perceptual=use_per and (final or settling or step % cfg.perceptual_every == 0),
@@ -389,32 +399,35 @@ class Fitter:
                 progress(step + 1, total)
         fitted = x.params().map(lambda t: t.detach())
         with torch.no_grad():
-            lm2d, _ = self.forward.landmarks(fitted)
+            lm2d, _ = forward.landmarks(fitted)
         return FitResult(params=fitted, losses=terms, landmarks_2d=lm2d, history=history, groups=index)
 
     # --- all stages -----------------------------------------------------------------------------
     def fit(self, images: torch.Tensor, landmarks: torch.Tensor, attention: torch.Tensor | None = None,
             init: FaceParams | None = None, groups=None, progress: Progress | None = None,
-            prior: FaceParams | None = None) -> FitResult:
+            prior: FaceParams | None = None, camera: Camera | None = None) -> FitResult:
         """Fit (B,3,224,224) crops in [0,1] with their (B,68,2) landmarks (crop pixels) and skin
         attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
         ``groups`` (B labels) makes photos with the same label share identity and albedo.
         ``prior`` (per-photo coefficients, e.g. a regressor's prediction) centres the Gaussian
         prior on α, β, δ there instead of at the model's mean (the paper's); with
         ``config.start_at_prior`` (and no ``init``) the fit also starts there (α, δ, γ).
-        ``progress(step, total)`` is called after each step of both stages."""
+        ``camera`` is the crops' camera (None: this fitter's; a per-photo focal length for photos
+        taken from different distances). ``progress(step, total)`` is called after each step of
+        both stages."""
         cfg = self.config
         landmarks = landmarks.to(self.device).float()
         total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
-        params = init if init is not None else self.init_pose(landmarks)
+        params = init if init is not None else self.init_pose(landmarks, camera)
         if init is None and prior is not None and cfg.start_at_prior:
             centre = _detached(prior, params.alpha.device)
             params = FaceParams(centre.alpha.clone(), params.beta, centre.delta.clone(), centre.gamma.clone(),
                                 params.angles, params.trans)
         params = self.landmark_stage(params, landmarks, groups,
-                                     progress and (lambda done, _: progress(done, total)), prior)
+                                     progress and (lambda done, _: progress(done, total)), prior, camera)
         return self.full_stage(params, images, landmarks, attention, groups,
-                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior)
+                               progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior,
+                               camera)
 
 
 __all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose", "rnet_prior"]

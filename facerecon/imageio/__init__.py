@@ -16,9 +16,11 @@ from dataclasses import dataclass
 import os
 
 import numpy as np
+from PIL import Image
 
 from facerecon.imageio.align import AlignedFace, align, template_landmarks
 from facerecon.imageio.detect import DetectedFace, FaceDetector, NoFaceError
+from facerecon.imageio.focal import DEFAULT_LENS, exif_focal, focal_from_35mm, read_focal
 from facerecon.imageio.load import ImageError, ImageSource, describe_source, load_image
 from facerecon.imageio.skin import SkinClassifier
 
@@ -44,6 +46,14 @@ class PreparedFace:
     score: float  #: detector score (HOG margin, or the CNN's confidence where ``detector == "cnn"``)
     detector: str = "hog"  #: which dlib detector found the face: ``"hog"`` or ``"cnn"``
     eyes_completed: bool = False  #: eye and brow points completed by the point model (dlib was unsure of them)
+    focal_photo: float | None = None  #: the camera's focal length in photo pixels (EXIF or given); None: unknown
+
+    def crop_focal(self, default: float) -> float:
+        """The camera's focal length in crop pixels: :attr:`focal_photo` scaled by the alignment,
+        or ``default`` (the fitter's camera, a face about 1 m away) when it is unknown."""
+        if self.focal_photo is None:
+            return float(default)
+        return float(self.focal_photo) * float(np.sqrt(abs(np.linalg.det(np.asarray(self.M, np.float64)[:, :2]))))
 
     def to_photo(self, points: np.ndarray) -> np.ndarray:
         """Map crop-pixel points (..., 2) to photo pixels."""
@@ -61,10 +71,33 @@ class Preparer:
         detector: FaceDetector | None = None,
         skin: SkinClassifier | None = None,
         size: int = 224,
+        focal_35mm: float | str = DEFAULT_LENS,
     ):
+        """``focal_35mm``: the photos' lens as a 35 mm-equivalent focal length in mm (every photo),
+        ``"exif"`` (each file's EXIF where it records one, else unknown) or ``"none"`` (unknown:
+        the fitter assumes a face about 1 m away)."""
         self.detector = detector if detector is not None else FaceDetector()
         self.skin = skin if skin is not None else SkinClassifier.load()
         self.size = int(size)
+        if isinstance(focal_35mm, str):
+            if focal_35mm not in ("exif", "none"):
+                raise ValueError(f"focal_35mm must be a length in mm, 'exif' or 'none' (got {focal_35mm!r})")
+        elif not float(focal_35mm) > 0:
+            raise ValueError(f"focal_35mm must be > 0 mm (got {focal_35mm})")
+        self.focal_35mm = focal_35mm
+
+    def photo_focal(self, source: ImageSource, rgb: np.ndarray) -> float | None:
+        """The focal length of ``source``'s camera in pixels of the loaded photo ``rgb``, by
+        :attr:`focal_35mm` (None: unknown)."""
+        if self.focal_35mm == "none":
+            return None
+        if self.focal_35mm != "exif":
+            return focal_from_35mm(float(self.focal_35mm), rgb.shape[1], rgb.shape[0])
+        if isinstance(source, (str, os.PathLike)):
+            return read_focal(source)
+        if isinstance(source, Image.Image):
+            return exif_focal(source)
+        return None
 
     def prepare_source(self, source: ImageSource, all_faces: bool = False
                        ) -> tuple[np.ndarray, list[PreparedFace]]:
@@ -75,15 +108,19 @@ class Preparer:
         """
         path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
         rgb = load_image(source)
-        return rgb, self.prepare_loaded(rgb, all_faces=all_faces, source=path, name=describe_source(source))
+        return rgb, self.prepare_loaded(rgb, all_faces=all_faces, source=path, name=describe_source(source),
+                                        focal=self.photo_focal(source, rgb))
 
     def prepare_loaded(self, rgb: np.ndarray, all_faces: bool = False, source: str | None = None,
-                       name: str | None = None) -> list[PreparedFace]:
+                       name: str | None = None, focal: float | None = None) -> list[PreparedFace]:
         """Detect, align and compute attention on an already loaded (H, W, 3) uint8 RGB photo.
 
         ``source`` is recorded in each :class:`PreparedFace`; ``name`` (default: ``source``, else
-        ``<array>``) is what a :class:`NoFaceError` names.
+        ``<array>``) is what a :class:`NoFaceError` names; ``focal`` is the camera's focal length
+        in the photo's pixels (None: unknown; with a 35 mm-equivalent ``focal_35mm`` set, that).
         """
+        if focal is None and self.focal_35mm not in ("exif", "none"):
+            focal = focal_from_35mm(float(self.focal_35mm), rgb.shape[1], rgb.shape[0])
         name = name or source or describe_source(rgb)
         faces = self.detector.detect(rgb, all_faces=all_faces, source=name)
         out = []
@@ -102,6 +139,7 @@ class Preparer:
                 score=face.score,
                 detector=face.detector,
                 eyes_completed=face.eyes_completed,
+                focal_photo=focal,
             ))
         return out
 

@@ -19,8 +19,9 @@ DEFAULT_DISTANCE = 1000.0
 class Camera:
     """A pinhole camera for square images: focal length and size in pixels, centred principal point."""
 
-    focal: float = 1015.0
-    """Focal length in pixels (1015 px at 224 px ≈ 12.6° field of view)."""
+    focal: float | torch.Tensor = 1015.0
+    """Focal length in pixels (1015 px at 224 px ≈ 12.6° field of view, a face about 1 m away);
+    a (B,) tensor gives each batch item its own (photos taken from different distances)."""
     size: int = 224
     """Image width and height in pixels."""
     near: float = 1.0
@@ -33,6 +34,17 @@ class Camera:
     def scaled(self, size: int) -> "Camera":
         """The same field of view at another image size."""
         return Camera(focal=self.focal * size / self.size, size=size, near=self.near)
+
+    @property
+    def per_item(self) -> bool:
+        """Whether the focal length is one per batch item (a tensor)."""
+        return isinstance(self.focal, torch.Tensor)
+
+    def item(self, i: int) -> "Camera":
+        """Batch item ``i``'s camera (a float focal length; the camera itself when it has one focal)."""
+        if not self.per_item:
+            return self
+        return Camera(focal=float(self.focal[i]), size=self.size, near=self.near)
 
 
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
@@ -71,6 +83,9 @@ def project(verts_cam: torch.Tensor, camera: Camera) -> tuple[torch.Tensor, torc
     """Camera-space points (B,V,3) -> pixel coordinates (B,V,2) and depth (B,V) in mm (> 0 in front)."""
     depth = -verts_cam[..., 2]
     inv = 1.0 / depth.clamp(min=1e-6)
-    u = camera.center + camera.focal * verts_cam[..., 0] * inv
-    v = camera.center - camera.focal * verts_cam[..., 1] * inv
+    focal = camera.focal
+    if isinstance(focal, torch.Tensor):  # one per batch item
+        focal = focal.to(verts_cam).reshape(-1, *([1] * (verts_cam.dim() - 2)))
+    u = camera.center + focal * verts_cam[..., 0] * inv
+    v = camera.center - focal * verts_cam[..., 1] * inv
     return torch.stack([u, v], -1), depth

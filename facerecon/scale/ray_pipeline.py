@@ -153,7 +153,7 @@ class FitWorker:
                 seconds = (time.perf_counter() - t0) / len(todo)
                 for r, rec in zip(todo, recs):
                     r["result"] = pickle.dumps({"params": rec.params, "landmarks_fit": rec.landmarks_fit,
-                                                "losses": rec.losses, "seconds": seconds},
+                                                "losses": rec.losses, "seconds": seconds, "camera": rec.camera},
                                                protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:  # e.g. out of device memory: this batch fails, the run goes on
                 for r in todo:
@@ -189,7 +189,7 @@ def _write_row(row: dict[str, Any], *, config: FitConfig, engine_record: dict | 
     try:
         written = write_reconstruction(
             row["folder"], photo=photo, aligned=prep, params=res["params"], face_model_head=_head_model(config.albedo, config.landmarks),
-            camera=Camera(), landmarks_photo=prep.landmarks_photo, source_path=prep.source,
+            camera=res.get("camera") or Camera(), landmarks_photo=prep.landmarks_photo, source_path=prep.source,
             fitted_landmarks_photo_px=res["landmarks_fit"], extra=extra,
             texture_size=texture_size, units=units, up=up,
         )

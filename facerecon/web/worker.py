@@ -180,7 +180,7 @@ class FitWorker:
             folder = session.results_dir(job.id)
             written = write_reconstruction(
                 folder, photo=rec.photo, aligned=rec.prepared, params=rec.params, face_model_head=self.head,
-                camera=self.recon.camera, landmarks_photo=rec.prepared.landmarks_photo,
+                camera=rec.camera or self.recon.camera, landmarks_photo=rec.prepared.landmarks_photo,
                 fitted_landmarks_photo_px=rec.landmarks_fit, extra=extra, texture_size=self.texture_size)
             files = {key: Path(p).name for key, p in written.items()}
             files["zip"] = write_zip(folder, sorted(set(files.values()))).name
