@@ -171,6 +171,31 @@ def test_texture_fused_from_two_views_covers_more(head):
     assert all(both["texels_seen_by_no_photo"] < s["texels_seen_by_no_photo"] - 0.05 for s in singles)
 
 
+def test_each_photo_is_baked_through_its_own_camera(head):
+    """A photo taken 400 mm away (its lens known) is sampled through its own camera, not the
+    writer's default one: the fused texture is the one baked with that camera throughout."""
+    from dataclasses import replace
+
+    from facerecon.export.person import MemberPhoto, fuse_textures
+    from facerecon.forward import ForwardModel
+    from facerecon.render import Camera
+
+    close = Camera(focal=1015.0 * 0.4)
+    p = FaceParams.zeros(1)
+    p.angles[0, 1] = 0.5
+    p.trans[0, 2] = -400.0
+    with torch.no_grad():
+        img = ForwardModel(head, close)(p, background=0.5).image[0]
+    photo = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    member = MemberPhoto("close", photo, np.array([[1.0, 0, 0], [0, 1.0, 0]]), p, 1.0, {}, camera=close)
+    own, own_fig = fuse_textures(head, [member], Camera(), 64)
+    want, want_fig = fuse_textures(head, [replace(member, camera=None)], close, 64)
+    wrong, _ = fuse_textures(head, [replace(member, camera=None)], Camera(), 64)
+    assert own_fig == want_fig
+    np.testing.assert_array_equal(own.texture, want.texture)
+    assert np.abs(own.texture.astype(int) - wrong.texture.astype(int)).mean() > 1
+
+
 FAST = ["--landmark-steps", "15", "--steps", "3", "--no-perceptual", "--texture-size", "128", "--quiet"]
 
 
