@@ -19,7 +19,7 @@ import argparse
 import itertools
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ import trimesh
 
 from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
-from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_view, skin_transfer
+from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_focal, render_view, skin_transfer
 from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
@@ -80,7 +80,7 @@ def scene(face, samples_dir: Path, textures: int):
 
 
 def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], seed: int, transfer, scan_lmk: np.ndarray,
-                      backgrounds: PhotoBackgrounds, occluders: bool = True):
+                      backgrounds: PhotoBackgrounds, occluders: bool = True, distance: float = 1000.0):
     """Every render of the benchmark, texture by texture: ``(k, sample, occluder, view, photo,
     scan landmarks in the photo)``. Texture k of ``len(pick)`` paints ``samples[pick[k]]``, lit by
     the next sample's SH light; the last two wear a fringe and glasses (unless ``occluders`` is
@@ -97,7 +97,7 @@ def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], s
             rng = np.random.default_rng([seed, k, list(VIEWS).index(view)])
             bg, _ = backgrounds.sample(rng, 512)
             pitch, yaw = VIEWS[view]
-            photo, lm_true = render_view(transfer, albedo, scan_lmk, pitch, yaw, gamma, bg)
+            photo, lm_true = render_view(transfer, albedo, scan_lmk, pitch, yaw, gamma, bg, distance=distance)
             if occluder != "none":
                 photo = draw_occluder(photo, lm_true, occluder, rng)
             yield k, smp, occluder, view, photo, lm_true
@@ -116,6 +116,13 @@ def main() -> None:
     ap.add_argument("--bare-landmarks", action="store_true",
                     help="fit the fringe and glasses renders on the landmarks dlib finds on the same render without "
                          "its occluder (a diagnostic: what the detector's displaced points cost)")
+    ap.add_argument("--distance", type=float, default=1000.0,
+                    help="camera distance of the renders (to the head's centre of rotation), mm; the focal length "
+                         "follows so the face keeps its size in the image (400: a selfie at arm's length, "
+                         "3000: a portrait lens)")
+    ap.add_argument("--lens", choices=("unknown", "true"), default="unknown",
+                    help="what the fit is told of the camera: nothing (as a photo without EXIF: the fitter's "
+                         "default, a face about 1 m away) or the renders' true focal length (as EXIF would)")
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
     add_engine_arguments(ap.add_argument_group("engine"))
@@ -145,9 +152,10 @@ def main() -> None:
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
     renders = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds,
-                                occluders=not args.no_occluders)
+                                occluders=not args.no_occluders, distance=args.distance)
     # the same renders without occluders, drawn only where --bare-landmarks needs them
-    bare = (real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False)
+    bare = (real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False,
+                              distance=args.distance)
             if args.bare_landmarks else itertools.repeat((None,) * 6))
     for (k, smp, occluder, view, photo, lm_true), (*_, bare_photo, _) in zip(renders, bare):
         if args.save_renders:
@@ -158,6 +166,8 @@ def main() -> None:
         prep, lm_source = prepare(recon, photo, lm_true)
         if args.bare_landmarks and occluder != "none":
             prep, lm_source = on_landmarks(photo, prepare(recon, bare_photo, lm_true)[0].landmarks_photo), "dlib, bare render"
+        if args.lens == "true":  # the renders' focal length in photo pixels (render_view's camera)
+            prep = replace(prep, focal_photo=render_focal(photo.shape[1], args.distance))
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)])[0]
         dt = time.perf_counter() - t0
@@ -173,7 +183,9 @@ def main() -> None:
         print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
               f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
-    summary: dict = {"config": asdict(config), "engine": engine_record(options) or {"engine": "fit"}, "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
+    summary: dict = {"config": asdict(config), "distance_mm": args.distance, "lens": args.lens,
+                     "engine": engine_record(options) or {"engine": "fit"},
+                     "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
                      "textures": [samples[i]["name"] for i in pick], "per_view": {}}
     for method in ("fit",) if args.no_neutral else ("fit", "fit neutral"):
         for view in args.views:

@@ -146,7 +146,13 @@ def test_a_photos_lens_sets_its_own_camera(recon, photos, tmp_path):
     exif.get_ifd(0x8769)[0xA405] = 26
     lens = tmp_path / "lens.jpg"
     im.save(lens, exif=exif, quality=95)
-    with_lens, without = recon.iter_reconstruct([lens, photos[0]], batch_size=2)
+    assert recon.preparer.focal_35mm == "none"  # the default: EXIF's lens is not used
+    assert recon.preparer.prepare(lens)[0].focal_photo is None
+    recon.preparer.focal_35mm = "exif"
+    try:
+        with_lens, without = recon.iter_reconstruct([lens, photos[0]], batch_size=2)
+    finally:
+        recon.preparer.focal_35mm = "none"
     rec, plain = with_lens[1], without[1]
     focal_photo = 26 / FULL_FRAME_DIAGONAL * np.hypot(350, 350)
     assert rec.prepared.focal_photo == pytest.approx(focal_photo, rel=1e-6)

@@ -36,9 +36,10 @@ def add_engine_arguments(group: argparse._ActionsContainer) -> None:
                             f"glasses frames); 0 turns it off; default {EYE_SPREAD_LIMIT}")
     group.add_argument("--focal-35mm", default=None, metavar="MM|exif|none",
                        help="the photos' lens as a 35 mm-equivalent focal length in mm (26: a phone's main "
-                            "camera), so that a face taken close up is seen with its perspective; exif: each "
-                            "photo's EXIF where it records its lens; none: assume a face about 1 m away; "
-                            f"default {DEFAULT_LENS}")
+                            "camera): each face is fitted through its photo's own camera, at its distance in mm; "
+                            "exif: each photo's EXIF where it records its lens; none: assume a face about 1 m "
+                            "away (on close-up renders the true lens brought the shape no closer to the scan: "
+                            f"BENCHMARKS.md, Photos taken close up); default {DEFAULT_LENS}")
 
 
 def engine_options(args: argparse.Namespace) -> dict:

@@ -2,7 +2,7 @@
 
 The fitter sees faces through a pinhole camera. Without other knowledge it assumes one about 1 m
 away (:class:`~facerecon.render.Camera`'s default); a selfie at arm's length is 0.3–0.5 m away
-and its perspective (a larger nose, a narrower face, ears hidden) then reads as shape. A phone or
+and shows another perspective (a larger nose, a narrower face, ears hidden). A phone or
 camera records its lens in EXIF: ``FocalLengthIn35mmFilm`` (the focal length a 36×24 mm frame
 would need for the same diagonal field of view) or ``FocalLength`` with the sensor's
 ``FocalPlaneXResolution``. Either gives the focal length in the photo's own pixels.
@@ -22,8 +22,13 @@ from PIL import Image
 #: under the same angle, so f / FULL_FRAME_DIAGONAL = focal in pixels / diagonal in pixels.
 FULL_FRAME_DIAGONAL = math.hypot(36.0, 24.0)
 
-#: What the fitter is told of a photo's lens when nothing is said (Preparer's ``focal_35mm``).
-DEFAULT_LENS = "exif"
+#: What the fitter is told of a photo's lens when nothing is said (Preparer's ``focal_35mm``):
+#: nothing, so it assumes a face about 1 m away. On real-skin renders taken from 0.4 m the true
+#: lens did not bring the default engine's fit closer to the scan (with scale -0.014 mm, rigid
+#: +0.018, neither beyond noise) and took the plain fitter's further (rigid +0.10 mm): BENCHMARKS.md,
+#: "Photos taken close up". EXIF's lens is there for users who want the camera itself (the face's
+#: distance in mm, the photo's own perspective in the overlays): ``"exif"``.
+DEFAULT_LENS = "none"
 
 _EXIF_IFD = 0x8769
 _FOCAL_LENGTH = 0x920A
