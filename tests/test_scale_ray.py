@@ -96,6 +96,15 @@ def test_cli_ray_option(local_ray, inputs, cli_out, tmp_path, capsys):
             folder = Path(e["output_folder"])
             assert np.allclose(_params(folder), _params(cli_out / folder.name), atol=1e-3)
     assert "broken.jpg" in capsys.readouterr().err
+    # a given lens reaches the workers' preparer and the writer's camera
+    lens = tmp_path / "lens"
+    ok = next(Path(e["input"]) for e in reference["inputs"] if e["status"] == "ok")
+    assert main(["reconstruct", str(ok), "-o", str(lens), "--ray", "1", "--focal-35mm", "26", *FASTER]) == 0
+    doc = json.loads((lens / ok.stem / "params.json").read_text())
+    w, h = doc["photo"]["width"], doc["photo"]["height"]
+    assert doc["camera"]["photo_focal_px"] == pytest.approx(26 / np.hypot(36, 24) * np.hypot(w, h), rel=1e-6)
+    scale = np.sqrt(abs(np.linalg.det(np.asarray(doc["photo_to_crop"])[:, :2])))
+    assert doc["camera"]["focal_px"] == pytest.approx(doc["camera"]["photo_focal_px"] * scale, rel=1e-5)
 
 
 def test_cli_ray_refusals(local_ray, inputs, tmp_path, capsys):

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from facerecon.cli import COMMANDS, multi
-from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
+from facerecon.cli.engine_args import (add_engine_arguments, add_fitting_arguments, engine_options, engine_record,
+                                       fit_config, lens_option)
 from facerecon.fitting.engine import FitConfig
 from facerecon.pipeline import DEFAULT_REFINE
 
@@ -281,7 +282,8 @@ def run(args: argparse.Namespace) -> int:
                        engine=options["engine"], rnet=options.get("rnet"),
                        refine=options.get("refine", DEFAULT_REFINE), texture_size=args.texture_size,
                        units=args.units, up=args.up, overwrite=True, progress=not args.quiet,
-                       cpus_per_worker=getattr(args, "threads", None) or 1)
+                       cpus_per_worker=getattr(args, "threads", None) or 1,
+                       **({"focal_35mm": lens} if (lens := lens_option(args)) is not None else {}))
         for i, e in zip(todo, done["inputs"]):  # folders named as the loop below names them
             folder = str(out_root / names[i])
             e = {**e, "input": str(inputs[i]), "output_folder": folder}

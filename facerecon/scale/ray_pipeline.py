@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facerecon.fitting.engine import FitConfig
+from facerecon.imageio.focal import DEFAULT_LENS
 from facerecon.pipeline import DEFAULT_ENGINE, DEFAULT_REFINE, ENGINES, engine_config, shipped_model
 
 #: Columns of the rows between stages (every stage returns all of them).
@@ -98,15 +99,15 @@ def check_engine(engine: str, rnet: Any, refine: int, config: FitConfig) -> None
 
 
 # --- stage 1: prepare (CPU tasks) ------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _preparer():
+@lru_cache(maxsize=2)
+def _preparer(focal_35mm: float | str = DEFAULT_LENS):
     """One detector and skin model per worker process (tasks reuse their process)."""
     from facerecon.imageio import Preparer
 
-    return Preparer()
+    return Preparer(focal_35mm=focal_35mm)
 
 
-def _prepare_row(row: dict[str, Any]) -> dict[str, Any]:
+def _prepare_row(row: dict[str, Any], focal_35mm: float | str = DEFAULT_LENS) -> dict[str, Any]:
     """Load the photo (from its absolute path ``open``: a worker's working folder is not the
     caller's) and find its largest face; ``payload`` = pickled (photo, PreparedFace) with the
     photo's path as given, or ``error`` = why not, naming the path as given."""
@@ -116,7 +117,7 @@ def _prepare_row(row: dict[str, Any]) -> dict[str, Any]:
     if out["error"]:
         return out
     try:
-        photo, faces = _preparer().prepare_source(row["open"])
+        photo, faces = _preparer(focal_35mm).prepare_source(row["open"])
         if not faces:
             from facerecon.imageio import NoFaceError
 
@@ -211,7 +212,7 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
                         device: str = "cpu", batch_size: int = 8, refine: int = DEFAULT_REFINE,
                         names: Sequence[str] | None = None, texture_size: int = 1024, units: str = "m",
                         up: str = "y", overwrite: bool = False, cpus_per_worker: float = 1.0,
-                        progress: bool = False) -> dict[str, Any]:
+                        progress: bool = False, focal_35mm: float | str = DEFAULT_LENS) -> dict[str, Any]:
     """Reconstruct every photo of ``paths`` into ``out/<name>/`` with Ray Data; returns the report
     ``{"inputs": [...], "summary": {"ok": n, "failed": m}}`` (entries as in ``report.json`` of
     ``facerecon reconstruct``, in input order).
@@ -221,7 +222,8 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
     reconstruction actors, each with one GPU when ``device`` is CUDA, else ``cpus_per_worker``
     CPUs (and as many torch threads, at least 1); ``batch_size``: faces fitted together by an
     actor; ``names``: output folder per photo, relative to ``out`` (default: the stems, made
-    distinct); ``texture_size`` (texels), ``units`` ("m"/"mm"), ``up`` ("y"/"z"): as the CLI.
+    distinct); ``texture_size`` (texels), ``units`` ("m"/"mm"), ``up`` ("y"/"z"): as the CLI;
+    ``focal_35mm``: the photos' lens, as :class:`~facerecon.imageio.Preparer` takes it.
     An output folder that exists and is not empty is reported failed unless ``overwrite``.
     Raises ValueError (one line) for settings that cannot run, before any worker starts.
     """
@@ -273,7 +275,7 @@ def reconstruct_dataset(paths: Sequence[str | os.PathLike], out: str | os.PathLi
             except TypeError:  # Ray before 2.10 names it parallelism
                 ds = ray.data.from_items(todo, parallelism=blocks)
             # on CPU, Ray Data fuses this into the workers below; beside GPU workers it stays CPU tasks
-            ds = ds.map(_prepare_row)
+            ds = ds.map(_prepare_row, fn_kwargs={"focal_35mm": focal_35mm})
             ds = ds.map_batches(
                 FitWorker, batch_size=batch_size, batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=num_workers),
