@@ -120,6 +120,9 @@ def main() -> None:
                     help="camera distance of the renders (to the head's centre of rotation), mm; the focal length "
                          "follows so the face keeps its size in the image (400: a selfie at arm's length, "
                          "3000: a portrait lens)")
+    ap.add_argument("--scan-landmarks", action="store_true",
+                    help="fit on the scan's own 68 landmarks projected into each render instead of dlib's (a "
+                         "diagnostic: what the detector's points cost)")
     ap.add_argument("--lens", choices=("unknown", "true"), default="unknown",
                     help="what the fit is told of the camera: nothing (as a photo without EXIF: the fitter's "
                          "default, a face about 1 m away) or the renders' true focal length (as EXIF would)")
@@ -164,6 +167,8 @@ def main() -> None:
             args.save_renders.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(args.save_renders / f"t{k}_{view}.png"), photo[:, :, ::-1])
         prep, lm_source = prepare(recon, photo, lm_true)
+        if args.scan_landmarks:
+            prep, lm_source = on_landmarks(photo, lm_true), "scan"
         if args.bare_landmarks and occluder != "none":
             prep, lm_source = on_landmarks(photo, prepare(recon, bare_photo, lm_true)[0].landmarks_photo), "dlib, bare render"
         if args.lens == "true":  # the renders' focal length in photo pixels (render_view's camera)

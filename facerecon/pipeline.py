@@ -366,7 +366,7 @@ class FaceReconstructor:
         once (FaceNet included when the config uses it) — what :meth:`Fitter.full_stage` reports
         after its last step. ``camera``: the crops' camera (None: this reconstructor's)."""
         fitter = self.fitter
-        forward = fitter._forward_for(camera)
+        forward = fitter.forward_for(camera)
         dev = self.device
         params = params.map(lambda t: t.detach().to(dev))
         images, landmarks = images.to(dev), landmarks.to(dev).float()

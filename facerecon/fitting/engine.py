@@ -292,7 +292,7 @@ class Fitter:
     def camera(self) -> Camera:
         return self.forward.camera
 
-    def _forward_for(self, camera: Camera | None):
+    def forward_for(self, camera: Camera | None) -> ForwardModel:
         """The forward model under ``camera`` (this fitter's own when None)."""
         return self.forward if camera is None or camera is self.forward.camera else self.forward.with_camera(camera)
 
@@ -320,7 +320,7 @@ class Fitter:
         coefficients the prior is centred on (None: 0); ``camera``: the crops' camera (None: this
         fitter's). Returns detached params."""
         cfg, dev = self.config, self.device
-        forward = self._forward_for(camera)
+        forward = self.forward_for(camera)
         landmarks = landmarks.to(dev).float()
         x = _Unknowns(params, group_index(groups, params.batch, dev), dev)
         coefs = [x.beta, x.alpha] if cfg.landmark_identity else [x.beta]
@@ -354,7 +354,7 @@ class Fitter:
         pixels, attention (B,1,224,224); ``prior``: per-photo coefficients the prior is centred on
         (None: 0); ``camera``: the crops' camera (None: this fitter's)."""
         cfg, dev = self.config, self.device
-        forward = self._forward_for(camera)
+        forward = self.forward_for(camera)
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
         index = group_index(groups, params.batch, dev)
