@@ -502,8 +502,9 @@ class FaceReconstructor:
             raise ValueError(f"{name}: no usable photo")
         params = FaceParams.cat([m.params for m in members])
         qualities = [self.photo_quality(m) for m in members]
+        camera = self.crop_camera([m.prepared for m in members])  # each photo's own lens, where known
         person, weights = aggregate(params, method, model=self.model, qualities=qualities,
-                                    forward=self.fitter.forward)
+                                    forward=self.fitter.forward_for(camera))
         members = list(members)
         per_photo = params.map(lambda t: t.clone())
         per_photo.alpha[:] = person.alpha

@@ -102,6 +102,22 @@ def test_landmark_fisher_matches_finite_differences(face_model):
         assert float(fisher[k]) == pytest.approx(float((d ** 2).sum()), rel=1e-2)
 
 
+def test_landmark_fisher_sees_each_photo_through_its_own_camera(face_model):
+    """Photos with one focal length each: each row is that photo's Fisher information through its
+    own camera (a 400 mm lens sees the landmarks move 0.4 times as far per unit of α here)."""
+    from facerecon.forward import ForwardModel
+    from facerecon.render import Camera
+
+    p, _, _ = _people([2], spread=0.3)
+    cam = Camera(focal=torch.tensor([406.0, 1015.0]))
+    both = landmark_fisher(p, ForwardModel(face_model, cam), sigma_px=1.0)
+    for i in range(2):
+        alone = landmark_fisher(p[i], ForwardModel(face_model, cam.item(i)), sigma_px=1.0)[0]
+        torch.testing.assert_close(both[i], alone)
+    default = landmark_fisher(p[:1], ForwardModel(face_model), sigma_px=1.0)[0]
+    assert float(both[0].sum() / default.sum()) == pytest.approx(0.4 ** 2, rel=1e-3)
+
+
 def test_kmeans_across_people_finds_them():
     p, owner, truth = _people([4, 3, 5], seed=1)
     centroids, labels, purity = kmeans_centroids(p, owner, "identity")

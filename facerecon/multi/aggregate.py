@@ -128,14 +128,16 @@ def aggregate_segments(params: FaceParams, model: FaceModel, weights: np.ndarray
 
 def landmark_fisher(params: FaceParams, forward: ForwardModel, sigma_px: float = 2.0) -> torch.Tensor:
     """(N,n_id) diagonal Fisher information of each photo's 68 projected landmarks about α:
-    ``diag(JᵀJ)/σ²`` with J = ∂ landmarks (pixels) / ∂ α at the photo's own fit."""
+    ``diag(JᵀJ)/σ²`` with J = ∂ landmarks (pixels) / ∂ α at the photo's own fit, through the
+    forward model's camera (each photo's own where its focal length is one per photo)."""
     out = []
     for i in range(params.batch):
         p = params[i].map(lambda t: t.detach().to(forward.device))
+        fwd = forward.with_camera(forward.camera.item(i)) if forward.camera.per_item else forward
 
-        def lm_of(alpha: torch.Tensor, p=p) -> torch.Tensor:
+        def lm_of(alpha: torch.Tensor, p=p, fwd=fwd) -> torch.Tensor:
             q = FaceParams(alpha, p.beta, p.delta, p.gamma, p.angles, p.trans)
-            return forward.landmarks(q, forward.landmarks(p)[1])[0].reshape(-1)
+            return fwd.landmarks(q, fwd.landmarks(p)[1])[0].reshape(-1)
 
         jac = torch.autograd.functional.jacobian(lm_of, p.alpha, vectorize=True)  # (136, 1, n)
         jac = jac.reshape(jac.shape[0], -1)
