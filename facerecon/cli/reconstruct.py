@@ -14,6 +14,7 @@ from facerecon.cli import COMMANDS, multi
 from facerecon.cli.engine_args import (add_engine_arguments, add_fitting_arguments, engine_options, engine_record,
                                        fit_config, lens_option)
 from facerecon.fitting.engine import FitConfig
+from facerecon.imageio.focal import DEFAULT_LENS
 from facerecon.pipeline import DEFAULT_REFINE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
@@ -283,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
                        refine=options.get("refine", DEFAULT_REFINE), texture_size=args.texture_size,
                        units=args.units, up=args.up, overwrite=True, progress=not args.quiet,
                        cpus_per_worker=getattr(args, "threads", None) or 1,
-                       **({"focal_35mm": lens} if (lens := lens_option(args)) is not None else {}))
+                       focal_35mm=lens_option(args) or DEFAULT_LENS)
         for i, e in zip(todo, done["inputs"]):  # folders named as the loop below names them
             folder = str(out_root / names[i])
             e = {**e, "input": str(inputs[i]), "output_folder": folder}
