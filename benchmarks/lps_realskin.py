@@ -166,9 +166,10 @@ def main() -> None:
 
             args.save_renders.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(args.save_renders / f"t{k}_{view}.png"), photo[:, :, ::-1])
-        prep, lm_source = prepare(recon, photo, lm_true)
-        if args.scan_landmarks:
+        if args.scan_landmarks:  # dlib is not run at all
             prep, lm_source = on_landmarks(photo, lm_true), "scan"
+        else:
+            prep, lm_source = prepare(recon, photo, lm_true)
         if args.bare_landmarks and occluder != "none":
             prep, lm_source = on_landmarks(photo, prepare(recon, bare_photo, lm_true)[0].landmarks_photo), "dlib, bare render"
         if args.lens == "true":  # the renders' focal length in photo pixels (render_view's camera)
