@@ -22,7 +22,7 @@ from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer
 from facerecon.imageio.load import ImageSource, describe_source
 from facerecon.nets.rnet import DEFAULT_MODEL, RNet
 from facerecon.params import FaceParams
-from facerecon.render import Camera
+from facerecon.render import Camera, same_crop_translation
 
 #: How a face is found from its aligned crop: the fitter alone (PnP, landmark stage, full
 #: stage), R-Net's prediction alone (one forward pass), R-Net's prediction refined by the fitter,
@@ -388,9 +388,8 @@ class FaceReconstructor:
         predicted = self.predict(crops, lmk)
         if camera is not None and camera.per_item:
             # R-Net places faces for the default camera; another focal length sees the same crop
-            # from proportionally further away (x/z, y/z and the face's size in the crop unchanged)
-            ratio = camera.focal.to(predicted.trans) / float(self.camera.focal)
-            predicted.trans = predicted.trans * ratio[:, None]
+            # from proportionally further away (the same pixels, the face's size in the crop unchanged)
+            predicted.trans = same_crop_translation(predicted.trans, float(self.camera.focal), camera.focal)
         index = group_index(groups, predicted.batch, self.device)
         if index is not None:  # photos of one person share α and δ: the mean of their predictions
             for name in ("alpha", "delta"):

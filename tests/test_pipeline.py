@@ -175,8 +175,13 @@ def test_a_photos_lens_sets_its_own_camera(recon, photos, tmp_path):
 
     net = FaceReconstructor(engine="rnet", preparer=recon.preparer)
     _, (prep,) = net.prepare(photos[0])
-    a = net.fit_prepared([(rec.photo, prep)])[0].params
-    b = net.fit_prepared([(rec.photo, replace(prep, focal_photo=focal_photo))])[0].params
+    ra = net.fit_prepared([(rec.photo, prep)])[0]
+    rb = net.fit_prepared([(rec.photo, replace(prep, focal_photo=focal_photo))])[0]
+    a, b = ra.params, rb.params
     k = focal_photo * np.sqrt(abs(np.linalg.det(prep.M[:, :2]))) / net.camera.focal
-    torch.testing.assert_close(b.trans, a.trans * k)
+    assert k < 0.6  # a wide lens: the face much closer than the default camera's
+    torch.testing.assert_close(b.trans[:, 2], a.trans[:, 2] * k)  # depth in proportion to the focal length
+    torch.testing.assert_close(b.trans[:, :2], a.trans[:, :2])  # pixel = focal·x/z: the same place in the crop
     torch.testing.assert_close(b.alpha, a.alpha)
+    inner_a, inner_b = ra.landmarks_fit[17:], rb.landmarks_fit[17:]
+    assert np.linalg.norm(inner_a.mean(0) - inner_b.mean(0)) < 1.0  # the same crop (perspective aside)

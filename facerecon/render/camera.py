@@ -47,6 +47,17 @@ class Camera:
         return Camera(focal=float(self.focal[i]), size=self.size, near=self.near)
 
 
+def same_crop_translation(trans: torch.Tensor, focal: float | torch.Tensor, to_focal: float | torch.Tensor
+                          ) -> torch.Tensor:
+    """(B,3) mm: where a face placed at ``trans`` for a camera of focal length ``focal`` (pixels,
+    float or (B,)) sits for one of ``to_focal`` so that both crops look alike: its depth scaled by
+    ``to_focal / focal``, its sideways offset kept (pixel = centre + focal·x/z, so the head's
+    origin projects to the same pixel and the face keeps its size; only the perspective differs)."""
+    ratio = torch.as_tensor(to_focal, dtype=trans.dtype, device=trans.device) / torch.as_tensor(
+        focal, dtype=trans.dtype, device=trans.device)
+    return torch.cat([trans[..., :2], trans[..., 2:] * (ratio[..., None] if ratio.ndim else ratio)], -1)
+
+
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
     """Rotation matrices (B,3,3) from (B,3) angles in radians: pitch about x, yaw about y,
     roll about z, applied in that order (R = Rz·Ry·Rx). Positive yaw turns the face to its left."""
