@@ -131,6 +131,13 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", 
         parser.add_argument(_flag(prefix, f.name), **kwargs)
 
 
+def _is_tuple(tp: Any) -> bool:
+    """Whether a field's type is a tuple or an optional tuple."""
+    if typing.get_origin(tp) is typing.Union:
+        return any(_is_tuple(a) for a in typing.get_args(tp) if a is not type(None))
+    return typing.get_origin(tp) is tuple
+
+
 def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", base: T | None = None) -> T:
     """Build a dataclass instance from parsed arguments added by :func:`add_arguments`; with
     ``base``, the options not given on the command line keep ``base``'s values rather than the
@@ -146,7 +153,7 @@ def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", base: T | 
             values[f.name] = getattr(base, f.name)
         elif f.init and hasattr(ns, prefix + f.name):
             v = getattr(ns, prefix + f.name)
-            if isinstance(v, list) and isinstance(f.default, tuple):
+            if isinstance(v, list) and (isinstance(f.default, tuple) or _is_tuple(hints[f.name])):
                 v = tuple(v)
             values[f.name] = v
     return cls(**values)

@@ -166,6 +166,27 @@ def test_cli_synth_writes_everything(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "000000.png" in err
 
 
+def test_cli_synth_distance_records_each_samples_camera(tmp_path, capsys):
+    """--distance MIN MAX: the manifest keeps the range, each sample's record its own short
+    focal length (a face 400 mm away filling the crop: about a third of 1015 px); a bad range or
+    --scan with it is one line and exit code 2."""
+    from facerecon.cli import main
+
+    out = tmp_path / "close"
+    assert main(["synth", "--out", str(out), "--count", "2", "--distance", "400", "400", "--no-mesh",
+                 "--background", "grey"]) == 0
+    assert json.loads((out / "synth.json").read_text())["config"]["distance_mm"] == [400.0, 400.0]
+    for i in range(2):
+        focal = json.loads((out / f"{i:06d}.json").read_text())["camera"]["focal_px"]
+        assert 250.0 < focal < 450.0, focal
+    capsys.readouterr()
+    for bad in (["--distance", "50", "400"], ["--distance", "400", "300"], ["--distance", "400", "500", "--scan",
+                                                                               "lee-perry-smith"]):
+        assert main(["synth", "--out", str(tmp_path / "bad"), "--count", "1", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--distance" in err
+
+
 def _fake_skin_samples(folder, colours):
     """Albedo sample files as tools/albedo_samples.py writes them: one flat colour per photo,
     every face-part vertex seen squarely on skin."""
@@ -200,3 +221,58 @@ def test_synth_with_real_skin_paints_the_samples_colour(tmp_path, model):
     assert g_over_r > 2.0  # green skin: G/R = 3 in the albedo, shading is grey
     plain = next(generate_batches(2, 0, SynthConfig(background="grey", noise_std=0.0), batch_size=2, model=model))
     assert plain["image"][:, 1][plain["mask"][:, 0] > 0].mean() < plain["image"][:, 0][plain["mask"][:, 0] > 0].mean()
+
+
+def test_a_close_camera_frames_the_face_like_the_crops_at_the_distance_asked(model):
+    """distance_focal + frame_translation: the mean face, frontal, without jitter, has its inner
+    landmarks' centroid exactly ``distance`` mm in front of the camera, and its inner landmarks
+    fill the alignment template (same centre, same RMS size) whatever the distance."""
+    from facerecon.imageio.align import template_landmarks
+    from facerecon.render import Camera, project
+    from facerecon.synthesis.sampling import SynthConfig, distance_focal, frame_translation
+
+    cfg = SynthConfig(distance_jitter=0.0, shift_mm=0.0)
+    ref = model.landmarks(model.mean[None])[0]
+    distance = torch.tensor([350.0, 1000.0, 3000.0])
+    focal = distance_focal(distance, ref, cfg)
+    assert bool((focal[1:] / focal[:-1] - distance[1:] / distance[:-1]).abs().max() < 1e-4)  # focal ∝ distance
+    faces = ref[None].expand(3, -1, -1)
+    trans = frame_translation(faces, torch.zeros(3, 3), torch.zeros(3, 3), ref, cfg, focal=focal)
+    cam = faces + trans[:, None]
+    assert torch.allclose(-cam[:, 17:].mean(1)[:, 2], distance, rtol=1e-5)
+    xy, _ = project(cam, Camera(focal=focal, size=cfg.size))
+    tpl = torch.tensor(template_landmarks(cfg.size)[17:], dtype=torch.float32)
+    size = (xy[:, 17:] - xy[:, 17:].mean(1, keepdim=True)).pow(2).sum(-1).mean(1).sqrt()
+    t_size = (tpl - tpl.mean(0)).pow(2).sum(-1).mean().sqrt()
+    assert bool(((size / t_size) - 1).abs().max() < 0.02), size / t_size
+    assert bool((xy[:, 17:].mean(1) - tpl.mean(0)).norm(dim=-1).max() < 1.5)
+
+
+def test_a_distance_range_changes_the_camera_not_the_face(model):
+    """The same seed with and without a distance range: the same faces, poses and light; each
+    sample's camera follows its drawn distance, its landmarks are its mesh projected through that
+    camera, the face keeps its place in the crop (a few pixels of perspective), and the default
+    stream (no range) still renders through the pipeline's 1015 px camera."""
+    from facerecon.render import Camera, project
+    from facerecon.synthesis.generate import generate_batches
+    from facerecon.synthesis.sampling import SynthConfig
+
+    plain = next(generate_batches(4, 3, SynthConfig(background="grey"), batch_size=4, model=model))
+    close = next(generate_batches(4, 3, SynthConfig(background="grey", distance_mm=(300.0, 600.0)),
+                                  batch_size=4, model=model))
+    for k in ("alpha", "beta", "delta", "gamma", "angles"):
+        assert torch.equal(getattr(plain["params"], k), getattr(close["params"], k)), k
+    assert torch.equal(plain["focal"], torch.full((4,), 1015.0))
+    dist = torch.tensor([m["distance_mm"] for m in close["meta"]])
+    assert bool(((dist >= 300) & (dist <= 600)).all()) and "distance_mm" not in plain["meta"][0]
+    assert bool((close["focal"] < 0.6 * 1015).all())
+    from facerecon.render import transform
+
+    lmk_cam = transform(model.landmarks(close["verts"]), close["params"].angles, close["params"].trans)
+    depth = -lmk_cam[:, 17:, 2].mean(1)  # the face (inner landmarks) sits at the drawn distance, ± its size
+    assert bool(((depth / dist) - 1).abs().max() < 0.15), depth / dist
+    xy, _ = project(lmk_cam, Camera(focal=close["focal"], size=224))
+    assert torch.allclose(xy, close["landmarks2d"], atol=0.05)
+    moved = (close["landmarks2d"][:, 17:] - plain["landmarks2d"][:, 17:]).norm(dim=-1).mean(1)
+    assert bool((moved < 5.0).all()) and bool((moved > 0.1).all()), moved  # perspective, not placement
+    assert not torch.allclose(close["image"], plain["image"], atol=0.05)

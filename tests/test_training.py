@@ -640,3 +640,56 @@ def test_the_distillation_identity_term_is_the_coefficient_distance(face_model):
                      only_identity)
     with torch.no_grad():
         assert obj.geometry(other, base).total.tolist() == pytest.approx([10.0, 0.0], abs=2e-3)
+
+
+def test_synthetic_faces_seen_from_close_are_scored_where_the_networks_camera_sees_the_crop(face_model, tmp_path):
+    """--synthetic-distance: a face rendered 400 mm away through a short focal length is compared
+    with the prediction placed for the network's own camera. A prediction that covers the same
+    crop pixels (its inner landmarks centred within a pixel of the rendered ones) scores 0 on posed vertices; the
+    truth as rendered, 400 mm away, is far from it. With --synthetic-skins the colour term leaves
+    the total (the skin is a photo's, δ = 0 says nothing about it)."""
+    from facerecon.params import FaceParams
+    from facerecon.render import Camera, project, transform
+    from facerecon.training.config import LabelWeights
+
+    assert face_model.region == "fit"  # the synthetic faces' model: batch["verts"] are its vertices
+    weights = LabelWeights(vertices=1.0, landmarks=0.5, color=2.0)
+    cfg = config(tmp_path, self_supervised=0.0, synthetic=1.0, synthetic_distance=(400.0, 400.0), label=weights)
+    trainer = Trainer(cfg, net(), None, None, None, model=face_model)
+    batch = next(trainer.synthetic_batches(0))
+    truth, f_net = batch["params"], float(trainer.camera.focal)
+    assert bool((batch["focal"] < 0.5 * f_net).all())
+    seen = FaceParams(truth.alpha, truth.beta, truth.delta, truth.gamma, truth.angles,
+                      torch.cat([truth.trans[:, :2], truth.trans[:, 2:] * (f_net / batch["focal"])[:, None]], 1))
+    lmk = transform(face_model.landmarks(batch["verts"]), seen.angles, seen.trans)
+    xy, _ = project(lmk, Camera(focal=f_net, size=SIZE))
+    # the same crop, for the network (up to perspective: 400 mm shows the jaw smaller than 1.2 m)
+    assert float((xy - batch["landmarks2d"]).norm(dim=-1).mean()) < 2.0
+    assert float((xy[:, 17:].mean(1) - batch["landmarks2d"][:, 17:].mean(1)).norm(dim=-1).max()) < 1.0
+    g = trainer._synthetic_terms(seen, batch)
+    assert float(g.vertices.max()) < 1e-2 and float(g.total.max()) < 1e-2
+    as_rendered = trainer._synthetic_terms(truth, batch)
+    assert float(as_rendered.vertices.min()) > 300.0  # 400 mm against ~1.2 m
+    greyer = FaceParams(seen.alpha, seen.beta, seen.delta + 1.0, seen.gamma, seen.angles, seen.trans)
+    painted = config(tmp_path, self_supervised=0.0, synthetic=1.0, synthetic_distance=(400.0, 400.0),
+                     label=weights, synthetic_skins=str(tmp_path / "skins"))
+    plain_terms = trainer._synthetic_terms(greyer, batch)
+    skin_terms = Trainer(painted, net(), None, None, None, model=face_model)._synthetic_terms(greyer, batch)
+    assert float(plain_terms.color.min()) > 0.01
+    assert torch.allclose(plain_terms.total - 2.0 * plain_terms.color, skin_terms.total, atol=1e-5)
+
+
+def test_cli_takes_a_synthetic_distance_range_and_refuses_a_bad_one(tmp_path):
+    """--synthetic-distance MIN MAX becomes a tuple in the config; MIN below 100 mm is refused."""
+    import argparse
+
+    from facerecon.config import add_arguments, from_args
+
+    p = argparse.ArgumentParser()
+    add_arguments(p, TrainConfig)
+    cfg = from_args(TrainConfig, p.parse_args(["--synthetic-distance", "300", "3000", "--synthetic", "1"]))
+    assert cfg.synthetic_distance == (300.0, 3000.0)
+    cfg.validate()
+    assert from_args(TrainConfig, p.parse_args([])).synthetic_distance is None
+    with pytest.raises(ValueError, match="synthetic-distance"):
+        from_args(TrainConfig, p.parse_args(["--synthetic-distance", "50", "3000"])).validate()

@@ -47,6 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--skin-samples", metavar="DIR", default=None,
                    help="paint faces with real skin: a folder of de-lit photo albedo samples "
                         "(tools/albedo_samples.py) instead of the albedo model's basis")
+    p.add_argument("--distance", type=float, nargs=2, metavar=("MIN", "MAX"), default=None,
+                   help="camera distance of each face, mm, drawn log-uniform in [MIN, MAX]; the focal "
+                        "length follows so that the face keeps its size and only the perspective changes "
+                        "(default: all from about 1 m, the pipeline's camera)")
     p.add_argument("--no-mesh", action="store_true", help="do not write the per-sample PLY meshes")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -64,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--size must be at least 32 and --batch-size at least 1")
     if not 0.1 <= args.frame_scale <= 3.0:
         raise UserError(f"--frame-scale must be between 0.1 and 3, got {args.frame_scale}")
+    if args.distance is not None and not 100.0 <= args.distance[0] <= args.distance[1]:
+        raise UserError(f"--distance {args.distance[0]:g} {args.distance[1]:g}: need 100 <= MIN <= MAX (mm)")
+    if args.distance is not None and args.scan is not None:
+        raise UserError("--distance applies to model faces, not to --scan renders "
+                        "(those take theirs in benchmarks/lps_realskin.py --distance)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -80,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                       max_pitch_deg=args.max_pitch if args.max_pitch is not None else (8.0 if scan else 20.0),
                       max_roll_deg=args.max_roll if args.max_roll is not None else (5.0 if scan else 15.0),
                       background=args.background, region=args.region, frame_scale=args.frame_scale,
-                      skin_samples=args.skin_samples)
+                      skin_samples=args.skin_samples,
+                      distance_mm=tuple(args.distance) if args.distance is not None else None)
     if args.skin_samples and not any(Path(args.skin_samples).glob("*.npz")):
         raise UserError(f"--skin-samples {args.skin_samples}: no albedo samples (*.npz) there")
     try:

@@ -18,17 +18,17 @@ from facerecon.forward import ForwardModel, shade_vertices
 from facerecon.params import FaceParams
 from facerecon.render import Camera, Renderer, project
 from facerecon.synthesis.backgrounds import PhotoBackgrounds, make_background
-from facerecon.synthesis.sampling import SynthConfig, draw_sample, frame_translation
+from facerecon.synthesis.sampling import SynthConfig, distance_focal, draw_sample, frame_translation
 
 
 def render_over(verts_cam: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor,
-                background: torch.Tensor, focal: float, size: int, supersample: int = 2
+                background: torch.Tensor, focal: float | torch.Tensor, size: int, supersample: int = 2
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render camera-space meshes over backgrounds with ``supersample``² samples per pixel.
 
     Args:
         verts_cam: (B,V,3) mm, camera space. faces: (F,3). colors: (B,V,3) in [0,1].
-        background: (B,3,size,size) in [0,1].
+        background: (B,3,size,size) in [0,1]. focal: pixels at ``size``, or (B,) one per mesh.
 
     Returns:
         image (B,3,size,size) [0,1], coverage (B,1,size,size) in [0,1], depth (B,1,H',W') mm at
@@ -43,10 +43,10 @@ def render_over(verts_cam: torch.Tensor, faces: torch.Tensor, colors: torch.Tens
     return (img + (1 - cov) * background).clamp(0, 1), cov, out.depth
 
 
-def landmark_visibility(lmk_cam: torch.Tensor, depth: torch.Tensor, focal: float, tol_mm: float = 4.0
+def landmark_visibility(lmk_cam: torch.Tensor, depth: torch.Tensor, focal: float | torch.Tensor, tol_mm: float = 4.0
                         ) -> torch.Tensor:
     """(B,68) bool: the landmark is not hidden by the face (its depth is within ``tol_mm`` of
-    the depth buffer at its pixel). ``depth`` (B,1,H,W) at focal length ``focal`` (pixels)."""
+    the depth buffer at its pixel). ``depth`` (B,1,H,W) at focal length ``focal`` (pixels, or (B,))."""
     b, _, h, w = depth.shape
     xy, z = project(lmk_cam, Camera(focal=focal, size=w))
     px = xy[..., 0].floor().long().clamp(0, w - 1)
@@ -92,8 +92,9 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
     radians, translation in mm); ``image`` (B,3,S,S) [0,1]; ``mask`` (B,1,S,S) face coverage
     {0,1}; ``verts`` (B,V,3) true mesh in model space, mm; ``landmarks3d`` (B,68,3) mm;
     ``landmarks2d`` (B,68,2) pixels (renderer convention, the model's fixed landmark vertices);
-    ``landmarks_visible`` (B,68) bool; ``focal`` (B,) pixels; plus ``meta``: a list of
-    per-sample dicts (background source, noise level). ``model`` is a loaded face model
+    ``landmarks_visible`` (B,68) bool; ``focal`` (B,) pixels, the camera each sample was
+    rendered through (``config.focal`` unless ``config.distance_mm`` draws a distance per sample);
+    plus ``meta``: a list of per-sample dicts (background source, noise level, camera distance). ``model`` is a loaded face model
     (default: ``load_face_model(config.region)``).
     """
     from facerecon.facemodel import load_face_model
@@ -124,29 +125,38 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
             for m, (_, name) in zip(metas, picked):
                 m["skin_sample"] = name
             t["delta"] = torch.zeros_like(t["delta"])
+        focal = torch.full((len(idx),), float(cfg.focal), device=device)
+        seen = forward
+        if cfg.distance_mm:  # each sample its own camera distance, the face its usual size in the crop
+            distance = torch.tensor([d["distance"] for d in draws], dtype=torch.float32, device=device)
+            focal = distance_focal(distance, reference, cfg)
+            seen = forward.with_camera(Camera(focal=focal, size=cfg.size))
+            for m, d in zip(metas, draws):
+                m["distance_mm"] = d["distance"]
         with torch.no_grad():
             params = FaceParams(t["alpha"], t["beta"], t["delta"], t["gamma"], t["angles"],
                                 torch.zeros(len(idx), 3, device=device))
-            params.trans = frame_translation(forward.landmarks3d(params), params.angles, t["jitter"], reference, cfg)
-            out = forward(params, render=False)
+            params.trans = frame_translation(forward.landmarks3d(params), params.angles, t["jitter"], reference, cfg,
+                                             focal=focal if cfg.distance_mm else None)
+            out = seen(params, render=False)
             colors = out.colors
             if skins is not None:
                 colors, _ = shade_vertices(out.verts_cam, model.faces, skins.tensor([a for a, _ in picked], device),
                                            params.gamma)
             background = torch.tensor(np.stack(bgs), device=device).permute(0, 3, 1, 2)
-            image, cov, depth = render_over(out.verts_cam, model.faces, colors, background, cfg.focal,
+            image, cov, depth = render_over(out.verts_cam, model.faces, colors, background, seen.camera.focal,
                                             cfg.size, cfg.supersample)
             noise = torch.tensor(np.stack([d["rng"].standard_normal((3, cfg.size, cfg.size)) * d["noise_std"]
                                            for d in draws]), dtype=torch.float32, device=device)
             image = (image + noise).clamp(0, 1)
             lmk_cam = model.landmarks(out.verts_cam)
-            visible = landmark_visibility(lmk_cam, depth, cfg.focal * cfg.supersample)
+            visible = landmark_visibility(lmk_cam, depth, seen.camera.focal * cfg.supersample)
         yield {
             "index": torch.tensor(idx, dtype=torch.int64), "params": params,
             "image": image, "mask": (cov >= 0.5).float(), "verts": out.verts,
             "landmarks3d": model.landmarks(out.verts), "landmarks2d": out.landmarks,
             "landmarks_visible": visible,
-            "focal": torch.full((len(idx),), float(cfg.focal), device=device),
+            "focal": focal,
             "meta": metas,
         }
 

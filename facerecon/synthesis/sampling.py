@@ -40,6 +40,7 @@ class SynthConfig:
     supersample: int = 2
     region: str = "fit"                    # face-model region rendered and saved
     skin_samples: str | None = None        # folder of de-lit photo albedo samples: real skin instead of the basis
+    distance_mm: tuple[float, float] | None = None  # camera distance range, log-uniform (None: ``focal``'s)
 
 
 def config_record(cfg: SynthConfig) -> dict:
@@ -78,8 +79,27 @@ def _inner_frame(lmk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return c, (inner - c[:, None]).pow(2).sum(-1).mean(1).sqrt()
 
 
+def _template_frame(reference: torch.Tensor, cfg: SynthConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The alignment template's inner-landmark centroid (2,) and size (pixels), and the reference
+    face's frontal inner-landmark size (mm)."""
+    tpl = torch.tensor(template_landmarks(cfg.size)[17:], dtype=reference.dtype, device=reference.device)
+    tc = tpl.mean(0)
+    t_size = (tpl - tc).pow(2).sum(-1).mean().sqrt() * cfg.frame_scale
+    inner_xy = reference[17:, :2]
+    return tc, t_size, (inner_xy - inner_xy.mean(0)).pow(2).sum(-1).mean().sqrt()
+
+
+def distance_focal(distance: torch.Tensor, reference: torch.Tensor, cfg: SynthConfig) -> torch.Tensor:
+    """(B,) focal lengths (pixels at ``cfg.size``) at which the reference face (68 landmarks, mm),
+    ``distance`` (B,) mm from the camera, fills the aligned crop as the template does: a close
+    camera keeps the face's size in the crop and changes only its perspective."""
+    _, t_size, s_ref_xy = _template_frame(reference, cfg)
+    return distance * t_size / s_ref_xy
+
+
 def frame_translation(lmk_model: torch.Tensor, angles: torch.Tensor, jitter: torch.Tensor,
-                      reference: torch.Tensor, cfg: SynthConfig) -> torch.Tensor:
+                      reference: torch.Tensor, cfg: SynthConfig, focal: torch.Tensor | None = None
+                      ) -> torch.Tensor:
     """(B,3) translation (mm) that frames each face like the pipeline's aligned crops.
 
     The target is the alignment template (:func:`facerecon.imageio.align.template_landmarks`,
@@ -88,20 +108,18 @@ def frame_translation(lmk_model: torch.Tensor, angles: torch.Tensor, jitter: tor
     and size. Every face is then placed so that the centroid of its inner landmarks projects to
     the same point and its inner-landmark size appears the same, shifted by ``jitter`` ×
     ``shift_mm`` sideways and scaled by 1 + ``jitter`` × ``distance_jitter`` in distance.
+    ``focal`` (B,) pixels: each face's own camera (:func:`distance_focal`); None: ``cfg.focal``.
     """
-    tpl = torch.tensor(template_landmarks(cfg.size)[17:], dtype=reference.dtype, device=reference.device)
-    tc = tpl.mean(0)
-    t_size = (tpl - tc).pow(2).sum(-1).mean().sqrt() * cfg.frame_scale
-    c_ref, s_ref = _inner_frame(reference[None])
-    inner_xy = reference[17:, :2]
-    s_ref_xy = (inner_xy - inner_xy.mean(0)).pow(2).sum(-1).mean().sqrt()
-    d_ref = cfg.focal * s_ref_xy / t_size  # depth of the reference centroid
+    tc, t_size, s_ref_xy = _template_frame(reference, cfg)
+    _, s_ref = _inner_frame(reference[None])
+    f = torch.as_tensor(cfg.focal if focal is None else focal, dtype=reference.dtype, device=reference.device)
+    d_ref = f * s_ref_xy / t_size  # depth of the reference centroid
     c, s = _inner_frame(lmk_model)
     rc = (euler_to_matrix(angles) @ c[:, :, None])[..., 0]
     depth = d_ref * (s / s_ref) * (1 + jitter[:, 2] * cfg.distance_jitter)
     centre = cfg.size / 2.0
-    tx = (tc[0] - centre) * depth / cfg.focal + jitter[:, 0] * cfg.shift_mm - rc[:, 0]
-    ty = -(tc[1] - centre) * depth / cfg.focal + jitter[:, 1] * cfg.shift_mm - rc[:, 1]
+    tx = (tc[0] - centre) * depth / f + jitter[:, 0] * cfg.shift_mm - rc[:, 0]
+    ty = -(tc[1] - centre) * depth / f + jitter[:, 1] * cfg.shift_mm - rc[:, 1]
     tz = -depth - rc[:, 2]
     return torch.stack([tx, ty, tz], 1)
 
@@ -118,8 +136,11 @@ def draw_sample(seed: int, index: int, cfg: SynthConfig, n_id: int, n_exp: int, 
     angles, jitter = random_pose(rng, cfg)
     gamma = random_light(rng, cfg)
     noise = float(rng.uniform(0, cfg.noise_std))
+    # drawn last and only when asked, so that samples without a distance range stay as they were
+    distance = float(np.exp(rng.uniform(*np.log(cfg.distance_mm)))) if cfg.distance_mm else float("nan")
     return {"alpha": alpha, "beta": beta, "delta": delta, "gamma": gamma, "angles": angles,
-            "jitter": jitter, "noise_std": noise, "rng": rng}
+            "jitter": jitter, "noise_std": noise, "distance": distance, "rng": rng}
 
 
-__all__ = ["SynthConfig", "config_record", "random_light", "random_pose", "frame_translation", "draw_sample"]
+__all__ = ["SynthConfig", "config_record", "random_light", "random_pose", "distance_focal", "frame_translation",
+           "draw_sample"]

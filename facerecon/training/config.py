@@ -118,6 +118,16 @@ class TrainConfig:
     """Backgrounds of synthetic faces (photos: crops of the shared 300-W photos outside faces)."""
     synthetic_region: str = "fit"
     """Face-model region rendered into synthetic images."""
+    synthetic_skins: Optional[str] = None
+    """Folder of de-lit albedo samples of real photos (tools/albedo_samples.py) that paint the
+    synthetic faces instead of the albedo model's basis (their colour term is then left out)."""
+    synthetic_id_scale: float = 1.0
+    """Identity coefficients of synthetic faces ~ N(0, 1) × this (real faces' fits spread about
+    0.5 of the model's standard deviations)."""
+    synthetic_distance: Optional[tuple[float, float]] = None
+    """Camera distance of each synthetic face, mm, drawn log-uniform between the two values; the
+    focal length follows, so the face keeps its size in the crop and only its perspective changes
+    (close-up photos). None: every face through the network's camera (about 1.2 m)."""
     val_synthetic: int = 64
     """Held-out synthetic faces scored at each validation when the synthetic objective is on."""
     amp: Literal["off", "bf16", "fp16"] = "bf16"
@@ -175,6 +185,9 @@ class TrainConfig:
             raise ValueError("--identity-consistency compares a person's photos in a batch: set --photos-per-person 2 or more")
         if self.perceptual_every < 1:
             raise ValueError("--perceptual-every must be at least 1")
+        if self.synthetic_distance is not None and not (
+                len(self.synthetic_distance) == 2 and 100.0 <= self.synthetic_distance[0] <= self.synthetic_distance[1]):
+            raise ValueError(f"--synthetic-distance {self.synthetic_distance}: need MIN MAX with 100 <= MIN <= MAX (mm)")
 
 
 __all__ = ["TrainConfig", "LabelWeights"]

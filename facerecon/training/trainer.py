@@ -49,11 +49,11 @@ from facerecon.forward import ForwardModel
 from facerecon.losses import HybridLoss, landmark_weights
 from facerecon.nets.rnet import RNet, load_checkpoint, save_checkpoint
 from facerecon.params import FaceParams
-from facerecon.render import Camera
+from facerecon.render import Camera, same_crop_translation
 from facerecon.training.config import TrainConfig
 from facerecon.training.data import (SYNTH_STREAM, LabelTable, dataset_people, fit_size, item_people, key_people,
                                      person_batches, prefetch, synthetic_batches)
-from facerecon.training.objectives import Objectives, masked_mean
+from facerecon.training.objectives import LabelTerms, Objectives, masked_mean
 
 #: The hybrid-loss terms reported per objective and at validation.
 HYBRID_TERMS = ("total", "photo", "landmark", "perceptual", "coef", "texture")
@@ -473,8 +473,11 @@ class Trainer:
         from facerecon.synthesis import SynthConfig
 
         size = self.net.config.input_size
-        return SynthConfig(size=size, focal=self.camera.focal, background=self.config.synthetic_background,
-                           region=self.config.synthetic_region)
+        cfg = self.config
+        return SynthConfig(size=size, focal=self.camera.focal, background=cfg.synthetic_background,
+                           region=cfg.synthetic_region, skin_samples=cfg.synthetic_skins,
+                           id_scale=cfg.synthetic_id_scale,
+                           distance_mm=tuple(cfg.synthetic_distance) if cfg.synthetic_distance else None)
 
     def synthetic_model(self) -> FaceModel:
         if self._synth_model is None:
@@ -537,11 +540,26 @@ class Trainer:
                 logs["identity/spread_mm"] = masked_mean(spread, grouped)
                 logs["identity/grouped"] = grouped.float().mean()
         if synth is not None:
-            g = obj.geometry(params[n:], synth["params"])
+            g = self._synthetic_terms(params[n:], synth)
             total = total + cfg.synthetic * g.total.mean()
             logs.update({f"synthetic/{k}": getattr(g, k).mean() for k in LABEL_TERMS})
         logs["total"] = total
         return logs
+
+    def _synthetic_terms(self, params: FaceParams, synth: dict[str, Any]) -> LabelTerms:
+        """Geometry terms of predictions against synthetic truth. A face rendered from another
+        distance is compared where the network's camera sees the same crop (its translation
+        scaled by the focal lengths' ratio); painted with a photo's skin, it has no albedo
+        coefficients, so its colour term is left out."""
+        truth = synth["params"]
+        focal = synth["focal"].to(truth.trans)
+        if not torch.allclose(focal, torch.full_like(focal, float(self.camera.focal))):
+            truth = FaceParams(truth.alpha, truth.beta, truth.delta, truth.gamma, truth.angles,
+                               same_crop_translation(truth.trans, focal, float(self.camera.focal)))
+        g = self.objectives.geometry(params, truth)
+        if self.config.synthetic_skins:
+            g.total = g.total - self.config.label.color * g.color
+        return g
 
     def train_step(self, photos: dict[str, Any] | None, synth: dict[str, Any] | None) -> dict[str, float]:
         """One optimiser step on a photo batch and/or a synthetic batch; returns the terms."""
@@ -676,7 +694,7 @@ class Trainer:
                                               batch_size=cfg.batch_size, model=self.synthetic_model(), start=start):
                     params = FaceParams.from_vector(self._predict(self.net, batch["image"], batch["landmarks2d"]),
                                                     self.sizes)
-                    g = obj.geometry(params, batch["params"])
+                    g = self._synthetic_terms(params, batch)
                     for k in LABEL_TERMS:
                         add(f"synthetic/{k}", getattr(g, k))
                     add("synthetic/images", torch.ones(params.batch))
