@@ -250,7 +250,7 @@ def test_a_close_camera_frames_the_face_like_the_crops_at_the_distance_asked(mod
 
 def test_a_distance_range_changes_the_camera_not_the_face(model):
     """The same seed with and without a distance range: the same faces, poses and light; each
-    sample's camera follows its drawn distance, its landmarks are its mesh projected through that
+    sample's camera follows its drawn distance (the backdrop and noise stay), its landmarks are its mesh projected through that
     camera, the face keeps its place in the crop (a few pixels of perspective), and the default
     stream (no range) still renders through the pipeline's 1015 px camera."""
     from facerecon.render import Camera, project
@@ -276,3 +276,7 @@ def test_a_distance_range_changes_the_camera_not_the_face(model):
     moved = (close["landmarks2d"][:, 17:] - plain["landmarks2d"][:, 17:]).norm(dim=-1).mean(1)
     assert bool((moved < 5.0).all()) and bool((moved > 0.1).all()), moved  # perspective, not placement
     assert not torch.allclose(close["image"], plain["image"], atol=0.05)
+    grown = torch.nn.functional.max_pool2d(torch.maximum(close["mask"], plain["mask"]), 7, 1, 3)
+    background = grown == 0  # off both faces and their antialiased edges
+    assert torch.equal(close["image"].expand(-1, 3, -1, -1)[background.expand(-1, 3, -1, -1)],
+                       plain["image"].expand(-1, 3, -1, -1)[background.expand(-1, 3, -1, -1)])  # same backdrop

@@ -693,3 +693,37 @@ def test_cli_takes_a_synthetic_distance_range_and_refuses_a_bad_one(tmp_path):
     assert from_args(TrainConfig, p.parse_args([])).synthetic_distance is None
     with pytest.raises(ValueError, match="synthetic-distance"):
         from_args(TrainConfig, p.parse_args(["--synthetic-distance", "50", "3000"])).validate()
+
+
+def test_synthetic_target_far_asks_a_close_face_for_what_the_network_says_from_afar(face_model, tmp_path):
+    """--synthetic-target far: each synthetic batch also carries the same faces rendered through
+    the network's camera from the usual distance (identical to the plain stream's samples); their
+    predictions are the target, without gradient, so only the close-up prediction learns."""
+    from facerecon.training.config import LabelWeights
+
+    cfg = config(tmp_path, self_supervised=0.0, synthetic=1.0, synthetic_distance=(350.0, 450.0),
+                 synthetic_target="far", label=LabelWeights(vertices=1.0, landmarks=0.5, color=2.0, identity=1.0))
+    trainer = Trainer(cfg, net(), None, None, None, model=face_model)
+    batch = next(trainer.synthetic_batches(0))
+    plain = next(generate_batches(cfg.batch_size, cfg.seed, replace_distance(trainer.synthetic_config()),
+                                  batch_size=cfg.batch_size, model=trainer.synthetic_model()))
+    assert torch.equal(batch["far_image"], plain["image"]) and not torch.equal(batch["image"], plain["image"])
+    assert torch.equal(batch["far_landmarks2d"], plain["landmarks2d"])
+    m = cfg.batch_size
+    close = torch.randn(m, sum(trainer.sizes.values())) * 0.3
+    same = torch.cat([close, close]).requires_grad_()
+    assert float(trainer.losses(same, None, batch, 0)["synthetic/total"].detach()) < 1e-2
+    moved = torch.cat([close, close + 0.5 * torch.randn_like(close)]).requires_grad_()
+    logs = trainer.losses(moved, None, batch, 0)
+    assert float(logs["synthetic/identity"]) > 1.0
+    logs["total"].backward()
+    assert float(moved.grad[:m].abs().sum()) > 0 and float(moved.grad[m:].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="synthetic-distance"):
+        config(tmp_path, synthetic=1.0, synthetic_target="far").validate()
+
+
+def replace_distance(cfg: SynthConfig) -> SynthConfig:
+    """The same synthetic config without a distance range."""
+    from dataclasses import replace
+
+    return replace(cfg, distance_mm=None)

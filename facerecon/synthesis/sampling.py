@@ -136,8 +136,11 @@ def draw_sample(seed: int, index: int, cfg: SynthConfig, n_id: int, n_exp: int, 
     angles, jitter = random_pose(rng, cfg)
     gamma = random_light(rng, cfg)
     noise = float(rng.uniform(0, cfg.noise_std))
-    # drawn last and only when asked, so that samples without a distance range stay as they were
-    distance = float(np.exp(rng.uniform(*np.log(cfg.distance_mm)))) if cfg.distance_mm else float("nan")
+    # from a stream of its own: a sample is the same face, pose, light, skin and background with or
+    # without a distance range (only its camera differs)
+    distance = float("nan")
+    if cfg.distance_mm:
+        distance = float(np.exp(np.random.default_rng([int(seed), int(index), 1]).uniform(*np.log(cfg.distance_mm))))
     return {"alpha": alpha, "beta": beta, "delta": delta, "gamma": gamma, "angles": angles,
             "jitter": jitter, "noise_std": noise, "distance": distance, "rng": rng}
 

@@ -124,6 +124,11 @@ class TrainConfig:
     synthetic_id_scale: float = 1.0
     """Identity coefficients of synthetic faces ~ N(0, 1) × this (real faces' fits spread about
     0.5 of the model's standard deviations)."""
+    synthetic_target: Literal["truth", "far"] = "truth"
+    """What a synthetic face's prediction is scored against: its true parameters, or (far, with
+    --synthetic-distance) the network's own prediction, without gradient, of the same face seen
+    through the network's camera from the usual distance: the same answer from any distance,
+    without pulling the network towards the model's own faces."""
     synthetic_distance: Optional[tuple[float, float]] = None
     """Camera distance of each synthetic face, mm, drawn log-uniform between the two values; the
     focal length follows, so the face keeps its size in the crop and only its perspective changes
@@ -188,6 +193,8 @@ class TrainConfig:
         if self.synthetic_distance is not None and not (
                 len(self.synthetic_distance) == 2 and 100.0 <= self.synthetic_distance[0] <= self.synthetic_distance[1]):
             raise ValueError(f"--synthetic-distance {self.synthetic_distance}: need MIN MAX with 100 <= MIN <= MAX (mm)")
+        if self.synthetic_target == "far" and self.synthetic_distance is None:
+            raise ValueError("--synthetic-target far compares a face from two distances: set --synthetic-distance")
 
 
 __all__ = ["TrainConfig", "LabelWeights"]

@@ -30,7 +30,7 @@ import random
 import time
 import warnings
 from collections import defaultdict, deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -490,8 +490,13 @@ class Trainer:
         """Endless synthetic batches of this process from step ``start_step`` on (its own stream)."""
         b = self.config.batch_size
         start = self.dist.rank * SYNTH_STREAM + start_step * b
-        return synthetic_batches(self.config.seed, start, b, self.synthetic_config(), self.synthetic_model(),
-                                 self.device)
+        close = synthetic_batches(self.config.seed, start, b, self.synthetic_config(), self.synthetic_model(),
+                                  self.device)
+        if self.config.synthetic_target != "far":
+            return close
+        usual = replace(self.synthetic_config(), distance_mm=None)  # the same faces from the usual distance
+        far = synthetic_batches(self.config.seed, start, b, usual, self.synthetic_model(), self.device)
+        return ({**c, "far_image": f["image"], "far_landmarks2d": f["landmarks2d"]} for c, f in zip(close, far))
 
     def _photos_to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return fit_size(photos_to_float(batch, self.device), self.net.config.input_size)
@@ -540,17 +545,23 @@ class Trainer:
                 logs["identity/spread_mm"] = masked_mean(spread, grouped)
                 logs["identity/grouped"] = grouped.float().mean()
         if synth is not None:
-            g = self._synthetic_terms(params[n:], synth)
+            m = synth["image"].shape[0]
+            far = FaceParams.from_vector(vec[n + m:].detach(), self.sizes) if "far_image" in synth else None
+            g = self._synthetic_terms(params[n:n + m], synth, far)
             total = total + cfg.synthetic * g.total.mean()
             logs.update({f"synthetic/{k}": getattr(g, k).mean() for k in LABEL_TERMS})
         logs["total"] = total
         return logs
 
-    def _synthetic_terms(self, params: FaceParams, synth: dict[str, Any]) -> LabelTerms:
-        """Geometry terms of predictions against synthetic truth. A face rendered from another
-        distance is compared where the network's camera sees the same crop (its translation
-        scaled by the focal lengths' ratio); painted with a photo's skin, it has no albedo
-        coefficients, so its colour term is left out."""
+    def _synthetic_terms(self, params: FaceParams, synth: dict[str, Any], far: FaceParams | None = None
+                         ) -> LabelTerms:
+        """Geometry terms of predictions against synthetic truth, or against ``far``: the
+        network's own prediction of the same faces seen from the usual distance. A face rendered
+        from another distance is compared where the network's camera sees the same crop (its
+        depth scaled by the focal lengths' ratio); painted with a photo's skin, it has no albedo
+        coefficients, so its colour term against the truth is left out."""
+        if far is not None:
+            return self.objectives.geometry(params, far)
         truth = synth["params"]
         focal = synth["focal"].to(truth.trans)
         if not torch.allclose(focal, torch.full_like(focal, float(self.camera.focal))):
@@ -569,9 +580,13 @@ class Trainer:
             photos = self._photos_to_device(photos)
             if "person" in photos:
                 self._train_people.update(int(p) for p in torch.as_tensor(photos["person"]).reshape(-1).tolist())
-        images = torch.cat([b["image"] for b in (photos, synth) if b is not None])
-        landmarks = torch.cat([b["landmarks"] if b is photos else b["landmarks2d"] for b in (photos, synth)
-                               if b is not None])
+        # one pass: photos, synthetic faces, and those faces from the usual distance (target "far")
+        parts = [(photos["image"], photos["landmarks"])] if photos is not None else []
+        if synth is not None:
+            parts.append((synth["image"], synth["landmarks2d"]))
+            if "far_image" in synth:
+                parts.append((synth["far_image"], synth["far_landmarks2d"]))
+        images, landmarks = (torch.cat(t) for t in zip(*parts))
         vec = self._predict(self.model_ddp, images, landmarks)
         logs = self.losses(vec, photos, synth, self.step)
         self.optimizer.zero_grad(set_to_none=True)
