@@ -715,7 +715,7 @@ def test_synthetic_target_far_asks_a_close_face_for_what_the_network_says_from_a
     assert float(trainer.losses(same, None, batch, 0)["synthetic/total"].detach()) < 1e-2
     moved = torch.cat([close, close + 0.5 * torch.randn_like(close)]).requires_grad_()
     logs = trainer.losses(moved, None, batch, 0)
-    assert float(logs["synthetic/identity"]) > 1.0
+    assert float(logs["synthetic/identity"].detach()) > 1.0
     logs["total"].backward()
     assert float(moved.grad[:m].abs().sum()) > 0 and float(moved.grad[m:].abs().sum()) == 0.0
     with pytest.raises(ValueError, match="synthetic-distance"):
