@@ -563,11 +563,9 @@ class Trainer:
         if far is not None:
             return self.objectives.geometry(params, far)
         truth = synth["params"]
-        focal = synth["focal"].to(truth.trans)
-        if not torch.allclose(focal, torch.full_like(focal, float(self.camera.focal))):
-            truth = FaceParams(truth.alpha, truth.beta, truth.delta, truth.gamma, truth.angles,
-                               same_crop_translation(truth.trans, focal, float(self.camera.focal)))
-        g = self.objectives.geometry(params, truth)
+        placed = same_crop_translation(truth.trans, synth["focal"].to(truth.trans), float(self.camera.focal))
+        g = self.objectives.geometry(params, FaceParams(truth.alpha, truth.beta, truth.delta, truth.gamma,
+                                                        truth.angles, placed))
         if self.config.synthetic_skins:
             g.total = g.total - self.config.label.color * g.color
         return g
