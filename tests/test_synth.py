@@ -250,8 +250,8 @@ def test_a_close_camera_frames_the_face_like_the_crops_at_the_distance_asked(mod
 
 def test_a_distance_range_changes_the_camera_not_the_face(model):
     """The same seed with and without a distance range: the same faces, poses and light; each
-    sample's camera follows its drawn distance (the backdrop and noise stay), its landmarks are its mesh projected through that
-    camera, the face keeps its place in the crop (a few pixels of perspective), and the default
+    sample's camera follows its drawn distance (the backdrop and noise stay), its landmarks are
+    its mesh projected through that camera, the face keeps its place in the crop (a few pixels of perspective), and the default
     stream (no range) still renders through the pipeline's 1015 px camera."""
     from facerecon.render import Camera, project
     from facerecon.synthesis.generate import generate_batches

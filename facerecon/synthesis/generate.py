@@ -94,8 +94,8 @@ def generate_batches(n: int, seed: int = 0, config: SynthConfig | None = None, *
     ``landmarks2d`` (B,68,2) pixels (renderer convention, the model's fixed landmark vertices);
     ``landmarks_visible`` (B,68) bool; ``focal`` (B,) pixels, the camera each sample was
     rendered through (``config.focal`` unless ``config.distance_mm`` draws a distance per sample);
-    plus ``meta``: a list of per-sample dicts (background source, noise level, camera distance). ``model`` is a loaded face model
-    (default: ``load_face_model(config.region)``).
+    plus ``meta``: a list of per-sample dicts (background source, noise level, camera distance).
+    ``model`` is a loaded face model (default: ``load_face_model(config.region)``).
     """
     from facerecon.facemodel import load_face_model
 

@@ -190,9 +190,9 @@ class TrainConfig:
             raise ValueError("--identity-consistency compares a person's photos in a batch: set --photos-per-person 2 or more")
         if self.perceptual_every < 1:
             raise ValueError("--perceptual-every must be at least 1")
-        if self.synthetic_distance is not None and not (
-                len(self.synthetic_distance) == 2 and 100.0 <= self.synthetic_distance[0] <= self.synthetic_distance[1]):
-            raise ValueError(f"--synthetic-distance {self.synthetic_distance}: need MIN MAX with 100 <= MIN <= MAX (mm)")
+        near = self.synthetic_distance
+        if near is not None and not (len(near) == 2 and 100.0 <= near[0] <= near[1]):
+            raise ValueError(f"--synthetic-distance {near}: need MIN MAX with 100 <= MIN <= MAX (mm)")
         if self.synthetic_target == "far" and self.synthetic_distance is None:
             raise ValueError("--synthetic-target far compares a face from two distances: set --synthetic-distance")
 
