@@ -39,9 +39,10 @@ DEFAULT_ENGINE = "rnet-prior"
 #: The shipped R-Net (a file in ``facerecon/resources``, MODEL_CARD.md) each R-Net engine uses when
 #: given none. Engine "rnet" alone: stage J, distilled from the fitter's results in batches of a
 #: person's photos with an identity-consistency term — alone, closer to the real-skin scan and
-#: better at identity than stage G. The fitter's engines: stage G, the better centre for the
+#: better at identity than stage G. The fitter's engines: stage U (G fine-tuned with synthetic
+#: faces from 0.3 to 3 m and a little distillation; since 2026-12-05), the better centre for the
 #: fitter's prior (with J's prediction as the centre the fit ends further from the scan;
-#: BENCHMARKS.md, "Stages I′ and J" and "Two shipped networks").
+#: BENCHMARKS.md, "Stages I′ and J", "Two shipped networks" and "Stage U").
 ENGINE_MODELS: dict[str, str] = {"rnet": "rnet_alone.pt", "rnet+fit": DEFAULT_MODEL, "rnet-prior": DEFAULT_MODEL}
 
 
