@@ -29,11 +29,10 @@ PARTS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36), "ey
          "mouth": range(48, 68)}
 
 
-def point_errors(distance: float, samples_dir: Path, textures: int) -> list[dict]:
-    """Per render: dlib's points minus the scan's, in units of the eye-centre distance ((68, 2) array)."""
-    face = load_face_model("face")
-    samples, pick, _, scan_lmk, transfer, backgrounds = scene(face, samples_dir, textures)
-    recon = FaceReconstructor()
+def point_errors(recon: FaceReconstructor, setting: tuple, distance: float) -> list[dict]:
+    """Per render from ``distance`` mm: dlib's points minus the scan's, in units of the eye-centre
+    distance ((68, 2) array). ``setting``: what :func:`lps_realskin.scene` returns."""
+    samples, pick, _, scan_lmk, transfer, backgrounds = setting
     out = []
     for k, _, occluder, view, photo, lm_true in real_skin_renders(samples, pick, list(VIEWS), 0, transfer, scan_lmk,
                                                                    backgrounds, distance=distance):
@@ -53,7 +52,9 @@ def main() -> None:
     ap.add_argument("--json", help="write the per-part figures here")
     args = ap.parse_args()
     set_cpu_threads(None)
-    far, near = (point_errors(d, args.samples, args.textures) for d in args.distances)
+    setting = scene(load_face_model("face"), args.samples, args.textures)
+    recon = FaceReconstructor()
+    far, near = (point_errors(recon, setting, d) for d in args.distances)
     report: dict = {"distances_mm": list(args.distances), "parts": {}}
     print(f"dlib's points against the scan's, percent of the eye-centre distance ({len(far)} renders; "
           f"detections failed: {sum(r['source'] != 'dlib' for r in far + near)})")
