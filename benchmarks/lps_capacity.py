@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import trimesh
 
-from facerecon.evaluation.scan import SurfaceIndex, crop_mesh, evaluate_scan, umeyama
+from facerecon.evaluation.scan import crop_mesh, evaluate_scan, umeyama
+from facerecon.evaluation.surface import SurfaceIndex
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import trimesh
 
+from facerecon.evaluation.heatmap import render_error_heatmap
 from facerecon.evaluation.scan import (
     MeshError,
     evaluate_scan,
     load_landmarks,
     load_mesh,
-    render_error_heatmap,
     umeyama,
 )
 
@@ -199,7 +199,7 @@ def test_files_units_landmarks_and_heatmap(tmp_path, head):
 
 
 def test_surface_index_is_exact_and_finds_open_edges():
-    from facerecon.evaluation.scan import SurfaceIndex
+    from facerecon.evaluation.surface import SurfaceIndex
 
     rng = np.random.default_rng(3)
     sphere = trimesh.creation.icosphere(subdivisions=3)
@@ -270,7 +270,7 @@ def test_cli_scan_json_heatmap_and_errors(tmp_path, head, capsys):
 
 def test_lee_perry_smith_in_mm_with_landmarks_on_its_surface():
     from facerecon.assets import shared_path
-    from facerecon.evaluation.scan import SurfaceIndex
+    from facerecon.evaluation.surface import SurfaceIndex
     from facerecon.evaluation.scans import lee_perry_smith_record, load_lee_perry_smith
 
     if shared_path("scans", "lee-perry-smith", "LeePerrySmith.glb") is None:

@@ -103,7 +103,8 @@ def _load_scan(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from facerecon.evaluation.scan import MeshError, evaluate_scan, render_error_heatmap, save_mesh
+    from facerecon.evaluation.heatmap import render_error_heatmap
+    from facerecon.evaluation.scan import MeshError, evaluate_scan, save_mesh
 
     if args.crop_radius <= 0:
         raise UserError(f"--crop-radius must be positive, got {args.crop_radius}")
