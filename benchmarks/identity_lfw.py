@@ -1,6 +1,7 @@
 """Identity on real photos, no scan needed: does the fitted identity follow the person?
 
     python benchmarks/identity_lfw.py [--people 40] [--every 10] [--cache FILE] [--json OUT] [fitting options]
+    python benchmarks/identity_lfw.py --complement [--shard I/N] --cache FILE ...   # the other people
 
 Subset (fixed): the LFW people with ≥ 5 photos, sorted by name, every ``--every``-th (10) from the
 first, the first ``--people`` (40) of them, their first 5 photos. Every photo is fitted alone
@@ -13,6 +14,10 @@ wrong: this figure goes with the scan instruments, never alone.
 
 Fits are cached per photo in ``--cache`` (compact .npz, float16 vectors), so an interrupted run
 resumes and later sessions can reuse them (e.g. as fitter labels).
+
+``--complement`` fits the LFW people with ≥ 5 photos that the subset leaves out instead (383 with
+the defaults: a population that shares nobody with the subset, for ``identity_noise.py``);
+``--shard I/N`` takes every N-th of the chosen people from the I-th, for parallel runs.
 """
 
 from __future__ import annotations
@@ -32,11 +37,14 @@ from facerecon.multi.identity import pair_similarities, verification_auc
 from facerecon.params import FaceParams
 
 
-def subset(people: int, every: int, photos: int = 5) -> list[tuple[str, list[Path]]]:
-    """(name, photo paths) of the fixed LFW subset."""
+def subset(people: int, every: int, photos: int = 5, complement: bool = False) -> list[tuple[str, list[Path]]]:
+    """(name, photo paths) of the fixed LFW subset, or of every other person with enough photos."""
     root = shared_path("faces", "lfw")
     names = sorted(d.name for d in root.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= photos)
-    return [(n, sorted((root / n).glob("*.jpg"))[:photos]) for n in names[::every][:people]]
+    chosen = names[::every][:people]
+    if complement:
+        chosen = [n for n in names if n not in set(chosen)]
+    return [(n, sorted((root / n).glob("*.jpg"))[:photos]) for n in chosen]
 
 
 def identity_figures(vectors: np.ndarray, owner: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -55,6 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--people", type=int, default=40)
     parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--complement", action="store_true", help="fit the people the subset leaves out instead")
+    parser.add_argument("--shard", default="0/1", help="I/N: every N-th chosen person from the I-th")
     parser.add_argument("--cache", type=Path, help="per-photo fits (.npz), read and extended")
     parser.add_argument("--json")
     add_engine_arguments(parser.add_argument_group("engine"))
@@ -68,7 +78,13 @@ def main() -> None:
     config = fit_config(args, options["engine"])
     # what made the cached fits: the fit config, and the R-Net engine when one is used
     config_doc = asdict(config) | ({"engine": engine_record(options)} if options["engine"] != "fit" else {})
-    chosen = subset(args.people, args.every)
+    try:
+        shard, shards = (int(x) for x in args.shard.split("/"))
+        if not 0 <= shard < shards:
+            raise ValueError
+    except ValueError:
+        parser.error(f"--shard {args.shard}: expected I/N with 0 <= I < N")
+    chosen = subset(args.people, args.every, complement=args.complement)[shard::shards]
     root = shared_path()
     keys = [str(p.relative_to(root)) for _, ps in chosen for p in ps]
     owner = np.repeat(np.arange(len(chosen)), 5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import load_script
+from tests.conftest import load_script, need_shared
 
 
 def _paired():
@@ -90,3 +90,73 @@ def test_mirror_signs_tells_symmetric_from_antisymmetric_modes():
     lone[2, 2] = 1
     with pytest.raises(ValueError, match=r"modes \[1\]"):
         mod.mirror_signs(np.stack([widen, lone]), mean)
+
+
+def test_similarity_metric_is_the_procrustes_residual():
+    """benchmarks/identity_noise.py: a mode that only moves, turns or scales the mesh costs nothing;
+    any other mode costs what a least-squares similarity fit (Umeyama) leaves, per vertex (small
+    amplitude, where the linearisation holds)."""
+    import numpy as np
+
+    from facerecon.evaluation.scan import umeyama
+
+    mod = load_script("benchmarks/identity_noise.py")
+    rng = np.random.default_rng(1)
+    mean = rng.normal(size=(30, 3)) * [40.0, 50.0, 20.0]
+    c = mean - mean.mean(0)
+    w = np.array([0.3, -0.2, 0.5])
+    nuisance = np.tile([1.0, -2.0, 0.5], (30, 1)) + np.cross(w, c) + 0.7 * c
+    free = rng.normal(size=(30, 3))
+    g = mod.similarity_metric(mean, np.stack([nuisance, free]))
+    assert abs(g[0, 0]) < 1e-9 and abs(g[0, 1]) < 1e-9
+    eps = 1e-4
+    moved = mean + eps * free
+    s, r, t = umeyama(moved, mean, with_scale=True)
+    residual = ((s * moved @ r.T + t - mean) ** 2).sum(1).mean() / eps ** 2
+    assert g[1, 1] == pytest.approx(residual, rel=1e-3)
+
+
+def test_noise_split_and_leave_one_out_recover_a_known_population():
+    """Simulated people (true identity ~ N(0, diag(4, 1, .25)), each photo adds N(0, diag(1, 1, 1))):
+    the covariances come back; the leave-one-out figure, less the target's own noise, is the RMS
+    distance to the true identity for the raw fit (3 = the noise's trace) and for the scalar
+    shrink ((1−s)²·T + s²·N with T = 5.25, N = 3), checked against the truth itself."""
+    import numpy as np
+
+    mod = load_script("benchmarks/identity_noise.py")
+    rng = np.random.default_rng(2)
+    person_sd, photos = np.sqrt([4.0, 1.0, 0.25]), 5
+
+    def population(n):
+        truth = rng.normal(size=(n, 3)) * person_sd + [1.0, 0, 0]
+        return truth, [t + rng.normal(size=(photos, 3)) for t in truth]
+
+    _, train = population(4000)
+    centre, noise, person, k = mod.covariances({str(i): a for i, a in enumerate(train)})
+    assert k == photos
+    np.testing.assert_allclose(centre, [1, 0, 0], atol=0.1)
+    np.testing.assert_allclose(noise, np.eye(3), atol=0.05)
+    np.testing.assert_allclose(person, np.diag([4.0, 1.0, 0.25]), atol=0.25)
+    s = 5.25 / 8.25
+    truth, test = population(4000)
+    est = {"raw": lambda a: a, "shrink": lambda a: centre + s * (a - centre)}
+    err, target = mod.loo_errors(test, est, np.eye(3))
+    assert target == pytest.approx(3 / 4, rel=0.05)
+    for name, expected in (("raw", 3.0), ("shrink", (1 - s) ** 2 * 5.25 + s ** 2 * 3.0)):
+        direct = np.mean([((est[name](a) - t) ** 2).sum(1).mean() for a, t in zip(test, truth)])
+        assert np.mean(err[name]) - target == pytest.approx(expected, rel=0.05)
+        assert np.mean(err[name]) - target == pytest.approx(direct, rel=0.05)
+
+
+def test_identity_lfw_complement_shares_nobody_with_the_subset():
+    """benchmarks/identity_lfw.py: the fixed subset and its complement split the LFW people with
+    ≥ 5 photos between them (the population statistics must not see the scored people)."""
+    need_shared("faces", "lfw")
+    mod = load_script("benchmarks/identity_lfw.py")
+    fixed = [n for n, _ in mod.subset(40, 10)]
+    rest = [n for n, _ in mod.subset(40, 10, complement=True)]
+    lfw = mod.shared_path("faces", "lfw")
+    everyone = [d.name for d in lfw.iterdir() if d.is_dir() and len(list(d.glob("*.jpg"))) >= 5]
+    assert len(fixed) == 40 and not set(fixed) & set(rest)
+    assert sorted(fixed + rest) == sorted(everyone)
+    assert all(len(ps) == 5 for _, ps in mod.subset(40, 10, complement=True)[:3])
