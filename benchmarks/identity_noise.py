@@ -115,7 +115,9 @@ def main() -> None:
     wiener = person @ np.linalg.inv(person + noise)
     summary = {"train_people": len(train), "test_people": len(test),
                "noise_per_photo_mm": tr_noise ** 0.5, "person_spread_mm": tr_person ** 0.5,
-               "common_offset_from_ict_mean_mm": float(centre @ g @ centre) ** 0.5, "scalar_shrink": shrink}
+               "common_offset_from_ict_mean_mm": float(centre @ g @ centre) ** 0.5, "scalar_shrink": shrink,
+               # ICT's own population (α ~ N(0, I)) about its mean face, for scale
+               "ict_population_spread_mm": float(np.trace(g)) ** 0.5}
     # the issue's identity figure (cosine AUC of α) on the train people, and on the test people
     # with α centred on the train fits' mean (the offset common to every fit raises every cosine)
     for tag, people, shift in (("train", train, 0.0), ("test", test, 0.0), ("test_centred", test, centre)):
