@@ -6,8 +6,10 @@ Reads ``identity_lfw.py --cache`` files (5 photos per person, every photo fitted
 is needed: the person's *own converged answer* (what the fitter would give with many photos of
 them) is the reference, so these figures say how noisy one photo is, not how right the person is.
 Distances are RMS over the ICT narrow face's vertices of the identity-only mesh (α alone), in mm,
-after removing translation, rotation and scale (linearised about the mean face: what a
-similarity ICP would remove).
+as whole vertex offsets (``--metric surface``, the default) or along the mean face's vertex normals
+only (``--metric normal``, as a point-to-plane scan error counts them), after removing
+translation, rotation and scale (linearised
+about the mean face: what a similarity ICP would remove).
 
 From the ``--train`` people (none of them in ``--test``): the per-photo noise (within-person
 spread), the spread of people's own answers, and the common offset of every fit from the ICT mean
@@ -20,7 +22,11 @@ Estimators: the raw fit; the ICT mean face; the train fits' mean (a photo-indepe
 the fit shrunk towards that mean by the scalar s = spread² / (spread² + noise²); and the linear
 least-squares (Wiener) estimate W·(α − m) + m with W = Σ_person (Σ_person + Σ_noise)⁻¹, the
 covariances from the train people. Also printed: the cosine AUC of α (``identity_lfw.py``'s)
-on the train people, and on the test people with α centred on the train fits' mean.
+on the train people, and on the test people with α centred on the train fits' mean. With
+``--scan-fits``, per ``lps_realskin.py --save-params`` file: one fit's distance from the Lee
+Perry-Smith scan's own best fit (``lps_capacity.py``, prior 0.01), the fits' spread, their mean's
+distance from it and from the train fits' mean, and the share of the scan's departure from that
+mean which the fits' mean goes along.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,24 +43,35 @@ from facerecon.facemodel import load_face_model
 from facerecon.multi.identity import verification_auc
 
 
-def model_basis(model) -> tuple[np.ndarray, np.ndarray]:
-    """The identity-only mesh's mean (V,3) and its offset per unit of each α mode (n_id,V,3), mm."""
+def model_basis(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The identity-only mesh's mean (V,3), its offset per unit of each α mode (n_id,V,3), mm, and
+    the mean's unit vertex normals (V,3)."""
+    import trimesh
+
     with torch.no_grad():
         mean = model.shape(torch.zeros(1, model.n_id)).numpy()[0]
         basis = np.stack([model.shape(torch.eye(model.n_id)[i:i + 1]).numpy()[0] - mean for i in range(model.n_id)])
-    return mean.astype(np.float64), basis.astype(np.float64)
+    normals = trimesh.Trimesh(mean, model.faces.numpy(), process=False).vertex_normals
+    return mean.astype(np.float64), basis.astype(np.float64), np.asarray(normals, dtype=np.float64)
 
 
-def similarity_metric(mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+def similarity_metric(mean: np.ndarray, basis: np.ndarray, normals: np.ndarray | None = None) -> np.ndarray:
     """(K,K) G with αᵀGα = mean squared vertex offset (mm²) of the mesh mean + Σ α_k basis_k from
-    the mean, after projecting out translation, small rotations and scale about the mean."""
+    the mean, after projecting out translation, small rotations and scale about the mean. With
+    ``normals`` (V,3) only the offset along each vertex's normal counts, as a point-to-plane
+    scan error counts it: a vertex sliding along the surface costs nothing."""
     n = mean.shape[0]
     c = mean - mean.mean(0)
     nuisance = [np.tile(e, (n, 1)) for e in np.eye(3)] + [np.cross(e, c) for e in np.eye(3)] + [c]
-    q, _ = np.linalg.qr(np.stack([x.ravel() for x in nuisance], 1))
-    flat = basis.reshape(len(basis), -1).T
-    flat = flat - q @ (q.T @ flat)
-    return flat.T @ flat / n
+
+    def flat(x: np.ndarray) -> np.ndarray:
+        return (x * normals).sum(-1) if normals is not None else x.reshape(*x.shape[:-2], -1)
+
+    u, sv, _ = np.linalg.svd(np.stack([flat(x) for x in nuisance], 1), full_matrices=False)
+    q = u[:, sv > 1e-9 * sv.max()]  # a nuisance that moves nothing along the normals drops out
+    cols = flat(basis).T
+    cols = cols - q @ (q.T @ cols)
+    return cols.T @ cols / n
 
 
 def load_people(paths: list[str], n_id: int) -> dict[str, np.ndarray]:
@@ -97,15 +115,66 @@ def loo_errors(people: list[np.ndarray], estimators: dict, g: np.ndarray) -> tup
     return err, float(np.mean(noise)) / (np.mean([len(a) for a in people]) - 1)
 
 
+def scan_identity(prior: float = 0.01) -> np.ndarray:
+    """α of the face model's best 3D fit to the Lee Perry-Smith scan (``lps_capacity.py``'s fit,
+    with scale), read back from its vertices by least squares on the identity and expression bases."""
+    import importlib.util
+
+    path = Path(__file__).with_name("lps_capacity.py")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    capacity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capacity)
+    verts, _ = capacity.fit_to_scan(prior, True)
+    model = load_face_model("face").double()
+    with torch.no_grad():
+        zero = torch.zeros(1, model.n_id, dtype=torch.float64)
+        base = model.shape(zero)[0].numpy()
+        cols = [model.shape(e[None])[0].numpy() - base for e in torch.eye(model.n_id, dtype=torch.float64)]
+        cols += [model.shape(zero, e[None])[0].numpy() - base for e in torch.eye(model.n_exp, dtype=torch.float64)]
+    coef, *_ = np.linalg.lstsq(np.stack([c.ravel() for c in cols], 1), (verts - base).ravel(), rcond=None)
+    return coef[:model.n_id]
+
+
+def scan_figures(paths: list[str], g: np.ndarray, centre: np.ndarray, truth: np.ndarray) -> list[dict]:
+    """Per ``lps_realskin.py --save-params`` file: how its fits' identities sit around the scan's."""
+    def norm(x):
+        return float(np.sqrt(x @ g @ x))
+
+    rows = []
+    for path in paths:
+        a = np.load(path)["params"].astype(np.float64)[:, :len(truth)]
+        mean = a.mean(0)
+        away = truth - centre
+        rows.append({"file": path, "fits": len(a),
+                     "one_fit_from_scan_mm": float(np.sqrt(np.mean([(x - truth) @ g @ (x - truth) for x in a]))),
+                     "spread_mm": float(np.sqrt(np.mean([(x - mean) @ g @ (x - mean) for x in a]))),
+                     "mean_from_scan_mm": norm(mean - truth), "mean_from_population_mm": norm(mean - centre),
+                     "share_of_scan_departure": float((mean - centre) @ g @ away / (away @ g @ away))})
+        print(json.dumps(rows[-1]))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--test", nargs="+", required=True, help="identity_lfw caches of the people scored")
     ap.add_argument("--train", nargs="+", required=True, help="caches of other people (the covariances)")
+    ap.add_argument("--metric", choices=("surface", "normal"), default="surface",
+                    help="normal: offsets along the mean face's vertex normals only (as a point-to-plane scan "
+                         "error counts them); surface: whole vertex offsets")
+    ap.add_argument("--scan-fits", nargs="*", default=[],
+                    help="lps_realskin.py --save-params files: their identities against the Lee Perry-Smith "
+                         "scan's own best fit and the train population (about a minute for the scan's fit)")
+    ap.add_argument("--also", nargs="*", default=[],
+                    help="other identity_lfw caches: noise, spread and offset within each alone (no scoring)")
+    ap.add_argument("--write-estimates", type=Path, metavar="DIR",
+                    help="for each --scan-fits file, write its params with α replaced by each estimate "
+                         "(<stem>_<estimate>.npz) for realskin_rescore.py")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--json")
     args = ap.parse_args()
     model = load_face_model("narrow")
-    g = similarity_metric(*model_basis(model))
+    mean, basis, normals = model_basis(model)
+    g = similarity_metric(mean, basis, normals if args.metric == "normal" else None)
     train, test = load_people(args.train, model.n_id), load_people(args.test, model.n_id)
     if set(train) & set(test):
         raise SystemExit(f"train and test share people: {sorted(set(train) & set(test))[:5]}")
@@ -123,6 +192,16 @@ def main() -> None:
     for tag, people, shift in (("train", train, 0.0), ("test", test, 0.0), ("test_centred", test, centre)):
         owner = np.concatenate([[i] * len(a) for i, a in enumerate(people.values())])
         summary[f"auc_{tag}"] = verification_auc(np.concatenate(list(people.values())) - shift, owner)
+    # how much the AUC of a subset the test's size varies: random draws of train people
+    rng = np.random.default_rng(0)
+    names = sorted(train)
+    draws = []
+    for _ in range(200):
+        pick = rng.choice(len(names), min(len(test), len(names)), replace=False)
+        alphas = [train[names[i]] for i in pick]
+        owner = np.concatenate([[i] * len(a) for i, a in enumerate(alphas)])
+        draws.append(verification_auc(np.concatenate(alphas), owner))
+    summary["auc_train_draws_5_95"] = [float(x) for x in np.percentile(draws, [5, 95])]
     print(json.dumps(summary, indent=1))
 
     estimators = {
@@ -150,9 +229,34 @@ def main() -> None:
         rows.append({"estimator": name, "rms_mm": float(rms), "vs_raw_mm": float(rms - rms_of(base.mean())),
                      "ci95": [float(lo), float(hi)], "mean_sq_diff_mm2": float(diff.mean())})
         print(f"{name:40s} {rms:.3f} mm   vs raw {rows[-1]['vs_raw_mm']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    also = []
+    for path in args.also:
+        c, n, p, _ = covariances(load_people([path], model.n_id))
+        also.append({"file": path, "noise_mm": float(np.trace(g @ n)) ** 0.5,
+                     "spread_mm": float(np.trace(g @ p)) ** 0.5, "offset_mm": float(c @ g @ c) ** 0.5})
+        print(json.dumps(also[-1] | {"noise_to_spread": also[-1]["noise_mm"] / also[-1]["spread_mm"]}))
+    scan = []
+    if args.scan_fits:
+        truth = scan_identity()
+        cosine = float(truth @ g @ centre) / float(truth @ g @ truth * (centre @ g @ centre)) ** 0.5
+        print(f"the scan's best fit: {float(truth @ g @ truth) ** 0.5:.3f} mm from the ICT mean face, "
+              f"{float((truth - centre) @ g @ (truth - centre)) ** 0.5:.3f} mm from the train fits' mean; cosine "
+              f"with that mean's offset {cosine:.2f}")
+        scan = scan_figures(args.scan_fits, g, centre, truth)
+    for path in args.scan_fits if args.write_estimates else []:
+        args.write_estimates.mkdir(parents=True, exist_ok=True)
+        with np.load(path) as z:
+            fits = dict(z)
+        for tag, name in (("population", "train fits' mean (photo-independent)"),
+                          ("shrink", f"scalar shrink s={shrink:.2f}"), ("wiener", "Wiener (matrix) shrink")):
+            params = fits["params"].astype(np.float64)
+            params[:, :model.n_id] = estimators[name](params[:, :model.n_id])
+            np.savez_compressed(args.write_estimates / f"{Path(path).stem}_{tag}.npz",
+                                **(fits | {"params": params.astype(np.float32)}))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"summary": summary, "rows": rows, "test": args.test, "train": args.train}, f, indent=1)
+            json.dump({"summary": summary, "rows": rows, "scan": scan, "also": also, "test": args.test,
+                       "train": args.train}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -160,3 +160,35 @@ def test_identity_lfw_complement_shares_nobody_with_the_subset():
     assert len(fixed) == 40 and not set(fixed) & set(rest)
     assert sorted(fixed + rest) == sorted(everyone)
     assert all(len(ps) == 5 for _, ps in mod.subset(40, 10, complement=True)[:3])
+
+
+def test_normal_metric_counts_only_what_leaves_the_surface():
+    """benchmarks/identity_noise.py --metric normal on a flat 6×5 grid (normals ±z): sliding the
+    vertices within the plane costs nothing; lifting them costs what a plane z = a + b·x + c·y
+    (translation and the two tilts, the only similarity moves along z) leaves, per vertex."""
+    import numpy as np
+
+    mod = load_script("benchmarks/identity_noise.py")
+    x, y = np.meshgrid(np.arange(6.0), np.arange(5.0))
+    mean = np.stack([x.ravel() * 10, y.ravel() * 10, np.zeros(30)], 1)
+    normals = np.tile([0.0, 0.0, 1.0], (30, 1))
+    rng = np.random.default_rng(3)
+    slide = np.concatenate([rng.normal(size=(30, 2)), np.zeros((30, 1))], 1)
+    lift = np.zeros((30, 3))
+    lift[:, 2] = rng.normal(size=30)
+    g = mod.similarity_metric(mean, np.stack([slide, lift]), normals)
+    assert abs(g[0, 0]) < 1e-12 and abs(g[0, 1]) < 1e-12
+    design = np.stack([np.ones(30), mean[:, 0], mean[:, 1]], 1)
+    resid = lift[:, 2] - design @ np.linalg.lstsq(design, lift[:, 2], rcond=None)[0]
+    assert g[1, 1] == pytest.approx((resid ** 2).mean(), rel=1e-9)
+
+
+def test_utkface_groups_read_from_the_file_name():
+    """benchmarks/identity_offset.py: UTKFace names are age_sex_race_date (sex 0 man, 1 woman;
+    race 0 white, 1 black, 2 Asian, 3 Indian, 4 other); other photos belong to no group."""
+    mod = load_script("benchmarks/identity_offset.py")
+    assert mod.utk_group("utkface/part1/25_1_2_20170116174525125.jpg") == ["age 13-30", "women", "asian"]
+    assert mod.utk_group("utkface/x/61_0_1_2017.jpg") == ["age >55", "men", "black"]
+    assert mod.utk_group("utkface/x/12_0_0_2017.jpg")[0] == "age <13"
+    assert mod.utk_group("lfw/Tiger_Woods/Tiger_Woods_0001.jpg") == []
+    assert mod.utk_group("utkface/x/broken_name.jpg") == []
