@@ -8,8 +8,7 @@ them) is the reference, so these figures say how noisy one photo is, not how rig
 Distances are RMS over the ICT narrow face's vertices of the identity-only mesh (α alone), in mm,
 as whole vertex offsets (``--metric surface``, the default) or along the mean face's vertex normals
 only (``--metric normal``, as a point-to-plane scan error counts them), after removing
-translation, rotation and scale (linearised
-about the mean face: what a similarity ICP would remove).
+translation, rotation and scale (linearised about the mean face: what a similarity ICP removes).
 
 From the ``--train`` people (none of them in ``--test``): the per-photo noise (within-person
 spread), the spread of people's own answers, and the common offset of every fit from the ICT mean
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facerecon.atomic import atomic_path
 from facerecon.facemodel import load_face_model
 from facerecon.multi.identity import verification_auc
 
@@ -216,14 +216,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     idx = rng.integers(0, len(names), (args.boot, len(names)))
     base = np.array(err["raw fit"])
+
+    def rms_of(sq):
+        """RMS mm to the person's own answer, from mean squared distances to the noisy target."""
+        return np.sqrt(np.maximum(sq - target_var, 0))
+
     rows = []
     for name in estimators:
         e = np.array(err[name])
         diff = e - base
         # differences in RMS mm, bootstrap over people
-        def rms_of(sq):
-            return np.sqrt(np.maximum(sq - target_var, 0))
-
         rms = rms_of(e.mean())
         lo, hi = np.percentile(rms_of(e[idx].mean(1)) - rms_of(base[idx].mean(1)), [2.5, 97.5])
         rows.append({"estimator": name, "rms_mm": float(rms), "vs_raw_mm": float(rms - rms_of(base.mean())),
@@ -251,8 +253,8 @@ def main() -> None:
                           ("shrink", f"scalar shrink s={shrink:.2f}"), ("wiener", "Wiener (matrix) shrink")):
             params = fits["params"].astype(np.float64)
             params[:, :model.n_id] = estimators[name](params[:, :model.n_id])
-            np.savez_compressed(args.write_estimates / f"{Path(path).stem}_{tag}.npz",
-                                **(fits | {"params": params.astype(np.float32)}))
+            with atomic_path(args.write_estimates / f"{Path(path).stem}_{tag}.npz") as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **(fits | {"params": params.astype(np.float32)}))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"summary": summary, "rows": rows, "scan": scan, "also": also, "test": args.test,
