@@ -118,13 +118,9 @@ def loo_errors(people: list[np.ndarray], estimators: dict, g: np.ndarray) -> tup
 def scan_identity(prior: float = 0.01) -> np.ndarray:
     """α of the face model's best 3D fit to the Lee Perry-Smith scan (``lps_capacity.py``'s fit,
     with scale), read back from its vertices by least squares on the identity and expression bases."""
-    import importlib.util
+    import lps_capacity  # a sibling script: its directory is on sys.path when run as one
 
-    path = Path(__file__).with_name("lps_capacity.py")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    capacity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(capacity)
-    verts, _ = capacity.fit_to_scan(prior, True)
+    verts, _ = lps_capacity.fit_to_scan(prior, True)
     model = load_face_model("face").double()
     with torch.no_grad():
         zero = torch.zeros(1, model.n_id, dtype=torch.float64)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,14 +26,6 @@ from facerecon.facemodel import load_face_model
 
 RACES = ("white", "black", "asian", "indian", "other")
 LANDMARKS = {8: "chin", 30: "nose tip", 48: "mouth corner R", 36: "outer eye corner R", 19: "brow R", 0: "jaw R"}
-
-
-def _noise_module():
-    path = Path(__file__).with_name("identity_noise.py")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def read_sets(labels: list[str], caches: list[str], n_id: int) -> dict[str, tuple[list[str], np.ndarray]]:
@@ -71,7 +62,7 @@ def main() -> None:
     ap.add_argument("--labels", nargs="*", default=[], help="facerecon label folders (labels-*.npz)")
     ap.add_argument("--caches", nargs="*", default=[], help="other identity_lfw caches")
     args = ap.parse_args()
-    noise = _noise_module()
+    import identity_noise as noise  # a sibling script: its directory is on sys.path when run as one
     model = load_face_model("narrow")
     mean, basis, _ = noise.model_basis(model)
     g = noise.similarity_metric(mean, basis)
