@@ -117,18 +117,11 @@ def loo_errors(people: list[np.ndarray], estimators: dict, g: np.ndarray) -> tup
 
 def scan_identity(prior: float = 0.01) -> np.ndarray:
     """α of the face model's best 3D fit to the Lee Perry-Smith scan (``lps_capacity.py``'s fit,
-    with scale), read back from its vertices by least squares on the identity and expression bases."""
+    with scale)."""
     import lps_capacity  # a sibling script: its directory is on sys.path when run as one
+    from facerecon.evaluation.scans import load_lee_perry_smith
 
-    verts, _ = lps_capacity.fit_to_scan(prior, True)
-    model = load_face_model("face").double()
-    with torch.no_grad():
-        zero = torch.zeros(1, model.n_id, dtype=torch.float64)
-        base = model.shape(zero)[0].numpy()
-        cols = [model.shape(e[None])[0].numpy() - base for e in torch.eye(model.n_id, dtype=torch.float64)]
-        cols += [model.shape(zero, e[None])[0].numpy() - base for e in torch.eye(model.n_exp, dtype=torch.float64)]
-    coef, *_ = np.linalg.lstsq(np.stack([c.ravel() for c in cols], 1), (verts - base).ravel(), rcond=None)
-    return coef[:model.n_id]
+    return lps_capacity.fit_model_to_scan(*load_lee_perry_smith(), prior, True)[1]
 
 
 def scan_figures(paths: list[str], g: np.ndarray, centre: np.ndarray, truth: np.ndarray) -> list[dict]:

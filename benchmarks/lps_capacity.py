@@ -34,18 +34,30 @@ def _rotation(w: torch.Tensor) -> torch.Tensor:
 
 def fit_to_scan(prior: float, with_scale: bool, exp_weight: float = 10.0, rounds: int = 30,
                 steps: int = 20) -> tuple[np.ndarray, dict]:
-    """Identity+expression vertices (V,3, mm, model space) fitted to the scan's surface.
+    """Identity+expression vertices (V,3, mm, model space) fitted to the Lee Perry-Smith scan
+    (:func:`fit_model_to_scan`) and the fit's figures."""
+    scan, scan_lmk = load_lee_perry_smith()
+    verts, _, info = fit_model_to_scan(scan, scan_lmk, prior, with_scale, exp_weight, rounds, steps)
+    return verts, info
+
+
+def fit_model_to_scan(scan: trimesh.Trimesh, scan_lmk: np.ndarray, prior: float, with_scale: bool,
+                      exp_weight: float = 10.0, rounds: int = 30, steps: int = 20
+                      ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The face model's identity+expression fitted to a scan's surface (mm; ``scan_lmk`` its 68
+    iBUG landmarks, mm, for the start): vertices (V,3, mm, model space), identity α (n_id,) and
+    figures.
 
     Minimises the mean squared point-to-plane distance (mm²) of the face part's vertices within
     95 mm of the nose tip to the scan, + ``prior`` (‖α‖² + exp_weight ‖β‖²); correspondences
     are the exact closest scan points, recomputed each round, pairs farther than 10 mm dropped.
     """
-    scan, scan_lmk = load_lee_perry_smith()
     model = load_face_model("face").double()
     mean = model.mean.numpy()
     lmk_idx = model.landmark_idx.numpy()
     keep = np.linalg.norm(mean - mean[lmk_idx[30]], axis=1) <= 95.0
-    s0, R0, t0 = umeyama(mean[lmk_idx[17:]], scan_lmk[17:], with_scale=True)
+    inner = np.arange(17, 68)[np.isfinite(scan_lmk[17:]).all(1)]  # a scan's unknown points are NaN rows
+    s0, R0, t0 = umeyama(mean[lmk_idx[inner]], scan_lmk[inner], with_scale=True)
     index = SurfaceIndex(crop_mesh(scan, scan_lmk[30], 120.0), spacing_mm=1.0)
 
     alpha = torch.zeros(1, model.n_id, dtype=torch.float64, requires_grad=True)
@@ -83,7 +95,7 @@ def fit_to_scan(prior: float, with_scale: bool, exp_weight: float = 10.0, rounds
         verts = model.shape(alpha, beta)[0].numpy()
         info = {"alpha_norm": float(alpha.norm()), "beta_norm": float(beta.norm()),
                 "placement_scale": float(s_init * torch.exp(log_s)) if with_scale else 1.0}
-    return verts, info
+    return verts, alpha.detach()[0].numpy(), info
 
 
 def main() -> None:

@@ -1,0 +1,294 @@
+"""One person's real photos against their own 3D scan: issue 10's held-out table in one command.
+
+    python benchmarks/scan_case.py --photos A.jpg B.jpg --scan SCAN.obj --scan-landmarks L.txt \\
+        [--scan-units-to-mm F] [--variant NAME=FLAGS ...] [--out DIR] [--json OUT] [engine and fitting options]
+    python benchmarks/scan_case.py --scan lee-perry-smith --saved-fits F.npz [...]   # fits made before
+
+Every photo is reconstructed alone by each variant (the command line's engine and fitting options,
+then the variant's own flags on top; defaults: the default engine, ``--weights-texture 25``, the plain
+fitter, R-Net alone); with two photos or more, the person's face also comes from the mean of the
+photos' identities and from the joint fit (``reconstruct --multi``'s default). Every mesh is scored
+against the scan by :func:`~facerecon.evaluation.scan.evaluate_scan` (landmark start, ICP on a 95 mm
+crop around the nose tip, point-to-plane RMSE, mm), rigid and with scale: expressive (as fitted)
+and neutral (identity only, what ``face_neutral.*`` holds), next to the ICT mean face and the face
+model's own best 3D fit to the scan (``lps_capacity.py``'s, identity and expression: what the model
+can reach; needs the scan's landmarks).
+
+Where the scan's best fit is known, each identity is also placed against it (identity-only meshes
+of the face within 95 mm of the nose tip, translation, rotation and scale removed, offsets along the mean face's normals
+as a point-to-plane error counts them: ``identity_noise.py``'s metric): its distance from the best
+fit, mm, split into how much of the photo population's common offset it carries (the mean identity
+of many LFW photos' fits, ``--population``; in units of that offset, the scan's own amount on the
+scan's row), the share of the scan's own part beyond that offset it goes along (0: none of it, 1:
+all), and the rest, mm. On the Lee Perry-Smith scan the default engine puts the offset in at about
+the population's amount whatever the photo, about twice the scan's, and a third of the scan's own
+part: your scan says whether that holds for another head.
+
+``--scan lee-perry-smith`` uses the shared scan and its landmarks (for a trial run, e.g. on
+``lps_realskin.py --save-renders`` images). Meshes are written under ``--out`` in mm
+(``<variant>/<photo>.ply``, ``<photo>_neutral.ply``, ``person_mean.ply``, ``person_joint.ply``) for
+any other evaluator; existing files are not overwritten unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+sys.path.insert(0, str(Path(__file__).parent))
+from identity_noise import load_people, model_basis, similarity_metric  # noqa: E402
+from lps_capacity import fit_model_to_scan  # noqa: E402
+
+from facerecon.atomic import atomic_path  # noqa: E402
+from facerecon.cli import UserError, set_cpu_threads  # noqa: E402
+from facerecon.cli.engine_args import (add_engine_arguments, add_fitting_arguments, engine_options,  # noqa: E402
+                                       fit_config)
+from facerecon.evaluation.scan import MeshError, evaluate_scan, load_landmarks, load_mesh, save_mesh  # noqa: E402
+from facerecon.evaluation.scans import load_lee_perry_smith  # noqa: E402
+from facerecon.facemodel import load_face_model  # noqa: E402
+from facerecon.imageio import ImageError, NoFaceError  # noqa: E402
+from facerecon.pipeline import FaceReconstructor  # noqa: E402
+
+#: The identity figures of a row (:class:`IdentityPlace`) and their table headings.
+PLACE = {"from_best_fit_mm": "from the scan's best fit, mm", "offset_amount": "common offset, × the population's",
+         "own_share": "share of the scan's own part", "rest_mm": "the rest, mm"}
+#: The variants compared when none is named: NAME=FLAGS, the flags added to the command line's.
+LABELS = Path(__file__).parent / "labels"
+DEFAULT_VARIANTS = ("default=", "texture25=--weights-texture 25", "fit=--engine fit", "rnet=--engine rnet")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", nargs="*", default=[], type=Path, help="photos of the scanned person")
+    ap.add_argument("--saved-fits", nargs="*", default=[], type=Path, metavar="NPZ",
+                    help="fits already made of photos or renders of this scan (lps_realskin.py --save-params): "
+                         "the mean of each file's identities is scored and placed, and each fit placed")
+    ap.add_argument("--scan", required=True, help="the person's scan (OBJ/PLY/GLB/STL), or lee-perry-smith")
+    ap.add_argument("--scan-landmarks", help="the scan's 68 iBUG landmarks (a file evaluate scan reads: N rows "
+                    "of x y z in the scan's units, NaN rows for unknown points, or vertex indices)")
+    ap.add_argument("--scan-units-to-mm", type=float, default=1.0, metavar="F", help="scan units × F = mm")
+    ap.add_argument("--variant", action="append", metavar="NAME=FLAGS",
+                    help="a reconstruction to compare: a name and the flags it adds to this command line's "
+                         "engine and fitting options, e.g. 'z12=--rnet z12.pt' (repeat; default: "
+                         + "; ".join(DEFAULT_VARIANTS) + ")")
+    ap.add_argument("--alignment", choices=("both", "rigid", "scale"), default="both",
+                    help="score rigid, with scale or both (each ICP takes about 5 s on a 2-vCPU machine)")
+    ap.add_argument("--capacity-rounds", type=int, default=30, help="correspondence rounds of the scan's 3D fit")
+    ap.add_argument("--population", nargs="*", type=Path, default=sorted(LABELS.glob("lfw_complement383_U_*.npz")),
+                    help="identity_lfw caches whose mean identity is the photo population's common offset "
+                         "(default: the default engine's fits of 383 LFW people; none: no offset split)")
+    ap.add_argument("--out", type=Path, help="write every scored mesh here (PLY, mm)")
+    ap.add_argument("--overwrite", action="store_true", help="replace meshes already in --out")
+    ap.add_argument("--json", help="write the table here")
+    add_engine_arguments(ap.add_argument_group("engine"))
+    add_fitting_arguments(ap)
+    return ap
+
+
+def load_scan(args) -> tuple[trimesh.Trimesh, np.ndarray | None]:
+    """The scan in mm and its (68,3) landmarks in mm (None where not given)."""
+    if args.scan == "lee-perry-smith":
+        return load_lee_perry_smith()
+    scan = load_mesh(args.scan, args.scan_units_to_mm)
+    lmk = None
+    if args.scan_landmarks:
+        lmk = load_landmarks(args.scan_landmarks, np.asarray(scan.vertices), args.scan_units_to_mm)
+        if len(lmk) != 68:
+            raise MeshError(f"{args.scan_landmarks}: expected the 68 iBUG landmarks, got {len(lmk)} rows")
+    return scan, lmk
+
+
+def variants(named: list[str] | None) -> dict[str, list[str]]:
+    """{name: extra flags} from NAME=FLAGS strings."""
+    out = {}
+    for v in named or DEFAULT_VARIANTS:
+        name, sep, flags = v.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--variant {v!r}: expected NAME=FLAGS (FLAGS may be empty)")
+        out[name.strip()] = shlex.split(flags)
+    return out
+
+
+def rmse(row: dict) -> str:
+    """"rigid / with scale" of a row, "–" for an alignment not scored."""
+    return " / ".join(f"{row[k]:.3f}" if k in row else "–" for k in ("rigid_mm", "scale_mm"))
+
+
+def mesh_paths(out: Path, runs: dict, photos: list[Path]) -> list[Path]:
+    """Every mesh a run writes under ``out``."""
+    names = [f"{p.stem}{tail}" for p in photos for tail in ("", "_neutral")] + ["person_mean", "person_joint"]
+    return [out / v / f"{n}.ply" for v in runs for n in names]
+
+
+class IdentityPlace:
+    """Where an identity α sits against the scan's best fit α* (``identity_noise.py``'s metric on
+    the face within ``radius_mm`` of the nose tip, as the scan is cropped: identity-only mesh,
+    similarity removed, offsets along the mean face's normals, mm).
+
+    With ``offset`` (the mean α of many photos' fits, the photo population's common offset from the
+    mean face) α is split as ``k_o·offset + k_p·own + rest``, where ``own`` is α*'s part beyond the
+    offset: ``offset_amount`` k_o (α* has its own value), ``own_share`` k_p (α*: 1) and ``rest_mm``;
+    without it ``own`` is all of α*. ``from_best_fit_mm`` is α's distance from α*."""
+
+    def __init__(self, truth: np.ndarray, offset: np.ndarray | None = None, radius_mm: float = 95.0) -> None:
+        model = load_face_model("face")
+        mean, basis, normals = model_basis(model)
+        keep = np.linalg.norm(mean - mean[model.landmark_idx[30]], axis=1) <= radius_mm  # the scan crop's
+        self.g = similarity_metric(mean[keep], basis[:, keep], normals[keep])
+        self.truth = np.asarray(truth, np.float64)
+        self.offset = None if offset is None else np.asarray(offset, np.float64)
+        self.own = self.truth - (0.0 if self.offset is None else self._along(self.truth, self.offset) * self.offset)
+
+    def _along(self, a: np.ndarray, u: np.ndarray) -> float:
+        return float(a @ self.g @ u / (u @ self.g @ u))
+
+    def _norm(self, a: np.ndarray) -> float:
+        return float(np.sqrt(max(float(a @ self.g @ a), 0.0)))
+
+    def __call__(self, alpha: np.ndarray) -> dict[str, float]:
+        a = np.asarray(alpha, np.float64).reshape(-1)
+        out = {"from_best_fit_mm": self._norm(a - self.truth)}
+        rest = a
+        if self.offset is not None:
+            out["offset_amount"] = self._along(a, self.offset)
+            rest = rest - out["offset_amount"] * self.offset
+        out["own_share"] = self._along(rest, self.own)  # own ⟂ offset: the same as α's own projection
+        out["rest_mm"] = self._norm(rest - out["own_share"] * self.own)
+        return out
+
+    @property
+    def departure_mm(self) -> float:
+        """The best fit's distance from the mean face (mm, the same metric)."""
+        return self._norm(self.truth)
+
+
+def population_offset(paths: list[Path], n_id: int) -> np.ndarray | None:
+    """The mean α over people of ``identity_lfw.py --cache`` files (None when none is given)."""
+    if not paths:
+        return None
+    people = load_people([str(p) for p in paths], n_id)
+    return np.mean([a.mean(0) for a in people.values()], 0)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_args(argv)
+    set_cpu_threads(None)
+    try:
+        if not args.photos and not args.saved_fits:
+            raise UserError("nothing to score: give --photos or --saved-fits")
+        scan, scan_lmk = load_scan(args)
+        runs = variants(args.variant)
+        for name, flags in runs.items():  # every variant's flags checked before any work starts
+            try:
+                ap.parse_args(argv + flags)
+            except SystemExit:
+                raise UserError(f"--variant {name}: flags {' '.join(flags)!r} not understood") from None
+        there = [p for p in mesh_paths(args.out, runs, args.photos) if p.exists()] if args.out else []
+        if there and not args.overwrite:  # refused before any work, not after it
+            more = f"; {len(there) - 1} more" if len(there) > 1 else ""
+            raise UserError(f"{there[0]}: exists (--overwrite replaces it{more})")
+    except (MeshError, UserError) as exc:
+        sys.exit(f"scan_case: {exc}")
+    face = load_face_model("face")
+    lmk_idx = face.landmark_idx.numpy()
+    rows: list[dict] = []
+
+    def write(verts: np.ndarray, *parts: str) -> None:
+        if args.out is None:
+            return
+        path = args.out.joinpath(*parts[:-1], parts[-1] + ".ply")
+        save_mesh(trimesh.Trimesh(verts, face.faces.numpy(), process=False), path)
+
+    alignments = {"rigid_mm": False, "scale_mm": True}
+    alignments = {k: v for k, v in alignments.items() if args.alignment in ("both", k[:-3])}
+
+    def score(verts: np.ndarray) -> dict[str, float]:
+        mesh = trimesh.Trimesh(verts, face.faces.numpy(), process=False)
+        return {k: evaluate_scan(mesh, scan, verts[lmk_idx], scan_lmk, allow_scale=s).rmse_mm
+                for k, s in alignments.items()}
+
+    def add(variant: str, what: str, verts: np.ndarray, alpha: np.ndarray | None, **extra) -> None:
+        rows.append({"variant": variant, "what": what, **score(verts), **extra,
+                     **(place(alpha) if place is not None and alpha is not None else {})})
+        print(f"{variant:12s} {what:28s} {rmse(rows[-1])} mm"
+              + "".join(f"  {k} {rows[-1][k]:.2f}" for k in PLACE if k in rows[-1]), flush=True)
+
+    def identity(alpha) -> np.ndarray:
+        with torch.no_grad():
+            return face.shape(torch.as_tensor(alpha, dtype=torch.float32).reshape(1, -1))[0].numpy()
+
+    place = None
+    add("-", "ICT mean face", identity(np.zeros(face.n_id)), None)
+    if scan_lmk is not None:
+        t0 = time.perf_counter()
+        verts, best, _ = fit_model_to_scan(scan, scan_lmk, 0.01, True, rounds=args.capacity_rounds)
+        place = IdentityPlace(best, population_offset(args.population, face.n_id))
+        print(f"the scan's best fit is {place.departure_mm:.2f} mm from the mean face (identity, along the normals)")
+        add("-", "model fitted to the scan (3D)", verts.astype(np.float32), best, seconds=time.perf_counter() - t0,
+            departure_mm=place.departure_mm)
+        add("-", "its identity alone", identity(best), best)
+    for path in args.saved_fits:
+        alphas = np.load(path)["params"].astype(np.float64)[:, :face.n_id]
+        each = [place(x) for x in alphas] if place is not None else []
+        average = {f"each_{k}": float(np.mean([e[k] for e in each])) for k in (each[0] if each else {})}
+        mean = alphas.mean(0)
+        add(path.stem, f"mean of {len(alphas)} saved fits (neutral)", identity(mean), mean, **average)
+        if average:
+            print(f"{'':12s} {'each fit, on average':28s}" + "".join(f"  {k[5:]} {v:.2f}" for k, v in average.items()))
+    failed: list[str] = []
+    for name, flags in (runs.items() if args.photos else ()):
+        a = ap.parse_args(argv + flags)
+        options = engine_options(a)
+        recon = FaceReconstructor(config=fit_config(a, options["engine"]), **options,
+                                  joint_config=fit_config(a, options["engine"], joint=True))
+        fits = []
+        for photo in args.photos:
+            try:
+                image, faces = recon.prepare(photo)
+            except (ImageError, NoFaceError) as exc:
+                failed.append(f"{name}: {exc}")
+                print(f"{name}: {exc}", file=sys.stderr)
+                continue
+            t0 = time.perf_counter()
+            rec = recon.fit_prepared([(image, faces[0])])[0]
+            seconds = time.perf_counter() - t0
+            fits.append(rec)
+            alpha = rec.params.alpha[0].numpy()
+            add(name, f"{photo.stem}, as fitted", rec.vertices(face), alpha, seconds=seconds)
+            add(name, f"{photo.stem}, neutral", identity(alpha), alpha)
+            write(rec.vertices(face), name, photo.stem)
+            write(identity(alpha), name, f"{photo.stem}_neutral")
+        if len(fits) >= 2:
+            for method in ("mean", "joint"):
+                t0 = time.perf_counter()
+                person = recon.combine(fits, method)
+                alpha = person.params.alpha[0].numpy()
+                add(name, f"{len(fits)} photos, {method} (neutral)", identity(alpha), alpha,
+                    seconds=time.perf_counter() - t0)
+                write(identity(alpha), name, f"person_{method}")
+    print("\n| variant | mesh | rigid / with scale, mm | " + " | ".join(PLACE.values()) + " |")
+    print("|---|---|---|" + "---|" * len(PLACE))
+    for r in rows:
+        print(f"| {r['variant']} | {r['what']} | {rmse(r)} | "
+              + " | ".join(f"{r[k]:.2f}" if k in r else "" for k in PLACE) + " |")
+    if failed:
+        print("failed: " + "; ".join(failed), file=sys.stderr)
+    result = {"argv": argv, "rows": rows, "failed": failed}
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
