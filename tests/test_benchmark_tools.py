@@ -260,7 +260,8 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
             "--variant", "rnet=--engine rnet --steps 10 --no-perceptual", "--alignment", "scale", "--out", str(out)]
     result = mod.main(argv)
     rows = {r["what"]: r for r in result["rows"]}
-    assert rows["ICT mean face"]["scale_mm"] == pytest.approx(2.670, abs=0.01) and "rigid_mm" not in rows["ICT mean face"]
+    mean_face = rows["ICT mean face"]
+    assert mean_face["scale_mm"] == pytest.approx(2.670, abs=0.01) and "rigid_mm" not in mean_face
     best = rows["model fitted to the scan (3D)"]
     assert best["own_share"] == pytest.approx(1) and best["from_best_fit_mm"] == pytest.approx(0, abs=1e-6)
     earlier = rows["mean of 2 saved fits (neutral)"]
