@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise UserError("nothing to score: give --photos or --saved-fits")
         scan, scan_lmk = load_scan(args)
         runs = variants(args.variant)
+        stems = [p.stem for p in args.photos]
+        if len(set(stems)) < len(stems):  # the meshes are named after them
+            raise UserError(f"two photos named {next(t for t in stems if stems.count(t) > 1)!r}: rename one")
         for name, flags in runs.items():  # every variant's flags checked before any work starts
             try:
                 ap.parse_args(argv + flags)
@@ -265,8 +268,9 @@ def main(argv: list[str] | None = None) -> dict:
             try:
                 image, faces = recon.prepare(photo)
             except (ImageError, NoFaceError) as exc:
-                failed.append(f"{name}: {exc}")
-                print(f"{name}: {exc}", file=sys.stderr)
+                if str(exc) not in failed:  # said once, not once per variant
+                    failed.append(str(exc))
+                    print(exc, file=sys.stderr)
                 continue
             t0 = time.perf_counter()
             rec = recon.fit_prepared([(image, faces[0])])[0]
