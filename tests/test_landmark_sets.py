@@ -1,13 +1,15 @@
-"""The landmark vertex sets: ICT's own list and the one chosen on 300-W train."""
+"""The landmark vertex sets: ICT's own list and the ones chosen on 300-W train."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from facerecon.facemodel import load_face_model
-from tests.conftest import load_script
+from tests.conftest import load_script, need_shared
 
 PAIRS = [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34), (36, 45), (37, 44), (38, 43),
          (39, 42), (40, 47), (41, 46), (48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63),
@@ -15,15 +17,21 @@ PAIRS = [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34), (
 MIDLINE = [27, 28, 29, 30, 33, 51, 57, 62, 66]
 
 
-@pytest.fixture(scope="module")
-def both(ict_archive):
-    return load_face_model("full", landmarks="ict"), load_face_model("full", landmarks="300w")
+CHOSEN = ["300w", "300w-photo"]
+#: the set each chosen set's calibration started from (it searches 6 mm around each point)
+STARTED_FROM = {"300w": "ict", "300w-photo": "300w"}
 
 
-def test_300w_set_moves_points_a_little_and_stays_symmetric(both):
-    ict, cal = both
-    a, b = ict.landmark_idx.numpy(), cal.landmark_idx.numpy()
-    assert cal.landmark_set == "300w" and ict.landmark_set == "ict"
+@pytest.fixture(scope="module", params=CHOSEN)
+def both(request, ict_archive):
+    chosen = request.param
+    return load_face_model("full", landmarks=STARTED_FROM[chosen]), load_face_model("full", landmarks=chosen)
+
+
+def test_chosen_set_moves_points_a_little_and_stays_symmetric(both):
+    start, cal = both
+    a, b = start.landmark_idx.numpy(), cal.landmark_idx.numpy()
+    assert cal.landmark_set in CHOSEN and start.landmark_set == STARTED_FROM[cal.landmark_set]
     moved = a != b
     assert moved.sum() >= 10
     mean = cal.mean.numpy()
@@ -36,7 +44,7 @@ def test_300w_set_moves_points_a_little_and_stays_symmetric(both):
         np.testing.assert_allclose(mean[b[k]] * [-1, 1, 1], mean[b[16 - k]], atol=0.5, err_msg=f"jaw {k}")
 
 
-def test_300w_points_stay_on_their_features(both):
+def test_chosen_points_stay_on_their_features(both):
     lm = both[1].landmarks(both[1].mean[None])[0].numpy()
     assert np.argmax(lm[:, 2]) == 30
     # brows above the eyes, upper lids above lower lids, nostrils under the nose tip, upper lip
@@ -56,7 +64,7 @@ def test_fit_config_chooses_the_set_for_fit_and_export(ict_archive):
     from facerecon.fitting.engine import FitConfig
     from facerecon.pipeline import FaceReconstructor
 
-    for name in ("ict", "300w"):
+    for name in ("ict", *CHOSEN):
         recon = FaceReconstructor(config=FitConfig(landmarks=name, perceptual=False), engine="fit")
         assert recon.model.landmark_set == name
         head = recon.face_model("head")
@@ -163,3 +171,28 @@ def test_choose_jaw_finds_anchors_whose_contour_meets_the_annotation(face_model)
     assert new[4] != lmk[4] and new[12] == mir[new[4]]
     others = [k for k in range(17) if k not in (4, 12)]
     np.testing.assert_array_equal(new[others], lmk[others])
+
+
+def test_script_records_what_its_fits_are_and_what_a_choice_was_made_on(ict_archive, tmp_path, monkeypatch):
+    """``fit`` takes the fitter's options (here a photometric-only fit), records them beside the
+    fits and refuses to add fits of another kind to the folder; ``choose --write SET`` writes
+    that set's file with the round's record (what shaped the fitted faces)."""
+    need_shared("faces", "300w", "train")
+    mod = _script()
+    folder = tmp_path / "fits"
+    quick = ["--step", "2000", "--engine", "fit", "--landmark-steps", "0", "--steps", "2", "--no-perceptual"]
+    assert mod.main(["fit", str(folder), *quick, "--weights-landmark", "0"]) == 0
+    made = json.loads((folder / "fits.json").read_text())
+    assert made["engine"] == "fit" and made["config"]["weights"]["landmark"] == 0.0
+    assert made["landmarks"] == "300w" and len(made["landmark_vertices"]) == 68
+    with np.load(next(folder.glob("part*.npz"))) as z:
+        assert z["params"].shape[0] == 1 and z["gt"].shape == (1, 68, 2)
+    with pytest.raises(SystemExit, match="other landmark vertices or settings"):
+        mod.main(["fit", str(folder), *quick])  # the landmark term back on: another kind of fit
+    monkeypatch.setattr(mod, "resource_path", lambda name: tmp_path / name)
+    assert mod.main(["choose", str(folder), "--write", "300w-photo"]) == 0
+    doc = json.loads((tmp_path / "landmarks_300w_photo.json").read_text())
+    assert len(doc["vertex_ids"]) == 68
+    (rnd,) = doc["rounds"]
+    assert rnd["engine"] == "fit" and rnd["landmark_weight"] == 0.0 and rnd["fitted_with"] == "300w"
+    assert rnd["photos"] == 1 and rnd["jaw"] is False

@@ -192,22 +192,26 @@ def _with_learned_albedo(cache_file: str) -> dict[str, np.ndarray]:
 
 
 #: Which mesh points stand for the 68 iBUG landmarks: ``"ict"`` = the vertices ICT-FaceKit lists
-#: (``idx_to_landmark_verts``); ``"300w"`` = the vertices nearest where fitted faces put 300-W's
-#: annotated points (chosen on 300-W train by ``scripts/calibrate_landmarks.py``, mirror-symmetric;
-#: for the jaw, the anchors of the moving contour; ``facerecon/resources/landmarks_300w.json``).
-LANDMARK_SETS = ("ict", "300w")
-LANDMARKS_FILE = "landmarks_300w.json"
+#: (``idx_to_landmark_verts``); the others are chosen on 300-W train by
+#: ``scripts/calibrate_landmarks.py`` (mirror-symmetric; for the jaw, the anchors of the moving
+#: contour), each the vertices nearest where a set of fitted faces put the annotated points:
+#: ``"300w"`` on fits made with the landmark term (whose identity had bent towards the old points),
+#: ``"300w-photo"`` on fits whose shape comes from the photometric term alone, so the landmark term
+#: asks for the face the shading shows. File per set, under ``facerecon/resources``:
+LANDMARK_FILES = {"300w": "landmarks_300w.json", "300w-photo": "landmarks_300w_photo.json"}
+LANDMARK_SETS = ("ict", *LANDMARK_FILES)
 
 
-@lru_cache(maxsize=1)
-def landmark_vertices_300w() -> np.ndarray:
-    """The 68 full-mesh vertex indices of the ``"300w"`` landmark set."""
+@lru_cache(maxsize=None)
+def landmark_vertices(name: str) -> np.ndarray:
+    """The 68 full-mesh vertex indices of the chosen landmark set ``name`` (a key of
+    :data:`LANDMARK_FILES`)."""
     import json
 
-    doc = json.loads(resource_path(LANDMARKS_FILE).read_text())
-    ids = np.asarray(doc["vertex_ids"], dtype=np.int64)
+    path = resource_path(LANDMARK_FILES[name])
+    ids = np.asarray(json.loads(path.read_text())["vertex_ids"], dtype=np.int64)
     if ids.shape != (68,):
-        raise ValueError(f"{LANDMARKS_FILE}: expected 68 vertex ids, found {ids.shape}")
+        raise ValueError(f"{path.name}: expected 68 vertex ids, found {ids.shape}")
     return ids
 
 
@@ -234,8 +238,8 @@ def load_face_model(region: str = "fit", source: str | os.PathLike | None = None
     if landmarks not in LANDMARK_SETS:
         raise ValueError(f"unknown landmark set '{landmarks}' (choose from {', '.join(LANDMARK_SETS)})")
     arrays = _load_arrays(str(cache)) if albedo == "spectral" else _with_learned_albedo(str(cache))
-    if landmarks == "300w":
-        arrays = {**arrays, "landmark_idx": landmark_vertices_300w()}
+    if landmarks != "ict":
+        arrays = {**arrays, "landmark_idx": landmark_vertices(landmarks)}
     model = FaceModel(arrays, region_vertex_ids(region), region=region)
     model.albedo_kind = albedo
     model.landmark_set = landmarks

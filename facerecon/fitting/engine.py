@@ -109,7 +109,7 @@ class FitConfig:
     """Albedo model the face model is loaded with: "learned" (PCA of de-lit real photos,
     facerecon/resources/albedo_pca.npz; measured closer to the scan on real-skin renders) or
     "spectral" (smooth modes built from the geometry; no research-only data behind it)."""
-    landmarks: Literal["ict", "300w"] = "300w"
+    landmarks: Literal["ict", "300w", "300w-photo"] = "300w"
     """Which mesh vertices stand for the 68 landmarks: "300w" (50 of ICT's 68 points, jaw
     anchors included, moved by 1–5 mm to where fitted faces put 300-W train's annotated points;
     mirror-symmetric, facerecon/resources/landmarks_300w.json; 300-W test NME 4.38 against

@@ -110,7 +110,7 @@ def setup_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 def load_model(region: str, albedo: str = "learned", device: torch.device | str | None = None,
                landmarks: str = "300w") -> FaceModel:
     """The face model over ``region`` with the albedo model ``albedo`` ("spectral" or "learned")
-    and the landmark vertices ``landmarks`` ("ict" or "300w")."""
+    and the landmark vertices ``landmarks`` (one of ``facemodel.model.LANDMARK_SETS``)."""
     return load_face_model(region, device=device, albedo=albedo, landmarks=landmarks)
 
 
