@@ -279,6 +279,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments
+    from facerecon.facemodel.model import LANDMARK_FILES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     cp = sub.add_parser("choose", help="choose vertices on a folder of fits")
     cp.add_argument("folder")
     cp.add_argument("--radius", type=float, default=6.0, help="search radius around the current vertex, mm")
-    cp.add_argument("--write", metavar="SET", choices=["300w", "300w-photo"],
+    cp.add_argument("--write", metavar="SET", choices=list(LANDMARK_FILES),
                     help="write the choice as this landmark set (its file under facerecon/resources)")
     cp.add_argument("--jaw", action="store_true", help="also move the jaw anchors (the contour's bands)")
     args = ap.parse_args(argv)

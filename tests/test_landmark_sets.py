@@ -112,7 +112,7 @@ def test_training_uses_the_fitters_landmark_set_by_default():
     from facerecon.fitting.engine import FitConfig
     from facerecon.training.config import TrainConfig
 
-    assert TrainConfig().landmarks == FitConfig().landmarks == "300w"
+    assert TrainConfig().landmarks == FitConfig().landmarks == "300w-photo"
 
 
 def test_script_contour_pick_is_the_fitters_contour(face_model):
@@ -180,7 +180,8 @@ def test_script_records_what_its_fits_are_and_what_a_choice_was_made_on(ict_arch
     need_shared("faces", "300w", "train")
     mod = _script()
     folder = tmp_path / "fits"
-    quick = ["--step", "2000", "--engine", "fit", "--landmark-steps", "0", "--steps", "2", "--no-perceptual"]
+    quick = ["--step", "2000", "--landmarks", "300w", "--engine", "fit", "--landmark-steps", "0", "--steps", "2",
+             "--no-perceptual"]
     assert mod.main(["fit", str(folder), *quick, "--weights-landmark", "0"]) == 0
     made = json.loads((folder / "fits.json").read_text())
     assert made["engine"] == "fit" and made["config"]["weights"]["landmark"] == 0.0

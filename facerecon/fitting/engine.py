@@ -109,12 +109,14 @@ class FitConfig:
     """Albedo model the face model is loaded with: "learned" (PCA of de-lit real photos,
     facerecon/resources/albedo_pca.npz; measured closer to the scan on real-skin renders) or
     "spectral" (smooth modes built from the geometry; no research-only data behind it)."""
-    landmarks: Literal["ict", "300w", "300w-photo"] = "300w"
-    """Which mesh vertices stand for the 68 landmarks: "300w" (50 of ICT's 68 points, jaw
-    anchors included, moved by 1–5 mm to where fitted faces put 300-W train's annotated points;
-    mirror-symmetric, facerecon/resources/landmarks_300w.json; 300-W test NME 4.38 against
-    4.93, the same LFW identity and real-skin distance with scale, BENCHMARKS.md "Landmark
-    vertices") or "ict" (the kit's own list)."""
+    landmarks: Literal["ict", "300w", "300w-photo"] = "300w-photo"
+    """Which mesh vertices stand for the 68 landmarks: "300w-photo" (47 of "300w"'s points moved
+    0.8–4.8 mm to where fits shaped by the photometric term alone put 300-W train's annotated
+    points, so the landmark term asks for the face the shading shows; real skin 0.04 / 0.03 mm
+    closer, LFW AUC 0.0035 lower, BENCHMARKS.md "chosen on photometric-only fits"); "300w" (50
+    of ICT's 68 points moved to where fits with the landmark term put them; the default until
+    2026-12-05; facerecon/resources/landmarks_300w*.json, mirror-symmetric, jaw anchors included)
+    or "ict" (the kit's own list)."""
     weights: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=20.0, landmark=2e-4, perceptual=0.4))
     """Loss weights: the paper's, except ‖β‖² weighted 20 instead of 0.8 — ICT's ARKit
     blendshapes at 1.0 are full expressions, not std-scaled PCA modes, and with 0.8 the fit put

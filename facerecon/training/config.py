@@ -101,9 +101,9 @@ class TrainConfig:
     """Face-model region rendered for the hybrid loss (as the fitter: "narrow" or "fit")."""
     albedo: Literal["spectral", "learned"] = "learned"
     """Albedo model of the face model, as the fitter's --albedo (labels must come from the same)."""
-    landmarks: Literal["ict", "300w", "300w-photo"] = "300w"
+    landmarks: Literal["ict", "300w", "300w-photo"] = "300w-photo"
     """Landmark vertices of the face model, as the fitter's --landmarks (the shipped R-Net's
-    stages 1 to 6 were trained with "ict", its last stage with "300w", MODEL_CARD.md)."""
+    stages 1 to 6 were trained with "ict", its last stages with "300w", MODEL_CARD.md)."""
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
     jaw_weight: float = 0.3

@@ -108,7 +108,7 @@ def setup_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
 
 # --- small pieces -------------------------------------------------------------------------------
 def load_model(region: str, albedo: str = "learned", device: torch.device | str | None = None,
-               landmarks: str = "300w") -> FaceModel:
+               landmarks: str = "300w-photo") -> FaceModel:
     """The face model over ``region`` with the albedo model ``albedo`` ("spectral" or "learned")
     and the landmark vertices ``landmarks`` (one of ``facemodel.model.LANDMARK_SETS``)."""
     return load_face_model(region, device=device, albedo=albedo, landmarks=landmarks)
