@@ -15,8 +15,8 @@ made with the landmark term have already bent identity and expression towards th
 a choice on them keeps part of that bend. Fits whose shape comes from the photometric term alone
 (``--weights-landmark 0 --landmark-steps 0``: the landmarks only start the pose) give the points
 where the shading puts each annotation, and the landmark term then asks for the face the shading
-shows (on 300-W train and LFW, landmark-only fits carried the common offset of every fitted face
-at 0.86 of the population's amount, photometric-only fits at 0.45; BENCHMARKS.md).
+shows (on LFW photos, landmark-only fits carried the common offset of every fitted face at 0.86
+of the population's amount, photometric-only fits at 0.45; BENCHMARKS.md).
 
     # 1. fit every 4th train photo (resumable; run parts in parallel); any engine and fitting
     #    options, recorded in OUT/fits.json (a folder holds fits of one kind)
