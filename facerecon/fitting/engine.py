@@ -113,7 +113,9 @@ class FitConfig:
     """Which mesh vertices stand for the 68 landmarks: "300w-photo" (47 of "300w"'s points moved
     0.8–4.8 mm to where fits shaped by the photometric term alone put 300-W train's annotated
     points, so the landmark term asks for the face the shading shows; real skin 0.04 / 0.03 mm
-    closer, LFW AUC 0.0035 lower, BENCHMARKS.md "chosen on photometric-only fits"); "300w" (50
+    closer, LFW AUC 0.0035 lower, fitted-landmark NME on 300-W test 0.22 points higher; the shape
+    gain and most of the NME cost sit in the mouth points; BENCHMARKS.md "chosen on
+    photometric-only fits"); "300w" (50
     of ICT's 68 points moved to where fits with the landmark term put them; the default until
     2026-12-05; facerecon/resources/landmarks_300w*.json, mirror-symmetric, jaw anchors included)
     or "ict" (the kit's own list)."""
