@@ -115,10 +115,9 @@ class FitConfig:
     points, so the landmark term asks for the face the shading shows; real skin 0.04 / 0.03 mm
     closer, LFW AUC 0.0035 lower, fitted-landmark NME on 300-W test 0.22 points higher; the shape
     gain and most of the NME cost sit in the mouth points; BENCHMARKS.md "chosen on
-    photometric-only fits"); "300w" (50
-    of ICT's 68 points moved to where fits with the landmark term put them; the default until
-    2026-12-05; facerecon/resources/landmarks_300w*.json, mirror-symmetric, jaw anchors included)
-    or "ict" (the kit's own list)."""
+    photometric-only fits"); "300w" (50 of ICT's 68 points moved to where fits with the landmark
+    term put them; the default until 2026-12-05); both mirror-symmetric, jaw anchors included,
+    in facerecon/resources/landmarks_300w*.json; or "ict" (the kit's own list)."""
     weights: LossWeights = field(default_factory=lambda: LossWeights(coef_exp=20.0, landmark=2e-4, perceptual=0.4))
     """Loss weights: the paper's, except ‖β‖² weighted 20 instead of 0.8 — ICT's ARKit
     blendshapes at 1.0 are full expressions, not std-scaled PCA modes, and with 0.8 the fit put
