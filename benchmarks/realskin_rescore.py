@@ -4,16 +4,23 @@ expression, and what an average of two engines would score.
 
     python benchmarks/lps_realskin.py --no-neutral --save-params A.npz [options]      # once per engine
     python benchmarks/realskin_rescore.py A.npz B.npz --weights 0 0.25 0.5 [--beta blend|a|zero|shrink]
+    python benchmarks/realskin_rescore.py A.npz --offset benchmarks/labels/lfw_complement383_U_*.npz \
+        --weights -0.25 0 0.25 0.5 --beta a        # A moved along the common offset of many photos' fits
 
 Row i of A and B must be the same render (same textures and views, checked). For each weight w the
 mesh is the face model at α = (1−w)·α_A + w·α_B with expression β: ``blend`` the same mix of β,
-``a`` A's own β, ``zero`` none (the neutral mesh), ``shrink`` A's β scaled by (1−w). Printed per
-view and on average, rigid / with scale, mm.
+``a`` A's own β, ``zero`` none (the neutral mesh), ``shrink`` A's β scaled by (1−w). With ``--offset`` B is A with
+α − ō, ō the mean α over the people of ``identity_lfw.py --cache`` files (their common offset from
+the mean face), so w is how much of ō is taken away (negative: added). Printed per view and on
+average, rigid / with scale, mm.
 """
 
 from __future__ import annotations
 
 import argparse
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,14 +32,35 @@ from facerecon.facemodel import load_face_model
 from facerecon.params import FaceParams
 
 
+def without_offset(params: np.ndarray, offset: np.ndarray, amount: float = 1.0) -> np.ndarray:
+    """Saved fits (N, D) with their identity α (the first ``len(offset)`` columns) moved by
+    −amount × ``offset``; every other coefficient kept."""
+    out = np.array(params, dtype=np.float64, copy=True)
+    out[:, :len(offset)] -= amount * np.asarray(offset, np.float64)
+    return out.astype(params.dtype)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("a", help="lps_realskin.py --save-params file of the first engine")
-    ap.add_argument("b", help="the same of the second engine (may be the first again)")
+    ap.add_argument("b", nargs="?", help="the same of the second engine (may be the first again)")
+    ap.add_argument("--offset", nargs="+", metavar="CACHE",
+                    help="instead of B: A less the mean α over the people of these identity_lfw.py caches")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0], help="weights w of B")
     ap.add_argument("--beta", choices=("blend", "a", "zero", "shrink"), default="blend")
     args = ap.parse_args()
-    a, b = np.load(args.a), np.load(args.b)
+    if (args.b is None) == (args.offset is None):
+        ap.error("give one of B and --offset")
+    a = np.load(args.a)
+    if args.offset:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from scan_case import population_offset  # a sibling script
+
+        b = dict(a)
+        b["params"] = without_offset(a["params"], population_offset([Path(c) for c in args.offset],
+                                                                       FaceParams.zeros(1).sizes()["alpha"]))
+    else:
+        b = np.load(args.b)
     if not (np.array_equal(a["view"], b["view"]) and np.array_equal(a["texture"], b["texture"])):
         raise SystemExit(f"{args.a} and {args.b} hold different renders")
     sizes = FaceParams.zeros(1).sizes()

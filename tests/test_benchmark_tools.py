@@ -277,3 +277,16 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
         ["view0.ply", "view0_neutral.ply", "view1.ply", "view1_neutral.ply", "person_mean.ply", "person_joint.ply"])
     with pytest.raises(SystemExit, match="exists"):
         mod.main(argv)
+
+
+def test_rescore_moves_only_identity_along_the_offset():
+    """realskin_rescore.without_offset: α less amount × ō (hand values), every other coefficient and
+    the dtype kept, the input untouched."""
+    import numpy as np
+
+    without_offset = load_script("benchmarks/realskin_rescore.py").without_offset
+    params = np.array([[1.0, 2.0, 3.0, 7.0], [0.0, -1.0, 0.5, 8.0]], np.float32)
+    got = without_offset(params, np.array([1.0, 0.0, 2.0]), amount=0.5)
+    np.testing.assert_allclose(got, [[0.5, 2.0, 2.0, 7.0], [-0.5, -1.0, -0.5, 8.0]])
+    assert got.dtype == np.float32 and params[0, 0] == 1.0
+    np.testing.assert_allclose(without_offset(params, np.array([1.0, 0.0, 2.0]), amount=-1.0)[:, 0], [2.0, 1.0])
