@@ -290,3 +290,37 @@ def test_rescore_moves_only_identity_along_the_offset():
     np.testing.assert_allclose(got, [[0.5, 2.0, 2.0, 7.0], [-0.5, -1.0, -0.5, 8.0]])
     assert got.dtype == np.float32 and params[0, 0] == 1.0
     np.testing.assert_allclose(without_offset(params, np.array([1.0, 0.0, 2.0]), amount=-1.0)[:, 0], [2.0, 1.0])
+
+
+def test_labels_offset_moves_identity_by_the_people_mean(tmp_path):
+    """tools/labels_offset.py: ō is the mean over people (not photos) of their mean α, every label's
+    α loses amount × ō (hand values), the rest of a label and read_labels' view stay intact, the
+    config records it, and an existing folder is refused."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from facerecon.data.labels import read_labels, write_chunk
+    from facerecon.params import FaceParams
+
+    tool = load_script("tools/labels_offset.py")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"format": "facerecon-labels", "version": 1}))
+    p = FaceParams.zeros(2, n_id=3, n_exp=2, n_tex=2)
+    p.alpha[:] = torch.tensor([[1.0, 0.5, -1.0], [0.0, 2.0, 0.25]])
+    p.beta[:] = 0.5
+    write_chunk(src / "labels-00000.npz", ["a.jpg", "b.jpg"], p, torch.tensor([0.1, 0.2]))
+    cache = tmp_path / "cache.npz"  # person P: α 2 and 4 (mean 3); person Q: (0, 2) -> ō = (1.5, 1) (photos: (2, 0.67))
+    np.savez(cache, keys=np.array(["faces/lfw/P/1.jpg", "faces/lfw/P/2.jpg", "faces/lfw/Q/1.jpg"]),
+             vectors=np.array([[2.0, 0, 0, 9], [4.0, 0, 0, 9], [0.0, 2, 0, 9]]))
+    assert tool.main([str(src), str(tmp_path / "dst"), "--amount", "0.5", "--population", str(cache)]) == 0
+    before, after = read_labels(src), read_labels(tmp_path / "dst")
+    for key in ("a.jpg", "b.jpg"):
+        np.testing.assert_allclose(after[key][0][:3], before[key][0][:3] - 0.5 * np.array([1.5, 1.0, 0.0]))
+        np.testing.assert_array_equal(after[key][0][3:], before[key][0][3:])
+        assert after[key][1] == before[key][1]
+    doc = json.loads((tmp_path / "dst" / "config.json").read_text())
+    assert doc["format"] == "facerecon-labels" and doc["offset_removed"]["amount"] == 0.5
+    assert tool.main([str(src), str(tmp_path / "dst"), "--amount", "0.5", "--population", str(cache)]) == 1
