@@ -52,7 +52,8 @@ def write_shifted(src: Path, dst: Path, offset: np.ndarray, amount: float, sourc
             chunk = {k: z[k] for k in z.files}
         parts = chunk["parts"].tolist()
         if parts[0] != "alpha" or int(chunk["sizes"][0]) != len(offset):
-            raise ValueError(f"{path}: identity is not the first {len(offset)} coefficients ({parts}, {chunk['sizes']})")
+            raise ValueError(f"{path}: identity is not the first {len(offset)} coefficients "
+                             f"({parts}, {chunk['sizes'].tolist()})")
         params = chunk["params"].astype(np.float64)
         params[:, :len(offset)] -= amount * offset
         chunk["params"] = params.astype(chunk["params"].dtype)
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"labels_offset: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.dst}: {n} labels, α less {args.amount} × the population's mean α (|ō| = {np.linalg.norm(offset):.3f})")
+    print(f"{args.dst}: {n} labels, α less {args.amount} × the population's mean α "
+          f"(|ō| = {np.linalg.norm(offset):.3f})")
     return 0
 
 
