@@ -18,7 +18,6 @@ average, rigid / with scale, mm.
 from __future__ import annotations
 
 import argparse
-
 import sys
 from pathlib import Path
 
