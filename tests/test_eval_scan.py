@@ -305,3 +305,15 @@ def test_declared_units_of_facerecon_meshes(tmp_path):
     assert declared_units_to_mm(tmp_path / "m.obj") == 1000.0
     assert declared_units_to_mm(tmp_path / "mm.ply") == 1.0
     assert declared_units_to_mm(tmp_path / "other.obj") is None
+
+
+def test_an_alignment_that_needs_a_wild_scale_is_refused(head):
+    """ICP with a free scale has a degenerate minimum: a prediction shrunk onto a speck of the
+    scan's surface measures ~0 mm. A prediction in metres (scale 1000 needed) or one that matches
+    nowhere must raise, not score; a 10 % scale still scores (test_scale_is_recovered_only_when_allowed)."""
+    ids = np.linspace(0, len(head.vertices) - 1, 68).astype(int)
+    ids[30] = int(np.argmax(head.vertices[:, 2]))     # the nose tip at index 30
+    in_metres = _moved(head, np.eye(3), np.zeros(3), s=0.001)
+    with pytest.raises(MeshError, match="scale of 1e"):
+        evaluate_scan(in_metres, head, np.asarray(in_metres.vertices)[ids], np.asarray(head.vertices)[ids],
+                      allow_scale=True, crop_radius_mm=math.inf)

@@ -45,6 +45,9 @@ from facerecon.evaluation.surface import MeshError, SurfaceIndex, surface_quadra
 
 NOSE_TIP_INDEX = 30  # iBUG-68 landmark of the nose tip
 DEFAULT_CROP_RADIUS_MM = 95.0
+#: An alignment with scale that shrinks (or grows) the prediction past this factor (or its inverse)
+#: is refused: a face in mm needs a few percent; shrinking toward 0 is ICP's degenerate minimum.
+MIN_SCALE = 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -537,6 +540,11 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
         T, it2, converged = _refine_exact(src, index, T, max_iter=refine_iterations, **icp_args)
         iterations += it2
 
+    if allow_scale and not MIN_SCALE <= T.s <= 1 / MIN_SCALE:
+        # ICP with a free scale can shrink a prediction that matches nowhere onto a speck of the
+        # scan's surface (error -> 0): a mirrored mesh, wrong landmarks or wrong units, never a result
+        raise MeshError(f"the alignment needed a scale of {T.s:.3g}: the prediction does not match the scan "
+                        f"(mirrored? wrong landmarks or units?)")
     aligned = T.apply(pv)
     err, signed = index.distance(aligned[used])
     aligned_mesh = trimesh.Trimesh(aligned, np.asarray(pred.faces), process=False)
