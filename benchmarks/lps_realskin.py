@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import trimesh
-
 from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_focal, render_view, skin_transfer
@@ -33,6 +31,7 @@ from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
 from facerecon.facemodel.albedo import read_albedo_sample, sample_layout
+from facerecon.facemodel.surface import scoring_mesh
 from facerecon.imageio import NoFaceError, PreparedFace, align
 from facerecon.imageio.skin import SkinClassifier
 from facerecon.params import FaceParams
@@ -127,6 +126,9 @@ def main() -> None:
                     help="what the fit is told of the camera: nothing (as a photo without EXIF: the fitter's "
                          "default, a face about 1 m away) or the renders' true focal length (as EXIF would)")
     ap.add_argument("--no-neutral", action="store_true", help="skip scoring the neutral mesh (half the scan ICP time)")
+    ap.add_argument("--surface", choices=("full", "outer", "both"), default="full",
+                    help="score every vertex of the face region (full), its outer surface alone (outer: no "
+                         "nostril or lip insides, which no photo or scan shows; facerecon.facemodel.surface), or both")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
     add_engine_arguments(ap.add_argument_group("engine"))
     add_fitting_arguments(ap)
@@ -143,14 +145,18 @@ def main() -> None:
     rows: list[dict] = []
     saved: dict[str, list] = {"params": [], "view": [], "texture": []}
 
+    surfaces = ("full", "outer") if args.surface == "both" else (args.surface,)
+
     def score(verts: np.ndarray, method: str, **info) -> list[float]:
-        pred = trimesh.Trimesh(verts, faces_np, process=False)
+        """RMSE rigid and with scale on the first surface asked for (rows for every surface)."""
         out = []
-        for scale in (False, True):
-            r = evaluate_scan(pred, scan, verts[face.landmark_idx.numpy()], scan_lmk, allow_scale=scale)
-            rows.append({"method": method, "scale": scale, "rmse_mm": r.rmse_mm, **info})
-            out.append(r.rmse_mm)
-        return out
+        for surface in surfaces:
+            pred, points = scoring_mesh(verts, faces_np, face.landmark_idx.numpy(), surface)
+            for scale in (False, True):
+                r = evaluate_scan(pred, scan, points, scan_lmk, allow_scale=scale)
+                rows.append({"method": method, "scale": scale, "rmse_mm": r.rmse_mm, "surface": surface, **info})
+                out.append(r.rmse_mm)
+        return out[:2]
 
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
@@ -190,19 +196,27 @@ def main() -> None:
               f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
     summary: dict = {"config": asdict(config), "distance_mm": args.distance, "lens": args.lens,
+                     "surface": surfaces[0],
                      "engine": engine_record(options) or {"engine": "fit"},
                      "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
                      "textures": [samples[i]["name"] for i in pick], "per_view": {}}
     for method in ("fit",) if args.no_neutral else ("fit", "fit neutral"):
         for view in args.views:
             for scale, tag in ((False, "rigid"), (True, "scale")):
-                v = [r["rmse_mm"] for r in rows if r["method"] == method and r["view"] == view and r["scale"] == scale]
+                v = [r["rmse_mm"] for r in rows if r["method"] == method and r["view"] == view
+                     and r["scale"] == scale and r["surface"] == surfaces[0]]
                 ref = mean_rmse[int(scale)]
                 summary["per_view"].setdefault(method, {}).setdefault(view, {})[tag] = {
                     "rmse_mm": float(np.mean(v)), "vs_mean_face": float(np.mean(v) / ref - 1)}
-        for scale, tag in ((False, "rigid"), (True, "scale")):
-            v = [r["rmse_mm"] for r in rows if r["method"] == method and r["scale"] == scale]
-            summary.setdefault("overall", {}).setdefault(method, {})[tag] = float(np.mean(v))
+        for surface in surfaces:  # "overall": the first surface; "overall_outer" when both
+            for scale, tag in ((False, "rigid"), (True, "scale")):
+                v = [r["rmse_mm"] for r in rows if r["method"] == method and r["scale"] == scale
+                     and r["surface"] == surface]
+                key = "overall" if surface == surfaces[0] else f"overall_{surface}"
+                summary.setdefault(key, {}).setdefault(method, {})[tag] = float(np.mean(v))
+        if len(surfaces) > 1:
+            ref = [r["rmse_mm"] for r in rows if r["method"] == "mean face" and r["surface"] == surfaces[1]]
+            summary["mean_face_rmse_mm_" + surfaces[1]] = {"rigid": ref[0], "scale": ref[1]}
     fits = [r["seconds"] for r in rows if r["method"] == "fit" and not r["scale"]]
     summary["seconds_per_photo"] = float(np.mean(fits))
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))

@@ -29,7 +29,8 @@ def measures(doc: dict) -> dict[str, dict[str, float]]:
             if r["method"] == "mean face":
                 continue
             name = f"real skin, {'neutral mesh' if r['method'] == 'fit neutral' else 'mesh'}, " \
-                   f"{'with scale' if r['scale'] else 'rigid'} (mm)"
+                   f"{'with scale' if r['scale'] else 'rigid'}" \
+                   f"{', outer surface' if r.get('surface', 'full') == 'outer' else ''} (mm)"
             out.setdefault(name, {})[f"{r['texture']}/{r['view']}"] = float(r["rmse_mm"])
         return out
     if "per_image" in doc:  # landmark report

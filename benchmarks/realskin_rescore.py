@@ -12,7 +12,7 @@ mesh is the face model at α = (1−w)·α_A + w·α_B with expression β: ``ble
 ``a`` A's own β, ``zero`` none (the neutral mesh), ``shrink`` A's β scaled by (1−w). With ``--offset`` B is A with
 α − ō, ō the mean α over the people of ``identity_lfw.py --cache`` files (their common offset from
 the mean face), so w is how much of ō is taken away (negative: added). Printed per view and on
-average, rigid / with scale, mm.
+average, rigid / with scale, mm (``--surface outer``: on the outer surface alone).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import trimesh
 
 from facerecon.evaluation.scan import evaluate_scan
 from facerecon.evaluation.scans import load_lee_perry_smith
 from facerecon.facemodel import load_face_model
+from facerecon.facemodel.surface import SURFACES, scoring_mesh
 from facerecon.params import FaceParams
 
 
@@ -47,6 +47,8 @@ def main() -> None:
                     help="instead of B: A less the mean α over the people of these identity_lfw.py caches")
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 0.5, 1.0], help="weights w of B")
     ap.add_argument("--beta", choices=("blend", "a", "zero", "shrink"), default="blend")
+    ap.add_argument("--surface", choices=SURFACES, default="full",
+                    help="score every vertex, or the outer surface alone (no nostril or lip insides)")
     args = ap.parse_args()
     if (args.b is None) == (args.offset is None):
         ap.error("give one of B and --offset")
@@ -77,8 +79,8 @@ def main() -> None:
                     "shrink": (1 - w) * pa.beta}[args.beta]
             with torch.no_grad():
                 verts = face.shape(alpha, beta)[0].numpy().astype(np.float64)
-            mesh = trimesh.Trimesh(verts, faces, process=False)
-            per_view[view].append([evaluate_scan(mesh, scan, verts[lmk], scan_lmk, allow_scale=s).rmse_mm
+            mesh, points = scoring_mesh(verts, faces, lmk, args.surface)
+            per_view[view].append([evaluate_scan(mesh, scan, points, scan_lmk, allow_scale=s).rmse_mm
                                    for s in (False, True)])
         everything = np.array([r for v in views for r in per_view[v]])
         print(f"w {w:.2f}, beta {args.beta}: mean {everything[:, 0].mean():.3f} / {everything[:, 1].mean():.3f} | "

@@ -13,7 +13,10 @@ crop around the nose tip, point-to-plane RMSE, mm), rigid and with scale: expres
 and neutral (identity only, what ``face_neutral.*`` holds), next to the ICT mean face and the face
 model's own best 3D fit to the scan (``lps_capacity.py``'s, identity and expression, placed rigidly
 for the rigid score and with a scale for the other: what the model can reach; needs the scan's
-landmarks). The identity of the fit with scale is the scan's best fit α* below.
+landmarks). The identity of the fit with scale is the scan's best fit α* below. Each ICT mesh is
+also scored on its outer surface (unless ``--no-outer``): without the inside of the nostrils and of
+the lips, which no photo shows and no scan records (``facerecon.facemodel.surface``; on the Lee
+Perry-Smith scan they carry about 40 % of the mean face's squared error).
 
 Where the scan's best fit is known, each identity is also placed against it (identity-only meshes
 of the face within 95 mm of the nose tip, translation, rotation and scale removed, offsets along the mean face's normals
@@ -55,6 +58,7 @@ from facerecon.cli.engine_args import (add_engine_arguments, add_fitting_argumen
 from facerecon.evaluation.scan import MeshError, evaluate_scan, load_landmarks, load_mesh, save_mesh  # noqa: E402
 from facerecon.evaluation.scans import load_lee_perry_smith  # noqa: E402
 from facerecon.facemodel import load_face_model  # noqa: E402
+from facerecon.facemodel.surface import scoring_mesh  # noqa: E402
 from facerecon.imageio import ImageError, NoFaceError  # noqa: E402
 from facerecon.pipeline import FaceReconstructor  # noqa: E402
 
@@ -88,6 +92,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--population", nargs="*", type=Path, default=sorted(LABELS.glob("lfw_complement383_U_*.npz")),
                     help="identity_lfw caches whose mean identity is the photo population's common offset "
                          "(default: the default engine's fits of 383 LFW people; none: no offset split)")
+    ap.add_argument("--peer", type=Path, metavar="NPZ",
+                    help="a peer's meshes of the same photos, scored beside ours: MediaPipe Face Mesh's "
+                         "(benchmarks/peers/mediapipe_facemesh.py --out NPZ; scaled to the mean face's eye width)")
+    ap.add_argument("--no-outer", action="store_true",
+                    help="skip the outer-surface figures (the face less the nostrils' and lips' insides, which "
+                         "no photo or scan shows: facerecon.facemodel.surface; half the scoring time)")
     ap.add_argument("--out", type=Path, help="write every scored mesh here (PLY, mm)")
     ap.add_argument("--overwrite", action="store_true", help="replace meshes already in --out")
     ap.add_argument("--json", help="write the table here")
@@ -120,9 +130,10 @@ def variants(named: list[str] | None) -> dict[str, list[str]]:
     return out
 
 
-def rmse(row: dict) -> str:
-    """"rigid / with scale" of a row, "–" for an alignment not scored."""
-    return " / ".join(f"{row[k]:.3f}" if k in row else "–" for k in ("rigid_mm", "scale_mm"))
+def rmse(row: dict, surface: str = "") -> str:
+    """"rigid / with scale" of a row (``surface`` "outer": on the outer surface), "–" where not scored."""
+    keys = ("rigid_mm", "scale_mm") if not surface else (f"rigid_{surface}_mm", f"scale_{surface}_mm")
+    return " / ".join(f"{row[k]:.3f}" if k in row else "–" for k in keys)
 
 
 def mesh_paths(out: Path, runs: dict, photos: list[Path]) -> list[Path]:
@@ -218,19 +229,31 @@ def main(argv: list[str] | None = None) -> dict:
     alignments = {"rigid_mm": False, "scale_mm": True}
     alignments = {k: v for k, v in alignments.items() if args.alignment in ("both", k[:-3])}
 
-    def score(verts: np.ndarray | dict[str, np.ndarray]) -> dict[str, float]:
-        """RMSE per alignment of a mesh (or of one mesh per alignment, {"rigid_mm": V, "scale_mm": V})."""
+    def score(verts: np.ndarray | dict[str, np.ndarray], faces: np.ndarray | None = None,
+              landmarks: np.ndarray | None = None) -> dict[str, float]:
+        """RMSE per alignment of a mesh (or of one mesh per alignment, {"rigid_mm": V, "scale_mm": V});
+        ICT's triangles and landmark vertices unless ``faces`` and ``landmarks`` (vertex indices) are given."""
         out = {}
         for k, s in alignments.items():
             v = verts[k] if isinstance(verts, dict) else verts
-            mesh = trimesh.Trimesh(v, face.faces.numpy(), process=False)
-            out[k] = evaluate_scan(mesh, scan, v[lmk_idx], scan_lmk, allow_scale=s).rmse_mm
+            if faces is None:  # an ICT face: every vertex, then the outer surface alone
+                for surface in ("full",) if args.no_outer else ("full", "outer"):
+                    mesh, points = scoring_mesh(v, face.faces.numpy(), lmk_idx, surface)
+                    key = k if surface == "full" else k.replace("_mm", f"_{surface}_mm")
+                    out[key] = evaluate_scan(mesh, scan, points, scan_lmk, allow_scale=s).rmse_mm
+            else:  # a peer's mesh has no hidden insides: its outer surface is all of it
+                mesh = trimesh.Trimesh(v, faces, process=False)
+                out[k] = evaluate_scan(mesh, scan, v[landmarks], scan_lmk, allow_scale=s).rmse_mm
+                if not args.no_outer:
+                    out[k.replace("_mm", "_outer_mm")] = out[k]
         return out
 
-    def add(variant: str, what: str, verts, alpha: np.ndarray | None, **extra) -> None:
-        rows.append({"variant": variant, "what": what, **score(verts), **extra,
+    def add(variant: str, what: str, verts, alpha: np.ndarray | None, faces: np.ndarray | None = None,
+            landmarks: np.ndarray | None = None, **extra) -> None:
+        rows.append({"variant": variant, "what": what, **score(verts, faces, landmarks), **extra,
                      **(place(alpha) if place is not None and alpha is not None else {})})
         print(f"{variant:12s} {what:28s} {rmse(rows[-1])} mm"
+              + (f" (outer surface {rmse(rows[-1], 'outer')})" if not args.no_outer else "")
               + "".join(f"  {k} {rows[-1][k]:.2f}" for k in PLACE if k in rows[-1]), flush=True)
 
     def identity(alpha) -> np.ndarray:
@@ -257,6 +280,19 @@ def main(argv: list[str] | None = None) -> dict:
         add(path.stem, f"mean of {len(alphas)} saved fits (neutral)", identity(mean), mean, **average)
         if average:
             print(f"{'':12s} {'each fit, on average':28s}" + "".join(f"  {k[5:]} {v:.2f}" for k, v in average.items()))
+    if args.peer is not None:
+        from peer_scores import load_peer, peer_map, peer_row, to_mm
+
+        peer, index = load_peer(args.peer), peer_map()
+        mean = identity(np.zeros(face.n_id))
+        eye_mm = float(np.linalg.norm(mean[lmk_idx[36]] - mean[lmk_idx[45]]))
+        for photo in args.photos:
+            i = peer_row(peer, photo)
+            if i is None or not peer["ok"][i]:
+                print(f"{args.peer}: no face of {photo}", file=sys.stderr)
+                continue
+            verts = to_mm(peer["vertices"][i], index, eye_mm)
+            add("MediaPipe", f"{photo.stem}, as fitted", verts, None, faces=peer["triangles"], landmarks=index)
     failed: list[str] = []
     for name, flags in (runs.items() if args.photos else ()):
         a = ap.parse_args(argv + flags)
@@ -289,10 +325,11 @@ def main(argv: list[str] | None = None) -> dict:
                 add(name, f"{len(fits)} photos, {method} (neutral)", identity(alpha), alpha,
                     seconds=time.perf_counter() - t0)
                 write(identity(alpha), name, f"person_{method}")
-    print("\n| variant | mesh | rigid / with scale, mm | " + " | ".join(PLACE.values()) + " |")
-    print("|---|---|---|" + "---|" * len(PLACE))
+    outer = "" if args.no_outer else " outer surface, mm |"
+    print("\n| variant | mesh | rigid / with scale, mm |" + outer + " " + " | ".join(PLACE.values()) + " |")
+    print("|---|---|---|" + ("" if args.no_outer else "---|") + "---|" * len(PLACE))
     for r in rows:
-        print(f"| {r['variant']} | {r['what']} | {rmse(r)} | "
+        print(f"| {r['variant']} | {r['what']} | {rmse(r)} | " + ("" if args.no_outer else f"{rmse(r, 'outer')} | ")
               + " | ".join(f"{r[k]:.2f}" if k in r else "" for k in PLACE) + " |")
     if failed:
         print("failed: " + "; ".join(failed), file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.conftest import load_script, need_shared
@@ -27,10 +28,12 @@ def test_measures_reads_real_skin_rows_and_landmark_reports():
     rows = [{"method": "mean face", "scale": False, "rmse_mm": 3.0, "view": "-", "texture": "-"},
             {"method": "fit", "scale": False, "rmse_mm": 2.5, "view": "front", "texture": 0},
             {"method": "fit", "scale": True, "rmse_mm": 2.2, "view": "front", "texture": 0},
-            {"method": "fit neutral", "scale": True, "rmse_mm": 2.1, "view": "front", "texture": 0}]
+            {"method": "fit neutral", "scale": True, "rmse_mm": 2.1, "view": "front", "texture": 0},
+            {"method": "fit", "scale": True, "rmse_mm": 1.7, "view": "front", "texture": 0, "surface": "outer"}]
     got = mod.measures({"rows": rows})
     assert got == {"real skin, mesh, rigid (mm)": {"0/front": 2.5}, "real skin, mesh, with scale (mm)": {"0/front": 2.2},
-                   "real skin, neutral mesh, with scale (mm)": {"0/front": 2.1}}
+                   "real skin, neutral mesh, with scale (mm)": {"0/front": 2.1},
+                   "real skin, mesh, with scale, outer surface (mm)": {"0/front": 1.7}}
     report = {"per_image": [{"name": "a.png", "nme_eyes": 0.04}, {"name": "b.png", "nme_eyes": None}]}
     assert mod.measures(report) == {"NME, eye corners (points)": {"a.png": pytest.approx(4.0)}}
     with pytest.raises(ValueError, match="neither"):
@@ -255,8 +258,23 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
     saved = tmp_path / "saved.npz"  # two earlier "fits" at the mean face, then other parameters
     n_id = mod.load_face_model("face").n_id
     np.savez(saved, params=np.concatenate([np.zeros((2, n_id)), np.ones((2, 30))], 1))
+    # a "peer" whose mesh of every photo is the ICT mean face, in photo pixels (y down, z away, 3.7 px
+    # per mm) with its vertices shuffled so that MediaPipe's landmark vertices hold ICT's: scored as
+    # the mean face itself once brought back to mm at the mean face's eye width
+    face = mod.load_face_model("face")
+    index = load_script("benchmarks/peer_scores.py").peer_map()
+    lmk = face.landmark_idx.numpy()
+    rest = [v for v in range(len(face.mean)) if v not in set(lmk.tolist())]
+    order = np.empty(len(face.mean), int)
+    order[index] = lmk
+    order[np.setdiff1d(np.arange(len(face.mean)), index)] = rest
+    where = np.argsort(order)
+    px = face.mean.numpy()[order] * np.array([3.7, -3.7, -3.7])
+    peer = tmp_path / "peer.npz"
+    np.savez(peer, names=np.array(photos), ok=np.ones(2, bool), vertices=np.stack([px, px]),
+             triangles=where[face.faces.numpy()])
     argv = ["--photos", *photos, str(broken), "--scan", "lee-perry-smith", "--capacity-rounds", "4",
-            "--saved-fits", str(saved),
+            "--saved-fits", str(saved), "--peer", str(peer),
             "--variant", "rnet=--engine rnet --steps 10 --no-perceptual", "--alignment", "scale", "--out", str(out)]
     result = mod.main(argv)
     rows = {r["what"]: r for r in result["rows"]}
@@ -264,6 +282,14 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
     assert mean_face["scale_mm"] == pytest.approx(2.670, abs=0.01) and "rigid_mm" not in mean_face
     best = rows["model fitted to the scan (3D)"]
     assert best["own_share"] == pytest.approx(1) and best["from_best_fit_mm"] == pytest.approx(0, abs=1e-6)
+    peer_rows = [r for r in result["rows"] if r["variant"] == "MediaPipe"]
+    assert [r["what"] for r in peer_rows] == ["view0, as fitted", "view1, as fitted"]
+    for r in peer_rows:
+        assert r["scale_mm"] == pytest.approx(mean_face["scale_mm"], abs=1e-3)
+        assert r["scale_outer_mm"] == r["scale_mm"]  # a peer's mesh has no hidden insides to leave out
+    # the ICT meshes on their outer surface: the nostrils' and lips' insides carry much of the error
+    assert mean_face["scale_outer_mm"] < mean_face["scale_mm"] - 0.4
+    assert all(r["scale_outer_mm"] < r["scale_mm"] for r in result["rows"] if r["variant"] != "MediaPipe")
     earlier = rows["mean of 2 saved fits (neutral)"]
     assert earlier["scale_mm"] == pytest.approx(rows["ICT mean face"]["scale_mm"], abs=1e-6)
     assert earlier["own_share"] == 0 and earlier["offset_amount"] == 0 and earlier["each_rest_mm"] == 0
@@ -324,3 +350,46 @@ def test_labels_offset_moves_identity_by_the_people_mean(tmp_path):
     doc = json.loads((tmp_path / "dst" / "config.json").read_text())
     assert doc["format"] == "facerecon-labels" and doc["offset_removed"]["amount"] == 0.5
     assert tool.main([str(src), str(tmp_path / "dst"), "--amount", "0.5", "--population", str(cache)]) == 1
+
+
+def test_peer_mesh_triangles_are_the_3_cycles_of_its_edges():
+    mod = load_script("benchmarks/peers/mediapipe_facemesh.py")
+    # a square 0-1-2-3 split by the diagonal 0-2, and a dangling edge 3-4: two triangles, no more
+    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (2, 0), (4, 3)]
+    assert mod.triangles(edges).tolist() == [[0, 1, 2], [0, 2, 3]]
+    # a closed tetrahedron: its four faces
+    assert len(mod.triangles([(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)])) == 4
+
+
+def test_peer_landmark_map_picks_the_vertex_that_follows_each_annotated_point(tmp_path):
+    from facerecon.imageio.pts import pts_text
+
+    mod = load_script("benchmarks/peer_scores.py")
+    rng = np.random.default_rng(0)
+    truth = rng.permutation(468)[:68]           # vertex that stands for iBUG point j
+    names, verts = [], []
+    for i in range(3):
+        gt = rng.uniform(20, 230, (68, 2))
+        gt[36], gt[45] = (80, 100), (180, 100)  # inter-ocular distance 100 px
+        v = np.c_[rng.uniform(0, 256, (468, 2)), rng.normal(size=468)]
+        v[truth, :2] = gt + rng.normal(0, 0.5, (68, 2))  # the right vertex, off by half a pixel
+        (tmp_path / f"p{i}.pts").write_text(pts_text(gt))
+        names.append(str(tmp_path / f"p{i}.png"))
+        verts.append(v)
+    peer = {"names": np.array(names), "ok": np.ones(3, bool), "vertices": np.array(verts)}
+    assert mod.derive_map(peer).tolist() == truth.tolist()
+
+
+def test_peer_vertices_to_mm_keep_handedness_and_set_the_eye_width():
+    mod = load_script("benchmarks/peer_scores.py")
+    index = np.arange(68)
+    v = np.zeros((68, 3))
+    v[36], v[45] = (100, 200, 0), (300, 200, 0)   # outer eye corners 200 px apart
+    v[30] = (200, 260, -50)                       # nose tip: below the eyes (y down), nearer (z smaller)
+    mm = mod.to_mm(v, index, 100.0)
+    assert np.linalg.norm(mm[36] - mm[45]) == pytest.approx(100.0)
+    assert mm[30, 1] < mm[36, 1] and mm[30, 2] > mm[36, 2]  # y up, z towards the camera
+    # a proper similarity keeps the sign of every signed volume; a reflection (y flipped alone) would not
+    v[8] = (200, 380, -10)                        # chin
+    vol = lambda p: np.linalg.det(np.stack([p[45] - p[36], p[30] - p[36], p[8] - p[36]]))
+    assert np.sign(vol(mod.to_mm(v, index, 100.0))) == np.sign(vol(v)) != 0
