@@ -3,6 +3,7 @@
     python benchmarks/peer_scores.py map MP_300W_TRAIN.npz                # once: its 68 points
     python benchmarks/peer_scores.py landmarks MP_300W_TEST.npz [--json OUT]
     python benchmarks/peer_scores.py scan MP_RENDERS.npz --params FITS.npz [--json OUT]
+    python benchmarks/peer_scores.py regions MP_RENDERS.npz --params FITS.npz [--json OUT]
     python benchmarks/peer_scores.py lfw MP_LFW.npz [--json OUT]
 
 ``map``: which of the 468 vertices stands for each iBUG-68 point, chosen on 300-W *train*'s
@@ -12,7 +13,9 @@ rest. ``landmarks``: NME of those 68 vertices on 300-W test (eye-corner normalis
 ``facerecon evaluate landmarks``). ``scan``: the real-skin renders of ``lps_realskin.py
 --save-renders DIR --save-params FITS.npz`` (file ``t{texture}_{view}.png``) scored against the
 scan like facerecon's fits, at the standard 95 mm crop and at a 60 mm crop that MediaPipe's mesh
-(forehead to chin, no ears) covers, next to the ICT mean face and the fits in ``FITS.npz``.
+(forehead to chin, no ears) covers, next to the ICT mean face and the fits in ``FITS.npz``, ICT
+meshes also on their outer surface (``facerecon.facemodel.surface``). ``regions``: the 60 mm
+crop's error split by feature (nose, eyes, mouth, brows, between), outer surface, with scale.
 MediaPipe's mesh has no metric size: it is scaled so that its outer eye corners lie as far apart as
 the ICT mean face's (the rigid figure thus assumes a mean eye width; the scaled one does not).
 ``lfw``: identity figures (``identity_lfw.py``'s) of the 468 points after a similarity Procrustes
@@ -160,6 +163,68 @@ def scan(peer: dict, fits: Path | None) -> dict:
     return {"summary": summary, "rows": rows}
 
 
+#: iBUG-68 points of each feature, for the per-feature split of ``regions``.
+FEATURES = {"nose": range(27, 36), "eyes": range(36, 48), "mouth": range(48, 68), "brows": range(17, 27)}
+
+
+def feature_errors(result, verts: np.ndarray, points: np.ndarray, reach_mm: float = 12.0) -> dict:
+    """{feature: (RMSE, mean signed error, vertices)} of an ``evaluate_scan`` result: each scored
+    vertex goes to the feature of its nearest landmark (NaN rows skipped) when within ``reach_mm``,
+    else to "between"."""
+    v = np.asarray(verts)[result.vertex_indices]
+    d = np.linalg.norm(v[:, None] - points[None], axis=2)
+    d[:, np.isnan(points).any(axis=1)] = np.inf
+    near, dist = d.argmin(axis=1), d.min(axis=1)
+    masks = {f: np.isin(near, list(r)) & (dist < reach_mm) for f, r in FEATURES.items()}
+    masks["between"] = dist >= reach_mm
+    return {f: (float(np.sqrt(np.mean(result.errors_mm[m] ** 2))) if m.any() else float("nan"),
+                float(np.mean(result.signed_errors_mm[m])) if m.any() else float("nan"), int(m.sum()))
+            for f, m in masks.items()}
+
+
+def regions(peer: dict, fits: Path, crop_mm: float = 60.0) -> dict:
+    """Per-feature errors (with scale, ``crop_mm`` crop, ICT meshes on their outer surface) of the
+    mean face, the fits in ``fits`` and the peer's meshes of the same renders, averaged over them."""
+    import torch
+
+    from facerecon.evaluation.scan import evaluate_scan
+    from facerecon.evaluation.scans import load_lee_perry_smith
+    from facerecon.facemodel import load_face_model
+    from facerecon.facemodel.surface import scoring_mesh
+    from facerecon.params import FaceParams
+
+    index = peer_map()
+    face = load_face_model("face")
+    lmk, faces = face.landmark_idx.numpy(), face.faces.numpy()
+    mean = face.mean.numpy().astype(np.float64)
+    eye_mm = float(np.linalg.norm(mean[lmk[36]] - mean[lmk[45]]))
+    scan_mesh, scan_lmk = load_lee_perry_smith()
+    z = np.load(fits)
+    sizes = FaceParams.zeros(1).sizes()
+    found: dict[str, list[dict]] = {}
+
+    def add(method: str, mesh: trimesh.Trimesh, points: np.ndarray) -> None:
+        r = evaluate_scan(mesh, scan_mesh, points, scan_lmk, allow_scale=True, crop_radius_mm=crop_mm)
+        found.setdefault(method, []).append(feature_errors(r, mesh.vertices, points))
+
+    add("ICT mean face", *scoring_mesh(mean, faces, lmk, "outer"))
+    for name, ok, v in zip(peer["names"], peer["ok"], peer["vertices"]):
+        m = re.fullmatch(r"t(\d+)_(.+)\.png", Path(name).name)
+        rows = [i for i in range(len(z["view"])) if m and z["view"][i] == m.group(2) and z["texture"][i] == int(m.group(1))]
+        if not ok or len(rows) != 1:
+            continue
+        mm = to_mm(v, index, eye_mm)
+        add("MediaPipe Face Mesh", trimesh.Trimesh(mm, peer["triangles"], process=False), mm[index])
+        fp = FaceParams.from_vector(torch.tensor(z["params"][rows[0]][None], dtype=torch.float32), sizes)
+        with torch.no_grad():
+            ours = face.shape(fp.alpha, fp.beta)[0].numpy().astype(np.float64)
+        add("facerecon (FITS)", *scoring_mesh(ours, faces, lmk, "outer"))
+    return {method: {f: {"rmse_mm": float(np.nanmean([o[f][0] for o in outs])),
+                         "signed_mm": float(np.nanmean([o[f][1] for o in outs])),
+                         "vertices": float(np.mean([o[f][2] for o in outs]))} for f in outs[0]}
+            | {"renders": len(outs)} for method, outs in found.items()}
+
+
 def lfw(peer: dict) -> dict:
     import sys
 
@@ -197,7 +262,7 @@ def lfw(peer: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("task", choices=("map", "landmarks", "scan", "lfw"))
+    ap.add_argument("task", choices=("map", "landmarks", "scan", "regions", "lfw"))
     ap.add_argument("peer", type=Path, help="mediapipe_facemesh.py's .npz")
     ap.add_argument("--params", type=Path, help="scan: lps_realskin.py --save-params file of the same renders")
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -210,7 +275,10 @@ def main() -> None:
                                         "vertex_of_ibug68": index.tolist()}) + "\n")
         print(f"{MAP_FILE}: {index.tolist()}")
         return
-    out = {"landmarks": landmarks, "lfw": lfw}[args.task](peer) if args.task != "scan" else scan(peer, args.params)
+    if args.task == "regions" and args.params is None:
+        ap.error("regions needs --params")
+    out = ({"landmarks": landmarks, "lfw": lfw}[args.task](peer) if args.task not in ("scan", "regions")
+           else scan(peer, args.params) if args.task == "scan" else regions(peer, args.params))
     print(json.dumps(out if args.task != "scan" else out["summary"], indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

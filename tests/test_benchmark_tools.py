@@ -393,3 +393,22 @@ def test_peer_vertices_to_mm_keep_handedness_and_set_the_eye_width():
     v[8] = (200, 380, -10)                        # chin
     vol = lambda p: np.linalg.det(np.stack([p[45] - p[36], p[30] - p[36], p[8] - p[36]]))
     assert np.sign(vol(mod.to_mm(v, index, 100.0))) == np.sign(vol(v)) != 0
+
+
+def test_peer_feature_errors_split_vertices_by_nearest_landmark():
+    from types import SimpleNamespace
+
+    mod = load_script("benchmarks/peer_scores.py")
+    points = np.full((68, 3), np.nan)
+    points[30] = (0, 0, 0)        # nose tip
+    points[62] = (0, -30, 0)      # mouth
+    points[60] = (0, -31, 0)      # a hidden landmark (NaN) would be nearer: here given, then taken away
+    verts = np.array([[0, 1, 0], [0, -29, 0], [50, 0, 0], [0, -2, 0]], float)
+    result = SimpleNamespace(vertex_indices=np.array([0, 1, 2, 3]), errors_mm=np.array([1.0, 2.0, 4.0, 3.0]),
+                             signed_errors_mm=np.array([1.0, -2.0, 4.0, -3.0]))
+    got = mod.feature_errors(result, verts, points)
+    assert got["nose"] == (pytest.approx(np.sqrt((1 + 9) / 2)), pytest.approx(-1.0), 2)
+    assert got["mouth"] == (2.0, -2.0, 1) and got["between"] == (4.0, 4.0, 1)
+    assert np.isnan(got["eyes"][0]) and got["eyes"][2] == 0
+    points[60] = np.nan
+    assert mod.feature_errors(result, verts, points)["mouth"] == (2.0, -2.0, 1)
