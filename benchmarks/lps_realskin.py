@@ -6,7 +6,8 @@ Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane 
 with scale), next to the ICT mean face.
 
     python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
-    python benchmarks/lps_realskin.py [--textures 4] [--no-neutral] [--json OUT] [--save-renders DIR] [FitConfig options]
+    python benchmarks/lps_realskin.py [--textures 4] [--no-neutral] [--surface full|outer|both] [--json OUT]
+        [--save-renders DIR] [FitConfig options]
 
 Texture k of K (default 4) is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
 light is the SH light fitted to the next sample in that order; texture K−2 wears a hair fringe,
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_focal, render_view, skin_transfer

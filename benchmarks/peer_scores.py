@@ -210,7 +210,8 @@ def regions(peer: dict, fits: Path, crop_mm: float = 60.0) -> dict:
     add("ICT mean face", *scoring_mesh(mean, faces, lmk, "outer"))
     for name, ok, v in zip(peer["names"], peer["ok"], peer["vertices"]):
         m = re.fullmatch(r"t(\d+)_(.+)\.png", Path(name).name)
-        rows = [i for i in range(len(z["view"])) if m and z["view"][i] == m.group(2) and z["texture"][i] == int(m.group(1))]
+        rows = [i for i in range(len(z["view"]))
+                if m and z["view"][i] == m.group(2) and z["texture"][i] == int(m.group(1))]
         if not ok or len(rows) != 1:
             continue
         mm = to_mm(v, index, eye_mm)

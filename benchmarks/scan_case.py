@@ -1,7 +1,8 @@
 """One person's real photos against their own 3D scan: issue 10's held-out table in one command.
 
     python benchmarks/scan_case.py --photos A.jpg B.jpg --scan SCAN.obj --scan-landmarks L.txt \\
-        [--scan-units-to-mm F] [--variant NAME=FLAGS ...] [--out DIR] [--json OUT] [engine and fitting options]
+        [--scan-units-to-mm F] [--variant NAME=FLAGS ...] [--peer NPZ] [--no-outer] [--out DIR] [--json OUT]
+        [engine and fitting options]
     python benchmarks/scan_case.py --scan lee-perry-smith --saved-fits F.npz [...]   # fits made before
 
 Every photo is reconstructed alone by each variant (the command line's engine and fitting options,
@@ -200,6 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         if not args.photos and not args.saved_fits:
             raise UserError("nothing to score: give --photos or --saved-fits")
+        if args.peer is not None and not args.peer.is_file():
+            raise UserError(f"{args.peer}: no such file "
+                            "(benchmarks/peers/mediapipe_facemesh.py PHOTOS --out NPZ makes it)")
         scan, scan_lmk = load_scan(args)
         runs = variants(args.variant)
         stems = [p.stem for p in args.photos]
