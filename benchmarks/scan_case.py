@@ -17,7 +17,7 @@ for the rigid score and with a scale for the other: what the model can reach; ne
 landmarks). The identity of the fit with scale is the scan's best fit α* below. Each ICT mesh is
 also scored on its outer surface (unless ``--no-outer``): without the inside of the nostrils and of
 the lips, which no photo shows and no scan records (``facerecon.facemodel.surface``; on the Lee
-Perry-Smith scan they carry about 40 % of the mean face's squared error).
+Perry-Smith scan they carry 35–49 % of the mean face's squared error).
 
 Where the scan's best fit is known, each identity is also placed against it (identity-only meshes
 of the face within 95 mm of the nose tip, translation, rotation and scale removed, offsets along the mean face's normals
