@@ -17,6 +17,7 @@ from facerecon.evaluation.scan import (
     load_mesh,
     umeyama,
 )
+from tests.conftest import need_shared
 
 
 def _rotation(pitch_deg: float, yaw_deg: float, roll_deg: float) -> np.ndarray:
@@ -317,3 +318,40 @@ def test_an_alignment_that_needs_a_wild_scale_is_refused(head):
     with pytest.raises(MeshError, match="scale of 1e"):
         evaluate_scan(in_metres, head, np.asarray(in_metres.vertices)[ids], np.asarray(head.vertices)[ids],
                       allow_scale=True, crop_radius_mm=math.inf)
+
+
+def test_cli_scores_the_face_region_of_a_facerecon_mesh(tmp_path, capsys, ict_archive):
+    """A mesh in the vertex order of facerecon's export region (face, head, mouth and eye sockets,
+    teeth...): by default only its face region is scored, so the ICT mean face exported that way
+    measures what the built-in face-only mean face does (BENCHMARKS.md: 3.175 mm rigid); --pred-part
+    all scores every part, outer the face less its hidden insides; a mesh in no ICT order cannot be
+    cut."""
+    import trimesh
+
+    from facerecon.cli import main
+    from facerecon.facemodel import load_face_model
+
+    need_shared("scans", "lee-perry-smith")
+    export = load_face_model("export")
+    path = tmp_path / "face.ply"
+    mesh = trimesh.Trimesh(export.mean.numpy(), export.faces.numpy(), process=False)
+    path.write_bytes(mesh.export(file_type="ply"))
+
+    def run(*extra):
+        assert main(["evaluate", "scan", "--pred", str(path), "--scan", "lee-perry-smith",
+                     "--pred-landmarks", "ict", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert main(["evaluate", "scan", "--pred", "ict-mean-face", "--scan", "lee-perry-smith", "--json"]) == 0
+    builtin = json.loads(capsys.readouterr().out)
+    auto, everything, outer = run(), run("--pred-part", "all"), run("--pred-part", "outer")
+    assert auto["pred_part"] == "face" and auto["rmse_mm"] == pytest.approx(builtin["rmse_mm"], abs=2e-3)
+    assert auto["rmse_mm"] == pytest.approx(3.175, abs=0.01) and auto["n_points"] == builtin["n_points"]
+    assert everything["pred_part"] == "all" and everything["n_points"] > 2 * auto["n_points"]
+    assert outer["pred_part"] == "outer" and outer["n_points"] < auto["n_points"]
+    assert outer["rmse_mm"] < auto["rmse_mm"]
+    other = tmp_path / "other.ply"
+    other.write_bytes(trimesh.creation.icosphere(3, radius=80.0).export(file_type="ply"))
+    assert main(["evaluate", "scan", "--pred", str(other), "--scan", "lee-perry-smith", "--pred-part", "outer"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other.ply" in err and "ICT" in err

@@ -16,6 +16,7 @@ from facerecon.cli import UserError
 
 BUILTIN_SCANS = ("lee-perry-smith",)
 BUILTIN_PREDS = {"ict-mean": "fit", "ict-mean-face": "face"}
+PRED_PARTS = ("auto", "all", "face", "outer")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="3D landmarks of the prediction (JSON or text: N rows of x y z in the "
                              "mesh's units, or vertex indices), or 'ict' for a mesh in ICT-FaceKit "
                              "vertex order (facerecon's output)")
+    parser.add_argument("--pred-part", choices=PRED_PARTS, default="auto",
+                        help="which part of a mesh in ICT-FaceKit vertex order is scored: all of it, the face "
+                             "region (what BENCHMARKS.md scores), or the face's outer surface (no nostril or "
+                             "lip insides, which no photo or scan shows); auto: the face region of a facerecon "
+                             "mesh with more than the face (face.obj holds teeth, tongue, mouth and eye sockets), "
+                             "else all")
     parser.add_argument("--scan-landmarks", metavar="FILE",
                         help="3D landmarks of the scan, same formats (iBUG-68 order: the nose tip "
                              "is number 30)")
@@ -71,20 +78,61 @@ def _load_pred(args):
         lmk = _ict_landmarks(mesh, args.pred)
     elif args.pred_landmarks:
         lmk = load_landmarks(args.pred_landmarks, mesh.vertices, args.pred_units_to_mm or 1.0)
+    part = args.pred_part
+    if part == "auto":
+        region = None if args.pred in BUILTIN_PREDS else _ict_region(mesh)
+        part = "face" if region is not None and region != "face" else "all"
+    args.pred_part_used = part
+    if part != "all":
+        mesh, face_lmk = _face_part(mesh, args.pred, part)
+        if args.pred_landmarks in (None, "ict") and lmk is not None:
+            lmk = face_lmk  # the same points, NaN where the outer surface leaves them out
     return mesh, (None if lmk is None else np.asarray(lmk, dtype=np.float64))
+
+
+def _ict_region(mesh) -> str | None:
+    """The ICT-FaceKit region whose vertex count the mesh has (its vertex order assumed), or None."""
+    from facerecon.facemodel import REGIONS, load_face_model
+
+    for region in REGIONS:
+        if load_face_model(region=region).n_vertices == len(mesh.vertices):
+            return region
+    return None
 
 
 def _ict_landmarks(mesh, name):
     """Landmark vertices of a mesh in the vertex order of one of the ICT regions."""
     from facerecon.evaluation.scan import MeshError
-    from facerecon.facemodel import REGIONS, load_face_model
+    from facerecon.facemodel import load_face_model
 
-    for region in REGIONS:
-        fm = load_face_model(region=region)
-        if fm.n_vertices == len(mesh.vertices):
-            return mesh.vertices[fm.landmark_idx.cpu().numpy()]
-    raise MeshError(f"{name}: {len(mesh.vertices)} vertices matches no ICT-FaceKit region, "
-                    f"so --pred-landmarks ict cannot be used")
+    region = _ict_region(mesh)
+    if region is None:
+        raise MeshError(f"{name}: {len(mesh.vertices)} vertices matches no ICT-FaceKit region, "
+                        f"so --pred-landmarks ict cannot be used")
+    return mesh.vertices[load_face_model(region=region).landmark_idx.cpu().numpy()]
+
+
+def _face_part(mesh, name, part: str):
+    """The face region (``part`` "face") or its outer surface ("outer") of a mesh in ICT vertex
+    order, with the face's 68 landmark points (NaN rows where the outer surface has none)."""
+    import numpy as np
+
+    from facerecon.evaluation.scan import MeshError
+    from facerecon.facemodel import load_face_model
+    from facerecon.facemodel.model import region_vertex_ids
+    from facerecon.facemodel.surface import scoring_mesh
+
+    region = _ict_region(mesh)
+    if region is None:
+        raise MeshError(f"{name}: {len(mesh.vertices)} vertices matches no ICT-FaceKit region, "
+                        f"so --pred-part {part} cannot be used")
+    full_ids = region_vertex_ids(region)
+    face_ids = region_vertex_ids("face")
+    position = face_ids if full_ids is None else np.searchsorted(full_ids, face_ids)
+    face = load_face_model(region="face")
+    verts = np.asarray(mesh.vertices, dtype=np.float64)[position]
+    return scoring_mesh(verts, face.faces.cpu().numpy(), face.landmark_idx.cpu().numpy(),
+                        "outer" if part == "outer" else "full")
 
 
 def _load_scan(args):
@@ -125,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
 
-    summary = {"pred": args.pred, "scan": args.scan,
+    summary = {"pred": args.pred, "pred_part": args.pred_part_used, "scan": args.scan,
                "alignment": "similarity" if args.scale else "rigid", **result.summary()}
     if heatmap:
         summary["heatmap"] = str(heatmap)
@@ -136,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         return 0
     kind = f"similarity ICP, scale {result.scale:.4f}" if args.scale else "rigid ICP (no scale)"
-    print(f"{Path(args.pred).name} vs {Path(args.scan).name}: {result.n_points} prediction vertices "
+    part = {"all": "", "face": " (its face region)", "outer": " (its face's outer surface)"}[args.pred_part_used]
+    print(f"{Path(args.pred).name}{part} vs {Path(args.scan).name}: {result.n_points} prediction vertices "
           f"within {result.crop_radius_mm:g} mm of the nose tip; init {result.init}, {kind}, "
           f"{result.icp_iterations} iterations{'' if result.icp_converged else ' (not converged)'}")
     print(f"  RMSE {result.rmse_mm:.3f} mm   mean {result.mean_mm:.3f}   median {result.median_mm:.3f}"
