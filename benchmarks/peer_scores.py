@@ -67,6 +67,34 @@ def to_mm(v_px: np.ndarray, index: np.ndarray, eye_width_mm: float) -> np.ndarra
     return v * (eye_width_mm / np.linalg.norm(v[index[36]] - v[index[45]]))
 
 
+def mean_eye_width_mm(face) -> float:
+    """Distance of the ICT mean face's outer eye corners (iBUG 36, 45), mm: the peer's scale."""
+    mean, lmk = face.mean.numpy().astype(np.float64), face.landmark_idx.numpy()
+    return float(np.linalg.norm(mean[lmk[36]] - mean[lmk[45]]))
+
+
+def render_key(name: str) -> tuple[int, str] | None:
+    """(texture, view) of a real-skin render's file name ``t{texture}_{view}.png``, else None."""
+    m = re.fullmatch(r"t(\d+)_(.+)\.png", Path(name).name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def fits_by_render(fits: Path, face) -> dict[tuple[int, str], np.ndarray]:
+    """{(texture, view): the fit's mesh (V,3) mm, as fitted} of an ``lps_realskin.py --save-params`` file."""
+    import torch
+
+    from facerecon.params import FaceParams
+
+    z = np.load(fits)
+    sizes = FaceParams.zeros(1).sizes()
+    out = {}
+    for p, view, tex in zip(z["params"], z["view"], z["texture"]):
+        fp = FaceParams.from_vector(torch.tensor(p[None], dtype=torch.float32), sizes)
+        with torch.no_grad():
+            out[(int(tex), str(view))] = face.shape(fp.alpha, fp.beta)[0].numpy().astype(np.float64)
+    return out
+
+
 def peer_row(peer: dict, photo: Path) -> int | None:
     """The row of ``photo`` in a peer file: by resolved path, else by file name where unique."""
     names = [Path(n) for n in peer["names"]]
@@ -89,27 +117,22 @@ def landmarks(peer: dict) -> dict:
 
 
 def scan(peer: dict, fits: Path | None) -> dict:
-    import torch
-
     from facerecon.evaluation.scan import evaluate_scan
     from facerecon.evaluation.scans import load_lee_perry_smith
     from facerecon.facemodel import load_face_model
-    from facerecon.facemodel.surface import hidden_vertices, outer_surface
-    from facerecon.params import FaceParams
+    from facerecon.facemodel.surface import scoring_mesh
 
     index = peer_map()
     face = load_face_model("face")
-    lmk = face.landmark_idx.numpy()
-    mean = face.mean.numpy().astype(np.float64)
-    eye_mm = float(np.linalg.norm(mean[lmk[36]] - mean[lmk[45]]))
+    lmk, faces = face.landmark_idx.numpy(), face.faces.numpy()
+    eye_mm = mean_eye_width_mm(face)
     scan_mesh, scan_lmk = load_lee_perry_smith()
     crops = (95.0, 60.0)
 
-    def score(verts: np.ndarray, faces: np.ndarray, points: np.ndarray) -> dict:
+    def score(pred: trimesh.Trimesh, points: np.ndarray) -> dict:
         """Per crop and alignment: RMSE of the prediction's vertices to the scan (the standard figure,
         weighted by vertex density) and of the scan's surface to the prediction where it covers it
         (area-weighted: the same for every mesh layout), the share it covers, the scale found."""
-        pred = trimesh.Trimesh(verts, faces, process=False)
         out = {}
         for c in crops:
             for s, tag in ((False, "rigid"), (True, "scale")):
@@ -118,34 +141,21 @@ def scan(peer: dict, fits: Path | None) -> dict:
                             f"{tag}_{int(c)}_coverage": r.scan_coverage, f"{tag}_{int(c)}_s": r.scale})
         return out
 
-    hidden = hidden_vertices(face.n_vertices)
-    kept, outer_faces = outer_surface(face.faces.numpy(), hidden)
-    outer_lmk = np.where(hidden[lmk], np.nan, 0)[:, None] + 0  # NaN rows: landmarks between the lips
-
     def score_ict(verts: np.ndarray) -> dict:
-        """The full face region, then its outer surface (no nostril or lip insides; hidden landmarks NaN)."""
-        points = verts[lmk] + outer_lmk
-        return {**score(verts, face.faces.numpy(), verts[lmk]),
-                **{f"outer_{k}": x for k, x in score(verts[kept], outer_faces, points).items()}}
+        """The full face region, then its outer surface (no nostril or lip insides)."""
+        return {**score(*scoring_mesh(verts, faces, lmk)),
+                **{f"outer_{k}": x for k, x in score(*scoring_mesh(verts, faces, lmk, "outer")).items()}}
 
-    rows = [{"method": "ICT mean face", "view": "-", "texture": "-", **score_ict(mean)}]
-    ours = {}
-    if fits is not None:
-        z = np.load(fits)
-        sizes = FaceParams.zeros(1).sizes()
-        for p, view, tex in zip(z["params"], z["view"], z["texture"]):
-            fp = FaceParams.from_vector(torch.tensor(p[None], dtype=torch.float32), sizes)
-            with torch.no_grad():
-                ours[(int(tex), str(view))] = face.shape(fp.alpha, fp.beta)[0].numpy().astype(np.float64)
+    rows = [{"method": "ICT mean face", "view": "-", "texture": "-", **score_ict(face.mean.numpy())}]
+    ours = fits_by_render(fits, face) if fits is not None else {}
     for name, ok, v in zip(peer["names"], peer["ok"], peer["vertices"]):
-        m = re.fullmatch(r"t(\d+)_(.+)\.png", Path(name).name)
-        if not m:
+        key = render_key(name)
+        if key is None:
             continue
-        key = (int(m.group(1)), m.group(2))
         if ok:
             mm = to_mm(v, index, eye_mm)
             rows.append({"method": "MediaPipe Face Mesh", "view": key[1], "texture": key[0],
-                         **score(mm, peer["triangles"], mm[index])})
+                         **score(trimesh.Trimesh(mm, peer["triangles"], process=False), mm[index])})
         else:
             rows.append({"method": "MediaPipe Face Mesh", "view": key[1], "texture": key[0], "no_face": True})
         if key in ours:
@@ -185,41 +195,31 @@ def feature_errors(result, verts: np.ndarray, points: np.ndarray, reach_mm: floa
 def regions(peer: dict, fits: Path, crop_mm: float = 60.0) -> dict:
     """Per-feature errors (with scale, ``crop_mm`` crop, ICT meshes on their outer surface) of the
     mean face, the fits in ``fits`` and the peer's meshes of the same renders, averaged over them."""
-    import torch
-
     from facerecon.evaluation.scan import evaluate_scan
     from facerecon.evaluation.scans import load_lee_perry_smith
     from facerecon.facemodel import load_face_model
     from facerecon.facemodel.surface import scoring_mesh
-    from facerecon.params import FaceParams
 
     index = peer_map()
     face = load_face_model("face")
     lmk, faces = face.landmark_idx.numpy(), face.faces.numpy()
-    mean = face.mean.numpy().astype(np.float64)
-    eye_mm = float(np.linalg.norm(mean[lmk[36]] - mean[lmk[45]]))
+    eye_mm = mean_eye_width_mm(face)
     scan_mesh, scan_lmk = load_lee_perry_smith()
-    z = np.load(fits)
-    sizes = FaceParams.zeros(1).sizes()
+    ours = fits_by_render(fits, face)
     found: dict[str, list[dict]] = {}
 
     def add(method: str, mesh: trimesh.Trimesh, points: np.ndarray) -> None:
         r = evaluate_scan(mesh, scan_mesh, points, scan_lmk, allow_scale=True, crop_radius_mm=crop_mm)
         found.setdefault(method, []).append(feature_errors(r, mesh.vertices, points))
 
-    add("ICT mean face", *scoring_mesh(mean, faces, lmk, "outer"))
+    add("ICT mean face", *scoring_mesh(face.mean.numpy(), faces, lmk, "outer"))
     for name, ok, v in zip(peer["names"], peer["ok"], peer["vertices"]):
-        m = re.fullmatch(r"t(\d+)_(.+)\.png", Path(name).name)
-        rows = [i for i in range(len(z["view"]))
-                if m and z["view"][i] == m.group(2) and z["texture"][i] == int(m.group(1))]
-        if not ok or len(rows) != 1:
+        key = render_key(name)
+        if not ok or key not in ours:
             continue
         mm = to_mm(v, index, eye_mm)
         add("MediaPipe Face Mesh", trimesh.Trimesh(mm, peer["triangles"], process=False), mm[index])
-        fp = FaceParams.from_vector(torch.tensor(z["params"][rows[0]][None], dtype=torch.float32), sizes)
-        with torch.no_grad():
-            ours = face.shape(fp.alpha, fp.beta)[0].numpy().astype(np.float64)
-        add("facerecon (FITS)", *scoring_mesh(ours, faces, lmk, "outer"))
+        add("facerecon (FITS)", *scoring_mesh(ours[key], faces, lmk, "outer"))
     return {method: {f: {"rmse_mm": float(np.nanmean([o[f][0] for o in outs])),
                          "signed_mm": float(np.nanmean([o[f][1] for o in outs])),
                          "vertices": float(np.mean([o[f][2] for o in outs]))} for f in outs[0]}

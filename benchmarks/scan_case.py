@@ -285,11 +285,10 @@ def main(argv: list[str] | None = None) -> dict:
         if average:
             print(f"{'':12s} {'each fit, on average':28s}" + "".join(f"  {k[5:]} {v:.2f}" for k, v in average.items()))
     if args.peer is not None:
-        from peer_scores import load_peer, peer_map, peer_row, to_mm
+        from peer_scores import load_peer, mean_eye_width_mm, peer_map, peer_row, to_mm
 
         peer, index = load_peer(args.peer), peer_map()
-        mean = identity(np.zeros(face.n_id))
-        eye_mm = float(np.linalg.norm(mean[lmk_idx[36]] - mean[lmk_idx[45]]))
+        eye_mm = mean_eye_width_mm(face)
         for photo in args.photos:
             i = peer_row(peer, photo)
             if i is None or not peer["ok"][i]:
