@@ -78,13 +78,12 @@ def _load_pred(args):
         lmk = _ict_landmarks(mesh, args.pred)
     elif args.pred_landmarks:
         lmk = load_landmarks(args.pred_landmarks, mesh.vertices, args.pred_units_to_mm or 1.0)
-    part = args.pred_part
+    part, region = args.pred_part, (_ict_region(mesh) if args.pred_part != "all" else None)
     if part == "auto":
-        region = None if args.pred in BUILTIN_PREDS else _ict_region(mesh)
-        part = "face" if region is not None and region != "face" else "all"
+        part = "face" if region not in (None, "face") and args.pred not in BUILTIN_PREDS else "all"
     args.pred_part_used = part
     if part != "all":
-        mesh, face_lmk = _face_part(mesh, args.pred, part)
+        mesh, face_lmk = _face_part(mesh, args.pred, part, region)
         if args.pred_landmarks in (None, "ict") and lmk is not None:
             lmk = face_lmk  # the same points, NaN where the outer surface leaves them out
     return mesh, (None if lmk is None else np.asarray(lmk, dtype=np.float64))
@@ -112,9 +111,10 @@ def _ict_landmarks(mesh, name):
     return mesh.vertices[load_face_model(region=region).landmark_idx.cpu().numpy()]
 
 
-def _face_part(mesh, name, part: str):
-    """The face region (``part`` "face") or its outer surface ("outer") of a mesh in ICT vertex
-    order, with the face's 68 landmark points (NaN rows where the outer surface has none)."""
+def _face_part(mesh, name, part: str, region: str | None):
+    """The face region (``part`` "face") or its outer surface ("outer") of a mesh in the vertex
+    order of ICT's ``region`` (None: in none of them), with the face's 68 landmark points (NaN rows
+    where the outer surface has none)."""
     import numpy as np
 
     from facerecon.evaluation.scan import MeshError
@@ -122,7 +122,6 @@ def _face_part(mesh, name, part: str):
     from facerecon.facemodel.model import region_vertex_ids
     from facerecon.facemodel.surface import scoring_mesh
 
-    region = _ict_region(mesh)
     if region is None:
         raise MeshError(f"{name}: {len(mesh.vertices)} vertices matches no ICT-FaceKit region, "
                         f"so --pred-part {part} cannot be used")

@@ -4,8 +4,9 @@ ICT-FaceKit models the inside of the nostrils (tubes about 30 mm deep) and the i
 No photo shows them and no scan records them (a scan closes the nostrils a few mm in), yet a
 comparison of mesh vertices with a scan counts them: on the Lee Perry-Smith scan they are 12 % of
 the vertices within 95 mm of the nose tip and carry 35 % (rigid) to 49 % (with scale) of the mean
-face's squared error (BENCHMARKS.md, "The outer surface"). :func:`occlusion` finds them by casting rays from every vertex
-into the hemisphere of its normal; the shipped list (``facerecon/resources/ict_face_hidden.json``,
+face's squared error (BENCHMARKS.md, "A peer that runs here"). :func:`occlusion` finds them by
+casting rays from every vertex into the hemisphere of its normal (trimesh's ray queries, which
+need ``rtree``: the ``test`` extra); the shipped list (``facerecon/resources/ict_face_hidden.json``,
 made by ``tools/hidden_vertices.py`` on the mean face) is what :func:`hidden_vertices` reads.
 """
 
