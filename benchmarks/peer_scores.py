@@ -266,6 +266,7 @@ def main() -> None:
     ap.add_argument("task", choices=("map", "landmarks", "scan", "regions", "lfw"))
     ap.add_argument("peer", type=Path, help="mediapipe_facemesh.py's .npz")
     ap.add_argument("--params", type=Path, help="scan: lps_realskin.py --save-params file of the same renders")
+    ap.add_argument("--crop", type=float, default=60.0, help="regions: the crop's radius around the nose tip, mm")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     peer = load_peer(args.peer)
@@ -279,7 +280,7 @@ def main() -> None:
     if args.task == "regions" and args.params is None:
         ap.error("regions needs --params")
     out = ({"landmarks": landmarks, "lfw": lfw}[args.task](peer) if args.task not in ("scan", "regions")
-           else scan(peer, args.params) if args.task == "scan" else regions(peer, args.params))
+           else scan(peer, args.params) if args.task == "scan" else regions(peer, args.params, args.crop))
     print(json.dumps(out if args.task != "scan" else out["summary"], indent=1))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

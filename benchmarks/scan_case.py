@@ -14,7 +14,11 @@ crop around the nose tip, point-to-plane RMSE, mm), rigid and with scale: expres
 and neutral (identity only, what ``face_neutral.*`` holds), next to the ICT mean face and the face
 model's own best 3D fit to the scan (``lps_capacity.py``'s, identity and expression, placed rigidly
 for the rigid score and with a scale for the other: what the model can reach; needs the scan's
-landmarks). The identity of the fit with scale is the scan's best fit α* below. Each ICT mesh is
+landmarks), and the model's identity alone fitted the same way (expression held at zero: what a
+neutral mesh can reach). That identity, fitted with scale, is the scan's best fit α* below (the
+identity of the fit with expression is a poor neutral face: on the Lee Perry-Smith scan that fit
+takes blendshape weights below zero, mouthPucker −0.41, and its identity alone scores 1.42 mm where
+the identity fitted alone scores 0.97, 95 mm crop, outer surface, with scale). Each ICT mesh is
 also scored on its outer surface (unless ``--no-outer``): without the inside of the nostrils and of
 the lips, which no photo shows and no scan records (``facerecon.facemodel.surface``; on the Lee
 Perry-Smith scan they carry 35–49 % of the mean face's squared error).
@@ -26,8 +30,8 @@ fit, mm, split into how much of the photo population's common offset it carries 
 of many LFW photos' fits, ``--population``; in units of that offset, the scan's own amount on the
 scan's row), the share of the scan's own part beyond that offset it goes along (0: none of it, 1:
 all), and the rest, mm. On the Lee Perry-Smith scan the default engine puts the offset in at about
-the population's amount whatever the photo, about twice the scan's, and a third of the scan's own
-part: your scan says whether that holds for another head.
+the population's amount whatever the photo (0.94), half as much again as the scan's identity has
+(0.65), and 39 % of the scan's own part: your scan says whether that holds for another head.
 
 ``--scan lee-perry-smith`` uses the shared scan and its landmarks (for a trial run, e.g. on
 ``lps_realskin.py --save-renders`` images). Meshes are written under ``--out`` in mm
@@ -268,14 +272,22 @@ def main(argv: list[str] | None = None) -> dict:
     add("-", "ICT mean face", identity(np.zeros(face.n_id)), None)
     if scan_lmk is not None:
         t0 = time.perf_counter()
+        # a rigid fit for the rigid score, a similarity one for the other; identity and expression
+        # (what the model can reach), then identity alone (what a neutral mesh can reach, and α*)
         fitted = {k: fit_model_to_scan(scan, scan_lmk, 0.01, s, rounds=args.capacity_rounds)
-                  for k, s in alignments.items()}  # a rigid fit for the rigid score, a similarity one for the other
-        best = fitted["scale_mm" if "scale_mm" in fitted else "rigid_mm"][1]
+                  for k, s in alignments.items()}
+        seconds = time.perf_counter() - t0
+        alone = {k: fit_model_to_scan(scan, scan_lmk, 0.01, s, rounds=args.capacity_rounds, expression="none")
+                 for k, s in alignments.items()}
+        pick = "scale_mm" if "scale_mm" in fitted else "rigid_mm"
+        best = alone[pick][1]
         place = IdentityPlace(best, population_offset(args.population, face.n_id))
-        print(f"the scan's best fit is {place.departure_mm:.2f} mm from the mean face (identity, along the normals)")
-        add("-", "model fitted to the scan (3D)", {k: v[0].astype(np.float32) for k, v in fitted.items()}, best,
-            seconds=time.perf_counter() - t0, departure_mm=place.departure_mm)
-        add("-", "its identity alone", identity(best), best)
+        print(f"the scan's best identity is {place.departure_mm:.2f} mm from the mean face (along the normals)")
+        add("-", "model fitted to the scan (3D)", {k: v[0].astype(np.float32) for k, v in fitted.items()},
+            fitted[pick][1], seconds=seconds)
+        add("-", "its identity alone", identity(fitted[pick][1]), fitted[pick][1])
+        add("-", "identity fitted to the scan", {k: v[0].astype(np.float32) for k, v in alone.items()}, best,
+            seconds=time.perf_counter() - t0 - seconds, departure_mm=place.departure_mm)
     for path in args.saved_fits:
         alphas = np.load(path)["params"].astype(np.float64)[:, :face.n_id]
         each = [place(x) for x in alphas] if place is not None else []

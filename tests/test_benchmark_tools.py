@@ -280,8 +280,9 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
     rows = {r["what"]: r for r in result["rows"]}
     mean_face = rows["ICT mean face"]
     assert mean_face["scale_mm"] == pytest.approx(2.670, abs=0.01) and "rigid_mm" not in mean_face
-    best = rows["model fitted to the scan (3D)"]
+    best = rows["identity fitted to the scan"]  # α*: the identity fitted alone, not the expressive fit's
     assert best["own_share"] == pytest.approx(1) and best["from_best_fit_mm"] == pytest.approx(0, abs=1e-6)
+    assert rows["its identity alone"]["from_best_fit_mm"] > 0.1
     peer_rows = [r for r in result["rows"] if r["variant"] == "MediaPipe"]
     assert [r["what"] for r in peer_rows] == ["view0, as fitted", "view1, as fitted"]
     for r in peer_rows:
@@ -303,6 +304,27 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
         ["view0.ply", "view0_neutral.ply", "view1.ply", "view1_neutral.ply", "person_mean.ply", "person_joint.ply"])
     with pytest.raises(SystemExit, match="exists"):
         mod.main(argv)
+
+
+def test_capacity_fit_keeps_expression_in_its_range():
+    """lps_capacity.fit_model_to_scan: "none" holds β at 0, "unit" keeps it in [0, 1] (the photo
+    fitter's range) and uses it, "free" lets it go below 0 on this scan; an unknown mode is refused."""
+    import numpy as np
+
+    need_shared("scans", "lee-perry-smith")
+
+    from facerecon.evaluation.scans import load_lee_perry_smith
+
+    fit = load_script("benchmarks/lps_capacity.py").fit_model_to_scan
+    scan, scan_lmk = load_lee_perry_smith()
+    got = {m: fit(scan, scan_lmk, 0.01, True, rounds=3, steps=10, expression=m) for m in ("free", "unit", "none")}
+    beta = {m: np.array(g[2]["beta"]) for m, g in got.items()}
+    assert not beta["none"].any() and got["none"][2]["beta_norm"] == 0
+    assert beta["unit"].min() >= 0 and beta["unit"].max() <= 1 and beta["unit"].max() > 0.05
+    assert beta["free"].min() < -0.05
+    assert np.abs(got["none"][1]).max() > 0.5  # the identity still moves
+    with pytest.raises(ValueError, match="expression"):
+        fit(scan, scan_lmk, 0.01, True, rounds=1, expression="any")
 
 
 def test_rescore_moves_only_identity_along_the_offset():
