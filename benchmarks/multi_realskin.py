@@ -2,7 +2,8 @@
 held-out real skin (``lps_realskin.py``'s renders, nothing from facerecon's albedo model), each
 texture seen from its 6 views as one person's photo set.
 
-    python benchmarks/multi_realskin.py [--textures 4] [--sets 3 6] [--json OUT] [engine and fitting options]
+    python benchmarks/multi_realskin.py [--textures 4] [--sets 3 6] [--surface full|outer|both] [--json OUT]
+        [engine and fitting options]
 
 Per texture, every view is fitted alone; a set of N views takes the first N of front, yaw+20,
 yaw−20, yaw+40, yaw−40, pitch+15; every aggregator of :mod:`facerecon.multi.aggregate` and the
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import trimesh
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lps_realskin import prepare, real_skin_renders, scene  # noqa: E402
@@ -33,6 +33,7 @@ from facerecon.cli.engine_args import add_engine_arguments, add_fitting_argument
 from facerecon.evaluation.real_skin import VIEWS  # noqa: E402
 from facerecon.evaluation.scan import evaluate_scan  # noqa: E402
 from facerecon.facemodel import load_face_model  # noqa: E402
+from facerecon.facemodel.surface import scoring_mesh  # noqa: E402
 from facerecon.multi.aggregate import AGGREGATORS  # noqa: E402
 from facerecon.pipeline import FaceReconstructor  # noqa: E402
 
@@ -44,6 +45,9 @@ def main() -> None:
     ap.add_argument("--sets", type=int, nargs="+", default=[3, 6])
     ap.add_argument("--methods", nargs="+", default=list(AGGREGATORS), choices=AGGREGATORS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--surface", choices=("full", "outer", "both"), default="full",
+                    help="score every vertex of the face region (full), its outer surface alone (outer: no "
+                         "nostril or lip insides; facerecon.facemodel.surface), or both")
     ap.add_argument("--json")
     add_engine_arguments(ap.add_argument_group("engine"))
     add_fitting_arguments(ap)
@@ -55,15 +59,21 @@ def main() -> None:
     config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options, joint_config=fit_config(args, options["engine"], joint=True))
 
-    def score(alpha: torch.Tensor) -> list[float]:
+    surfaces = ("full", "outer") if args.surface == "both" else (args.surface,)
+
+    def score(alpha: torch.Tensor) -> dict[str, list[float]]:
+        """{surface: [rigid, with scale] RMSE, mm} of the neutral face of identity ``alpha``."""
         with torch.no_grad():
             verts = face.shape(alpha.detach().cpu().reshape(1, -1))[0].numpy()
-        pred = trimesh.Trimesh(verts, face.faces.numpy(), process=False)
-        lm3d = verts[face.landmark_idx.numpy()]
-        return [evaluate_scan(pred, scan, lm3d, scan_lmk, allow_scale=s).rmse_mm for s in (False, True)]
+        out = {}
+        for surface in surfaces:
+            pred, lm3d = scoring_mesh(verts, face.faces.numpy(), face.landmark_idx.numpy(), surface)
+            out[surface] = [evaluate_scan(pred, scan, lm3d, scan_lmk, allow_scale=s).rmse_mm for s in (False, True)]
+        return out
 
     mean_face = score(torch.zeros(1, face.n_id))
-    print(f"mean face: {mean_face[0]:.3f} / {mean_face[1]:.3f} mm", flush=True)
+    for surface, (rigid, scaled) in mean_face.items():
+        print(f"mean face, {surface}: {rigid:.3f} / {scaled:.3f} mm", flush=True)
     views = list(VIEWS)
     members: dict[int, list] = {}
     seconds: dict[int, list[float]] = {}
@@ -77,28 +87,39 @@ def main() -> None:
     singles = {k: [score(m.params.alpha) for m in ms] for k, ms in members.items()}
     rows = []
     for n in args.sets:
-        per: dict[str, list[list[float]]] = {"single, mean of the set": [], "single, best of the set": []}
+        # per[surface][method]: one [rigid, with scale] per texture
+        per: dict[str, dict[str, list[list[float]]]] = {}
         time_spent: dict[str, float] = {}
         for k, ms in members.items():
-            s = np.array(singles[k][:n])
-            per["single, mean of the set"].append(s.mean(0).tolist())
-            per["single, best of the set"].append(s.min(0).tolist())
+            for surface in surfaces:
+                s = np.array([one[surface] for one in singles[k][:n]])
+                per.setdefault(surface, {}).setdefault("single, mean of the set", []).append(s.mean(0).tolist())
+                per[surface].setdefault("single, best of the set", []).append(s.min(0).tolist())
             for method in args.methods:
                 t0 = time.perf_counter()
                 person = recon.combine(ms[:n], method, f"t{k}-{n}")
                 time_spent[method] = time_spent.get(method, 0.0) + time.perf_counter() - t0 + sum(seconds[k][:n])
-                per.setdefault(method, []).append(score(person.params.alpha))
-                print(f"{n} views, t{k}, {method}: {per[method][-1][0]:.3f} / {per[method][-1][1]:.3f} mm", flush=True)
-        row = {"views": n, "mean_face": mean_face,
-               "methods": {m: np.mean(v, axis=0).tolist() for m, v in per.items()},
-               "per_texture": per, "seconds_per_set": {m: t / len(members) for m, t in time_spent.items()}}
+                got = score(person.params.alpha)
+                for surface in surfaces:
+                    per[surface].setdefault(method, []).append(got[surface])
+                print(f"{n} views, t{k}, {method}: "
+                      + ", ".join(f"{sf} {r:.3f} / {sc:.3f}" for sf, (r, sc) in got.items()) + " mm", flush=True)
+        row = {"views": n, "mean_face": mean_face[surfaces[0]],
+               "methods": {m: np.mean(v, axis=0).tolist() for m, v in per[surfaces[0]].items()},
+               "per_texture": per[surfaces[0]], "seconds_per_set": {m: t / len(members) for m, t in time_spent.items()}}
+        if args.surface == "both":  # the first surface's figures keep the keys they always had
+            row.update({"mean_face_outer": mean_face["outer"], "per_texture_outer": per["outer"],
+                        "methods_outer": {m: np.mean(v, axis=0).tolist() for m, v in per["outer"].items()}})
         rows.append(row)
-        for m, (rigid, scaled) in row["methods"].items():
-            print(f"{n} views  {m:26s} {rigid:.3f} / {scaled:.3f} mm", flush=True)
+        for surface in surfaces:
+            key = "methods" if surface == surfaces[0] else "methods_outer"
+            for m, (rigid, scaled) in row[key].items():
+                print(f"{n} views  {surface:5s} {m:26s} {rigid:.3f} / {scaled:.3f} mm", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"config": asdict(config),
                                                "engine": engine_record(options) or {"engine": "fit"},
                                                "textures": [samples[i]["name"] for i in pick], "views": views,
+                                               "surface": surfaces[0] if len(surfaces) == 1 else "both",
                                                "rows": rows}, indent=1, default=str))
 
 
