@@ -7,6 +7,10 @@ result with the same protocol as ``lps_fit.py`` (95 mm crop, ICP, point-to-plane
 
 This is the floor a photo-based fit can reach with this model; the gap between it, the
 photo fits and the mean face says where the error comes from (model space vs. fitting).
+``--expression free`` (the historical figure) lets the expression weights take any value, also
+below zero, which no photo fit does; ``unit`` keeps them in [0, 1] as the photo fitter does, and
+``none`` fits the identity alone: the floor for a neutral mesh. ``--regions`` splits each fit with
+scale by feature (nose, eyes, mouth, brows, between; outer surface, 60 and 95 mm crops).
 """
 
 from __future__ import annotations
