@@ -3,7 +3,7 @@ expression (and a similarity placement) straight to the scan's surface in 3D, th
 result with the same protocol as ``lps_fit.py`` (95 mm crop, ICP, point-to-plane, face part).
 
     python benchmarks/lps_capacity.py [--prior 0.01 0.1 1] [--expression free unit none] [--rounds N]
-        [--regions] [--json OUT]
+        [--regions [--offset CACHE ...]] [--json OUT]
 
 This is the floor a photo-based fit can reach with this model; the gap between it, the
 photo fits and the mean face says where the error comes from (model space vs. fitting).
@@ -147,6 +147,10 @@ def main() -> None:
     parser.add_argument("--regions", action="store_true",
                         help="also split the fit with scale by feature (outer surface, 60 and 95 mm crops), "
                              "next to the ICT mean face")
+    parser.add_argument("--offset", nargs="+", metavar="CACHE",
+                        help="with --regions: also split the mean face moved by half and all of the common "
+                             "offset, the mean α over the people of these identity_lfw.py caches "
+                             "(e.g. benchmarks/labels/lfw_complement383_U_*.npz)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     scan, scan_lmk = load_lee_perry_smith()
@@ -159,6 +163,18 @@ def main() -> None:
         mean = model.mean.numpy().astype(np.float64)
         rows.append({"fit": "ICT mean face", **{f"regions_{c}": feature_split(mean, c) for c in (60, 95)}})
         print(json.dumps(rows[-1]), flush=True)
+        if args.offset:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from identity_noise import load_people
+
+            people = load_people(args.offset, model.n_id)
+            offset = np.mean([a.mean(0) for a in people.values()], 0)
+            for w in (0.5, 1.0):
+                with torch.no_grad():
+                    verts = model.shape(torch.as_tensor(w * offset, dtype=torch.float32).reshape(1, -1))[0]
+                rows.append({"fit": f"ICT mean face + {w:g} x the common offset",
+                             **{f"regions_{c}": feature_split(verts.numpy().astype(np.float64), c) for c in (60, 95)}})
+                print(json.dumps(rows[-1]), flush=True)
     for expression in args.expression:
         for prior in args.prior:
             for with_scale in (False, True):
