@@ -165,10 +165,9 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
         if args.offset:
             sys.path.insert(0, str(Path(__file__).parent))
-            from identity_noise import load_people
+            from scan_case import population_offset  # a sibling script
 
-            people = load_people(args.offset, model.n_id)
-            offset = np.mean([a.mean(0) for a in people.values()], 0)
+            offset = population_offset([Path(c) for c in args.offset], model.n_id)
             for w in (0.5, 1.0):
                 with torch.no_grad():
                     verts = model.shape(torch.as_tensor(w * offset, dtype=torch.float32).reshape(1, -1))[0]
