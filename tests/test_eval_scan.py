@@ -12,10 +12,12 @@ import trimesh
 from facerecon.evaluation.heatmap import render_error_heatmap
 from facerecon.evaluation.scan import (
     MeshError,
+    evaluate_from_scan,
     evaluate_scan,
     load_landmarks,
     load_mesh,
     umeyama,
+    visible_part,
 )
 from tests.conftest import need_shared
 
@@ -237,6 +239,64 @@ def test_reverse_figures_and_coverage(head):
     off = trimesh.Trimesh(v + head.vertex_normals, head.faces, process=False)
     r = evaluate_scan(off, head, align="none")
     assert abs(r.scan_to_pred_median_mm - 1.0) < 5e-3 and abs(r.scan_to_pred_rmse_mm - 1.0) < 1e-2
+
+
+def _with_inner_ball(mesh: trimesh.Trimesh, center=(0.0, -10.0, 60.0), radius: float = 10.0) -> trimesh.Trimesh:
+    """``mesh`` plus a closed ball inside it (as a head model's eyeballs or teeth)."""
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    ball.apply_translation(center)
+    return trimesh.util.concatenate([trimesh.Trimesh(mesh.vertices, mesh.faces, process=False), ball])
+
+
+def test_from_scan_ignores_what_is_inside_the_prediction(head):
+    """A scan 1 mm outside the prediction measures 1 mm from the scan, with a ball inside the
+    prediction that the prediction -> scan direction counts (it lies ~45 mm inside)."""
+    v = np.asarray(head.vertices)
+    scan = trimesh.Trimesh(v + head.vertex_normals, head.faces, process=False)
+    pred = _with_inner_ball(head)
+    r = evaluate_from_scan(pred, scan, align="none")
+    assert abs(r.median_mm - 1.0) < 1e-3 and abs(r.rmse_mm - 1.0) < 5e-3
+    assert abs(r.area_rmse_mm - 1.0) < 1e-2
+    assert (r.signed_errors_mm > 0).mean() > 0.99  # the scan lies outside the prediction
+    assert r.rim_share == 0.0 and r.scale == 1.0
+    assert evaluate_scan(pred, scan, align="none").rmse_mm > 5.0  # the other direction sees the ball
+    # a prediction with only the front half: the scan it misses is counted, on its open boundary
+    front = v[head.faces][:, :, 0].mean(1) > 0.0
+    half = evaluate_from_scan(trimesh.Trimesh(v, head.faces[front], process=False), head, align="none")
+    assert 0.3 < half.rim_share < 0.7 and half.rmse_mm > 10.0
+
+
+def test_from_scan_figures_are_in_the_scan_mm_whatever_the_prediction_size(head):
+    """A prediction with 70 % of the scan's nose and brow (no similarity matches them): scaling,
+    turning and moving it leaves the scan's errors unchanged and divides the scale."""
+    ell = _head_like(bumps=False)  # the same tessellation as ``head``: shared landmark vertices
+    v = np.asarray(ell.vertices) + 0.7 * (np.asarray(head.vertices) - np.asarray(ell.vertices))
+    pred = trimesh.Trimesh(v, ell.faces, process=False)
+    ids = np.linspace(0, len(head.vertices) - 1, 68).astype(int)
+    ids[30] = int(np.argmax(head.vertices[:, 2]))
+    scan_lmk = np.asarray(head.vertices)[ids]
+    a = evaluate_from_scan(pred, head, v[ids], scan_lmk, allow_scale=True)
+    big = _moved(pred, _rotation(5, -20, 3), np.array([30.0, -5.0, 8.0]), s=1.6)
+    b = evaluate_from_scan(big, head, np.asarray(big.vertices)[ids], scan_lmk, allow_scale=True)
+    assert 0.5 < a.rmse_mm < 2.0  # 30 % of the bumps are missing
+    assert b.rmse_mm == pytest.approx(a.rmse_mm, rel=2e-3)
+    assert b.area_rmse_mm == pytest.approx(a.area_rmse_mm, rel=2e-3)
+    assert b.scale == pytest.approx(a.scale / 1.6, rel=2e-3)
+    # the ICP's trimming is in the scan's mm too: the same points are left out of the fit
+    assert np.median(b.errors_mm) == pytest.approx(np.median(a.errors_mm), rel=5e-3)
+
+
+def test_visible_part_drops_a_body_inside(head):
+    """The ball inside the head is what no scanner sees; the crop is kept."""
+    pytest.importorskip("rtree")
+    mesh = _with_inner_ball(head)
+    seen = visible_part(mesh)
+    assert len(seen.faces) == len(head.faces)
+    assert np.linalg.norm(np.asarray(seen.vertices) - [0.0, -10.0, 60.0], axis=1).min() > 30.0
+    tip = head.vertices[np.argmax(head.vertices[:, 2])]
+    near = visible_part(mesh, tip, 60.0)
+    assert np.linalg.norm(np.asarray(near.vertices) - tip, axis=1).max() <= 60.0
+    assert 0 < len(near.faces) < len(head.faces)
 
 
 def test_cli_scan_json_heatmap_and_errors(tmp_path, head, capsys):

@@ -276,17 +276,20 @@ class _Similarity:
         return self.s * (x @ self.R.T) + self.t
 
 
-def _solve_step(p: np.ndarray, q: np.ndarray, n: np.ndarray, with_scale: bool
+def _solve_step(p: np.ndarray, q: np.ndarray, n: np.ndarray, with_scale: bool, moving_units: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One Gauss-Newton step of sum(((s R p + t - q) . n)^2) about the identity, linearised
-    around the centroid c of ``p``: returns (rotation vector, translation, log-scale)."""
+    around the centroid c of ``p``: returns (rotation vector, translation, log-scale).
+    ``moving_units``: the residuals divided by the scale (lengths in the moving points' own
+    units), which a scale cannot shrink to nothing."""
     c = p.mean(0)
     pc = p - c
+    r = ((p - q) * n).sum(1)
     cols = [np.cross(pc, n), n]
     if with_scale:
-        cols.append((pc * n).sum(1, keepdims=True))
+        # d(r / s)/d(log s) = ((p - c) . n - r) / s; the common 1/s does not change the step
+        cols.append(((pc * n).sum(1) - (r if moving_units else 0.0))[:, None])
     a = np.concatenate(cols, axis=1)
-    r = ((p - q) * n).sum(1)
     ata = a.T @ a
     ata += np.eye(len(ata)) * 1e-9 * np.trace(ata)
     x = np.linalg.solve(ata, -a.T @ r)
@@ -302,7 +305,7 @@ def _compose(T: _Similarity, c: np.ndarray, w: np.ndarray, tau: np.ndarray, sig:
 
 
 def _icp(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_scale: bool, max_iter: int,
-         trim_factor: float, trim_min_mm: float, length_mm: float, tol: float = 1e-5
+         trim_factor: float, trim_min_mm: float, length_mm: float, tol: float = 1e-5, moving_units: bool = False
          ) -> tuple[_Similarity, int, bool]:
     """Point-to-plane ICP of the fixed points ``src`` onto the dense samples of ``index`` (the
     plane of each nearest sample's triangle). ``length_mm`` (the crop radius) turns
@@ -314,12 +317,12 @@ def _icp(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_scale: bo
     for it in range(1, max_iter + 1):
         p = T.apply(src)
         d, idx = index.nearest_sample(p)
-        thr = max(trim_factor * float(np.median(d)), trim_min_mm)
+        thr = max(trim_factor * float(np.median(d)), trim_min_mm * (T.s if moving_units else 1.0))
         keep = d <= thr
         if keep.sum() < 6:
             break
         p, q, n = p[keep], index.points[idx[keep]], index.normals[idx[keep]]
-        w, tau, sig = _solve_step(p, q, n, with_scale)
+        w, tau, sig = _solve_step(p, q, n, with_scale, moving_units)
         T = _compose(T, p.mean(0), w, tau, sig)
         if _step_size(w, tau, sig, length_mm) < tol:
             converged = True
@@ -335,9 +338,10 @@ def _step_size(w: np.ndarray, tau: np.ndarray, sig: float, length_mm: float) -> 
 
 def _refine_exact(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_scale: bool,
                   max_iter: int, trim_factor: float, trim_min_mm: float, length_mm: float,
-                  tol: float = 1e-6) -> tuple[_Similarity, int, bool]:
+                  tol: float = 1e-6, moving_units: bool = False) -> tuple[_Similarity, int, bool]:
     """Gauss-Newton on exact point-to-triangle distances with step halving, so the robust error
-    ``mean(min(d, thr)^2)`` of the fixed points ``src`` never increases. Returns as :func:`_icp`."""
+    ``mean(min(d, thr)^2)`` of the fixed points ``src`` never increases (``moving_units``: d
+    divided by the scale). Returns as :func:`_icp`."""
 
     thr = math.inf
 
@@ -354,12 +358,13 @@ def _refine_exact(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_
 
     T = init
     p, q, d, tri = correspond(T)
-    thr = max(trim_factor * float(np.median(d)), trim_min_mm)
+    thr = max(trim_factor * float(np.median(d)), trim_min_mm * (T.s if moving_units else 1.0))
 
-    def cost(d):
-        return float(np.mean(np.minimum(d, thr) ** 2))
+    def cost(d, s):
+        unit = s if moving_units else 1.0
+        return float(np.mean(np.minimum(d, thr) ** 2)) / unit ** 2
 
-    current = cost(d)
+    current = cost(d, T.s)
     converged, it = False, 0
     for it in range(1, max_iter + 1):
         keep = d <= thr
@@ -369,18 +374,18 @@ def _refine_exact(src: np.ndarray, index: SurfaceIndex, init: _Similarity, with_
         off = d > 1e-9
         n[off] = (p[off] - q[off]) / d[off, None]  # gradient of the exact distance
         pk, qk, nk = p[keep], q[keep], n[keep]
-        w, tau, sig = _solve_step(pk, qk, nk, with_scale)
+        w, tau, sig = _solve_step(pk, qk, nk, with_scale, moving_units)
         c = pk.mean(0)
         for _ in range(6):
             T_new = _compose(T, c, w, tau, sig)
             p2, q2, d2, tri2 = correspond(T_new)
-            if cost(d2) <= current:
+            if cost(d2, T_new.s) <= current:
                 break
             w, tau, sig = w / 2, tau / 2, sig / 2
         else:
             converged = True  # no decrease along the Gauss-Newton direction: at a minimum
             break
-        T, p, q, d, tri, current = T_new, p2, q2, d2, tri2, cost(d2)
+        T, p, q, d, tri, current = T_new, p2, q2, d2, tri2, cost(d2, T_new.s)
         if _step_size(w, tau, sig, length_mm) < tol:
             converged = True
             break
@@ -457,7 +462,8 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
                   sample_spacing_mm: float = 1.0,
                   reverse_spacing_mm: float = 4.0,
                   trim_factor: float = 3.0,
-                  trim_min_mm: float = 5.0) -> ScanEvalResult:
+                  trim_min_mm: float = 5.0,
+                  errors_in_moving_units: bool = False) -> ScanEvalResult:
     """Align ``pred`` to ``scan`` and measure the point-to-surface error of its vertices (mm).
 
     Args:
@@ -481,6 +487,8 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
             figures (each weighted by its area).
         trim_factor, trim_min_mm: pairs farther apart than max(trim_factor * median, trim_min_mm)
             are left out of each ICP step (not out of the reported figures).
+        errors_in_moving_units: with scale, let ICP minimise the distances divided by the scale,
+            i.e. in ``pred``'s own units (for :func:`evaluate_from_scan`, where ``pred`` is the scan).
 
     Raises:
         MeshError: nothing of a mesh inside the crop sphere, or unusable landmarks.
@@ -516,7 +524,7 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
     use_landmarks = align == "landmarks" or (
         align == "auto" and pred_landmarks is not None and scan_landmarks is not None)
     icp_args = dict(with_scale=allow_scale, trim_factor=trim_factor, trim_min_mm=trim_min_mm,
-                    length_mm=radius)
+                    length_mm=radius, moving_units=errors_in_moving_units)
     iterations, converged = 0, True
     if align == "none":
         T = _Similarity(1.0, np.eye(3), np.zeros(3))
@@ -583,6 +591,103 @@ def evaluate_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
         vertex_indices=used,
         aligned_pred=aligned_mesh,
     )
+
+
+@dataclass
+class FromScanResult:
+    """Scan-to-prediction error, the direction of MICC-style evaluators (issue 10's among them).
+    All lengths in the scan's millimetres.
+
+    Every scan vertex within the crop radius of the scan's nose tip is measured to the
+    prediction's surface after the prediction is aligned to the scan (landmarks, then ICP on these
+    same distances). Geometry inside the prediction cannot add error; a prediction that stops
+    short of the scan's crop does (those points are counted, with ``rim_share`` saying how many
+    landed on the prediction's open boundary). ``area_rmse_mm`` weights the scan's surface by
+    area instead of by vertex (the same for every tessellation of the scan).
+    """
+
+    rmse_mm: float
+    mean_mm: float
+    median_mm: float
+    area_rmse_mm: float
+    n_points: int                 # scan vertices inside the crop sphere
+    rim_share: float              # of those, the share whose closest prediction point is on its boundary
+    scale: float                  # the prediction's scale onto the scan (1.0 when scale was not allowed)
+    icp_converged: bool
+    errors_mm: np.ndarray         # (n_points,) unsigned, per scan vertex
+    signed_errors_mm: np.ndarray  # (n_points,) + where the scan lies outside the prediction's surface
+    vertex_indices: np.ndarray    # (n_points,) indices of those scan vertices
+
+    def summary(self) -> dict:
+        """The scalar figures as plain JSON-able values."""
+        return {k: getattr(self, k) for k in ("rmse_mm", "mean_mm", "median_mm", "area_rmse_mm", "n_points",
+                                               "rim_share", "scale", "icp_converged")}
+
+
+def evaluate_from_scan(pred: trimesh.Trimesh, scan: trimesh.Trimesh,
+                       pred_landmarks: np.ndarray | None = None,
+                       scan_landmarks: np.ndarray | None = None,
+                       *, allow_scale: bool = False,
+                       crop_radius_mm: float = DEFAULT_CROP_RADIUS_MM,
+                       area_spacing_mm: float = 2.0, **icp_options) -> FromScanResult:
+    """Align ``pred`` to ``scan`` minimising the scan's distances to it and measure them (mm).
+
+    The same crop, landmark start and ICP as :func:`evaluate_scan` with the two meshes' roles
+    swapped: the scan's cropped vertices are the moving points and the whole prediction the
+    surface. So the prediction should be a whole mesh (e.g. facerecon's head, ``face.obj``), and
+    the scan the surface a scanner saw (:func:`visible_part` removes what it cannot have seen).
+
+    Args:
+        pred, scan: meshes in mm; landmarks (N,3) mm as for :func:`evaluate_scan`.
+        allow_scale: one isotropic scale in the alignment (errors stay in the scan's mm).
+        crop_radius_mm: the sphere around the scan's nose tip whose vertices are measured.
+        area_spacing_mm: spacing of the area-weighted samples of ``area_rmse_mm``.
+        icp_options: passed on to :func:`evaluate_scan` (``align``, ``max_iterations`` ...).
+    """
+    # the prediction is the fixed surface here: kept whole (a crop in its mm would cut what a
+    # scaled scan still needs)
+    icp_options.setdefault("scan_margin_mm", math.inf)
+    r = evaluate_scan(scan, pred, scan_landmarks, pred_landmarks, allow_scale=allow_scale,
+                      crop_radius_mm=crop_radius_mm, errors_in_moving_units=True, **icp_options)
+    s = r.scale  # scan -> prediction frame; lengths there are s times the scan's
+    index = SurfaceIndex(pred, 1.0)
+    scan_tip = r.pred_nose_tip_mm  # evaluate_scan's "prediction" was the scan
+    crop = crop_mesh(scan, scan_tip, crop_radius_mm + area_spacing_mm)
+    pts, w = surface_quadrature(crop.vertices, crop.faces, area_spacing_mm)
+    inside = np.linalg.norm(pts - scan_tip, axis=1) <= crop_radius_mm
+    moved = s * pts[inside] @ r.rotation.T + r.translation
+    _, d, _, _ = index.closest(moved)
+    _, _, _, rim = index.closest(r.aligned_pred.vertices[r.vertex_indices])
+    return FromScanResult(
+        rmse_mm=float(np.sqrt(np.mean(r.errors_mm ** 2))) / s,
+        mean_mm=float(r.errors_mm.mean()) / s,
+        median_mm=float(np.median(r.errors_mm)) / s,
+        area_rmse_mm=float(np.sqrt(np.average(d ** 2, weights=w[inside]))) / s if inside.any() else math.nan,
+        n_points=r.n_points,
+        rim_share=float(rim.mean()),
+        scale=1.0 / s,
+        icp_converged=r.icp_converged,
+        errors_mm=r.errors_mm / s,
+        signed_errors_mm=r.signed_errors_mm / s,
+        vertex_indices=r.vertex_indices,
+    )
+
+
+def visible_part(mesh: trimesh.Trimesh, center: np.ndarray | None = None, radius: float = math.inf,
+                 directions: int = 24, hidden_share: float = 0.9) -> trimesh.Trimesh:
+    """The part of ``mesh`` (mm) a scanner could have seen: its triangles within ``radius`` of
+    ``center`` less those with a corner from which more than ``hidden_share`` of ``directions``
+    rays into the outer hemisphere hit the mesh again (eyeballs and teeth inside a head model,
+    the inside of the mouth). Needs trimesh's ray queries (``rtree``, the ``test`` extra)."""
+    from facerecon.facemodel.surface import occlusion
+
+    part = crop_mesh(mesh, np.zeros(3) if center is None else np.asarray(center, np.float64), radius)
+    if len(part.faces) == 0:
+        return part
+    hidden = occlusion(part.vertices, part.faces, directions=directions) > hidden_share
+    faces = np.asarray(part.faces)[~hidden[part.faces].any(1)]
+    used, inv = np.unique(faces, return_inverse=True)
+    return trimesh.Trimesh(np.asarray(part.vertices)[used], inv.reshape(-1, 3), process=False)
 
 
 def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:

@@ -5,6 +5,9 @@ millimetres with 68 iBUG landmarks. The scan file ships in unknown units; the fa
 landmarks come from ``facerecon/resources/lee_perry_smith.json``, made by
 ``scripts/prepare_lee_perry_smith.py`` (dlib landmarks on renders of the scan, cast onto its
 surface; scale from the outer-eye-corner distance of the ICT-FaceKit mean face).
+``lee_perry_smith_surface()``: the same scan as a scanner would have seen it. The model has
+eyeballs, teeth and a mouth inside the head, which a scan-to-prediction evaluator would
+otherwise measure.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import trimesh
 
 from facerecon.assets import resource_path, shared_path
-from facerecon.evaluation.scan import MeshError, load_mesh
+from facerecon.evaluation.scan import MeshError, load_mesh, visible_part
 
 LEE_PERRY_SMITH = ("scans", "lee-perry-smith", "LeePerrySmith.glb")
 
@@ -46,3 +49,16 @@ def load_lee_perry_smith() -> tuple[trimesh.Trimesh, np.ndarray]:
     mesh = load_mesh(path, float(rec["units_to_mm"]))
     landmarks = np.asarray(rec["landmarks_mm"], dtype=np.float64)
     return mesh, landmarks
+
+
+#: Radius around the nose tip (mm) of :func:`lee_perry_smith_surface`: past every crop's sphere.
+SURFACE_RADIUS_MM = 130.0
+
+
+@lru_cache(maxsize=1)
+def lee_perry_smith_surface() -> tuple[trimesh.Trimesh, np.ndarray]:
+    """The Lee Perry-Smith scan's outer surface within 130 mm of its nose tip (mm; its landmarks
+    as :func:`load_lee_perry_smith`): the scan less the eyeballs, teeth and mouth inside the head
+    (:func:`facerecon.evaluation.scan.visible_part`; takes about 10 s, then cached)."""
+    mesh, landmarks = load_lee_perry_smith()
+    return visible_part(mesh, landmarks[30], SURFACE_RADIUS_MM), landmarks
