@@ -299,6 +299,15 @@ def test_scan_case_scores_each_photo_and_goes_on_past_a_bad_one(tmp_path):
     for r in fitted:
         assert best["scale_mm"] < r["scale_mm"] < 5.0 and r["variant"] == "rnet"
         assert r["from_best_fit_mm"] > 0.1 and "offset_amount" in r
+    # from the scan (issue 10's direction) every ICT row is scored on the whole head: the mean of the
+    # saved fits at the mean face scores as the mean face, the model's 3D fit is closer, and the
+    # peer's mesh (the mean face's face region alone) is farther, as the scan's chin and forehead
+    # points it does not cover count against it
+    assert all("scale_from_scan_mm" in r for r in result["rows"])
+    assert earlier["scale_from_scan_mm"] == pytest.approx(mean_face["scale_from_scan_mm"], abs=1e-6)
+    assert rows["model fitted to the scan (3D)"]["scale_from_scan_mm"] < mean_face["scale_from_scan_mm"] - 0.1
+    for r in peer_rows:
+        assert r["scale_from_scan_mm"] > mean_face["scale_from_scan_mm"] + 0.1
     assert len(result["failed"]) == 1 and "broken.jpg" in result["failed"][0]
     assert sorted(p.name for p in (out / "rnet").iterdir()) == sorted(
         ["view0.ply", "view0_neutral.ply", "view1.ply", "view1_neutral.ply", "person_mean.ply", "person_joint.ply"])
