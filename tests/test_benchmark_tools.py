@@ -443,3 +443,32 @@ def test_peer_feature_errors_split_vertices_by_nearest_landmark():
     assert np.isnan(got["eyes"][0]) and got["eyes"][2] == 0
     points[60] = np.nan
     assert mod.feature_errors(result, verts, points)["mouth"] == (2.0, -2.0, 1)
+
+
+def test_from_scan_summary_and_feature_split_by_hand():
+    """benchmarks/from_scan.py: the worst view's margin is taken over per-view means, and each scan
+    point joins the feature of its nearest landmark within 12 mm, or a band, or the rest."""
+    import numpy as np
+
+    from facerecon.evaluation.scan import FromScanResult
+
+    mod = load_script("benchmarks/from_scan.py")
+    rows = [{"view": v, "rigid": r, "scale": s, "rigid_area": r, "scale_area": s}
+            for v, r, s in (("front", 1.0, 0.8), ("front", 1.2, 1.0), ("side", 1.8, 1.2))]
+    out = mod.summarise(rows, {"rigid": 2.0, "scale": 1.5})
+    assert out["rigid"] == pytest.approx(4.0 / 3) and out["per_view_scale"] == {"front": 0.9, "side": 1.2}
+    assert out["worst_view_margin_rigid"] == pytest.approx(1 - 1.8 / 2.0)
+    assert out["worst_view_margin_scale"] == pytest.approx(1 - 1.2 / 1.5)
+    lmk = np.zeros((68, 3))
+    lmk[:, 0] = np.arange(68) * 100.0  # landmark i at x = 100 i, the nose tip (30) at x = 3000
+    verts = np.array([[3005.0, 0, 0], [4005.0, 0, 0], [3000.0, -70.0, 0], [3000.0, 50.0, 0], [3550.0, 0, 0]])
+    res = FromScanResult(rmse_mm=0, mean_mm=0, median_mm=0, area_rmse_mm=0, n_points=5, rim_share=0, scale=1,
+                         icp_converged=True, errors_mm=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+                         signed_errors_mm=np.array([1.0, -2.0, 3.0, -4.0, 5.0]), vertex_indices=np.arange(5))
+    split = mod.feature_split(res, verts, lmk)
+    assert split["nose"] == (1.0, 1.0)          # 5 mm from landmark 30
+    # 70 mm under and 50 mm above the nose tip, 50 mm from any landmark
+    assert split["eyes"] == (2.0, -2.0)         # 5 mm from landmark 40
+    assert "mouth" not in split and "jaw" not in split
+    assert split["under the chin"] == (3.0, 3.0) and split["above the brows"] == (4.0, -4.0)
+    assert split["the rest (cheeks)"] == (5.0, 5.0)
