@@ -2,7 +2,7 @@
 
     python benchmarks/lps_realskin.py --save-params FITS.npz [options]      # once per engine or setting
     python benchmarks/from_scan.py FITS.npz [MORE.npz ...] [--neutral] [--capacity] [--features] [--json OUT]
-        [--shrink W ...] [--offset CACHES --offset-weights W ...]
+        [--shrink W ...] [--offset CACHES --offset-weights W ...] [--crop MM] [--peer MP.npz]
 
 ``lps_realskin.py`` measures each fitted mesh's vertices to the scan (prediction -> scan). Issue
 10's evaluator measures the other way: each scan point within 95 mm of its nose tip to the
@@ -59,15 +59,17 @@ def feature_split(result: FromScanResult, scan_vertices: np.ndarray, scan_lmk: n
     return {k: (float(np.sqrt(np.mean(e[m] ** 2))), float(s[m].mean())) for k, m in masks.items() if m.any()}
 
 
-def score(verts: np.ndarray, faces: np.ndarray, lmk_idx: np.ndarray, features: bool) -> dict:
-    """Rigid and with-scale figures of one whole-head mesh (V,3) mm."""
+def score(verts: np.ndarray, faces: np.ndarray, lmk_idx: np.ndarray, features: bool, crop_mm: float = 95.0) -> dict:
+    """Rigid and with-scale figures of one mesh (V,3) mm (ICT's whole head, or a peer's mesh),
+    ``lmk_idx`` its 68 landmark vertices."""
     scan, scan_lmk = lee_perry_smith_surface()
     mesh = trimesh.Trimesh(verts, faces, process=False)
     out = {}
     for scale, tag in ((False, "rigid"), (True, "scale")):
-        r = evaluate_from_scan(mesh, scan, verts[lmk_idx], scan_lmk, allow_scale=scale)
+        r = evaluate_from_scan(mesh, scan, verts[lmk_idx], scan_lmk, allow_scale=scale, crop_radius_mm=crop_mm)
         out[tag] = r.rmse_mm
         out[f"{tag}_area"] = r.area_rmse_mm
+        out[f"{tag}_rim"] = r.rim_share
         if features:
             out[f"{tag}_features"] = feature_split(r, np.asarray(scan.vertices), scan_lmk)
     return out
@@ -109,8 +111,9 @@ def capacity_meshes(model) -> dict[str, np.ndarray]:
 def summarise(rows: list[dict], mean_face: dict) -> dict:
     """Means over the rows, and the worst view's margin under the mean face (per view means)."""
     out = {}
-    for tag in ("rigid", "scale", "rigid_area", "scale_area"):
-        out[tag] = float(np.mean([r[tag] for r in rows]))
+    for tag in ("rigid", "scale", "rigid_area", "scale_area", "rigid_rim", "scale_rim"):
+        if tag in rows[0]:
+            out[tag] = float(np.mean([r[tag] for r in rows]))
     for tag in ("rigid", "scale"):
         views = sorted({r["view"] for r in rows})
         per_view = {v: float(np.mean([r[tag] for r in rows if r["view"] == v])) for v in views}
@@ -136,12 +139,18 @@ def main() -> None:
                     help="identity_lfw.py caches: with --offset-weights, α → α − W·ō, ō their people's "
                          "mean α (the photo population's common offset)")
     ap.add_argument("--offset-weights", type=float, nargs="+", default=[], metavar="W")
+    ap.add_argument("--crop", type=float, default=95.0, metavar="MM",
+                    help="radius of the scan's sphere around its nose tip (95: issue 10's; 60: the central face)")
+    ap.add_argument("--peer", type=Path, metavar="NPZ",
+                    help="MediaPipe Face Mesh on the same renders (peer_scores.py's input: mediapipe_facemesh.py "
+                         "on lps_realskin.py --save-renders; scaled to the mean face's eye width); its mesh "
+                         "stops at the face's outline, so the scan points beyond it count against it")
     ap.add_argument("--json", type=Path, help="write every row and the summaries here")
     args = ap.parse_args()
 
     model = load_face_model("export")
     faces, lmk = model.faces.numpy(), model.landmark_idx.numpy()
-    mean = score(model.mean.numpy().astype(np.float64), faces, lmk, args.features)
+    mean = score(model.mean.numpy().astype(np.float64), faces, lmk, args.features, args.crop)
     report: dict = {"ICT mean face": mean}
 
     def show(name: str, s: dict) -> None:
@@ -157,10 +166,24 @@ def main() -> None:
                                                    for k, v in s[f"{tag}_features"].items()))
 
     show("ICT mean face", mean)
+    sys.path.insert(0, str(Path(__file__).parent))
     if args.capacity:
         for name, verts in capacity_meshes(model).items():
-            report[name] = score(verts, faces, lmk, args.features)
+            report[name] = score(verts, faces, lmk, args.features, args.crop)
             show(name, report[name])
+    if args.peer:
+        from peer_scores import load_peer, mean_eye_width_mm, peer_map, render_key, to_mm  # a sibling script
+
+        peer, index = load_peer(args.peer), peer_map()
+        eye_mm = mean_eye_width_mm(load_face_model("face"))
+        rows = []
+        for name, ok, v in zip(peer["names"], peer["ok"], peer["vertices"]):
+            key = render_key(name)
+            if key is not None and ok:
+                rows.append({"texture": key[0], "view": key[1],
+                             **score(to_mm(v, index, eye_mm), peer["triangles"], index, args.features, args.crop)})
+        report["MediaPipe Face Mesh"] = {**summarise(rows, mean), "n": len(rows), "rows": rows}
+        show(f"MediaPipe Face Mesh ({len(rows)} renders)", report["MediaPipe Face Mesh"])
     moves: list[tuple[str, float, np.ndarray | None]] = [(f"α × {1 - w:g}" if w else "", w, None)
                                                          for w in args.shrink]
     if args.offset:
@@ -174,7 +197,7 @@ def main() -> None:
             for neutral in (False, True) if args.neutral else (False,):
                 rows = []
                 for tex, view, verts in saved_meshes(path, model, neutral, shrink, offset):
-                    rows.append({"texture": tex, "view": view, **score(verts, faces, lmk, args.features)})
+                    rows.append({"texture": tex, "view": view, **score(verts, faces, lmk, args.features, args.crop)})
                 name = f"{path.name}{' ' + tag if tag else ''}{' (neutral)' if neutral else ''}"
                 report[name] = {**summarise(rows, mean), "rows": rows}
                 show(name, report[name])
