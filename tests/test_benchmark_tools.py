@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,20 @@ def test_measures_reads_real_skin_rows_and_landmark_reports():
     assert mod.measures(report) == {"NME, eye corners (points)": {"a.png": pytest.approx(4.0)}}
     with pytest.raises(ValueError, match="neither"):
         mod.measures({"auc": 0.9})
+
+
+def test_paired_reads_one_entry_of_a_from_scan_report(tmp_path):
+    mod = _paired()
+    doc = {"ICT mean face": {"rigid": 2.3, "scale": 1.8},
+           "fits.npz": {"rigid": 2.0, "rows": [{"texture": 0, "view": "front", "rigid": 2.0, "scale": 1.7},
+                                               {"texture": 1, "view": "yaw+20", "rigid": 2.2, "scale": 1.6}]}}
+    path = tmp_path / "fs.json"
+    path.write_text(json.dumps(doc))
+    got = mod.measures(mod.load(f"{path}#fits.npz"))
+    assert got == {"from the scan, rigid (mm)": {"0/front": 2.0, "1/yaw+20": 2.2},
+                   "from the scan, with scale (mm)": {"0/front": 1.7, "1/yaw+20": 1.6}}
+    with pytest.raises(SystemExit, match="no entry 'other.npz'"):
+        mod.load(f"{path}#other.npz")
 
 
 def test_identity_metric_inverts_what_the_predictions_leave_unknown():
