@@ -329,6 +329,25 @@ def test_cli_scan_json_heatmap_and_errors(tmp_path, head, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and "broken.ply" in err
 
 
+def test_cli_from_scan_measures_the_scan_to_the_whole_prediction(tmp_path, capsys):
+    """A prediction with a ball inside, against a scan 1 mm outside it: from the scan at most 1 mm
+    (ICP undoes most of the offset of a cap by a shift), from the prediction the ball's ~45 mm."""
+    from facerecon.cli import main
+
+    head = _head_like(subdivisions=4)
+    scan = trimesh.Trimesh(np.asarray(head.vertices) + head.vertex_normals, head.faces, process=False)
+    (tmp_path / "scan.ply").write_bytes(scan.export(file_type="ply"))
+    (tmp_path / "pred.ply").write_bytes(_with_inner_ball(head).export(file_type="ply"))
+    args = ["evaluate", "scan", "--pred", str(tmp_path / "pred.ply"), "--scan", str(tmp_path / "scan.ply"),
+            "--from-scan"]
+    assert main(args + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rmse_mm"] > 5.0
+    assert out["from_scan"]["rmse_mm"] < 1.02 and out["from_scan"]["rim_share"] == 0.0
+    assert main(args) == 0
+    assert "from the scan" in capsys.readouterr().out
+
+
 def test_lee_perry_smith_in_mm_with_landmarks_on_its_surface():
     from facerecon.assets import shared_path
     from facerecon.evaluation.surface import SurfaceIndex

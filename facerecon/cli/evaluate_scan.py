@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="error at the top of the heatmap colour scale (0: automatic)")
     parser.add_argument("--save-aligned", metavar="MESH",
                         help="write the prediction aligned to the scan (mm) to this file")
+    parser.add_argument("--from-scan", action="store_true",
+                        help="also measure the way MICC-style evaluators do: every scan point within the crop "
+                             "to the whole prediction (all of --pred), after an ICP on those distances; for "
+                             "lee-perry-smith without the eyeballs and teeth inside its head")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -151,7 +155,7 @@ def _load_scan(args):
 
 def run(args: argparse.Namespace) -> int:
     from facerecon.evaluation.heatmap import render_error_heatmap
-    from facerecon.evaluation.scan import MeshError, evaluate_scan, save_mesh
+    from facerecon.evaluation.scan import MeshError, evaluate_from_scan, evaluate_scan, save_mesh
 
     if args.crop_radius <= 0:
         raise UserError(f"--crop-radius must be positive, got {args.crop_radius}")
@@ -160,6 +164,15 @@ def run(args: argparse.Namespace) -> int:
         scan, scan_lmk = _load_scan(args)
         result = evaluate_scan(pred, scan, pred_lmk, scan_lmk, allow_scale=args.scale,
                                crop_radius_mm=args.crop_radius)
+        backward = None
+        if args.from_scan:
+            whole, whole_lmk = _load_pred(argparse.Namespace(**{**vars(args), "pred_part": "all"}))
+            if args.scan in BUILTIN_SCANS:
+                from facerecon.evaluation.scans import lee_perry_smith_surface
+
+                scan = lee_perry_smith_surface()[0]
+            backward = evaluate_from_scan(whole, scan, whole_lmk, scan_lmk, allow_scale=args.scale,
+                                          crop_radius_mm=args.crop_radius)
     except MeshError as exc:
         raise UserError(str(exc)) from None
     heatmap = aligned = None
@@ -174,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {"pred": args.pred, "pred_part": args.pred_part_used, "scan": args.scan,
                "alignment": "similarity" if args.scale else "rigid", **result.summary()}
+    if backward is not None:
+        summary["from_scan"] = backward.summary()
     if heatmap:
         summary["heatmap"] = str(heatmap)
     if aligned:
@@ -192,6 +207,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  scan -> prediction over the {100 * result.scan_coverage:.1f}% of the scan area it "
           f"covers: RMSE {result.scan_to_pred_rmse_mm:.3f} mm   mean {result.scan_to_pred_mean_mm:.3f}"
           f"   median {result.scan_to_pred_median_mm:.3f}   p90 {result.scan_to_pred_p90_mm:.3f}")
+    if backward is not None:
+        print(f"  from the scan, {backward.n_points} scan vertices to the whole prediction (its own ICP, "
+              f"scale {backward.scale:.4f}): RMSE {backward.rmse_mm:.3f} mm   mean {backward.mean_mm:.3f}   "
+              f"median {backward.median_mm:.3f}   area-weighted RMSE {backward.area_rmse_mm:.3f}")
     if heatmap:
         print(f"  heatmap: {heatmap}")
     if aligned:
