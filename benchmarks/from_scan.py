@@ -93,8 +93,7 @@ def saved_meshes(path: Path, model, neutral: bool, shrink: float = 0.0, offset: 
 def capacity_meshes(model) -> dict[str, np.ndarray]:
     """The face model fitted to the scan in 3D (``lps_capacity.py``, prior 0.01, with scale, 60
     rounds), whole head: free expression, and identity alone."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from lps_capacity import fit_model_to_scan  # a sibling script
+    from lps_capacity import fit_model_to_scan  # a sibling script (main puts this folder on the path)
 
     from facerecon.evaluation.scans import load_lee_perry_smith
 
@@ -166,7 +165,7 @@ def main() -> None:
                                                    for k, v in s[f"{tag}_features"].items()))
 
     show("ICT mean face", mean)
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts imported below
     if args.capacity:
         for name, verts in capacity_meshes(model).items():
             report[name] = score(verts, faces, lmk, args.features, args.crop)
@@ -187,7 +186,6 @@ def main() -> None:
     moves: list[tuple[str, float, np.ndarray | None]] = [(f"α × {1 - w:g}" if w else "", w, None)
                                                          for w in args.shrink]
     if args.offset:
-        sys.path.insert(0, str(Path(__file__).parent))
         from scan_case import population_offset  # a sibling script
 
         o = population_offset(args.offset, FaceParams.zeros(1).sizes()["alpha"])
