@@ -94,7 +94,7 @@ def main() -> None:
             stored = json.loads(str(z["config"]))
             # fields added to FitConfig after a cache was made, at the values that reproduce it
             for key, value in (("albedo", "spectral"), ("lr_final", 1.0), ("antialias", False),
-                               ("perceptual_blur", 0.0), ("start_at_prior", False)):
+                               ("perceptual_blur", 0.0), ("start_at_prior", False), ("prior_offset", 0.0)):
                 stored.setdefault(key, value)
             stored.get("weights", {}).setdefault("photo_robust", 0.0)
             if stored != json.loads(json.dumps(config_doc, default=str)):

@@ -69,9 +69,12 @@ def default_engine(rnet: object = None) -> tuple[str, str | None]:
 #: not listed), nested configs as nested dicts. "rnet-prior": start at R-Net's prediction, 30
 #: full-stage steps, no FaceNet term, the learned prior at 3× weight — real-skin distance and LFW
 #: identity AUC the same as with the fitter's defaults, 300-W landmarks closer, batch dependence
-#: a tenth, in a quarter of the time (BENCHMARKS.md, "A fit in a fifth of the time").
+#: a tenth, in a quarter of the time (BENCHMARKS.md, "A fit in a fifth of the time"); the prior's
+#: identity centre at the prediction less 0.7 of the common offset ō, so that fits carry as much of
+#: ō as the photometric term alone asks for (BENCHMARKS.md, "The prior's centre moved").
 ENGINE_FIT_DEFAULTS: dict[str, dict] = {
-    "rnet-prior": {"start_at_prior": True, "steps": 30, "perceptual": False, "weights": {"coef_id": 3.0}},
+    "rnet-prior": {"start_at_prior": True, "steps": 30, "perceptual": False, "prior_offset": 0.7,
+                   "weights": {"coef_id": 3.0}},
 }
 
 
@@ -80,8 +83,9 @@ ENGINE_FIT_DEFAULTS: dict[str, dict] = {
 #: the learned prior keeps its 3× weight. On the real-skin renders, 6 views, it came 0.06 / 0.03 mm
 #: closer to the scan than the single-photo settings (4 textures of 4); at the paper's prior weight
 #: 0.10 / 0.09 mm, but a person's identity then no longer followed them across LFW photos better
-#: than one photo's did (BENCHMARKS.md, "Real skin, sets of 3 and 6 views").
-ENGINE_JOINT_DEFAULTS: dict[str, dict] = {"rnet-prior": {"weights": {"coef_id": 3.0}}}
+#: than one photo's did (BENCHMARKS.md, "Real skin, sets of 3 and 6 views"). Its prior's centre is
+#: moved as the single-photo fits' is, which the joint fit starts from.
+ENGINE_JOINT_DEFAULTS: dict[str, dict] = {"rnet-prior": {"prior_offset": 0.7, "weights": {"coef_id": 3.0}}}
 
 
 def _replaced(config, changes: dict):

@@ -17,13 +17,16 @@ group of one; a group of N copies of one photo gives that photo's own fit.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Literal, Sequence
 
 import cv2
 import numpy as np
 import torch
 
+from facerecon.assets import resource_path
 from facerecon.facemodel.model import FaceModel
 from facerecon.fitting.adam import Adam
 from facerecon.forward import ForwardModel
@@ -68,6 +71,14 @@ class FitConfig:
     prediction) instead of at the mean face; pose still from PnP, expression neutral. A short
     fit then starts near its answer: with 35 full-stage steps, 0.10 mm closer to the real-skin
     scan than from the mean face."""
+    prior_offset: float = 0.0
+    """Where the prior is centred on a prediction (engine rnet-prior, which uses 0.7), move its
+    identity centre to α − w·ō, ō the photo population's common offset (the mean fitted identity
+    of 383 LFW people, facerecon/resources/identity_offset.json). R-Net learned from fits that
+    carry ō in full, more than either data term asks for; with 0.7 the fits carry the photometric
+    term's own share and came 0.08 / 0.11 mm closer to the real-skin scan (from the scan) at the
+    same LFW identity (BENCHMARKS.md, "The prior's centre moved"). 0: the prediction itself.
+    Applied by :meth:`Fitter.fit`; with ``start_at_prior`` the fit starts there too."""
     identity_metric: str = ""
     """A .npy file holding an (n_id, n_id) symmetric matrix M: where the prior is centred on a
     prediction (engine rnet-prior), its identity term is (α − α₀)ᵀ M (α − α₀) instead of
@@ -254,6 +265,26 @@ def pnp_pose(model_points: np.ndarray, image_points: np.ndarray, camera: Camera)
     return angles, (flip @ tvec)[:, 0]
 
 
+#: The package file holding the photo population's common offset ō (``tools/common_offset.py``).
+OFFSET_FILE = "identity_offset.json"
+
+
+@lru_cache(maxsize=1)
+def _offset_values() -> tuple[float, ...]:
+    doc = json.loads(resource_path(OFFSET_FILE).read_text(encoding="utf-8"))
+    return tuple(float(x) for x in doc["alpha"])
+
+
+def common_offset(n_id: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """ō (n_id,): the mean fitted identity α over a population of photographed people
+    (``facerecon/resources/identity_offset.json``), the direction every fit shares."""
+    values = _offset_values()
+    if len(values) != n_id:
+        raise ValueError(f"{resource_path(OFFSET_FILE)}: an offset of {len(values)} identity coefficients, "
+                         f"the face model has {n_id}")
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
 def rnet_prior(predicted: FaceParams) -> FaceParams:
     """The centre of engine "rnet-prior"'s coefficient prior from R-Net's prediction: its identity
     α and albedo δ; expression β stays centred at neutral (0). Centring β on the prediction too
@@ -413,7 +444,8 @@ class Fitter:
         attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
         ``groups`` (B labels) makes photos with the same label share identity and albedo.
         ``prior`` (per-photo coefficients, e.g. a regressor's prediction) centres the Gaussian
-        prior on α, β, δ there instead of at the model's mean (the paper's); with
+        prior on α, β, δ there instead of at the model's mean (the paper's), its α moved by
+        −``config.prior_offset``·ō (:func:`common_offset`); with
         ``config.start_at_prior`` (and no ``init``) the fit also starts there (α, δ, γ).
         ``camera`` is the crops' camera (None: this fitter's; a per-photo focal length for photos
         taken from different distances). ``progress(step, total)`` is called after each step of
@@ -422,6 +454,9 @@ class Fitter:
         landmarks = landmarks.to(self.device).float()
         total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
         params = init if init is not None else self.init_pose(landmarks, camera)
+        if prior is not None and cfg.prior_offset:
+            shift = cfg.prior_offset * common_offset(self.model.n_id, prior.alpha.device)
+            prior = FaceParams(prior.alpha - shift, prior.beta, prior.delta, prior.gamma, prior.angles, prior.trans)
         if init is None and prior is not None and cfg.start_at_prior:
             centre = _detached(prior, params.alpha.device)
             params = FaceParams(centre.alpha.clone(), params.beta, centre.delta.clone(), centre.gamma.clone(),
@@ -433,4 +468,4 @@ class Fitter:
                                camera)
 
 
-__all__ = ["FitConfig", "FitResult", "Fitter", "group_index", "pnp_pose", "rnet_prior"]
+__all__ = ["FitConfig", "FitResult", "Fitter", "common_offset", "group_index", "pnp_pose", "rnet_prior"]
