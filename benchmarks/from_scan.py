@@ -17,7 +17,8 @@ next to the ICT mean face. ``--capacity`` adds the face model fitted to the scan
 the nearest scan landmark (within 12 mm) and by the two bands a photo barely shows (under the
 chin, above the brows). ``--shrink`` and ``--offset`` re-score the same fits with their identity
 moved (towards the mean face; along the photo population's common offset), as
-``realskin_rescore.py`` does in the other direction.
+``realskin_rescore.py`` does in the other direction. Fits made on a reshaped head
+(``lps_realskin.py --head lps-b``) are scored against that head, as their file records.
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ def feature_split(result: FromScanResult, scan_vertices: np.ndarray, scan_lmk: n
     return {k: (float(np.sqrt(np.mean(e[m] ** 2))), float(s[m].mean())) for k, m in masks.items() if m.any()}
 
 
-def score(verts: np.ndarray, faces: np.ndarray, lmk_idx: np.ndarray, features: bool, crop_mm: float = 95.0) -> dict:
+def score(verts: np.ndarray, faces: np.ndarray, lmk_idx: np.ndarray, features: bool, crop_mm: float = 95.0,
+          head: str = "lps") -> dict:
     """Rigid and with-scale figures of one mesh (V,3) mm (ICT's whole head, or a peer's mesh),
-    ``lmk_idx`` its 68 landmark vertices."""
-    scan, scan_lmk = lee_perry_smith_surface()
+    ``lmk_idx`` its 68 landmark vertices, against ``head`` (the scan or one of its reshaped heads)."""
+    scan, scan_lmk = lee_perry_smith_surface(head)
     mesh = trimesh.Trimesh(verts, faces, process=False)
     out = {}
     for scale, tag in ((False, "rigid"), (True, "scale")):
@@ -90,14 +92,14 @@ def saved_meshes(path: Path, model, neutral: bool, shrink: float = 0.0, offset: 
         yield int(tex), str(view), v.numpy().astype(np.float64)
 
 
-def capacity_meshes(model) -> dict[str, np.ndarray]:
+def capacity_meshes(model, head: str = "lps") -> dict[str, np.ndarray]:
     """The face model fitted to the scan in 3D (``lps_capacity.py``, prior 0.01, with scale, 60
     rounds), whole head: free expression, and identity alone."""
     from lps_capacity import fit_model_to_scan  # a sibling script (main puts this folder on the path)
 
     from facerecon.evaluation.scans import load_lee_perry_smith
 
-    scan, scan_lmk = load_lee_perry_smith()
+    scan, scan_lmk = load_lee_perry_smith(head)
     out = {}
     for mode, name in (("free", "model fitted to the scan (3D)"), ("none", "identity fitted to the scan")):
         _, alpha, info = fit_model_to_scan(scan, scan_lmk, 0.01, True, rounds=60, expression=mode)
@@ -147,10 +149,15 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write every row and the summaries here")
     args = ap.parse_args()
 
+    heads = {str(np.load(p)["head"]) if "head" in np.load(p).files else "lps" for p in args.fits}
+    if len(heads) > 1:
+        raise SystemExit(f"the fits were made on different heads ({', '.join(sorted(heads))}): score them apart")
+    head = heads.pop() if heads else "lps"  # the head lps_realskin.py --head rendered them from
     model = load_face_model("export")
     faces, lmk = model.faces.numpy(), model.landmark_idx.numpy()
-    mean = score(model.mean.numpy().astype(np.float64), faces, lmk, args.features, args.crop)
-    report: dict = {"ICT mean face": mean}
+    mean = score(model.mean.numpy().astype(np.float64), faces, lmk, args.features, args.crop, head)
+    report: dict = {"head": head, "ICT mean face": mean}
+    print(f"head: {head}", flush=True)
 
     def show(name: str, s: dict) -> None:
         worst = ""
@@ -167,8 +174,8 @@ def main() -> None:
     show("ICT mean face", mean)
     sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts imported below
     if args.capacity:
-        for name, verts in capacity_meshes(model).items():
-            report[name] = score(verts, faces, lmk, args.features, args.crop)
+        for name, verts in capacity_meshes(model, head).items():
+            report[name] = score(verts, faces, lmk, args.features, args.crop, head)
             show(name, report[name])
     if args.peer:
         from peer_scores import load_peer, mean_eye_width_mm, peer_map, render_key, to_mm  # a sibling script
@@ -180,7 +187,8 @@ def main() -> None:
             key = render_key(name)
             if key is not None and ok:
                 rows.append({"texture": key[0], "view": key[1],
-                             **score(to_mm(v, index, eye_mm), peer["triangles"], index, args.features, args.crop)})
+                             **score(to_mm(v, index, eye_mm), peer["triangles"], index, args.features, args.crop,
+                                     head)})
         report["MediaPipe Face Mesh"] = {**summarise(rows, mean), "n": len(rows), "rows": rows}
         show(f"MediaPipe Face Mesh ({len(rows)} renders)", report["MediaPipe Face Mesh"])
     moves: list[tuple[str, float, np.ndarray | None]] = [(f"α × {1 - w:g}" if w else "", w, None)
@@ -195,7 +203,8 @@ def main() -> None:
             for neutral in (False, True) if args.neutral else (False,):
                 rows = []
                 for tex, view, verts in saved_meshes(path, model, neutral, shrink, offset):
-                    rows.append({"texture": tex, "view": view, **score(verts, faces, lmk, args.features, args.crop)})
+                    rows.append({"texture": tex, "view": view,
+                                 **score(verts, faces, lmk, args.features, args.crop, head)})
                 name = f"{path.name}{' ' + tag if tag else ''}{' (neutral)' if neutral else ''}"
                 report[name] = {**summarise(rows, mean), "rows": rows}
                 show(name, report[name])

@@ -6,12 +6,13 @@ Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane 
 with scale), next to the ICT mean face.
 
     python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
-    python benchmarks/lps_realskin.py [--textures 4] [--no-neutral] [--surface full|outer|both] [--json OUT]
-        [--save-renders DIR] [FitConfig options]
+    python benchmarks/lps_realskin.py [--textures 4] [--head lps|lps-b|lps-c] [--no-neutral]
+        [--surface full|outer|both] [--json OUT] [--save-renders DIR] [FitConfig options]
 
 Texture k of K (default 4) is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
 light is the SH light fitted to the next sample in that order; texture K−2 wears a hair fringe,
-texture K−1 glasses (every view). Nothing here reads facerecon's albedo model.
+texture K−1 glasses (every view). Nothing here reads facerecon's albedo model. ``--head`` renders
+and scores one of the scan's reshaped heads instead (``facerecon.evaluation.scans.HEAD_WARPS``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
 from facerecon.evaluation.real_skin import VIEWS, draw_occluder, paint_scan, render_focal, render_view, skin_transfer
 from facerecon.evaluation.scan import evaluate_scan
-from facerecon.evaluation.scans import load_lee_perry_smith
+from facerecon.evaluation.scans import HEAD_WARPS, load_lee_perry_smith
 from facerecon.facemodel import load_face_model
 from facerecon.facemodel.albedo import read_albedo_sample, sample_layout
 from facerecon.facemodel.surface import scoring_mesh
@@ -65,9 +66,10 @@ def prepare(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
         return on_landmarks(photo, lm_true), "scan (no detection)"
 
 
-def scene(face, samples_dir: Path, textures: int):
+def scene(face, samples_dir: Path, textures: int, head: str = "lps"):
     """What the renders need: the held-out samples (sorted dark to light), the ``textures`` picked
-    from them, the scan and its landmarks, the scan-to-model skin transfer, the backgrounds."""
+    from them, the scan (reshaped as ``head`` says) and its landmarks, the scan-to-model skin
+    transfer, the backgrounds."""
     mean = face.mean.numpy().astype(np.float64)
     partner, features = sample_layout(mean, mean[face.landmark_idx.numpy()])
     samples = load_samples(samples_dir, partner, features)
@@ -75,7 +77,7 @@ def scene(face, samples_dir: Path, textures: int):
         raise SystemExit(f"{samples_dir}: {len(samples)} samples, need {textures + 1} "
                          f"(run tools/albedo_samples.py --set heldout)")
     pick = np.linspace(0, len(samples) - 1, textures).round().astype(int)
-    scan, scan_lmk = load_lee_perry_smith()
+    scan, scan_lmk = load_lee_perry_smith(head)
     transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
     return samples, pick, scan, scan_lmk, transfer, PhotoBackgrounds()
 
@@ -117,6 +119,9 @@ def main() -> None:
     ap.add_argument("--bare-landmarks", action="store_true",
                     help="fit the fringe and glasses renders on the landmarks dlib finds on the same render without "
                          "its occluder (a diagnostic: what the detector's displaced points cost)")
+    ap.add_argument("--head", choices=tuple(HEAD_WARPS), default="lps",
+                    help="the scan as recorded, or the same scan smoothly reshaped into a head of other proportions "
+                         "(facerecon.evaluation.scans.HEAD_WARPS; a stand-in for a second scan)")
     ap.add_argument("--distance", type=float, default=1000.0,
                     help="camera distance of the renders (to the head's centre of rotation), mm; the focal length "
                          "follows so the face keeps its size in the image (400: a selfie at arm's length, "
@@ -139,7 +144,7 @@ def main() -> None:
 
     face = load_face_model("face")
     mean = face.mean.numpy().astype(np.float64)
-    samples, pick, scan, scan_lmk, transfer, backgrounds = scene(face, args.samples, args.textures)
+    samples, pick, scan, scan_lmk, transfer, backgrounds = scene(face, args.samples, args.textures, args.head)
     options = engine_options(args)
     config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options)
@@ -197,7 +202,7 @@ def main() -> None:
         print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
               f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
-    summary: dict = {"config": asdict(config), "distance_mm": args.distance, "lens": args.lens,
+    summary: dict = {"config": asdict(config), "head": args.head, "distance_mm": args.distance, "lens": args.lens,
                      "surface": surfaces[0],
                      "engine": engine_record(options) or {"engine": "fit"},
                      "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
@@ -226,7 +231,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({**summary, "rows": rows}, indent=1))
     if args.save_params:
         np.savez_compressed(args.save_params, params=np.stack(saved["params"]), view=np.array(saved["view"]),
-                            texture=np.array(saved["texture"]), textures=np.array(summary["textures"]))
+                            texture=np.array(saved["texture"]), textures=np.array(summary["textures"]),
+                            head=np.array(args.head))
 
 
 if __name__ == "__main__":

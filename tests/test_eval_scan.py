@@ -434,3 +434,64 @@ def test_cli_scores_the_face_region_of_a_facerecon_mesh(tmp_path, capsys, ict_ar
     assert main(["evaluate", "scan", "--pred", str(other), "--scan", "lee-perry-smith", "--pred-part", "outer"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other.ply" in err and "ICT" in err
+
+
+def _warp_landmarks() -> np.ndarray:
+    """68 landmarks (mm) where only what the warps read is set: nose tip 30 at (5, 0, 100), eye
+    corners 36–47 at y 40, z 80 (36, 39, 42, 45), brows 17–26 at y 50 (top 50), chin 8 at y −70."""
+    lmk = np.zeros((68, 3))
+    lmk[30] = (5.0, 0.0, 100.0)
+    lmk[36:48] = (0.0, 40.0, 80.0)
+    lmk[17:27] = (0.0, 50.0, 70.0)
+    lmk[8] = (5.0, -70.0, 60.0)
+    return lmk
+
+
+def test_head_warps_scale_the_scan_as_described():
+    """Each reshaped head moves points by the scalings :data:`HEAD_WARPS` states (hand-computed
+    from the landmarks above), the recorded head not at all, and every warp keeps order along
+    each axis (one-to-one)."""
+    from facerecon.evaluation.scans import HEAD_WARPS, warp_head
+
+    lmk = _warp_landmarks()
+    pts = np.array([[25.0, 40.0, 90.0],    # eye level: x unchanged in lps-b
+                    [25.0, 80.0, 90.0],    # 15 mm over the brows and up: x 8 % closer to the nose's 5
+                    [25.0, -70.0, 90.0],   # chin level: x 8 % further out
+                    [25.0, -10.0, 90.0],   # 10 mm under the nose tip: lps-c stretches by 1 + 0.08 · S(0.5)
+                    [25.0, -40.0, 90.0]])  # past 20 mm: by 1.08
+    assert np.array_equal(warp_head(pts, lmk, "lps"), pts)
+    b = warp_head(pts, lmk, "lps-b")
+    assert b[:, 0] == pytest.approx([25.0, 5 + 20 * 0.92, 5 + 20 * 1.08, b[3, 0], b[4, 0]])
+    assert np.array_equal(b[:, 1:], pts[:, 1:])
+    down = (10 / 70) ** 2 * (3 - 2 * 10 / 70)  # smoothstep of 10 mm under the nose of 70 to the chin
+    assert b[3, 0] == pytest.approx(5 + 20 * (1 + 0.08 * down))
+    c = warp_head(pts, lmk, "lps-c")
+    assert c[:, 2] == pytest.approx(80.0 + 10.0 * 0.9) and np.array_equal(c[:, 0], pts[:, 0])
+    assert c[:3, 1] == pytest.approx([40.0, 80.0, -70.0 * 1.08])
+    assert c[3:, 1] == pytest.approx([-10.0 * (1 + 0.08 * 0.5), -40.0 * 1.08])
+    line = np.linspace(-150, 150, 3001)
+    for name in HEAD_WARPS:
+        for axis in range(3):
+            p = np.tile([25.0, 10.0, 90.0], (len(line), 1))
+            p[:, axis] = line
+            assert (np.diff(warp_head(p, lmk, name)[:, axis]) > 0).all(), (name, axis)
+    with pytest.raises(ValueError, match="unknown head 'lps-z'"):
+        warp_head(pts, lmk, "lps-z")
+
+
+def test_reshaped_heads_carry_their_landmarks_with_the_surface():
+    """A reshaped Lee Perry-Smith head is the scan and its landmarks moved by one warp: the
+    landmarks stay on the (reshaped) surface, and the outer surface is reshaped the same way."""
+    from facerecon.evaluation.surface import SurfaceIndex
+    from facerecon.evaluation.scans import lee_perry_smith_surface, load_lee_perry_smith, warp_head
+
+    need_shared("scans", "lee-perry-smith", "LeePerrySmith.glb")
+    mesh, lmk = load_lee_perry_smith()
+    warped, wlmk = load_lee_perry_smith("lps-b")
+    assert np.allclose(wlmk, warp_head(lmk, lmk, "lps-b")) and not np.allclose(wlmk, lmk)
+    assert np.allclose(warped.vertices, warp_head(mesh.vertices, lmk, "lps-b"))
+    d, _ = SurfaceIndex(warped).distance(wlmk)
+    assert d.max() < 1.0
+    outer, olmk = lee_perry_smith_surface("lps-c")
+    assert np.allclose(olmk, warp_head(lmk, lmk, "lps-c"))
+    assert np.allclose(outer.vertices, warp_head(lee_perry_smith_surface()[0].vertices, lmk, "lps-c"))
