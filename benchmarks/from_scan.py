@@ -33,7 +33,7 @@ import torch
 import trimesh
 
 from facerecon.evaluation.scan import FromScanResult, evaluate_from_scan
-from facerecon.evaluation.scans import lee_perry_smith_surface
+from facerecon.evaluation.scans import HEAD_WARPS, lee_perry_smith_surface
 from facerecon.facemodel import load_face_model
 from facerecon.params import FaceParams
 
@@ -146,10 +146,14 @@ def main() -> None:
                     help="MediaPipe Face Mesh on the same renders (peer_scores.py's input: mediapipe_facemesh.py "
                          "on lps_realskin.py --save-renders; scaled to the mean face's eye width); its mesh "
                          "stops at the face's outline, so the scan points beyond it count against it")
+    ap.add_argument("--head", choices=tuple(HEAD_WARPS),
+                    help="the head to score against (default: the one the fits were made on, else the scan)")
     ap.add_argument("--json", type=Path, help="write every row and the summaries here")
     args = ap.parse_args()
 
     heads = {str(np.load(p)["head"]) if "head" in np.load(p).files else "lps" for p in args.fits}
+    if args.head:
+        heads.add(args.head)
     if len(heads) > 1:
         raise SystemExit(f"the fits were made on different heads ({', '.join(sorted(heads))}): score them apart")
     head = heads.pop() if heads else "lps"  # the head lps_realskin.py --head rendered them from
