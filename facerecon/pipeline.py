@@ -32,7 +32,7 @@ ENGINES = ("fit", "rnet", "rnet+fit", "rnet-prior")
 #: The engine used when none is named: the fitter with its identity and albedo prior centred on the
 #: shipped R-Net's prediction — LFW identity AUC 0.930 against the plain fit's 0.908, as close or
 #: closer to the real-skin scan and 300-W landmarks (BENCHMARKS.md, "A learned prior"); with its own
-#: defaults (:data:`ENGINE_FIT_DEFAULTS`) in a quarter of the plain fit's time.
+#: defaults (:data:`ENGINE_FIT_DEFAULTS`) in a third of the plain fit's time.
 DEFAULT_ENGINE = "rnet-prior"
 
 
@@ -66,15 +66,16 @@ def default_engine(rnet: object = None) -> tuple[str, str | None]:
 
 
 #: What an engine changes in :class:`FitConfig`'s defaults (the fitter's own, kept by engines
-#: not listed), nested configs as nested dicts. "rnet-prior": start at R-Net's prediction, 30
-#: full-stage steps, no FaceNet term, the learned prior at 3× weight — real-skin distance and LFW
-#: identity AUC the same as with the fitter's defaults, 300-W landmarks closer, batch dependence
-#: a tenth, in a quarter of the time (BENCHMARKS.md, "A fit in a fifth of the time"); the prior's
-#: identity centre at the prediction less 0.7 of the common offset ō, so that fits carry as much of
-#: ō as the photometric term alone asks for (BENCHMARKS.md, "The prior's centre moved").
+#: not listed), nested configs as nested dicts. "rnet-prior": the learned prior's identity centre
+#: at R-Net's prediction less 0.7 of the common offset ō, so that fits carry as much of ō as the
+#: photometric term alone asks for (BENCHMARKS.md, "The prior's centre moved"), at 6× weight; the
+#: fit starts at the mean face (not at the prediction) and runs the fitter's 100 full-stage steps
+#: without FaceNet, the landmark term twice the fitter's. Against the 30 steps from the prediction at 3×
+#: it replaced: closer to the real-skin scan with scale on three heads (−0.05 to −0.10 mm), LFW
+#: identity closer to the person, 300-W landmarks the same, batches within 0.1 mm, in 2.6 times
+#: the time (BENCHMARKS.md, "The mean-face start made default").
 ENGINE_FIT_DEFAULTS: dict[str, dict] = {
-    "rnet-prior": {"start_at_prior": True, "steps": 30, "perceptual": False, "prior_offset": 0.7,
-                   "weights": {"coef_id": 3.0}},
+    "rnet-prior": {"perceptual": False, "prior_offset": 0.7, "weights": {"coef_id": 6.0, "landmark": 4e-4}},
 }
 
 

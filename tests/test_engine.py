@@ -460,7 +460,8 @@ def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints
     params, doc = _params(out4 / photo.stem)
     assert doc["extra"]["engine"] == {"engine": "rnet-prior", "rnet": str(default_model_path())}
     config = replace(engine_config("rnet-prior"), landmark_steps=5, steps=2)
-    assert config.start_at_prior and config.weights.coef_id != TINY.weights.coef_id
+    assert not config.start_at_prior and config.weights.coef_id != TINY.weights.coef_id
+    assert config.weights.landmark != TINY.weights.landmark
     assert doc["extra"]["fit_config"] == json.loads(json.dumps(asdict(config)))
     want = make(fit_recon, "rnet-prior", default_model_path(), config=config).fit_prepared([prepared])[0].params
     assert torch.allclose(params.to_vector(), want.to_vector(), atol=1e-5)
@@ -481,8 +482,8 @@ def test_cli_engine_round_trip(tmp_path, photo, fit_recon, prepared, checkpoints
 
 
 def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon, checkpoints):
-    """Engine rnet-prior's defaults are the recipe measured for it (BENCHMARKS.md, "A fit in a
-    fifth of the time"), the other engines keep the fitter's; with no config the reconstructor
+    """Engine rnet-prior's defaults are the recipe measured for it (BENCHMARKS.md, "The mean-face
+    start made default"), the other engines keep the fitter's; with no config the reconstructor
     takes its engine's, and on the command line an option named wins, even at the fitter's
     default value."""
     from facerecon.cli import build_parser
@@ -490,8 +491,8 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
     from facerecon.pipeline import FaceReconstructor
 
     plain = FitConfig()
-    fast = replace(plain, start_at_prior=True, steps=30, perceptual=False, prior_offset=0.7,
-                   weights=replace(plain.weights, coef_id=3.0))
+    fast = replace(plain, steps=100, perceptual=False, prior_offset=0.7,
+                   weights=replace(plain.weights, coef_id=6.0, landmark=4e-4))
     assert engine_config("rnet-prior") == fast
     assert engine_config("fit") == engine_config("rnet") == engine_config("rnet+fit") == plain
     recon = FaceReconstructor(face_model=fit_recon.model, preparer=fit_recon.preparer, engine="rnet-prior",
@@ -502,7 +503,7 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
         return build_parser(["reconstruct"]).parse_args(["reconstruct", "x.jpg", "-o", "out", *words])
 
     assert fit_config(parsed(), "rnet-prior") == fast and fit_config(parsed(), "fit") == plain
-    assert fit_config(parsed("--steps", "100", "--perceptual", "--weights-coef-id", "1", "--no-start-at-prior",
+    assert fit_config(parsed("--perceptual", "--weights-coef-id", "1", "--weights-landmark", "2e-4",
                              "--prior-offset", "0"), "rnet-prior") == plain
     assert fit_config(parsed("--steps", "12"), "rnet-prior") == replace(fast, steps=12)
     assert fit_config(parsed("--weights-coef-exp", "5"), "fit") == replace(plain, weights=replace(plain.weights,
