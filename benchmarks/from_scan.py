@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write every row and the summaries here")
     args = ap.parse_args()
 
-    heads = {str(np.load(p)["head"]) if "head" in np.load(p).files else "lps" for p in args.fits}
+    heads = {str(z["head"]) if "head" in z.files else "lps" for z in map(np.load, args.fits)}
     if args.head:
         heads.add(args.head)
     if len(heads) > 1:
