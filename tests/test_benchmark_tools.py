@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import load_script, need_shared
 
@@ -488,3 +489,39 @@ def test_from_scan_summary_and_feature_split_by_hand():
     assert "mouth" not in split and "jaw" not in split
     assert split["under the chin"] == (3.0, 3.0) and split["above the brows"] == (4.0, -4.0)
     assert split["the rest (cheeks)"] == (5.0, 5.0)
+
+
+def test_axis_scales_recover_a_known_stretch_and_ignore_a_rotation():
+    mod = load_script("benchmarks/fit_geometry.py")
+    g = np.array([[x, y, z] for x in (-2, -1, 1, 2) for y in (-1, 1) for z in (-3, 0, 3)], np.float64)
+    # stretched by (1.1, 1.0, 0.9) and moved: the cloud's covariance is diagonal, so the Procrustes
+    # rotation is the identity and each axis' least-squares scale is its factor; overall scale by
+    # hand: sum_k f_k S_k / sum_k S_k with S_k = sum of squares along axis k (S = 60, 24, 144)
+    ref = g * [1.1, 1.0, 0.9] + [5.0, -2.0, 7.0]
+    overall, axes = mod.axis_scales(g, ref)
+    s = np.array([60.0, 24.0, 144.0])
+    assert np.allclose((g ** 2).sum(0), s)
+    want = (np.array([1.1, 1.0, 0.9]) * s).sum() / s.sum()
+    assert overall == pytest.approx(want, rel=1e-12)
+    np.testing.assert_allclose(axes, np.array([1.1, 1.0, 0.9]) / want, rtol=1e-12)
+    # a rotation and a uniform scale: the same proportions, the scale found
+    c, sn = np.cos(0.4), np.sin(0.4)
+    rot = np.array([[c, 0, sn], [0, 1, 0], [-sn, 0, c]])
+    overall, axes = mod.axis_scales(g, 1.07 * g @ rot.T)
+    assert overall == pytest.approx(1.07, rel=1e-12)
+    np.testing.assert_allclose(axes, 1.0, rtol=1e-12)
+
+
+def test_pose_deviation_and_yaw_gain_by_hand():
+    mod = load_script("benchmarks/fit_geometry.py")
+    from facerecon.params import FaceParams
+
+    views = ["front", "yaw+20", "yaw-40", "pitch+15"]
+    fitted = np.radians([[1.0, 2.0, 0.0], [1.5, 24.0, 0.3], [0.5, -42.0, 0.0], [13.0, 2.0, 0.0]])
+    p = FaceParams.zeros(4)
+    p.angles = torch.tensor(fitted, dtype=torch.float32)
+    dev = mod.pose_deviation(p.to_vector().numpy(), views)
+    np.testing.assert_allclose(dev, [[1.0, 2.0], [1.5, 4.0], [0.5, -2.0], [-2.0, 2.0]], atol=1e-5)
+    # the front's yaw (2°) is the frames' offset: yaws 22 and -44 against 20 and -40,
+    # slope (22*20 + 44*40) / (20^2 + 40^2) = 2200 / 2000
+    assert mod.yaw_gain(dev, views) == pytest.approx(1.1, rel=1e-5)
