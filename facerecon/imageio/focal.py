@@ -28,7 +28,8 @@ FULL_FRAME_DIAGONAL = math.hypot(36.0, 24.0)
 #: +0.018, neither beyond noise) and took the plain fitter's further (rigid +0.10 mm): BENCHMARKS.md,
 #: "Photos taken close up". On the outer surface alone (no nostril or lip insides) it gains at 0.4 m
 #: and loses at 3 m: no distance-independent winner ("The photo's lens, checked on the outer
-#: surface"). EXIF's lens is there for users who want the camera itself (the face's distance in mm,
+#: surface"); measured from the scan with the mean-face default fit, the same trade ("Around the
+#: new default"). EXIF's lens is there for users who want the camera itself (the face's distance in mm,
 #: the photo's own perspective in the overlays): ``"exif"``.
 DEFAULT_LENS = "none"
 
