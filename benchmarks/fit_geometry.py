@@ -109,8 +109,8 @@ def _proportions(args) -> None:
     print(f"floor: the model's identity fitted to {head} in 3D; scale, then x y z over it")
     print(f"  ICT mean face: {overall:.3f}  x {axes[0]:.3f}  y {axes[1]:.3f}  z {axes[2]:.3f}")
     for path in args.fits:
-        res = np.array([[*axis_scales(v[INNER_FACE], floor)[1], axis_scales(v[INNER_FACE], floor)[0]]
-                        for _, _, v in saved_meshes(Path(path), model, neutral=True)])
+        fits = [axis_scales(v[INNER_FACE], floor) for _, _, v in saved_meshes(Path(path), model, neutral=True)]
+        res = np.array([[*axes, overall] for overall, axes in fits])
         m, sd = res.mean(0), res.std(0)
         print(f"  {Path(path).name}: {m[3]:.3f}  x {m[0]:.3f}  y {m[1]:.3f}  z {m[2]:.3f}"
               f"  (sd {sd[0]:.3f} {sd[1]:.3f} {sd[2]:.3f}, {len(res)} fits)")
