@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from facerecon.evaluation.real_skin import VIEWS
+from facerecon.facemodel import ict
 from facerecon.params import FaceParams
 
 #: ICT's inner face ("face_narrow"): where the proportions are measured.
-INNER_FACE = np.arange(6706)
+INNER_FACE = np.arange(*ict.PARTS["face_narrow"])
 
 
 def pose_deviation(params: np.ndarray, views) -> np.ndarray:
