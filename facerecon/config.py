@@ -108,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", 
         if dataclasses.is_dataclass(tp):  # nested config: --<field>-<subfield>
             add_arguments(parser, tp, prefix=f"{prefix}{f.name}_", defaults=default)
             continue
-        helptext = docs.get(f.name, "")
+        helptext = docs.get(f.name, "").replace("%", "%%")  # argparse formats the help with %
         kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default, "action": _Store}
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)

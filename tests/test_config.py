@@ -12,7 +12,7 @@ from facerecon.config import add_arguments, field_docs, from_args
 @dataclass
 class Inner:
     weight: float = 1.5
-    """How much it counts."""
+    """How much it counts (95 % of the total)."""
 
 
 @dataclass
@@ -35,6 +35,7 @@ def test_docstrings_become_help_and_values_round_trip():
     add_arguments(parser, Outer)
     helptext = parser.format_help()
     assert "Gradient steps. (default: 10)" in helptext and "--inner-weight" in helptext
+    assert "(95 % of the total)" in " ".join(helptext.split())  # a docstring's % is text, not a format
     assert from_args(Outer, parser.parse_args([])) == Outer()
     assert from_args(Outer, parser.parse_args([])).inner.weight == 3.0
     got = from_args(Outer, parser.parse_args(["--steps", "3", "--mode", "slow", "--no-flag", "--box", "0.2", "0.8",

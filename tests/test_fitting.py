@@ -466,3 +466,13 @@ def test_fit_through_each_photos_own_camera(narrow):
     err_true = _shape_error(narrow, res.params.alpha[:1], truth.alpha[:1])
     err_wrong = _shape_error(narrow, wrong.params.alpha, truth.alpha[:1])
     assert err_true < err_wrong
+
+
+def test_landmark_weights_follow_the_config(narrow):
+    """The loss weighs nose and mouth points by ``nose_mouth_weight``, the jaw by ``jaw_weight``,
+    eyes and brows by 1 (iBUG-68: jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67)."""
+    omega = Fitter(narrow, config=FitConfig(perceptual=False, nose_mouth_weight=5.0, jaw_weight=0.1)).loss.omega
+    want = torch.ones(68)
+    want[:17], want[27:36], want[48:] = 0.1, 5.0, 5.0
+    assert torch.equal(omega.cpu(), want)
+    assert float(Fitter(narrow, config=FitConfig(perceptual=False)).loss.omega[30]) == 20.0  # the paper's
