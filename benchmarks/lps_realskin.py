@@ -129,6 +129,9 @@ def main() -> None:
     ap.add_argument("--scan-landmarks", action="store_true",
                     help="fit on the scan's own 68 landmarks projected into each render instead of dlib's (a "
                          "diagnostic: what the detector's points cost)")
+    ap.add_argument("--scan-pose-start", action="store_true",
+                    help="start the fit from the pose PnP finds on the scan's own 68 points projected into each "
+                         "render (the stages still fit dlib's points; a diagnostic: what a right starting pose gains)")
     ap.add_argument("--lens", choices=("unknown", "true"), default="unknown",
                     help="what the fit is told of the camera: nothing (as a photo without EXIF: the fitter's "
                          "default, a face about 1 m away) or the renders' true focal length (as EXIF would)")
@@ -187,8 +190,13 @@ def main() -> None:
             prep, lm_source = on_landmarks(photo, prepare(recon, bare_photo, lm_true)[0].landmarks_photo), "dlib, bare render"
         if args.lens == "true":  # the renders' focal length in photo pixels (render_view's camera)
             prep = replace(prep, focal_photo=render_focal(photo.shape[1], args.distance))
+        init = None
+        if args.scan_pose_start:  # the scan's points in this crop, through the crop's alignment
+            m = np.asarray(prep.M, np.float64)
+            lm_crop = torch.as_tensor((np.asarray(lm_true, np.float64) @ m[:, :2].T + m[:, 2])[None], dtype=torch.float32)
+            init = recon.fitter.init_pose(lm_crop, recon.crop_camera([prep]))
         t0 = time.perf_counter()
-        rec = recon.fit_prepared([(photo, prep)])[0]
+        rec = recon.fit_prepared([(photo, prep)], init=init)[0]
         dt = time.perf_counter() - t0
         info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
         r_fit = score(rec.vertices(face), "fit", **info)
