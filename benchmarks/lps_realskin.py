@@ -193,7 +193,8 @@ def main() -> None:
         init = None
         if args.scan_pose_start:  # the scan's points in this crop, through the crop's alignment
             m = np.asarray(prep.M, np.float64)
-            lm_crop = torch.as_tensor((np.asarray(lm_true, np.float64) @ m[:, :2].T + m[:, 2])[None], dtype=torch.float32)
+            lm_crop = np.asarray(lm_true, np.float64) @ m[:, :2].T + m[:, 2]
+            lm_crop = torch.as_tensor(lm_crop[None], dtype=torch.float32)
             init = recon.fitter.init_pose(lm_crop, recon.crop_camera([prep]))
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)], init=init)[0]
