@@ -103,7 +103,8 @@ class FitConfig:
     neighbours and makes the term smoother (0: no blur)."""
     nose_mouth_weight: float = 20.0
     """Landmark weight ω of the 29 nose and mouth points (the paper's 20; eyes and brows: 1). With
-    20 they carry 95 % of the landmark term."""
+    20 they carry 95 % of the landmark term; engine rnet-prior uses 5: LFW identity closer to the
+    person, the real-skin heads 0.01–0.03 mm closer (BENCHMARKS.md, "Where the pitch comes from")."""
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
     contour_every: int = 10
