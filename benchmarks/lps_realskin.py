@@ -36,6 +36,7 @@ from facerecon.facemodel import load_face_model
 from facerecon.facemodel.albedo import read_albedo_sample, sample_layout
 from facerecon.facemodel.surface import scoring_mesh
 from facerecon.imageio import NoFaceError, PreparedFace, align
+from facerecon.imageio.align import apply_affine
 from facerecon.imageio.skin import SkinClassifier
 from facerecon.params import FaceParams
 from facerecon.pipeline import FaceReconstructor
@@ -192,9 +193,7 @@ def main() -> None:
             prep = replace(prep, focal_photo=render_focal(photo.shape[1], args.distance))
         init = None
         if args.scan_pose_start:  # the scan's points in this crop, through the crop's alignment
-            m = np.asarray(prep.M, np.float64)
-            lm_crop = np.asarray(lm_true, np.float64) @ m[:, :2].T + m[:, 2]
-            lm_crop = torch.as_tensor(lm_crop[None], dtype=torch.float32)
+            lm_crop = torch.as_tensor(apply_affine(np.asarray(prep.M, np.float64), lm_true)[None], dtype=torch.float32)
             init = recon.fitter.init_pose(lm_crop, recon.crop_camera([prep]))
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)], init=init)[0]
