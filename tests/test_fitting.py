@@ -476,3 +476,21 @@ def test_landmark_weights_follow_the_config(narrow):
     want[:17], want[27:36], want[48:] = 0.1, 5.0, 5.0
     assert torch.equal(omega.cpu(), want)
     assert float(Fitter(narrow, config=FitConfig(perceptual=False)).loss.omega[30]) == 20.0  # the paper's
+
+
+def test_contour_reach_follows_the_config(narrow):
+    """``contour_back_mm`` reaches the fitter's forward model: its jaw candidates are the bands
+    :func:`jaw_band` gives for that reach."""
+    from facerecon.facemodel.contour import JAW_SLOTS, jaw_band
+
+    fitter = Fitter(narrow, config=FitConfig(perceptual=False, contour_back_mm=25.0))
+    contour = fitter.forward.contour
+    mean = narrow.mean.numpy()
+    face = np.flatnonzero(narrow.vertex_ids < 9409)
+    lmk = narrow.landmark_idx.numpy()
+    changed = 0
+    for row, k in zip(contour.candidates, JAW_SLOTS):
+        got = set(contour.vertex_ids[row].tolist())
+        assert got == set(jaw_band(mean, face, int(lmk[k]), back_mm=25.0).tolist())
+        changed += got != set(jaw_band(mean, face, int(lmk[k]), back_mm=10.0).tolist())
+    assert changed >= 8  # most bands reach further back than the default's

@@ -131,3 +131,25 @@ def test_normals_rotate_with_the_pose(narrow):
         out = ForwardModel(narrow)(p, render=False)
     rot = euler_to_matrix(p.angles)  # float32 camera-space normals of a mesh 1 m away: ~1e-4 noise
     torch.testing.assert_close(out.normals_cam, out.normals() @ rot.transpose(1, 2), rtol=0, atol=1e-3)
+
+
+def test_contour_back_mm_lets_near_side_jaw_points_slide_further_back(narrow):
+    """A jaw point slides at most ``contour_back_mm`` behind its fixed vertex (mean face, mm). The
+    candidate bands are nested, so on the face turned 0.6 rad a wider reach puts each near-side
+    point (subject's right, image left: 0-7) at least as far out, and some strictly further."""
+    p = _params()
+    mean = narrow.mean
+    with torch.no_grad():
+        picks = {}
+        for back in (10.0, 25.0):
+            fw = ForwardModel(narrow, contour_back_mm=back)
+            out = fw(p, render=False)
+            picks[back] = out.landmarks
+            vid = fw.contour.vertex_ids[out.landmark_ids]  # (B,68) model vertex ids
+            behind = mean[narrow.landmark_idx, 2][None] - mean[vid, 2]  # mm behind the fixed vertex
+            assert float(behind[:, :17].max()) <= back + 1e-4
+            if back == 25.0:
+                assert float(behind[:, :17].max()) > 10.0  # the wider reach is used
+    assert (picks[25.0][1, :8, 0] <= picks[10.0][1, :8, 0] + 1e-4).all()
+    assert float((picks[10.0][1, :8, 0] - picks[25.0][1, :8, 0]).max()) > 1.0  # pixels
+    assert torch.equal(picks[25.0][:, 17:], picks[10.0][:, 17:])  # the inner 51 never move

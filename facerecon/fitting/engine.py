@@ -107,6 +107,9 @@ class FitConfig:
     person, the real-skin heads 0.01–0.03 mm closer (BENCHMARKS.md, "Where the pitch comes from")."""
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
+    contour_back_mm: float = 10.0
+    """How far behind its fixed vertex (mm, in the mean face) a jaw landmark may slide towards the
+    silhouette; far-turned faces show their jaw line further back."""
     contour_every: int = 10
     """Steps between contour re-assignments."""
     jaw_weight: float = 0.3
@@ -310,7 +313,8 @@ class Fitter:
                  config: FitConfig | None = None) -> None:
         self.config = cfg = config or FitConfig()
         self.model = model
-        self.forward = ForwardModel(model, camera, contour=cfg.contour, antialias=cfg.antialias)
+        self.forward = ForwardModel(model, camera, contour=cfg.contour, antialias=cfg.antialias,
+                                    contour_back_mm=cfg.contour_back_mm)
         metric = None
         if cfg.identity_metric:
             metric = torch.as_tensor(np.load(cfg.identity_metric), dtype=torch.float32, device=self.device)
