@@ -86,17 +86,19 @@ class ForwardModel:
     """Evaluate a :class:`FaceModel` under a :class:`Camera`: ``ForwardModel(model)(params)``.
 
     ``contour=False`` keeps every landmark on its fixed vertex (e.g. for data whose landmarks are
-    the model's own projected vertices), ``contour_back_mm`` how far behind its fixed vertex a jaw
-    point may slide (:class:`ContourLandmarks`); ``antialias`` blends the render across silhouette
-    edges (:class:`~facerecon.render.Renderer`). Works on the model's device; batched throughout.
+    the model's own projected vertices), ``contour_back_mm`` and ``contour_lower_back_mm`` how far
+    behind its fixed vertex a jaw point may slide (:class:`ContourLandmarks`); ``antialias`` blends
+    the render across silhouette edges (:class:`~facerecon.render.Renderer`). Works on the model's device; batched throughout.
     """
 
     def __init__(self, model: FaceModel, camera: Camera | None = None, *, contour: bool = True,
-                 backend: str = "auto", antialias: bool = False, contour_back_mm: float = 10.0) -> None:
+                 backend: str = "auto", antialias: bool = False, contour_back_mm: float = 10.0,
+                 contour_lower_back_mm: float | None = None) -> None:
         self.model = model
         self.camera = camera or Camera()
         self.renderer = Renderer(self.camera, backend=backend, antialias=antialias)
-        self.contour = ContourLandmarks(model, back_mm=contour_back_mm, enabled=contour)
+        self.contour = ContourLandmarks(model, back_mm=contour_back_mm, enabled=contour,
+                                        lower_back_mm=contour_lower_back_mm)
         # the landmark/contour subset of the bases, for landmark-only evaluations (no full mesh)
         sub = self.contour.vertex_ids.to(self.device)
         v = model.n_vertices

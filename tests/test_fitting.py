@@ -479,18 +479,20 @@ def test_landmark_weights_follow_the_config(narrow):
 
 
 def test_contour_reach_follows_the_config(narrow):
-    """``contour_back_mm`` reaches the fitter's forward model: its jaw candidates are the bands
-    :func:`jaw_band` gives for that reach."""
-    from facerecon.facemodel.contour import JAW_SLOTS, jaw_band
+    """``contour_back_mm`` and ``contour_lower_back_mm`` reach the fitter's forward model: its jaw
+    candidates are the bands :func:`jaw_band` gives for each slot's reach (the sides 25 mm, the
+    lower jaw 6 mm here)."""
+    from facerecon.facemodel.contour import JAW_SLOTS, LOWER_JAW, jaw_band
 
-    fitter = Fitter(narrow, config=FitConfig(perceptual=False, contour_back_mm=25.0))
+    fitter = Fitter(narrow, config=FitConfig(perceptual=False, contour_back_mm=25.0, contour_lower_back_mm=6.0))
     contour = fitter.forward.contour
     mean = narrow.mean.numpy()
     face = np.flatnonzero(narrow.vertex_ids < 9409)
     lmk = narrow.landmark_idx.numpy()
-    changed = 0
+    changed = {True: 0, False: 0}
     for row, k in zip(contour.candidates, JAW_SLOTS):
         got = set(contour.vertex_ids[row].tolist())
-        assert got == set(jaw_band(mean, face, int(lmk[k]), back_mm=25.0).tolist())
-        changed += got != set(jaw_band(mean, face, int(lmk[k]), back_mm=10.0).tolist())
-    assert changed >= 8  # most bands reach further back than the default's
+        reach = 6.0 if k in LOWER_JAW else 25.0
+        assert got == set(jaw_band(mean, face, int(lmk[k]), back_mm=reach).tolist()), k
+        changed[k in LOWER_JAW] += got != set(jaw_band(mean, face, int(lmk[k]), back_mm=10.0).tolist())
+    assert changed[False] >= 5 and changed[True] >= 2  # both reaches differ from the default's

@@ -15,6 +15,9 @@ from facerecon.facemodel.model import FaceModel
 
 #: The jaw landmarks that slide (the chin, 8, stays on its vertex).
 JAW_SLOTS = (*range(8), *range(9, 17))
+#: Of those, the lower jaw's either side of the chin: their height band runs along the jaw's
+#: underside, so they get their own (shorter) reach behind the fixed vertex.
+LOWER_JAW = (5, 6, 7, 9, 10, 11)
 
 
 def jaw_band(mean: np.ndarray, face: np.ndarray, anchor: int, band_mm: float = 2.5, back_mm: float = 10.0
@@ -34,16 +37,20 @@ class ContourLandmarks:
 
     Works on a small vertex subset (``vertex_ids``: the 68 landmarks and every candidate) so that
     a landmark-only fit never computes the whole mesh; the ids it returns index that subset.
-    With ``enabled=False`` every landmark keeps its fixed vertex.
+    With ``enabled=False`` every landmark keeps its fixed vertex. ``back_mm`` is how far behind its
+    fixed vertex (mean face) a point of the jaw's sides may slide, ``lower_back_mm`` the same for
+    the lower jaw (:data:`LOWER_JAW`; None: ``back_mm``).
     """
 
-    def __init__(self, model: FaceModel, band_mm: float = 2.5, back_mm: float = 10.0, enabled: bool = True) -> None:
+    def __init__(self, model: FaceModel, band_mm: float = 2.5, back_mm: float = 10.0, enabled: bool = True,
+                 lower_back_mm: float | None = None) -> None:
         mean = model.mean.detach().cpu().numpy()
         lmk = model.landmark_idx.cpu().numpy()
         face = np.flatnonzero(model.vertex_ids < 9409)  # the kit's face part only
         cands: list[np.ndarray] = []
         for k in JAW_SLOTS:
-            cands.append(jaw_band(mean, face, lmk[k], band_mm, back_mm) if enabled else np.array([lmk[k]]))
+            reach = lower_back_mm if k in LOWER_JAW and lower_back_mm is not None else back_mm
+            cands.append(jaw_band(mean, face, lmk[k], band_mm, reach) if enabled else np.array([lmk[k]]))
         width = max(len(c) for c in cands)
         table = np.stack([np.pad(c, (0, width - len(c)), mode="edge") for c in cands])
         sub, inverse = np.unique(np.concatenate([lmk, table.ravel()]), return_inverse=True)

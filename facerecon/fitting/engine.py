@@ -108,8 +108,11 @@ class FitConfig:
     contour: bool = True
     """Re-assign the 17 jaw landmarks to the model's silhouette (turned faces)."""
     contour_back_mm: float = 10.0
-    """How far behind its fixed vertex (mm, in the mean face) a jaw landmark may slide towards the
-    silhouette; far-turned faces show their jaw line further back."""
+    """How far behind its fixed vertex (mm, in the mean face) a landmark of the jaw's sides (0-4,
+    12-16) may slide towards the silhouette; far-turned faces show their jaw line further back."""
+    contour_lower_back_mm: float = 10.0
+    """The same for the lower jaw either side of the chin (5-7, 9-11), whose band runs along the
+    jaw's underside."""
     contour_every: int = 10
     """Steps between contour re-assignments."""
     jaw_weight: float = 0.3
@@ -314,7 +317,8 @@ class Fitter:
         self.config = cfg = config or FitConfig()
         self.model = model
         self.forward = ForwardModel(model, camera, contour=cfg.contour, antialias=cfg.antialias,
-                                    contour_back_mm=cfg.contour_back_mm)
+                                    contour_back_mm=cfg.contour_back_mm,
+                                    contour_lower_back_mm=cfg.contour_lower_back_mm)
         metric = None
         if cfg.identity_metric:
             metric = torch.as_tensor(np.load(cfg.identity_metric), dtype=torch.float32, device=self.device)
