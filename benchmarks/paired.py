@@ -2,6 +2,7 @@
 
     python benchmarks/paired.py A.json B.json [--resamples 2000] [--seed 0]
     python benchmarks/paired.py FS.json#fits1m.npz FS2.json#fits_fit.npz     # from_scan.py reports
+    python benchmarks/paired.py N_A.json N_B.json --turned 2 3                # landmark reports
 
 A and B are two runs of one instrument over the same items:
 * ``lps_realskin.py --json`` files: per render (view × texture), the RMSE to the scan in mm, for
@@ -12,7 +13,10 @@ A and B are two runs of one instrument over the same items:
 
 For each measure it prints both means, the mean of B − A, its 95 % paired bootstrap interval
 (items drawn with replacement) and on how many items B is lower. (LFW identity caches have their
-own script: ``identity_bootstrap.py``.)
+own script: ``identity_bootstrap.py``.) ``--turned R`` adds, for landmark reports, the photos whose
+annotation shows a turned face: the nose tip (point 30) lies R times or more as far from one end of
+the jaw (points 0-2) as from the other (14-16), horizontally; the annotation is read from the
+``.pts`` beside each photo in the report's folder.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from facerecon.imageio.pts import read_pts
 
 
 def measures(doc: dict) -> dict[str, dict[str, float]]:
@@ -43,6 +49,21 @@ def measures(doc: dict) -> dict[str, dict[str, float]]:
         return {"NME, eye corners (points)": {r["name"]: 100.0 * r["nme_eyes"] for r in doc["per_image"]
                                                if r["nme_eyes"] is not None}}
     raise ValueError("not a real-skin or landmark JSON: neither 'rows' nor 'per_image' in it")
+
+
+def turned_ratio(points: np.ndarray) -> float:
+    """How turned an annotated face (68,2) looks: the nose tip's horizontal distance to the far end
+    of the jaw over that to the near end (1: frontal)."""
+    left = points[30, 0] - points[0:3, 0].mean()
+    right = points[14:17, 0].mean() - points[30, 0]
+    return float(max(left, right) / max(min(left, right), 1e-3))
+
+
+def turned(doc: dict, ratio: float) -> set[str]:
+    """The photos of a landmark report whose annotation's :func:`turned_ratio` is at least ``ratio``."""
+    folder = Path(doc["folder"])
+    return {r["name"] for r in doc["per_image"]
+            if turned_ratio(read_pts((folder / r["name"]).with_suffix(".pts"))) >= ratio}
 
 
 def paired(a: dict[str, float], b: dict[str, float], resamples: int, seed: int) -> dict[str, float]:
@@ -77,12 +98,24 @@ def main() -> None:
     ap.add_argument("b")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--turned", type=float, nargs="+", default=[], metavar="R",
+                    help="landmark reports: also the photos whose annotation is turned by a ratio of R or more")
     args = ap.parse_args()
-    ma, mb = measures(load(args.a)), measures(load(args.b))
+    doc_a, doc_b = load(args.a), load(args.b)
+    ma, mb = measures(doc_a), measures(doc_b)
     for name in [n for n in ma if n in mb]:
         r = paired(ma[name], mb[name], args.resamples, args.seed)
         print(f"{name}: A {r['a']:.3f}, B {r['b']:.3f}; B - A {r['diff']:+.3f} (95 % {r['lo']:+.3f} to "
               f"{r['hi']:+.3f}), B lower on {r['b_lower']} of {r['items']}")
+    if args.turned and "per_image" not in doc_a:
+        raise SystemExit("--turned needs landmark reports (facerecon evaluate landmarks --json)")
+    for ratio in args.turned:
+        keep = turned(doc_a, ratio)
+        for name in [n for n in ma if n in mb]:
+            a = {k: v for k, v in ma[name].items() if k in keep}
+            r = paired(a, mb[name], args.resamples, args.seed)
+            print(f"{name}, turned {ratio:g}:1 or more: A {r['a']:.3f}, B {r['b']:.3f}; B - A {r['diff']:+.3f} "
+                  f"(95 % {r['lo']:+.3f} to {r['hi']:+.3f}), B lower on {r['b_lower']} of {r['items']}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,28 @@ def test_paired_reads_one_entry_of_a_from_scan_report(tmp_path):
         mod.load(f"{path}#other.npz")
 
 
+def _write_pts(path, points) -> None:
+    path.write_text("version: 1\nn_points: 68\n{\n" + "".join(f"{x} {y}\n" for x, y in points) + "}\n")
+
+
+def test_paired_turned_keeps_the_photos_whose_annotation_is_turned(tmp_path):
+    """A frontal annotation (nose tip midway between the jaw's ends) has ratio 1; one whose nose
+    tip lies 90 px from one end and 10 px from the other, 9 (hand values). ``turned`` keeps the
+    photos at or over the ratio."""
+    mod = _paired()
+    base = np.zeros((68, 2))
+    base[0:3, 0], base[14:17, 0], base[30, 0] = 0.0, 100.0, 50.0  # frontal: 50 px either side
+    side = base.copy()
+    side[30, 0] = 90.0  # 90 px from points 0-2, 10 px from 14-16
+    assert mod.turned_ratio(base) == pytest.approx(1.0) and mod.turned_ratio(side) == pytest.approx(9.0)
+    _write_pts(tmp_path / "front.pts", base)
+    _write_pts(tmp_path / "side.pts", side)
+    doc = {"folder": str(tmp_path), "per_image": [{"name": "front.jpg", "nme_eyes": 0.04},
+                                                  {"name": "side.jpg", "nme_eyes": 0.06}]}
+    assert mod.turned(doc, 2.0) == {"side.jpg"} and mod.turned(doc, 1.0) == {"front.jpg", "side.jpg"}
+    assert mod.turned(doc, 9.5) == set()
+
+
 def test_identity_metric_inverts_what_the_predictions_leave_unknown():
     """tools/identity_metric.py: predictions spread with variance 0.75 along one axis and not at
     all along the others leave 0.25 unknown there and 1 elsewhere, so the metric is 4 along that
