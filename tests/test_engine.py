@@ -492,7 +492,7 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
 
     plain = FitConfig()
     fast = replace(plain, steps=100, perceptual=False, prior_offset=0.7, nose_mouth_weight=5.0, average_steps=30,
-                   weights=replace(plain.weights, coef_id=6.0, landmark=4e-4))
+                   contour_back_mm=20.0, weights=replace(plain.weights, coef_id=6.0, landmark=4e-4))
     assert engine_config("rnet-prior") == fast
     assert engine_config("fit") == engine_config("rnet") == engine_config("rnet+fit") == plain
     recon = FaceReconstructor(face_model=fit_recon.model, preparer=fit_recon.preparer, engine="rnet-prior",
@@ -504,7 +504,8 @@ def test_each_engine_runs_with_its_own_defaults_and_options_given_win(fit_recon,
 
     assert fit_config(parsed(), "rnet-prior") == fast and fit_config(parsed(), "fit") == plain
     assert fit_config(parsed("--perceptual", "--weights-coef-id", "1", "--weights-landmark", "2e-4",
-                             "--prior-offset", "0", "--nose-mouth-weight", "20", "--average-steps", "0"),
+                             "--prior-offset", "0", "--nose-mouth-weight", "20", "--average-steps", "0",
+                             "--contour-back-mm", "10"),
                       "rnet-prior") == plain
     assert fit_config(parsed("--steps", "12"), "rnet-prior") == replace(fast, steps=12)
     assert fit_config(parsed("--weights-coef-exp", "5"), "fit") == replace(plain, weights=replace(plain.weights,
