@@ -88,7 +88,8 @@ class ForwardModel:
     ``contour=False`` keeps every landmark on its fixed vertex (e.g. for data whose landmarks are
     the model's own projected vertices), ``contour_back_mm`` and ``contour_lower_back_mm`` how far
     behind its fixed vertex a jaw point may slide (:class:`ContourLandmarks`); ``antialias`` blends
-    the render across silhouette edges (:class:`~facerecon.render.Renderer`). Works on the model's device; batched throughout.
+    the render across silhouette edges (:class:`~facerecon.render.Renderer`). Works on the model's
+    device; batched throughout.
     """
 
     def __init__(self, model: FaceModel, camera: Camera | None = None, *, contour: bool = True,
