@@ -20,6 +20,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
+import types
 import typing
 from functools import lru_cache
 from pathlib import Path
@@ -112,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "", 
         kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": default, "action": _Store}
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
-        if origin is typing.Union and type(None) in args:  # Optional[X]
+        if origin in (typing.Union, types.UnionType) and type(None) in args:  # Optional[X], X | None
             tp = next(a for a in args if a is not type(None))
             origin, args = typing.get_origin(tp), typing.get_args(tp)
         if tp is bool:

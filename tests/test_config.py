@@ -43,6 +43,23 @@ def test_docstrings_become_help_and_values_round_trip():
     assert got == Outer(steps=3, mode="slow", flag=False, box=(0.2, 0.8), inner=Inner(2.0))
 
 
+@dataclass
+class Optionals:
+    limit: float | None = None
+    """A number or nothing (``X | None``)."""
+    count: "int | None" = 2
+    """The same, written as a string annotation."""
+
+
+def test_optional_numbers_parse_as_numbers():
+    """``float | None`` fields take a float from the command line, not the string as typed."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Optionals)
+    assert from_args(Optionals, parser.parse_args([])) == Optionals()
+    got = from_args(Optionals, parser.parse_args(["--limit", "0.5", "--count", "7"]))
+    assert got == Optionals(limit=0.5, count=7) and isinstance(got.limit, float) and isinstance(got.count, int)
+
+
 def test_options_not_given_take_the_base_and_given_ones_win_even_at_the_parser_default():
     """``base`` stands in for the parser's defaults (an engine's own defaults): only what the
     command line names overrides it — also when the value named equals the parser's default."""
