@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from facerecon.facemodel.contour import ContourLandmarks
+from facerecon.facemodel.contour import ContourLandmarks, landmark_normals
 from facerecon.facemodel.model import FaceModel
 from facerecon.geometry import vertex_normals
 from facerecon.params import FaceParams
-from facerecon.render import Camera, Renderer, RenderOutput, project, sh_shading, transform
+from facerecon.render import Camera, Renderer, RenderOutput, euler_to_matrix, project, sh_shading, transform
 
 
 def shade_vertices(verts_cam: torch.Tensor, faces: torch.Tensor, albedo: torch.Tensor, gamma: torch.Tensor
@@ -108,6 +108,7 @@ class ForwardModel:
         self._sub_mean = model.mean[sub]
         self._sub_id = model.id_basis.reshape(-1, v * 3)[:, cols]
         self._sub_exp = model.exp_basis.reshape(-1, v * 3)[:, cols]
+        self._lmk_normals: torch.Tensor | None = None  # landmark_normals, computed on first use
 
     @property
     def device(self) -> torch.device:
@@ -131,6 +132,19 @@ class ForwardModel:
         the jaw contour is re-assigned unless ``ids`` are given."""
         xy, _ = project(transform(self.landmark_vertices(params), params.angles, params.trans), self.camera)
         return self.contour.pick(xy, ids)
+
+    def landmark_facing(self, params: FaceParams) -> torch.Tensor:
+        """How squarely each of the 68 landmarks faces the camera (B,68): the cosine between the
+        mean face's surface normal there (:func:`landmark_normals`), turned by the pose, and the
+        direction from the landmark (mean face, posed) to the camera. 1: seen head-on; 0: on the
+        silhouette; below 0: turned away (hidden). Not differentiated (a weight, not a term)."""
+        if self._lmk_normals is None:
+            self._lmk_normals = landmark_normals(self.model)
+        with torch.no_grad():
+            rot = euler_to_matrix(params.angles)
+            normals = self._lmk_normals.to(rot) @ rot.transpose(1, 2)  # (B,68,3)
+            points = transform(self.model.mean[self.model.landmark_idx][None].to(rot), params.angles, params.trans)
+            return (normals * -torch.nn.functional.normalize(points, dim=-1)).sum(-1)
 
     def landmarks3d(self, params: FaceParams) -> torch.Tensor:
         """The 68 fixed landmark vertices (B,68,3) in model space, mm (no pose)."""

@@ -48,11 +48,15 @@ class LossWeights:
     glasses and highlights the model cannot explain then stop pulling the shape."""
 
 
-def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None) -> torch.Tensor:
-    """ω (68,): ``nose_mouth`` on nose and mouth points, ``jaw`` on the 17 contour points, 1 elsewhere."""
+def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None,
+                     chin: float | None = None) -> torch.Tensor:
+    """ω (68,): ``nose_mouth`` on nose and mouth points, ``jaw`` on the 17 contour points, 1 elsewhere;
+    ``chin`` (None: ``jaw``) on the chin point, 8, alone."""
     w = torch.ones(68, device=device)
     w[NOSE_MOUTH] = nose_mouth
     w[:17] = jaw
+    if chin is not None:
+        w[8] = chin
     return w
 
 
@@ -183,23 +187,30 @@ class HybridLoss:
         return w.coef_id * ((d @ self.identity_metric.to(d)) * d).sum(-1) + rest
 
     def landmarks_only(self, predicted: torch.Tensor, landmarks: torch.Tensor, params: "FaceParams",
-                       prior: "FaceParams | None" = None) -> torch.Tensor:
+                       prior: "FaceParams | None" = None, visibility: torch.Tensor | None = None) -> torch.Tensor:
         """Landmark + coefficient terms only (B,), weighted: the loss of a landmark-only stage
-        (``prior``: the coefficient prior's centre, see :meth:`coef`)."""
+        (``prior``: the coefficient prior's centre, see :meth:`coef`; ``visibility`` (B,68): a
+        per-photo factor on ω)."""
         w = self.weights
-        omega = self.omega.to(predicted.device)
-        return w.landmark * landmark_loss(predicted, landmarks, omega) + w.coef * self.coef(params, prior)
+        return (w.landmark * landmark_loss(predicted, landmarks, self._omega(predicted, visibility))
+                + w.coef * self.coef(params, prior))
+
+    def _omega(self, like: torch.Tensor, visibility: torch.Tensor | None) -> torch.Tensor:
+        omega = self.omega.to(like.device)
+        return omega if visibility is None else omega * visibility.to(omega)
 
     def __call__(self, out: "ForwardOutput", params: "FaceParams", images: torch.Tensor, landmarks: torch.Tensor,
                  attention: torch.Tensor | None = None, *, perceptual: bool = True,
-                 target_embedding: torch.Tensor | None = None, prior: "FaceParams | None" = None) -> LossTerms:
+                 target_embedding: torch.Tensor | None = None, prior: "FaceParams | None" = None,
+                 visibility: torch.Tensor | None = None) -> LossTerms:
         """All terms for a rendered forward pass ``out`` of ``params`` (rendered over black, the
         forward model's default) against photos (B,3,H,W) in [0,1], their landmarks (B,68,2)
         pixels and skin attention (B,1,H,W).
 
         ``perceptual=False`` skips FaceNet this time (it counts 0); ``target_embedding`` (B,D)
         is the photos' embedding when the caller keeps it across steps (else computed here);
-        ``prior`` centres the coefficient prior (see :meth:`coef`; None: at 0, the paper's).
+        ``prior`` centres the coefficient prior (see :meth:`coef`; None: at 0, the paper's);
+        ``visibility`` (B,68) multiplies ω per photo.
         """
         per = None
         # the render over the photo (the image is rendered over black, so premultiplied by the
@@ -216,6 +227,6 @@ class HybridLoss:
                  if self.weights.photo > 0 or per is not None else landmarks.new_zeros(landmarks.shape[0]))
         return hybrid_loss(
             self.weights, photo=photo,
-            landmark=landmark_loss(out.landmarks, landmarks, self.omega.to(landmarks.device)), perceptual=per,
+            landmark=landmark_loss(out.landmarks, landmarks, self._omega(landmarks, visibility)), perceptual=per,
             coef=self.coef(params, prior), texture=texture_loss(out.albedo, self.skin_mask),
         )

@@ -153,3 +153,28 @@ def test_contour_back_mm_lets_near_side_jaw_points_slide_further_back(narrow):
     assert (picks[25.0][1, :8, 0] <= picks[10.0][1, :8, 0] + 1e-4).all()
     assert float((picks[10.0][1, :8, 0] - picks[25.0][1, :8, 0]).max()) > 1.0  # pixels
     assert torch.equal(picks[25.0][:, 17:], picks[10.0][:, 17:])  # the inner 51 never move
+
+
+def test_landmark_facing_matches_the_posed_surface(narrow):
+    """``landmark_facing`` turns fixed mean-face normals by the pose. Independently: pose the mean
+    mesh first, take its vertex normals there, average them over the same 8 mm neighbourhoods
+    (a rigid motion keeps them) and dot with the direction to the camera at the origin."""
+    from scipy.spatial import cKDTree
+
+    p = _params()
+    got = ForwardModel(narrow).landmark_facing(p).numpy()
+    mean = narrow.mean.numpy().astype(np.float64)
+    face = np.flatnonzero(np.asarray(narrow.vertex_ids) < 9409)
+    lmk = narrow.landmark_idx.numpy()
+    proxy = {60: 48, 61: 50, 62: 51, 63: 52, 64: 54, 65: 56, 66: 57, 67: 58}  # inner lip: the outer lip beside
+    near = [face[cKDTree(mean[face]).query_ball_point(mean[lmk[proxy.get(k, k)]], 8.0)] for k in range(68)]
+    for b in range(p.batch):
+        rot = euler_to_matrix(p.angles[b:b + 1])[0].numpy().astype(np.float64)
+        posed = mean @ rot.T + p.trans[b].numpy()
+        normals = vertex_normals_np(posed, narrow.faces.numpy())
+        for k, ids in enumerate(near):
+            n = normals[ids].sum(0)
+            n /= np.linalg.norm(n)
+            to_cam = -posed[lmk[k]] / np.linalg.norm(posed[lmk[k]])
+            assert got[b, k] == pytest.approx(float(n @ to_cam), abs=2e-3)
+    assert got[0, 30] > 0.9  # the nose tip of the near-frontal face looks at the camera

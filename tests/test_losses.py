@@ -304,3 +304,23 @@ def test_hybrid_loss_blurs_photo_and_render_alike_before_facenet():
     torch.testing.assert_close(seen[0], gaussian_blur(photo, 1.5))
     torch.testing.assert_close(seen[1], gaussian_blur(composite, 1.5))
     assert not torch.allclose(seen[1], composite)
+
+
+def test_visibility_scales_each_photos_landmark_weights():
+    """``HybridLoss.landmarks_only(..., visibility=V)`` weighs point n of photo b by ω_n·V_bn: a
+    point at 0 drops out of that photo's term alone (hand-computed as in the test above)."""
+    from facerecon.losses import HybridLoss
+    from facerecon.params import FaceParams
+
+    loss = HybridLoss(LossWeights(coef=0.0), torch.ones(10, dtype=torch.bool), omega=landmark_weights())
+    target = torch.zeros(2, 68, 2)
+    pred = target.clone()
+    pred[:, 48] += torch.tensor([2.0, 0.0])   # mouth, ω 20: 4 px² -> 80 in both photos
+    pred[:, 36] += torch.tensor([0.0, 3.0])   # eye, ω 1: 9 px² in both photos
+    vis = torch.ones(2, 68)
+    vis[1, 48] = 0.0   # photo 1 does not count its mouth corner
+    vis[0, 36] = 0.5   # photo 0 counts its eye corner half
+    got = loss.landmarks_only(pred, target, FaceParams.zeros(2), visibility=vis) / LossWeights().landmark
+    torch.testing.assert_close(got, torch.tensor([(80.0 + 4.5) / 68, 9.0 / 68]), atol=1e-4, rtol=1e-4)
+    plain = loss.landmarks_only(pred, target, FaceParams.zeros(2)) / LossWeights().landmark
+    torch.testing.assert_close(plain, torch.tensor([89.0 / 68, 89.0 / 68]), atol=1e-4, rtol=1e-4)

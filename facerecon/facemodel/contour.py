@@ -32,6 +32,32 @@ def jaw_band(mean: np.ndarray, face: np.ndarray, anchor: int, band_mm: float = 2
     return np.unique(np.append(sel, anchor))
 
 
+#: The inner lip points (60-67) sit where the lips fold into the mouth, whose inside faces back:
+#: they take the surface of the outer lip point beside them.
+INNER_LIP_PROXY = {60: 48, 61: 50, 62: 51, 63: 52, 64: 54, 65: 56, 66: 57, 67: 58}
+
+
+def landmark_normals(model: FaceModel, radius_mm: float = 8.0) -> torch.Tensor:
+    """Unit surface normals (68,3) of the mean face at its 68 fixed landmark vertices, each the
+    mean of the face part's vertex normals within ``radius_mm`` (an eyelid or lip vertex's own
+    normal swings with the fold it sits on; the surface around it says which way that part of
+    the face looks); the inner lip points take their outer neighbour's (:data:`INNER_LIP_PROXY`)."""
+    from scipy.spatial import cKDTree
+
+    from facerecon.geometry import vertex_normals_np
+
+    mean = model.mean.detach().cpu().numpy().astype(np.float64)
+    normals = vertex_normals_np(mean, model.faces.cpu().numpy())
+    face = np.flatnonzero(np.asarray(model.vertex_ids) < 9409)
+    tree = cKDTree(mean[face])
+    lmk = model.landmark_idx.cpu().numpy()
+    out = []
+    for k in range(68):
+        n = normals[face[tree.query_ball_point(mean[lmk[INNER_LIP_PROXY.get(k, k)]], radius_mm)]].sum(0)
+        out.append(n / np.linalg.norm(n))
+    return torch.as_tensor(np.array(out), dtype=model.mean.dtype, device=model.mean.device)
+
+
 class ContourLandmarks:
     """Contour-aware 68 landmarks of a :class:`FaceModel`.
 

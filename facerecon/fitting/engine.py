@@ -118,6 +118,14 @@ class FitConfig:
     jaw_weight: float = 0.3
     """Landmark weight ω of the jaw contour points (nose/mouth: 20, others: 1); below 1 because
     detectors place the contour loosely (measured better on the Lee Perry-Smith views)."""
+    facing_cos: float = 0.0
+    """Brow, eye, nose and mouth landmarks (17-67) count by min(1, c / facing_cos), c the cosine
+    between the face's surface there and the direction to the camera at the current pose
+    (ForwardModel.landmark_facing; 0 where c <= 0): points a turned head hides, whose place a
+    detector can only guess, count less, in the pose's start (PnP) and in both stages. 0: off."""
+    chin_weight: float | None = None
+    """Landmark weight ω of the chin point (8) alone (None: ``jaw_weight``). Detectors put the chin
+    above the face's own chin point, the more so on turned and tilted heads."""
     antialias: bool = False
     """Blend the render across silhouette edges (facerecon.render.antialias), so that the
     photometric and FaceNet terms change continuously as the face moves; without it a pixel
@@ -326,7 +334,8 @@ class Fitter:
                 raise ValueError(f"{cfg.identity_metric}: identity metric of shape {tuple(metric.shape)}, "
                                  f"the face model has {model.n_id} identity modes")
         self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
-                               omega=landmark_weights(cfg.nose_mouth_weight, cfg.jaw_weight, self.device),
+                               omega=landmark_weights(cfg.nose_mouth_weight, cfg.jaw_weight, self.device,
+                                                     chin=cfg.chin_weight),
                                identity_metric=metric,
                                perceptual_box=cfg.perceptual_box, perceptual_blur=cfg.perceptual_blur)
 
@@ -342,6 +351,14 @@ class Fitter:
         """The forward model under ``camera`` (this fitter's own when None)."""
         return self.forward if camera is None or camera is self.forward.camera else self.forward.with_camera(camera)
 
+    def _visibility(self, forward: ForwardModel, params: FaceParams) -> torch.Tensor | None:
+        """Per-photo landmark factors (B,68) from ``facing_cos`` (None when off): 1 on the jaw."""
+        if self.config.facing_cos <= 0:
+            return None
+        vis = (forward.landmark_facing(params) / self.config.facing_cos).clamp(0.0, 1.0)
+        vis[:, :17] = 1.0
+        return vis
+
     # --- stage 0 ------------------------------------------------------------------------------
     def init_pose(self, landmarks: torch.Tensor, camera: Camera | None = None) -> FaceParams:
         """Neutral mean face posed by PnP on the inner 51 of (B,68,2) landmarks (crop pixels),
@@ -355,6 +372,14 @@ class Fitter:
             ang, t = pnp_pose(mean_lmk[17:], landmarks[i, 17:].detach().cpu().numpy(), camera.item(i))
             params.angles[i] = torch.as_tensor(ang, dtype=torch.float32)
             params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
+        vis = self._visibility(self.forward_for(camera), params)
+        if vis is not None:  # again on the points this pose shows squarely (at least 30 of the 51)
+            for i in range(b):
+                keep = 17 + np.flatnonzero(vis[i, 17:].cpu().numpy() >= 1.0)
+                if len(keep) < 51 and len(keep) >= 30:
+                    ang, t = pnp_pose(mean_lmk[keep], landmarks[i, keep].detach().cpu().numpy(), camera.item(i))
+                    params.angles[i] = torch.as_tensor(ang, dtype=torch.float32)
+                    params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
         return params
 
     # --- stage 1 ------------------------------------------------------------------------------
@@ -375,11 +400,13 @@ class Fitter:
         opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), (coefs, cfg.lr)],
                    _schedule(cfg.landmark_steps, cfg.lr_final))
         prior = _detached(prior, dev)
-        ids = None
+        ids, vis = None, None
         for step in range(cfg.landmark_steps):
             p = x.params()
-            lm, ids = forward.landmarks(p, None if step % cfg.contour_every == 0 else ids)
-            loss = self.loss.landmarks_only(lm, landmarks, p, prior).sum()
+            if step % cfg.contour_every == 0:
+                ids, vis = None, self._visibility(forward, p)
+            lm, ids = forward.landmarks(p, ids)
+            loss = self.loss.landmarks_only(lm, landmarks, p, prior, visibility=vis).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -418,7 +445,7 @@ class Fitter:
                 target_emb = self.loss.embed(images)
         total = cfg.steps + settle
         history: list[dict[str, float]] = []
-        ids, terms = None, None
+        ids, terms, vis = None, None, None
         averaged = _Average(x.tensors(), max(int(cfg.average_steps), 0), total)
         for step in range(total + 1):
             final = step == total
@@ -430,9 +457,11 @@ class Fitter:
                 reassign = step % cfg.contour_every == 0 and not (settling and step > 0)
                 out = forward(p, landmark_ids=None if reassign else ids)
                 ids = out.landmark_ids
+                if reassign:
+                    vis = self._visibility(forward, p)
                 terms = self.loss(out, p, images, landmarks, attention,
                                   perceptual=use_per and (final or settling or step % cfg.perceptual_every == 0),
-                                  target_embedding=target_emb, prior=prior)
+                                  target_embedding=target_emb, prior=prior, visibility=vis)
             history.append(terms.as_dict())
             if final:
                 break
