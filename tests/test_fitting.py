@@ -495,7 +495,8 @@ def test_facing_weights_fade_the_points_a_turned_head_hides(narrow):
     the frontal face (every landmark's surface faces the camera by more than 0.3), the far brow's
     outer end 0 at 0.7 rad of yaw (its surface faces away), the jaw always 1; off: no factors."""
     on = Fitter(narrow, config=FitConfig(perceptual=False, facing_cos=0.3))
-    assert Fitter(narrow, config=FitConfig(perceptual=False))._visibility(on.forward, _posed_landmarks(on, 0, 0)[0]) is None
+    off = Fitter(narrow, config=FitConfig(perceptual=False))
+    assert off._visibility(on.forward, _posed_landmarks(on, 0, 0)[0]) is None
     front = on._visibility(on.forward, _posed_landmarks(on, 0.0, 0.0)[0])
     assert torch.equal(front, torch.ones(1, 68))
     turned = on._visibility(on.forward, _posed_landmarks(on, 0.0, 0.7)[0])[0]
