@@ -18,7 +18,9 @@ the nearest scan landmark (within 12 mm) and by the two bands a photo barely sho
 chin, above the brows). ``--shrink`` and ``--offset`` re-score the same fits with their identity
 moved (towards the mean face; along the photo population's common offset), as
 ``realskin_rescore.py`` does in the other direction. Fits made on a reshaped head
-(``lps_realskin.py --head lps-b``) are scored against that head, as their file records.
+(``lps_realskin.py --head lps-b``) are scored against that head, as their file records. Each
+summary also gives the similarity ICP's scale onto the scan, per view (the size the fit gave the
+head: a single photo barely shows it, so it sets much of the rigid figure).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def score(verts: np.ndarray, faces: np.ndarray, lmk_idx: np.ndarray, features: b
         out[tag] = r.rmse_mm
         out[f"{tag}_area"] = r.area_rmse_mm
         out[f"{tag}_rim"] = r.rim_share
+        if scale:
+            out["icp_scale"] = r.scale  # the prediction's size onto the scan (> 1: the prediction is smaller)
         if features:
             out[f"{tag}_features"] = feature_split(r, np.asarray(scan.vertices), scan_lmk)
     return out
@@ -112,14 +116,16 @@ def capacity_meshes(model, head: str = "lps") -> dict[str, np.ndarray]:
 def summarise(rows: list[dict], mean_face: dict) -> dict:
     """Means over the rows, and the worst view's margin under the mean face (per view means)."""
     out = {}
-    for tag in ("rigid", "scale", "rigid_area", "scale_area", "rigid_rim", "scale_rim"):
+    for tag in ("rigid", "scale", "rigid_area", "scale_area", "rigid_rim", "scale_rim", "icp_scale"):
         if tag in rows[0]:
             out[tag] = float(np.mean([r[tag] for r in rows]))
+    views = sorted({r["view"] for r in rows})
     for tag in ("rigid", "scale"):
-        views = sorted({r["view"] for r in rows})
         per_view = {v: float(np.mean([r[tag] for r in rows if r["view"] == v])) for v in views}
         out[f"worst_view_margin_{tag}"] = float(1 - max(per_view.values()) / mean_face[tag])
         out[f"per_view_{tag}"] = per_view
+    if "icp_scale" in rows[0]:
+        out["per_view_icp_scale"] = {v: float(np.mean([r["icp_scale"] for r in rows if r["view"] == v])) for v in views}
     if "rigid_features" in rows[0]:
         for tag in ("rigid", "scale"):
             keys = rows[0][f"{tag}_features"]
@@ -170,6 +176,9 @@ def main() -> None:
                      f"{100 * s['worst_view_margin_scale']:.1f} %")
         print(f"{name:48s} {s['rigid']:.3f} / {s['scale']:.3f} mm   area {s['rigid_area']:.3f} / "
               f"{s['scale_area']:.3f}{worst}", flush=True)
+        if "icp_scale" in s:  # what sets the rigid figures: the size the fit gives the head
+            views = "  ".join(f"{v} {x:.3f}" for v, x in s.get("per_view_icp_scale", {}).items())
+            print(f"    size: ICP scale onto the scan {s['icp_scale']:.3f}" + (f" ({views})" if views else ""))
         for tag in ("rigid", "scale"):
             if f"{tag}_features" in s:
                 print("    " + tag + ": " + "  ".join(f"{k} {v[0]:.2f} ({v[1]:+.2f})"

@@ -547,3 +547,25 @@ def test_pose_deviation_and_yaw_gain_by_hand():
     # the front's yaw (2°) is the frames' offset: yaws 22 and -44 against 20 and -40,
     # slope (22*20 + 44*40) / (20^2 + 40^2) = 2200 / 2000
     assert mod.yaw_gain(dev, views) == pytest.approx(1.1, rel=1e-5)
+
+
+def test_from_scan_reports_the_size_it_aligned_and_its_per_view_mean():
+    """``from_scan.score`` records the similarity ICP's scale: the same mesh shrunk by 0.9 needs
+    1/0.9 times the scale to meet the scan (a known geometry). ``summarise`` averages it per view."""
+    need_shared("scans", "lee-perry-smith")
+    from facerecon.facemodel import load_face_model
+
+    mod = load_script("benchmarks/from_scan.py")
+    model = load_face_model("export")
+    faces, lmk = model.faces.numpy(), model.landmark_idx.numpy()
+    mean = model.mean.numpy().astype(np.float64)
+    full = mod.score(mean, faces, lmk, features=False)
+    small = mod.score(0.9 * mean, faces, lmk, features=False)
+    assert 1.0 < full["icp_scale"] < 1.2  # the scan's head is larger than ICT's mean face
+    assert small["icp_scale"] == pytest.approx(full["icp_scale"] / 0.9, rel=2e-3)
+    assert small["scale"] == pytest.approx(full["scale"] * 1.0, rel=2e-2)  # with scale: the same shape, the same fit
+    rows = [{"view": v, "texture": t, "rigid": 2.0, "scale": 1.5, "icp_scale": x}
+            for v, t, x in (("front", 0, 1.06), ("front", 1, 1.08), ("yaw+40", 0, 1.10))]
+    got = mod.summarise(rows, {"rigid": 2.5, "scale": 1.8})
+    assert got["per_view_icp_scale"] == pytest.approx({"front": 1.07, "yaw+40": 1.10})
+    assert got["icp_scale"] == pytest.approx(3.24 / 3)
