@@ -368,18 +368,21 @@ class Fitter:
         params = FaceParams.zeros(b, self.model.n_id, self.model.n_exp, self.model.n_tex,
                                   rgb_light=self.config.rgb_light, device=self.device)
         mean_lmk = self.model.mean[self.model.landmark_idx].detach().cpu().numpy()
-        for i in range(b):
-            ang, t = pnp_pose(mean_lmk[17:], landmarks[i, 17:].detach().cpu().numpy(), camera.item(i))
+        image_lmk = landmarks.detach().cpu().numpy()
+
+        def solve(i: int, points: np.ndarray) -> None:
+            ang, t = pnp_pose(mean_lmk[points], image_lmk[i, points], camera.item(i))
             params.angles[i] = torch.as_tensor(ang, dtype=torch.float32)
             params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
+
+        for i in range(b):
+            solve(i, np.arange(17, 68))
         vis = self._visibility(self.forward_for(camera), params)
         if vis is not None:  # again on the points this pose shows squarely (at least 30 of the 51)
             for i in range(b):
                 keep = 17 + np.flatnonzero(vis[i, 17:].cpu().numpy() >= 1.0)
-                if len(keep) < 51 and len(keep) >= 30:
-                    ang, t = pnp_pose(mean_lmk[keep], landmarks[i, keep].detach().cpu().numpy(), camera.item(i))
-                    params.angles[i] = torch.as_tensor(ang, dtype=torch.float32)
-                    params.trans[i] = torch.as_tensor(t, dtype=torch.float32)
+                if 30 <= len(keep) < 51:
+                    solve(i, keep)
         return params
 
     # --- stage 1 ------------------------------------------------------------------------------
