@@ -92,6 +92,12 @@ def load(spec: str) -> dict:
     return doc
 
 
+def show(name: str, r: dict[str, float]) -> None:
+    """One line of :func:`paired`'s result."""
+    print(f"{name}: A {r['a']:.3f}, B {r['b']:.3f}; B - A {r['diff']:+.3f} (95 % {r['lo']:+.3f} to "
+          f"{r['hi']:+.3f}), B lower on {r['b_lower']} of {r['items']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("a", help="a JSON file (FILE#ENTRY for a from_scan.py report)")
@@ -104,18 +110,14 @@ def main() -> None:
     doc_a, doc_b = load(args.a), load(args.b)
     ma, mb = measures(doc_a), measures(doc_b)
     for name in [n for n in ma if n in mb]:
-        r = paired(ma[name], mb[name], args.resamples, args.seed)
-        print(f"{name}: A {r['a']:.3f}, B {r['b']:.3f}; B - A {r['diff']:+.3f} (95 % {r['lo']:+.3f} to "
-              f"{r['hi']:+.3f}), B lower on {r['b_lower']} of {r['items']}")
+        show(name, paired(ma[name], mb[name], args.resamples, args.seed))
     if args.turned and "per_image" not in doc_a:
         raise SystemExit("--turned needs landmark reports (facerecon evaluate landmarks --json)")
     for ratio in args.turned:
         keep = turned(doc_a, ratio)
         for name in [n for n in ma if n in mb]:
             a = {k: v for k, v in ma[name].items() if k in keep}
-            r = paired(a, mb[name], args.resamples, args.seed)
-            print(f"{name}, turned {ratio:g}:1 or more: A {r['a']:.3f}, B {r['b']:.3f}; B - A {r['diff']:+.3f} "
-                  f"(95 % {r['lo']:+.3f} to {r['hi']:+.3f}), B lower on {r['b_lower']} of {r['items']}")
+            show(f"{name}, turned {ratio:g}:1 or more", paired(a, mb[name], args.resamples, args.seed))
 
 
 if __name__ == "__main__":
