@@ -289,6 +289,34 @@ def test_landmarks_are_the_median_over_27_jittered_boxes(detector, lfw_photos):
                                                    cx + dx * w + s * w / 2, cy + dy * w + s * h / 2)))
     assert np.allclose(detector.landmarks(rgb, box), np.median(runs, axis=0))
     assert not np.allclose(detector.landmarks(rgb, box), single.landmarks(rgb, box))
+    # each point's spread: its mean distance from the median over the same 27 runs; none for one run
+    _, _, spread = detector._landmarks(rgb, box)
+    want = np.linalg.norm(np.asarray(runs) - np.median(runs, axis=0), axis=-1).mean(0)
+    assert spread.shape == (68,) and np.allclose(spread, want, atol=1e-4) and spread.max() > 0
+    assert single._landmarks(rgb, box)[2] is None
+    face = detector.find_faces(rgb)[0]
+    assert np.allclose(face.spread, detector._landmarks(rgb, face.box)[2])
+
+
+def test_the_spread_is_larger_where_the_points_are_further_from_the_annotation(detector):
+    """300-W test, first 60 photos: the points whose spread over the jittered boxes is above the
+    median lie further from the annotators' than those below it (what the fitter's
+    ``landmark_spread_px`` relies on)."""
+    from facerecon.imageio.pts import read_pts
+
+    folder = need("faces", "300w", "test")
+    spread, err = [], []
+    for photo in sorted(folder.glob("*.jpg"))[:60]:
+        truth = read_pts(photo.with_suffix(".pts"))
+        faces = detector.find_faces(np.ascontiguousarray(load_image(photo)))
+        face = min(faces, key=lambda f: np.abs(f.landmarks - truth).mean())
+        iod = np.linalg.norm(truth[36] - truth[45])
+        spread.append(face.spread / iod)
+        err.append(np.linalg.norm(face.landmarks - truth, axis=1) / iod)
+    spread, err = np.concatenate(spread), np.concatenate(err)
+    high = spread > np.median(spread)
+    print(f"error above / below the median spread: {err[high].mean() / err[~high].mean():.2f}")
+    assert err[high].mean() > 1.2 * err[~high].mean()
 
 
 def test_jittered_landmarks_are_closer_to_the_annotation(detector):

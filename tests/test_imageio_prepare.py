@@ -42,6 +42,11 @@ def test_prepare_path(preparer, photo):
     assert np.allclose(f.to_photo(f.landmarks_crop), f.landmarks_photo, atol=1e-3)
     assert np.allclose(f.M @ np.r_[f.M_inv, [[0, 0, 1]]], np.c_[np.eye(2), np.zeros(2)], atol=1e-9)
     assert f.score > 0 and len(f.box) == 4
+    # the detector's spread, carried into crop pixels: the same share of the eye distance
+    face = preparer.detector.find_faces(np.ascontiguousarray(load_image(photo)))[0]
+    eyes = lambda lm: np.linalg.norm(lm[36] - lm[45])  # noqa: E731
+    assert f.landmark_spread.shape == (68,) and f.landmark_spread.dtype == np.float32
+    assert np.allclose(f.landmark_spread / eyes(f.landmarks_crop), face.spread / eyes(f.landmarks_photo), rtol=1e-3)
 
 
 def test_prepare_function_with_array_and_errors(preparer, photo, tmp_path):

@@ -47,6 +47,9 @@ class PreparedFace:
     detector: str = "hog"  #: which dlib detector found the face: ``"hog"`` or ``"cnn"``
     eyes_completed: bool = False  #: eye and brow points completed by the point model (dlib was unsure of them)
     focal_photo: float | None = None  #: the camera's focal length in photo pixels (EXIF or given); None: unknown
+    landmark_spread: np.ndarray | None = None
+    """(68,) float32, crop pixels: each landmark's spread over the detector's jittered boxes (how
+    unsure the detector is of it); None: unknown (landmarks given, not detected)."""
 
     def crop_focal(self, default: float) -> float:
         """The camera's focal length in crop pixels: :attr:`focal_photo` scaled by the alignment,
@@ -126,6 +129,10 @@ class Preparer:
         out = []
         for face in faces:
             aligned = align(rgb, face.landmarks, size=self.size)
+            spread = None
+            if face.spread is not None:  # photo pixels -> crop pixels (the alignment's scale)
+                scale = float(np.sqrt(abs(np.linalg.det(np.asarray(aligned.M, np.float64)[:, :2]))))
+                spread = (np.asarray(face.spread, np.float32) * scale).astype(np.float32)
             out.append(PreparedFace(
                 source=source,
                 image_size=(int(rgb.shape[0]), int(rgb.shape[1])),
@@ -140,6 +147,7 @@ class Preparer:
                 detector=face.detector,
                 eyes_completed=face.eyes_completed,
                 focal_photo=focal,
+                landmark_spread=spread,
             ))
         return out
 

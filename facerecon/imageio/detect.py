@@ -54,6 +54,9 @@ class DetectedFace:
     upsample: int = 0  #: upsampling level at which the face was found
     detector: str = "hog"  #: which detector found the box: ``"hog"`` or ``"cnn"``
     eyes_completed: bool = False  #: eye and brow points replaced by the point model's (the detector was unsure of them)
+    spread: np.ndarray | None = None
+    """(68,) float32: each point's mean distance (pixels) from its median over the jittered boxes, how
+    unsure the shape predictor is of it (None: one prediction, no jitter)."""
 
     @property
     def area(self) -> float:
@@ -263,20 +266,20 @@ class FaceDetector:
                       ) -> tuple[tuple[float, float, float, float], np.ndarray]:
         """Landmarks for a CNN detector box: predicted in the matching HOG-style box, then re-boxed
         from them :data:`REBOX_ROUNDS` times. Returns ``(final box, (68, 2) landmarks)``, pixels."""
-        hog_box, lm, _ = self._cnn_landmarks(image, box)
+        hog_box, lm, _, _ = self._cnn_landmarks(image, box)
         return hog_box, lm
 
     def _cnn_landmarks(self, image: np.ndarray, box: Sequence[float]):
         hog_box = hog_box_from_cnn(box)
-        lm, completed = self._landmarks(image, hog_box)
+        lm, completed, spread = self._landmarks(image, hog_box)
         for _ in range(REBOX_ROUNDS):
             hog_box = box_from_landmarks(lm)
-            lm, completed = self._landmarks(image, hog_box)
-        return hog_box, lm, completed
+            lm, completed, spread = self._landmarks(image, hog_box)
+        return hog_box, lm, completed, spread
 
     def _face(self, image: np.ndarray, box, score: float, level: int) -> DetectedFace:
-        lm, completed = self._landmarks(image, box)
-        return DetectedFace(box, score, lm, level, eyes_completed=completed)
+        lm, completed, spread = self._landmarks(image, box)
+        return DetectedFace(box, score, lm, level, eyes_completed=completed, spread=spread)
 
     def find_faces(self, image: np.ndarray) -> list[DetectedFace]:
         """Every face in an (H, W, 3) uint8 RGB photo, in :meth:`detect`'s order, with landmarks;
@@ -300,8 +303,9 @@ class FaceDetector:
         extra = []
         for c, conf in cnn:
             if not any(iou(b, c) >= CONFIRM_IOU for b, _, _ in kept):
-                _, lm, completed = self._cnn_landmarks(image, c)
-                extra.append(DetectedFace(hog_box_from_cnn(c), conf, lm, 0, "cnn", eyes_completed=completed))
+                _, lm, completed, spread = self._cnn_landmarks(image, c)
+                extra.append(DetectedFace(hog_box_from_cnn(c), conf, lm, 0, "cnn", eyes_completed=completed,
+                                          spread=spread))
         extra.sort(key=lambda f: f.area, reverse=True)
         return faces + extra, tried, True
 
@@ -311,13 +315,14 @@ class FaceDetector:
         class), or one prediction with no jitter."""
         return self._landmarks(image, box)[0]
 
-    def _landmarks(self, image: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, bool]:
-        """:meth:`landmarks` and whether the eye and brow points were completed by the point model
-        (their spread over the jittered boxes over :data:`EYE_SPREAD_LIMIT` of the eye distance)."""
+    def _landmarks(self, image: np.ndarray, box: Sequence[float]) -> tuple[np.ndarray, bool, np.ndarray | None]:
+        """:meth:`landmarks`, whether the eye and brow points were completed by the point model
+        (their spread over the jittered boxes over :data:`EYE_SPREAD_LIMIT` of the eye distance), and
+        each point's spread over the jittered boxes (68,) in pixels (None without jitter)."""
         image = np.ascontiguousarray(image)
         j = self.landmark_jitter
         if j <= 0:
-            return self._predict(image, box), False
+            return self._predict(image, box), False, None
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -325,11 +330,12 @@ class FaceDetector:
                                                cx + dx * w + s * w / 2, cy + dy * w + s * h / 2))
                          for dx in (-j, 0.0, j) for dy in (-j, 0.0, j) for s in (1 - j, 1.0, 1 + j)])
         median = np.median(runs, axis=0).astype(np.float32)
+        spread = np.linalg.norm(runs - median, axis=-1).mean(0).astype(np.float32)
         if self.eye_spread_limit <= 0 or eye_spread(runs, median) <= self.eye_spread_limit:
-            return median, False
+            return median, False, spread
         if self._point_model is None:
             self._point_model = PointModel.load()
-        return self._point_model.complete(median), True
+        return self._point_model.complete(median), True, spread
 
     def _predict(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """One run of the shape predictor in ``box`` (rounded to whole pixels): (68, 2) float32."""
