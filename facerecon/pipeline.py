@@ -251,6 +251,15 @@ def crop_tensors(faces: Sequence[PreparedFace]) -> tuple[torch.Tensor, torch.Ten
     return crops, lmk, att
 
 
+def landmark_spread(faces: Sequence[PreparedFace]) -> torch.Tensor | None:
+    """Each face's landmark spread over the detector's jittered boxes (B,68), crop pixels; 0 (sure)
+    for a face whose landmarks were given rather than detected; None when no face has one."""
+    if all(p.landmark_spread is None for p in faces):
+        return None
+    return torch.stack([torch.zeros(68) if p.landmark_spread is None
+                        else torch.from_numpy(np.asarray(p.landmark_spread, np.float32)) for p in faces])
+
+
 class FaceReconstructor:
     """Photos -> fitted 3D faces. Holds the detector, skin model, face model and FaceNet.
 
@@ -393,12 +402,14 @@ class FaceReconstructor:
 
     def _run_engine(self, crops: torch.Tensor, lmk: torch.Tensor, att: torch.Tensor, init: FaceParams | None,
                     groups: Sequence | None, progress: Callable | None, fitter: Fitter,
-                    camera: Camera | None = None) -> FitResult:
+                    camera: Camera | None = None, spread: torch.Tensor | None = None) -> FitResult:
         """One batch through the engine, seen through ``camera`` (None: this reconstructor's).
         ``init`` given: ``fitter`` from ``init``, whatever the engine (the joint multi-photo fit
-        relies on this) — with engine "rnet-prior" under its prior."""
+        relies on this) — with engine "rnet-prior" under its prior. ``spread``: the landmarks'
+        detector spread (B,68), crop pixels (:func:`landmark_spread`)."""
         if self.engine == "fit" or (init is not None and self.engine != "rnet-prior"):
-            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, camera=camera)
+            return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, camera=camera,
+                              spread=spread)
         predicted = self.predict(crops, lmk)
         if camera is not None and camera.per_item:
             # R-Net places faces for the default camera; another focal length sees the same crop
@@ -418,9 +429,10 @@ class FaceReconstructor:
             return result
         if self.engine == "rnet-prior":
             return fitter.fit(crops, lmk, att, init=init, groups=groups, progress=progress, prior=rnet_prior(predicted),
-                              camera=camera)
+                              camera=camera, spread=spread)
         assert self._refiner is not None
-        return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress, camera=camera)
+        return self._refiner.fit(crops, lmk, att, init=predicted, groups=groups, progress=progress, camera=camera,
+                                 spread=spread)
 
     def face_model(self, region: str) -> FaceModel:
         """The face model over another ``region`` (e.g. "head" for export) with the same albedo
@@ -450,7 +462,7 @@ class FaceReconstructor:
         crops, lmk, att = crop_tensors([p for _, p in items])
         camera = self.crop_camera([p for _, p in items])
         result = self._run_engine(crops, lmk, att, init, groups, progress, fitter or self.fitter,
-                                  None if camera is self.camera else camera)
+                                  None if camera is self.camera else camera, landmark_spread([p for _, p in items]))
         params = result.params.map(lambda t: t.cpu())
         out = []
         for i, (photo, prep) in enumerate(items):

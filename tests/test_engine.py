@@ -119,6 +119,32 @@ def test_fit_engine_is_the_fitter_unchanged(fit_recon, prepared):
     assert rec.losses["total"] == pytest.approx(float(ref.losses.total[0]), rel=1e-6)
 
 
+def test_the_detectors_spread_reaches_the_fitter(fit_recon, prepared, checkpoints):
+    """With ``landmark_spread_px`` set, every engine that fits gives the prepared faces' landmark
+    spread to the fitter: the same numbers as the Fitter alone given that spread, and not those
+    without it; faces without a spread (landmarks given, not detected) count as sure."""
+    from facerecon.pipeline import landmark_spread
+
+    photo, prep = prepared
+    assert prep.landmark_spread is not None and prep.landmark_spread.shape == (68,)
+    cfg = replace(TINY, landmark_spread_px=0.5)
+    spread = torch.from_numpy(prep.landmark_spread)[None]
+    for engine, rnet in (("fit", None), ("rnet-prior", checkpoints["nudged"])):
+        rec = make(fit_recon, engine, rnet, config=cfg).fit_prepared([prepared])[0]
+        fitter = Fitter(fit_recon.model, fit_recon.camera, None, cfg)
+        prior = None
+        if engine == "rnet-prior":
+            from facerecon.fitting.engine import rnet_prior
+
+            prior = rnet_prior(own_prediction(checkpoints["nudged"], prep))
+        ref = fitter.fit(*batch_of(prep), prior=prior, spread=spread)
+        assert same(rec.params, ref.params.map(lambda t: t.cpu()))
+        assert not same(rec.params, fitter.fit(*batch_of(prep), prior=prior).params.map(lambda t: t.cpu()))
+    given = replace(prep, landmark_spread=None)
+    assert torch.equal(landmark_spread([prep, given]), torch.stack([spread[0], torch.zeros(68)]))
+    assert landmark_spread([given]) is None
+
+
 def test_engine_fit_refuses_a_network(fit_recon, checkpoints):
     with pytest.raises(ValueError, match="does not use it"):
         make(fit_recon, "fit", checkpoints["untrained"])

@@ -126,6 +126,11 @@ class FitConfig:
     chin_weight: float | None = None
     """Landmark weight ω of the chin point (8) alone (None: ``jaw_weight``). Detectors put the chin
     above the face's own chin point, the more so on turned and tilted heads."""
+    landmark_spread_px: float = 0.0
+    """Each landmark counts by 1 / (1 + (s / landmark_spread_px)²), s its spread over the detector's
+    jittered boxes (crop pixels; :attr:`~facerecon.imageio.PreparedFace.landmark_spread`): points
+    the detector is unsure of (a turned face's eyes and brows, an occluded jaw) count less, in both
+    stages. Landmarks given without a spread count fully. 0: off."""
     antialias: bool = False
     """Blend the render across silhouette edges (facerecon.render.antialias), so that the
     photometric and FaceNet terms change continuously as the face moves; without it a pixel
@@ -351,13 +356,22 @@ class Fitter:
         """The forward model under ``camera`` (this fitter's own when None)."""
         return self.forward if camera is None or camera is self.forward.camera else self.forward.with_camera(camera)
 
-    def _visibility(self, forward: ForwardModel, params: FaceParams) -> torch.Tensor | None:
-        """Per-photo landmark factors (B,68) from ``facing_cos`` (None when off): 1 on the jaw."""
-        if self.config.facing_cos <= 0:
+    def spread_weight(self, spread: torch.Tensor | None) -> torch.Tensor | None:
+        """Per-photo landmark factors (B,68) from the detector's spread (B,68) in crop pixels
+        (``landmark_spread_px``); None when off or no spread is given."""
+        if spread is None or self.config.landmark_spread_px <= 0:
             return None
+        return 1.0 / (1.0 + (spread.to(self.device).float() / self.config.landmark_spread_px) ** 2)
+
+    def _visibility(self, forward: ForwardModel, params: FaceParams,
+                    point_weight: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Per-photo landmark factors (B,68): ``facing_cos``'s (1 on the jaw) times ``point_weight``
+        (:meth:`spread_weight`); None when both are off."""
+        if self.config.facing_cos <= 0:
+            return point_weight
         vis = (forward.landmark_facing(params) / self.config.facing_cos).clamp(0.0, 1.0)
         vis[:, :17] = 1.0
-        return vis
+        return vis if point_weight is None else vis * point_weight
 
     # --- stage 0 ------------------------------------------------------------------------------
     def init_pose(self, landmarks: torch.Tensor, camera: Camera | None = None) -> FaceParams:
@@ -388,11 +402,12 @@ class Fitter:
     # --- stage 1 ------------------------------------------------------------------------------
     def landmark_stage(self, params: FaceParams, landmarks: torch.Tensor, groups=None,
                        progress: Progress | None = None, prior: FaceParams | None = None,
-                       camera: Camera | None = None) -> FaceParams:
+                       camera: Camera | None = None, spread: torch.Tensor | None = None) -> FaceParams:
         """Pose, expression (and identity, with ``landmark_identity``) from the landmarks alone,
         starting from ``params``; ``config.landmark_steps`` Adam steps. ``prior``: per-photo
         coefficients the prior is centred on (None: 0); ``camera``: the crops' camera (None: this
-        fitter's). Returns detached params."""
+        fitter's); ``spread``: the landmarks' detector spread (B,68), crop pixels (None: unknown).
+        Returns detached params."""
         cfg, dev = self.config, self.device
         forward = self.forward_for(camera)
         landmarks = landmarks.to(dev).float()
@@ -403,11 +418,12 @@ class Fitter:
         opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), (coefs, cfg.lr)],
                    _schedule(cfg.landmark_steps, cfg.lr_final))
         prior = _detached(prior, dev)
+        point_weight = self.spread_weight(spread)
         ids, vis = None, None
         for step in range(cfg.landmark_steps):
             p = x.params()
             if step % cfg.contour_every == 0:
-                ids, vis = None, self._visibility(forward, p)
+                ids, vis = None, self._visibility(forward, p, point_weight)
             lm, ids = forward.landmarks(p, ids)
             loss = self.loss.landmarks_only(lm, landmarks, p, prior, visibility=vis).sum()
             opt.zero_grad()
@@ -421,16 +437,19 @@ class Fitter:
     # --- stage 2 ------------------------------------------------------------------------------
     def full_stage(self, params: FaceParams, images: torch.Tensor, landmarks: torch.Tensor,
                    attention: torch.Tensor | None = None, groups=None, progress: Progress | None = None,
-                   prior: FaceParams | None = None, camera: Camera | None = None) -> FitResult:
+                   prior: FaceParams | None = None, camera: Camera | None = None,
+                   spread: torch.Tensor | None = None) -> FitResult:
         """Every unknown under the full hybrid loss, starting from ``params``; ``config.steps``
         Adam steps, FaceNet every ``perceptual_every``-th step, the contour re-assigned every
         ``contour_every``-th; then ``config.settle_steps`` settling steps (contour kept, FaceNet
         every step, rates falling to 0); with ``config.average_steps`` the mean of the unknowns over
         that many last steps is returned. Images (B,3,224,224) in [0,1], landmarks (B,68,2) crop
         pixels, attention (B,1,224,224); ``prior``: per-photo coefficients the prior is centred on
-        (None: 0); ``camera``: the crops' camera (None: this fitter's)."""
+        (None: 0); ``camera``: the crops' camera (None: this fitter's); ``spread``: the landmarks'
+        detector spread (B,68), crop pixels (None: unknown)."""
         cfg, dev = self.config, self.device
         forward = self.forward_for(camera)
+        point_weight = self.spread_weight(spread)
         images, landmarks = images.to(dev), landmarks.to(dev).float()
         attention = attention.to(dev) if attention is not None else None
         index = group_index(groups, params.batch, dev)
@@ -461,7 +480,7 @@ class Fitter:
                 out = forward(p, landmark_ids=None if reassign else ids)
                 ids = out.landmark_ids
                 if reassign:
-                    vis = self._visibility(forward, p)
+                    vis = self._visibility(forward, p, point_weight)
                 terms = self.loss(out, p, images, landmarks, attention,
                                   perceptual=use_per and (final or settling or step % cfg.perceptual_every == 0),
                                   target_embedding=target_emb, prior=prior, visibility=vis)
@@ -483,7 +502,8 @@ class Fitter:
     # --- all stages -----------------------------------------------------------------------------
     def fit(self, images: torch.Tensor, landmarks: torch.Tensor, attention: torch.Tensor | None = None,
             init: FaceParams | None = None, groups=None, progress: Progress | None = None,
-            prior: FaceParams | None = None, camera: Camera | None = None) -> FitResult:
+            prior: FaceParams | None = None, camera: Camera | None = None,
+            spread: torch.Tensor | None = None) -> FitResult:
         """Fit (B,3,224,224) crops in [0,1] with their (B,68,2) landmarks (crop pixels) and skin
         attention (B,1,224,224): PnP (unless ``init`` is given), landmark stage, full stage.
         ``groups`` (B labels) makes photos with the same label share identity and albedo.
@@ -492,8 +512,9 @@ class Fitter:
         −``config.prior_offset``·ō (:func:`common_offset`); with
         ``config.start_at_prior`` (and no ``init``) the fit also starts there (α, δ, γ).
         ``camera`` is the crops' camera (None: this fitter's; a per-photo focal length for photos
-        taken from different distances). ``progress(step, total)`` is called after each step of
-        both stages."""
+        taken from different distances). ``spread`` (B,68) is each landmark's spread over the
+        detector's jittered boxes, crop pixels (used with ``config.landmark_spread_px``; None:
+        unknown). ``progress(step, total)`` is called after each step of both stages."""
         cfg = self.config
         landmarks = landmarks.to(self.device).float()
         total = cfg.landmark_steps + cfg.steps + max(int(cfg.settle_steps), 0)
@@ -506,10 +527,10 @@ class Fitter:
             params = FaceParams(centre.alpha.clone(), params.beta, centre.delta.clone(), centre.gamma.clone(),
                                 params.angles, params.trans)
         params = self.landmark_stage(params, landmarks, groups,
-                                     progress and (lambda done, _: progress(done, total)), prior, camera)
+                                     progress and (lambda done, _: progress(done, total)), prior, camera, spread)
         return self.full_stage(params, images, landmarks, attention, groups,
                                progress and (lambda done, _: progress(cfg.landmark_steps + done, total)), prior,
-                               camera)
+                               camera, spread)
 
 
 __all__ = ["FitConfig", "FitResult", "Fitter", "common_offset", "group_index", "pnp_pose", "rnet_prior"]
