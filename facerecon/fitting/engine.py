@@ -130,7 +130,9 @@ class FitConfig:
     """Each landmark counts by 1 / (1 + (s / landmark_spread_px)²), s its spread over the detector's
     jittered boxes (crop pixels; :attr:`~facerecon.imageio.PreparedFace.landmark_spread`): points
     the detector is unsure of (a turned face's eyes and brows, an occluded jaw) count less, in both
-    stages. Landmarks given without a spread count fully. 0: off."""
+    stages. Landmarks given without a spread count fully. 0: off. At 2 px the real-skin heads came
+    0.03–0.05 mm closer rigid, tied with scale and on LFW identity, but 300-W's fitted landmarks went
+    0.10 NME points further from the annotation (BENCHMARKS.md, "the detector's own spread")."""
     antialias: bool = False
     """Blend the render across silhouette edges (facerecon.render.antialias), so that the
     photometric and FaceNet terms change continuously as the face moves; without it a pixel
