@@ -129,10 +129,9 @@ class Preparer:
         out = []
         for face in faces:
             aligned = align(rgb, face.landmarks, size=self.size)
-            spread = None
-            if face.spread is not None:  # photo pixels -> crop pixels (the alignment's scale)
-                scale = float(np.sqrt(abs(np.linalg.det(np.asarray(aligned.M, np.float64)[:, :2]))))
-                spread = (np.asarray(face.spread, np.float32) * scale).astype(np.float32)
+            spread = None  # photo pixels -> crop pixels
+            if face.spread is not None:
+                spread = (np.asarray(face.spread, np.float32) * aligned.scale).astype(np.float32)
             out.append(PreparedFace(
                 source=source,
                 image_size=(int(rgb.shape[0]), int(rgb.shape[1])),
