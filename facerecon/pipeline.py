@@ -22,7 +22,7 @@ from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer
 from facerecon.imageio.load import ImageSource, describe_source
 from facerecon.nets.rnet import DEFAULT_MODEL, RNet
 from facerecon.params import FaceParams
-from facerecon.render import Camera, same_crop_translation
+from facerecon.render import Camera, resize_px, same_crop_translation
 
 #: How a face is found from its aligned crop: the fitter alone (PnP, landmark stage, full
 #: stage), R-Net's prediction alone (one forward pass), R-Net's prediction refined by the fitter,
@@ -369,7 +369,7 @@ class FaceReconstructor:
             lmk = landmarks.to(self.device).float() if landmarks is not None else None
             if x.shape[-2:] != (size, size):
                 if lmk is not None:
-                    lmk = lmk * (size / x.shape[-1])
+                    lmk = resize_px(lmk, x.shape[-1], size)
                 x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                     antialias=True)
             return self.rnet.predict(x, lmk).map(lambda t: t.contiguous())

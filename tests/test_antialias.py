@@ -9,17 +9,19 @@ import torch
 
 from facerecon.render import Camera, Renderer
 from facerecon.render.antialias import EdgeTable
+from facerecon.render.renderer import RASTER_SHIFT
 
-#: 1 mm at 1 m is 1 pixel; the image centre is pixel coordinate 32.
+#: 1 mm at 1 m is 1 pixel; the image centre is 32 px from its left border.
 CAM = Camera(focal=1000.0, size=64)
 FACES = torch.tensor([[0, 1, 2], [0, 2, 3]])
 COLOR = torch.tensor([0.9, 0.5, 0.2])
 
 
 def half_plane(edge_x: float, slant: float = 0.0) -> torch.Tensor:
-    """A quad at 1 m covering the image right of a near-vertical edge through pixel x ``edge_x``
-    (at the image's middle row; ``slant`` pixels of x per pixel of y), its other edges far outside."""
-    x = edge_x - CAM.center
+    """A quad at 1 m covering the image right of a near-vertical edge ``edge_x`` pixels from the
+    image's left border (pixel j covers [j, j+1); at the middle row; ``slant`` pixels of x per pixel
+    of y), its other edges far outside."""
+    x = edge_x - RASTER_SHIFT - CAM.center
     return torch.tensor([[x - 400 * slant, -400.0, -1000.0], [900.0, -400.0, -1000.0],
                          [900.0, 400.0, -1000.0], [x + 400 * slant, 400.0, -1000.0]])[None]
 

@@ -71,10 +71,11 @@ class Scene:
         self.photo[py:py + size, px:px + size] = render
         self.render_depth = out.depth[0, 0].numpy()
         self.pad = pad
-        # camera pixel u (centres at +0.5) -> render pixel index u·s − 0.5 -> photo index + pad
-        self.M_inv = np.array([[scale, 0, px - 0.5], [0, scale, py - 0.5]], dtype=np.float64)
-        self.M = np.array([[1 / scale, 0, -(px - 0.5) / scale], [0, 1 / scale, -(py - 0.5) / scale]])
-        self.xy_render = out.xy[0].numpy()  # render pixels (continuous, centres at +0.5)
+        # crop pixel u (centres at whole numbers) -> render pixel (u + ½)·s − ½ -> photo pixel + pad
+        c = (scale - 1) / 2
+        self.M_inv = np.array([[scale, 0, px + c], [0, scale, py + c]], dtype=np.float64)
+        self.M = np.array([[1 / scale, 0, -(px + c) / scale], [0, 1 / scale, -(py + c) / scale]])
+        self.xy_render = out.xy[0].numpy()  # render pixels (continuous, centres at whole numbers)
 
 
 @pytest.fixture(scope="module")
@@ -311,8 +312,8 @@ def _vertex_classes(head, scene):
     view = -posed.verts_cam / np.linalg.norm(posed.verts_cam, axis=1, keepdims=True)
     facing = (posed.normals_cam * view).sum(1)
     xy = scene.xy_render
-    col = np.clip(np.floor(xy[:, 0]).astype(int), 0, scene.render_depth.shape[1] - 1)
-    row = np.clip(np.floor(xy[:, 1]).astype(int), 0, scene.render_depth.shape[0] - 1)
+    col = np.clip(np.floor(xy[:, 0] + 0.5).astype(int), 0, scene.render_depth.shape[1] - 1)
+    row = np.clip(np.floor(xy[:, 1] + 0.5).astype(int), 0, scene.render_depth.shape[0] - 1)
     zbuf = scene.render_depth[row, col]
     depth = -posed.verts_cam[:, 2]
     in_frame = (xy >= 2).all(1) & (xy < scene.render_depth.shape[0] - 2).all(1)
@@ -440,7 +441,7 @@ def test_overlay_changes_only_the_face(head, scene):
     out = overlay(photo, head, scene.params, scene.M_inv, scene.camera, detected_landmarks=det)
     assert out.shape == photo.shape and out.dtype == np.uint8
     posed = posed_mesh(head, scene.params)
-    xy = scene.xy_render - 0.5 + np.array(scene.pad)  # photo pixels
+    xy = scene.xy_render + np.array(scene.pad)  # photo pixels
     lo = np.floor(xy.min(0)).astype(int) - 4
     hi = np.ceil(xy.max(0)).astype(int) + 5
     changed = (out != photo).any(-1)
@@ -496,7 +497,7 @@ def test_write_reconstruction(head, scene, tmp_path):
     # fitted landmarks: the inner 51 are the projected landmark vertices; the jaw points slide
     # to the silhouette — each is the projection of a mesh vertex at its fixed point's height on
     # the mean face (±2.5 mm), at least as far out as the fixed point; the turned face moves some
-    xy_all = scene.xy_render - 0.5 + np.array(scene.pad)
+    xy_all = scene.xy_render + np.array(scene.pad)
     fixed = xy_all[head.landmark_idx.numpy()]
     got = np.asarray(lm["fitted_photo_px"])
     np.testing.assert_allclose(got[17:], fixed[17:], atol=0.05)

@@ -77,7 +77,8 @@ def render_photo(model, params: FaceParams, colors: np.ndarray, scale: int = 2, 
     px, py = pad
     photo = np.full((size + 2 * py, size + 2 * px, 3), 64, np.uint8)
     photo[py:py + size, px:px + size] = (out.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return photo, np.array([[scale, 0, px - 0.5], [0, scale, py - 0.5]], dtype=np.float64)
+    c = (scale - 1) / 2  # crop pixel u -> render pixel (u + ½)·scale − ½ -> photo pixel + pad
+    return photo, np.array([[scale, 0, px + c], [0, scale, py + c]], dtype=np.float64)
 
 
 def vertex_texels(model, atlas, size: int) -> tuple[np.ndarray, np.ndarray]:

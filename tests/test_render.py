@@ -10,7 +10,7 @@ import torch
 
 from facerecon.render import (
     Camera, Renderer, ambient_gamma, default_translation, euler_to_matrix, matrix_to_euler,
-    project, rasterize, sh_basis, sh_shading, transform,
+    project, rasterize, resize_px, sh_basis, sh_shading, transform,
 )
 
 
@@ -98,8 +98,9 @@ def test_projection_of_centre_and_scale():
     cam = Camera()
     pts = torch.tensor([[[0.0, 0.0, -1000.0], [10.0, 10.0, -1000.0]]])
     xy, depth = project(pts, cam)
-    assert torch.allclose(xy[0, 0], torch.tensor([112.0, 112.0]))
-    assert torch.allclose(xy[0, 1], torch.tensor([112.0 + 10.15, 112.0 - 10.15]))
+    # pixel centres at whole numbers (OpenCV, dlib): the 224-px image's centre is at 111.5
+    assert torch.allclose(xy[0, 0], torch.tensor([111.5, 111.5]))
+    assert torch.allclose(xy[0, 1], torch.tensor([111.5 + 10.15, 111.5 - 10.15]))
     assert torch.allclose(depth, torch.tensor([[1000.0, 1000.0]]))
 
 
@@ -160,3 +161,43 @@ def test_a_focal_length_per_batch_item_projects_each_as_its_own_camera():
         w = 112 - f * v[i, :, 1] / -v[i, :, 2]
         torch.testing.assert_close(xy[i], torch.stack([u, w], -1))
     assert Camera().item(2) == Camera()
+
+
+@pytest.mark.parametrize("centre_mm", [(0.0, 0.0), (3.3, -7.8), (-11.45, 5.2)])
+def test_rendered_pixels_and_projected_points_share_one_frame(centre_mm):
+    """A band's projected middle line is where its rendered pixels are centred, counting pixel
+    (i, j)'s centre at (j, i) as OpenCV and dlib do (the detected landmarks the fitter compares with
+    projected points). A vertical band (then a horizontal one) crosses the whole image, so only its
+    two long edges are inside; with anti-aliased edges each row's coverage-weighted mean of pixel
+    centres is the middle to within 1/(8·width) (an edge pixel weighs its covered fraction f at its
+    centre rather than at the covered part's, off by f(1−f)/2). Half a pixel off would be two
+    conventions mixed."""
+    cam = Camera(focal=1000.0, size=64)  # 1 mm at 1 m is 1 pixel
+    x, y, h = centre_mm[0], centre_mm[1], 10.35  # band half-width, mm = px
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    rows, cols = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    middle, _ = project(torch.tensor([[[x, y, -1000.0]]]), cam)
+    for axis, (lo, hi) in enumerate([((x - h, -400.0), (x + h, 400.0)), ((-400.0, y - h), (400.0, y + h))]):
+        quad = torch.tensor([[[lo[0], lo[1], -1000.0], [hi[0], lo[1], -1000.0],
+                              [hi[0], hi[1], -1000.0], [lo[0], hi[1], -1000.0]]])
+        w = Renderer(cam, antialias=True)(quad, faces, torch.ones(1, 4, 3)).mask[0, 0].double()
+        across = (cols, rows)[axis]
+        assert float(w.sum()) == pytest.approx(64 * 2 * h, abs=1e-3)  # each line covered by the width
+        seen = (w * across).sum() / w.sum()
+        assert float(seen) == pytest.approx(float(middle[0, 0, axis]), abs=1 / (8 * 2 * h))
+
+
+@pytest.mark.parametrize("size,to_size", [(224, 112), (224, 448), (64, 100)])
+def test_resize_px_follows_a_point_through_opencv_resizing(size, to_size):
+    """Where a blob centred at (x, y) lands when OpenCV resizes the image (bilinear, the crops'
+    and training batches' resampling): its intensity-weighted centre in the resized image."""
+    import cv2
+
+    x, y = 0.37 * size + 0.21, 0.58 * size - 0.43
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    blob = np.exp(-((cols - x) ** 2 + (rows - y) ** 2) / (2 * (0.06 * size) ** 2))
+    out = cv2.resize(blob, (to_size, to_size), interpolation=cv2.INTER_LINEAR)
+    r2, c2 = np.mgrid[0:to_size, 0:to_size].astype(np.float64)
+    seen = np.array([(out * c2).sum(), (out * r2).sum()]) / out.sum()
+    want = resize_px(torch.tensor([x, y], dtype=torch.float64), size, to_size).numpy()
+    np.testing.assert_allclose(seen, want, atol=0.02 * to_size / size + 0.01)

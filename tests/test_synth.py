@@ -87,7 +87,7 @@ def test_saved_parameters_reproduce_the_saved_mesh_and_landmarks(tmp_path, model
     cam = Camera(focal=rec["camera"]["focal_px"], size=rec["camera"]["size_px"])
     xy, _ = project(model.landmarks(transform(verts, truth.angles, truth.trans)), cam)
     np.testing.assert_allclose(xy[0].numpy(), np.asarray(rec["landmarks2d_px"]), atol=2e-3)
-    np.testing.assert_allclose(read_pts(paths["pts"]), np.asarray(rec["landmarks2d_px"]) - 0.5, atol=2e-3)
+    np.testing.assert_allclose(read_pts(paths["pts"]), np.asarray(rec["landmarks2d_px"]), atol=2e-3)
     assert rec["model"]["n_vertices"] == model.n_vertices and len(rec["beta"]) == 53
     from PIL import Image
 

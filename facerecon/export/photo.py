@@ -21,6 +21,7 @@ from facerecon.forward import ForwardModel
 from facerecon.params import FaceParams
 from facerecon.render.camera import Camera, project
 from facerecon.render.raster import Fragments, rasterize
+from facerecon.render.renderer import RASTER_SHIFT
 
 
 @dataclass
@@ -170,7 +171,7 @@ def rasterize_photo(xy_photo: torch.Tensor, depth: torch.Tensor, faces: torch.Te
     x0, y0 = max(int(lo[0]), 0), max(int(lo[1]), 0)
     x1, y1 = min(int(hi[0]), width), min(int(hi[1]), height)
     w, h = max(x1 - x0, 0), max(y1 - y0, 0)
-    xy_r = xy_photo + 0.5 - torch.tensor([float(x0), float(y0)])
+    xy_r = xy_photo + RASTER_SHIFT - torch.tensor([float(x0), float(y0)])
     if w == 0 or h == 0:
         return PhotoRaster(x0, y0, torch.full((h, w), -1, dtype=torch.long), xy_r, depth, faces)
     tri = rasterize(xy_r[None], depth[None], faces, h, w, near=near)[0]

@@ -63,7 +63,8 @@ CONVENTIONS = {
     "uv": "OBJ convention: u right, v up, (0,0) = bottom-left corner of face_texture.png",
     "camera_space": "camera at the origin looking down -z, +x right, +y up; v_cam = R(angles) v + translation",
     "rotation": "R = Rz(roll) Ry(yaw) Rx(pitch); positive yaw turns the face to its left",
-    "crop_pixels": "224x224 aligned crop: u = size/2 + focal x/(-z), v = size/2 - focal y/(-z)",
+    "crop_pixels": "224x224 aligned crop, centre of the top-left pixel at (0,0): "
+                   "u = (size-1)/2 + focal x/(-z), v = (size-1)/2 - focal y/(-z)",
     "photo_pixels": "x right, y down, centre of the top-left pixel at (0,0) (OpenCV); "
                     "photo = crop_to_photo @ [u, v, 1]",
     "color": "albedo and shading act on the photo's RGB values in [0,1] (no gamma conversion)",

@@ -10,6 +10,7 @@ from facerecon.render.camera import (
     euler_to_matrix,
     matrix_to_euler,
     project,
+    resize_px,
     same_crop_translation,
     transform,
 )
@@ -19,6 +20,6 @@ from facerecon.render.shading import ambient_gamma, sh_basis, sh_shading
 
 __all__ = [
     "Camera", "DEFAULT_DISTANCE", "default_translation", "euler_to_matrix", "matrix_to_euler",
-    "project", "same_crop_translation", "transform", "rasterize", "Fragments", "Renderer", "RenderOutput",
+    "project", "resize_px", "same_crop_translation", "transform", "rasterize", "Fragments", "Renderer", "RenderOutput",
     "sh_basis", "sh_shading", "ambient_gamma",
 ]

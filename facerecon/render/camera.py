@@ -1,7 +1,9 @@
 """Perspective camera and rigid pose for 224×224 face crops.
 
 Camera space: camera at the origin looking down −z, x right, y up (model space is the same
-frame: faces look along +z). Pixels: u right, v down, pixel (i, j) has its centre at (j+0.5, i+0.5).
+frame: faces look along +z). Pixels: u right, v down, pixel (i, j) has its centre at (j, i) — the
+convention of OpenCV, dlib and the aligned crops' landmarks, so projected points, detected points and
+rendered pixels all sit in one frame; the principal point is the image centre, ((size−1)/2, (size−1)/2).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ class Camera:
 
     @property
     def center(self) -> float:
-        return self.size / 2.0
+        """The principal point's u (and v), pixels: the image centre, (size − 1)/2 with pixel
+        centres at whole numbers (a resized image keeps it at its centre)."""
+        return (self.size - 1) / 2.0
 
     def scaled(self, size: int) -> "Camera":
         """The same field of view at another image size."""
@@ -88,6 +92,13 @@ def default_translation(batch: int = 1, device=None, dtype=torch.float32) -> tor
 def transform(verts: torch.Tensor, angles: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
     """Model-space vertices (B,V,3) mm -> camera space: ``R(angles) v + trans``."""
     return verts @ euler_to_matrix(angles).transpose(1, 2) + trans[:, None, :]
+
+
+def resize_px(points: torch.Tensor, size: int, to_size: int) -> torch.Tensor:
+    """Pixel coordinates (…,2) in a ``size``-pixel image -> the same places after resizing it to
+    ``to_size`` pixels (bilinear resampling with ``align_corners=False``, as OpenCV): pixel centres
+    at whole numbers, so ``(p + ½)·to_size/size − ½``."""
+    return (points + 0.5) * (to_size / size) - 0.5
 
 
 def project(verts_cam: torch.Tensor, camera: Camera) -> tuple[torch.Tensor, torch.Tensor]:

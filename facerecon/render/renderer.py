@@ -11,6 +11,10 @@ from facerecon.render.antialias import EdgeTable, antialias
 from facerecon.render.camera import Camera, project
 from facerecon.render.raster import Fragments, rasterize
 
+#: Projected pixel coordinates (pixel centres at whole numbers, as OpenCV and dlib) -> the
+#: rasterizer's (pixel (i, j) covers [j, j+1) × [i, i+1), its centre at (j + ½, i + ½)).
+RASTER_SHIFT = 0.5
+
 
 @dataclass
 class RenderOutput:
@@ -26,9 +30,11 @@ class RenderOutput:
     tri_id: torch.Tensor
     """Front triangle per pixel (B,H,W), −1 on background."""
     fragments: Fragments
-    """Covered pixels with their barycentrics, to interpolate further attributes."""
+    """Covered pixels with their barycentrics, to interpolate further attributes (its ``xy`` are
+    the rasterizer's, ``xy`` + :data:`RASTER_SHIFT`)."""
     xy: torch.Tensor
-    """Projected vertices (B,V,2) in pixels."""
+    """Projected vertices (B,V,2) in pixels (:func:`~facerecon.render.camera.project`: pixel centres
+    at whole numbers)."""
 
 
 class Renderer(nn.Module):
@@ -58,12 +64,13 @@ class Renderer(nn.Module):
                 background: torch.Tensor | float = 0.0) -> RenderOutput:
         cam = self.camera
         xy, depth = project(verts_cam, cam)
-        tri_id = rasterize(xy, depth, faces, cam.size, cam.size, near=cam.near, backend=self.backend)
-        frags = Fragments(xy, depth, faces, tri_id)
+        xy_r = xy + RASTER_SHIFT  # the rasterizer's pixel (i, j) covers [j, j+1) × [i, i+1)
+        tri_id = rasterize(xy_r, depth, faces, cam.size, cam.size, near=cam.near, backend=self.backend)
+        frags = Fragments(xy_r, depth, faces, tri_id)
         image = frags.to_image(frags.interpolate(colors), background)
         mask = (tri_id >= 0).unsqueeze(1).to(colors.dtype)
         depth_img = frags.to_image(frags.depth[:, None].detach(), 0.0)
         if self.antialias:
-            both = antialias(torch.cat([image, mask], 1), tri_id, depth_img, xy, faces, self.edge_table(faces))
+            both = antialias(torch.cat([image, mask], 1), tri_id, depth_img, xy_r, faces, self.edge_table(faces))
             image, mask = both[:, :-1], both[:, -1:]
         return RenderOutput(image=image, mask=mask, depth=depth_img, tri_id=tri_id, fragments=frags, xy=xy)

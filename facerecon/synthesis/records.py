@@ -16,10 +16,10 @@ from facerecon.atomic import atomic_write_bytes, atomic_write_json, atomic_write
 from facerecon.imageio.pts import pts_text
 from facerecon.params import FaceParams
 
-#: Landmark convention of ``landmarks2d``: renderer pixels, pixel (i, j) has its centre at
-#: (j + 0.5, i + 0.5). ``.pts`` files are written in the 0-based pixel-centre convention of dlib
-#: and OpenCV (renderer coordinates − 0.5).
-PTS_OFFSET = -0.5
+#: Landmark convention of ``landmarks2d`` (:func:`facerecon.render.project`'s): pixel (i, j) has
+#: its centre at (j, i), as dlib, OpenCV and 300-W's ``.pts`` readers here take it, so the ``.pts``
+#: files hold them unchanged.
+PTS_OFFSET = 0.0
 
 
 def png_bytes(image: torch.Tensor) -> bytes:
@@ -66,10 +66,10 @@ def sample_record(sample: dict, model=None, extra: dict | None = None) -> dict:
                  "angle_order": "pitch (x), yaw (y), roll (z); R = Rz Ry Rx",
                  "trans_mm": lst(trans)},
         "camera": {"focal_px": float(sample["focal"]), "size_px": size,
-                   "principal_point_px": [size / 2.0, size / 2.0],
+                   "principal_point_px": [(size - 1) / 2.0, (size - 1) / 2.0],
                    "convention": "camera at the origin looking down -z, y up; model->camera x_cam = R x + t"},
         "landmarks2d_px": np.round(sample["landmarks2d"].detach().cpu().double().numpy(), 4).tolist(),
-        "landmarks2d_convention": "pixel (i, j) has its centre at (j + 0.5, i + 0.5); the .pts file is 0-based (-0.5)",
+        "landmarks2d_convention": "pixel (i, j) has its centre at (j, i) (OpenCV, dlib); the .pts file holds the same",
         "landmarks_visible": sample["landmarks_visible"].detach().cpu().numpy().astype(bool).tolist(),
         "landmarks3d_mm": lst(sample["landmarks3d"], 4),
     }

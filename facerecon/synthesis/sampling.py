@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from facerecon.imageio.align import template_landmarks
-from facerecon.render import euler_to_matrix
+from facerecon.render import Camera, euler_to_matrix
 
 
 @dataclass
@@ -117,7 +117,7 @@ def frame_translation(lmk_model: torch.Tensor, angles: torch.Tensor, jitter: tor
     c, s = _inner_frame(lmk_model)
     rc = (euler_to_matrix(angles) @ c[:, :, None])[..., 0]
     depth = d_ref * (s / s_ref) * (1 + jitter[:, 2] * cfg.distance_jitter)
-    centre = cfg.size / 2.0
+    centre = Camera(size=cfg.size).center
     tx = (tc[0] - centre) * depth / f + jitter[:, 0] * cfg.shift_mm - rc[:, 0]
     ty = -(tc[1] - centre) * depth / f + jitter[:, 1] * cfg.shift_mm - rc[:, 1]
     tz = -depth - rc[:, 2]

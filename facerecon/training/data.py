@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from facerecon.params import FaceParams
+from facerecon.render.camera import resize_px
 
 #: Sample indices of one process's synthetic stream are ``rank × SYNTH_STREAM + i``: disjoint
 #: streams per process, each long enough for any run.
@@ -234,7 +235,7 @@ def fit_size(batch: dict[str, Any], size: int) -> dict[str, Any]:
     if batch.get("attention") is not None:
         out["attention"] = F.interpolate(batch["attention"], size=(size, size), mode="bilinear",
                                          align_corners=False)
-    out["landmarks"] = batch["landmarks"] * (size / s)
+    out["landmarks"] = resize_px(batch["landmarks"], s, size)
     return out
 
 
