@@ -46,8 +46,13 @@ def measures(doc: dict) -> dict[str, dict[str, float]]:
             out.setdefault(name, {})[f"{r['texture']}/{r['view']}"] = float(r["rmse_mm"])
         return out
     if "per_image" in doc:  # landmark report
-        return {"NME, eye corners (points)": {r["name"]: 100.0 * r["nme_eyes"] for r in doc["per_image"]
-                                               if r["nme_eyes"] is not None}}
+        out = {"NME, eye corners (points)": {r["name"]: 100.0 * r["nme_eyes"] for r in doc["per_image"]
+                                              if r["nme_eyes"] is not None}}
+        centred = {r["name"]: 100.0 * r["nme_eyes_centred"] for r in doc["per_image"]
+                   if r.get("nme_eyes_centred") is not None}
+        if centred:  # reports since the mean offset was recorded
+            out["NME, each its mean offset taken away (points)"] = centred
+        return out
     raise ValueError("not a real-skin or landmark JSON: neither 'rows' nor 'per_image' in it")
 
 

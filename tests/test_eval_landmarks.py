@@ -86,6 +86,36 @@ def test_pluggable_predictors_on_real_folder():
     assert blind.n_detected == 0 and blind.detection_rate == 0.0 and blind.failure_rate_all == 1.0
 
 
+def test_a_constant_shift_is_reported_and_taken_away(tmp_path):
+    """Two faces predicted 2 px right and 1 px down of the annotation, one of them with point 0 a
+    further 8 px off: the mean offset is (2, 1) + (8, 0)/(2·68) and the centred NME is what is
+    left, by hand: |e0 − o| and |o'| for the rest, over 68 points and the 80-px eye distance."""
+    faces = [np.round(_face(np.random.default_rng(k)), 3) for k in range(2)]  # as .pts holds them
+    pairs = []
+    for k, pts in enumerate(faces):
+        _write_pts(tmp_path / f"{k}.pts", pts)
+        (tmp_path / f"{k}.png").write_bytes(b"")
+        pairs.append((tmp_path / f"{k}.png", tmp_path / f"{k}.pts"))
+    preds = [faces[0] + (2.0, 1.0), faces[1] + (2.0, 1.0)]
+    preds[1][0] += (8.0, 0.0)
+    from unittest import mock
+
+    with mock.patch("facerecon.evaluation.landmarks.load_image", lambda path: np.zeros((4, 4, 3), np.uint8)):
+        it = iter(preds)
+        report = evaluate_folder(tmp_path, predictor=lambda img: next(it), pairs=pairs)
+    o = 8.0 / (2 * 68)  # the extra x offset, shared out over both faces' points
+    assert report.mean_offset_px == pytest.approx((2.0 + o, 1.0), abs=1e-4)  # float32 .pts
+    assert report.per_image[0].offset_px == pytest.approx((2.0, 1.0), abs=1e-4)
+    assert report.mean_nme_eyes == pytest.approx(
+        (np.hypot(2, 1) + (67 * np.hypot(2, 1) + np.hypot(10, 1)) / 68) / 2 / 80, rel=1e-4)
+    first = o / 80  # every point of face 0 is o px left of its annotation after centring
+    second = (67 * o + (8.0 - o)) / 68 / 80
+    assert report.per_image[0].nme_eyes_centred == pytest.approx(first, rel=1e-3)
+    assert report.per_image[1].nme_eyes_centred == pytest.approx(second, rel=1e-3)
+    assert report.mean_nme_eyes_centred == pytest.approx((first + second) / 2, rel=1e-3)
+    assert "mean offset (+2.06, +1.00) px taken away" in report.summary()
+
+
 def test_dlib_nme_bound_on_300w_test_sample():
     folder = need("faces", "300w", "test")
     report = evaluate_folder(folder, pairs=labelled_images(folder)[::11][:30])
