@@ -70,8 +70,9 @@ def _render(verts: np.ndarray, faces: np.ndarray, yaw_deg: float, distance: floa
 
 def _backproject(mesh: trimesh.Trimesh, pix: np.ndarray, rot: np.ndarray, trans: np.ndarray,
                  cam: Camera) -> np.ndarray:
-    """3D points (N,3) where the camera rays through pixel positions ``pix`` (N,2) (renderer
-    convention: pixel centres at .5) first hit ``mesh`` (model space); NaN where they miss."""
+    """3D points (N,3) where the camera rays through pixel positions ``pix`` (N,2) (the camera's
+    convention, dlib's and OpenCV's: pixel centres at whole numbers) first hit ``mesh`` (model space);
+    NaN where they miss."""
     d_cam = np.stack([(pix[:, 0] - cam.center) / cam.focal, -(pix[:, 1] - cam.center) / cam.focal,
                       -np.ones(len(pix))], 1)
     d_model = d_cam @ rot  # R^T d
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 box = boxes[int(np.argmax(scores))]
                 shape = predictor(img, box)
-                pix = np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)
+                pix = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
                 pts = _backproject(model, pix, rot, trans, cam)
                 samples[yaw].append(pts)
                 if args.debug_dir:
