@@ -156,9 +156,9 @@ def test_a_focal_length_per_batch_item_projects_each_as_its_own_camera():
     assert cam.per_item and not Camera().per_item
     for i, f in enumerate((400.0, 1015.0, 2500.0)):
         assert cam.item(i).focal == f
-        # by hand: u = c + f x / (-z), v = c - f y / (-z)
-        u = 112 + f * v[i, :, 0] / -v[i, :, 2]
-        w = 112 - f * v[i, :, 1] / -v[i, :, 2]
+        # by hand: u = c + f x / (-z), v = c - f y / (-z), c = (224 − 1)/2 (pixel centres at whole numbers)
+        u = 111.5 + f * v[i, :, 0] / -v[i, :, 2]
+        w = 111.5 - f * v[i, :, 1] / -v[i, :, 2]
         torch.testing.assert_close(xy[i], torch.stack([u, w], -1))
     assert Camera().item(2) == Camera()
 

@@ -510,7 +510,9 @@ def test_identity_consistency_pulls_a_persons_shapes_together(people_data, face_
     trainer.train()
     spread = [h["identity/spread_mm"] for h in trainer.history]
     assert all(h["identity/grouped"] == 1.0 for h in trainer.history)  # every photo has its pair
-    assert sum(spread[-3:]) / 3 < 0.5 * spread[0], spread
+    # the steps' spreads are noisy (one batch each): the last four against the first four, which
+    # fell to 0.36 and 0.42 of it in two runs on slightly different renders (pixel frame moved ½ px)
+    assert sum(spread[-4:]) < 0.5 * sum(spread[:4]), spread
 
 
 def test_batches_of_k_per_person_mix_by_weight_and_resume_exactly(people_data, face_model, tmp_path):
