@@ -21,6 +21,7 @@ import numpy as np
 
 from facerecon.assets import shared_path
 from facerecon.evaluation.landmarks import labelled_images, nme
+from facerecon.imageio.align import apply_affine, similarity_transform
 from facerecon.imageio.detect import FaceDetector, NoFaceError
 from facerecon.imageio.pts import read_pts
 
@@ -42,21 +43,11 @@ def detect_all(folders: list[Path]) -> dict[str, np.ndarray]:
     return {"names": np.array(names), "dlib": np.array(dlib, np.float64), "ann": np.array(ann, np.float64)}
 
 
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity (scale, rotation (2,2), translation (2,)) taking src (N,2) onto dst."""
-    ms, md = src.mean(0), dst.mean(0)
-    u, s, vt = np.linalg.svd((src - ms).T @ (dst - md))
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = (u @ d @ vt).T
-    scale = float((s * np.diag(d)).sum() / ((src - ms) ** 2).sum())
-    return scale, rot, md - scale * ms @ rot.T
-
-
 def template(points: np.ndarray, rounds: int = 5) -> np.ndarray:
     """Generalised Procrustes mean of (N,68,2) shapes, centred, unit RMS radius."""
     t = points.mean(0)
     for _ in range(rounds):
-        t = np.mean([s * p @ r.T + tr for p in points for s, r, tr in [similarity(p, t)]], 0)
+        t = np.mean([apply_affine(similarity_transform(p, t), p) for p in points], 0)
         t = (t - t.mean(0)) / np.sqrt(((t - t.mean(0)) ** 2).sum(1).mean())
     return t
 
@@ -77,13 +68,13 @@ def main() -> None:
     train = np.array([str(n).startswith("train/") for n in z["names"]])
     test = ~train
     tpl = template(D[train])
-    maps = [similarity(d, tpl) for d in D]
-    Dc = np.array([s * d @ r.T + t for d, (s, r, t) in zip(D, maps)])
-    Ac = np.array([s * a @ r.T + t for a, (s, r, t) in zip(A, maps)])
+    maps = [similarity_transform(d, tpl) for d in D]  # photo -> template, 2×3
+    Dc = np.array([apply_affine(m, d) for d, m in zip(D, maps)])
+    Ac = np.array([apply_affine(m, a) for a, m in zip(A, maps)])
     offset = (Ac - Dc).reshape(len(D), -1)
 
     def back(off: np.ndarray) -> np.ndarray:  # template-frame offsets -> photo pixels, added to dlib's
-        return np.array([d + o.reshape(68, 2) @ r / s for d, o, (s, r, _) in zip(D, off, maps)])
+        return np.array([d + o.reshape(68, 2) @ np.linalg.inv(m[:, :2]).T for d, o, m in zip(D, off, maps)])
 
     X = Dc.reshape(len(D), -1)
     mu = X[train].mean(0)
