@@ -17,8 +17,8 @@ from facerecon.imageio.pts import pts_text
 from facerecon.params import FaceParams
 
 #: Landmark convention of ``landmarks2d`` (:func:`facerecon.render.project`'s): pixel (i, j) has
-#: its centre at (j, i), as dlib, OpenCV and 300-W's ``.pts`` readers here take it, so the ``.pts``
-#: files hold them unchanged.
+#: its centre at (j, i), as dlib and OpenCV count them and as :func:`facerecon.imageio.pts.read_pts`
+#: returns ``.pts`` files, so the ``.pts`` files hold them unchanged.
 PTS_OFFSET = 0.0
 
 
