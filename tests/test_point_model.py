@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerecon.imageio.detect import eye_spread
+from facerecon.imageio.detect import eye_spread, point_spread
 from facerecon.imageio.point_model import EYES_BROWS, PointModel
 
 
@@ -92,4 +92,4 @@ def test_eye_spread_by_hand():
     runs[0, EYES_BROWS, 1] += 1.0
     runs[1, EYES_BROWS, 1] -= 1.0
     runs[:, 0] += 50.0  # a jaw point's spread does not count
-    assert eye_spread(runs, median) == pytest.approx(0.01)
+    assert eye_spread(point_spread(runs, median), median) == pytest.approx(0.01)

@@ -107,11 +107,16 @@ CONFIDENT_SCORE = 0.5
 WEAK_BESIDE_CONFIDENT = 0.1
 
 
-def eye_spread(runs: np.ndarray, median: np.ndarray) -> float:
-    """How unsure the predictor is of the eye and brow points: their mean distance from their median
-    over ``runs`` (R, 68, 2), as a share of the median's outer-eye-corner distance (points 36-45)."""
+def point_spread(runs: np.ndarray, median: np.ndarray) -> np.ndarray:
+    """Each point's mean distance from its median over ``runs`` (R, 68, 2): (68,) float32, pixels."""
+    return np.linalg.norm(runs - median, axis=-1).mean(0).astype(np.float32)
+
+
+def eye_spread(spread: np.ndarray, median: np.ndarray) -> float:
+    """How unsure the predictor is of the eye and brow points: their mean :func:`point_spread`, as a
+    share of the median's outer-eye-corner distance (points 36-45)."""
     eye = float(np.linalg.norm(median[36] - median[45]))
-    return float(np.linalg.norm(runs[:, EYES_BROWS] - median[EYES_BROWS], axis=-1).mean()) / max(eye, 1e-6)
+    return float(np.asarray(spread, np.float64)[EYES_BROWS].mean()) / max(eye, 1e-6)
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -330,8 +335,8 @@ class FaceDetector:
                                                cx + dx * w + s * w / 2, cy + dy * w + s * h / 2))
                          for dx in (-j, 0.0, j) for dy in (-j, 0.0, j) for s in (1 - j, 1.0, 1 + j)])
         median = np.median(runs, axis=0).astype(np.float32)
-        spread = np.linalg.norm(runs - median, axis=-1).mean(0).astype(np.float32)
-        if self.eye_spread_limit <= 0 or eye_spread(runs, median) <= self.eye_spread_limit:
+        spread = point_spread(runs, median)
+        if self.eye_spread_limit <= 0 or eye_spread(spread, median) <= self.eye_spread_limit:
             return median, False, spread
         if self._point_model is None:
             self._point_model = PointModel.load()
