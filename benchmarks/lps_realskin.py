@@ -6,12 +6,14 @@ Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane 
 with scale), next to the ICT mean face.
 
     python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
-    python benchmarks/lps_realskin.py [--textures 4] [--head lps|lps-b|lps-c] [--no-neutral]
+    python benchmarks/lps_realskin.py [--textures 4] [--texture-draw 0|1] [--head lps|lps-b|lps-c] [--no-neutral]
         [--surface full|outer|both] [--json OUT] [--save-renders DIR] [FitConfig options]
 
 Texture k of K (default 4) is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
 light is the SH light fitted to the next sample in that order; texture K−2 wears a hair fringe,
-texture K−1 glasses (every view). Nothing here reads facerecon's albedo model. ``--head`` renders
+texture K−1 glasses (every view); ``--texture-draw 1`` paints a second set of K skins at the quantiles
+(k + ½)/K instead (numbered K..2K−1, so that ``per_view.py`` can pool both sets for per-view figures
+over twice the skins). Nothing here reads facerecon's albedo model. ``--head`` renders
 and scores one of the scan's reshaped heads instead (``facerecon.evaluation.scans.HEAD_WARPS``).
 """
 
@@ -67,28 +69,41 @@ def prepare(recon: FaceReconstructor, photo: np.ndarray, lm_true: np.ndarray):
         return on_landmarks(photo, lm_true), "scan (no detection)"
 
 
-def scene(face, samples_dir: Path, textures: int, head: str = "lps"):
+def pick_textures(n: int, textures: int, draw: int = 0) -> np.ndarray:
+    """Which of ``n`` samples (sorted dark to light) the ``textures`` skins are: draw 0 at the
+    luminance quantiles k/(K−1) (the darkest and the lightest included), draw 1 at (k + ½)/K: a second
+    set of skins over the same range of tones (for K = 4, none of them draw 0's; other K may share one
+    or two)."""
+    if draw == 0:
+        return np.linspace(0, n - 1, textures).round().astype(int)
+    if draw == 1:
+        return ((np.arange(textures) + 0.5) / textures * (n - 1)).round().astype(int)
+    raise ValueError(f"texture draw {draw}: 0 or 1")
+
+
+def scene(face, samples_dir: Path, textures: int, head: str = "lps", draw: int = 0):
     """What the renders need: the held-out samples (sorted dark to light), the ``textures`` picked
-    from them, the scan (reshaped as ``head`` says) and its landmarks, the scan-to-model skin
-    transfer, the backgrounds."""
+    from them (:func:`pick_textures`), the scan (reshaped as ``head`` says) and its landmarks, the
+    scan-to-model skin transfer, the backgrounds."""
     mean = face.mean.numpy().astype(np.float64)
     partner, features = sample_layout(mean, mean[face.landmark_idx.numpy()])
     samples = load_samples(samples_dir, partner, features)
     if len(samples) < textures + 1:
         raise SystemExit(f"{samples_dir}: {len(samples)} samples, need {textures + 1} "
                          f"(run tools/albedo_samples.py --set heldout)")
-    pick = np.linspace(0, len(samples) - 1, textures).round().astype(int)
+    pick = pick_textures(len(samples), textures, draw)
     scan, scan_lmk = load_lee_perry_smith(head)
     transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
     return samples, pick, scan, scan_lmk, transfer, PhotoBackgrounds()
 
 
 def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], seed: int, transfer, scan_lmk: np.ndarray,
-                      backgrounds: PhotoBackgrounds, occluders: bool = True, distance: float = 1000.0):
+                      backgrounds: PhotoBackgrounds, occluders: bool = True, distance: float = 1000.0, draw: int = 0):
     """Every render of the benchmark, texture by texture: ``(k, sample, occluder, view, photo,
     scan landmarks in the photo)``. Texture k of ``len(pick)`` paints ``samples[pick[k]]``, lit by
     the next sample's SH light; the last two wear a fringe and glasses (unless ``occluders`` is
-    False: the same renders bare, to tell what the occluders cost)."""
+    False: the same renders bare, to tell what the occluders cost). ``draw`` > 0 (the second set of
+    skins, :func:`pick_textures`) also draws its own backgrounds and occluders."""
     textures = len(pick)
     for k, i in enumerate(pick):
         smp = samples[i]
@@ -98,7 +113,7 @@ def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], s
         albedo = paint_scan(transfer, smp["albedo"], smp["skin"])
         occluder = {textures - 2: "fringe", textures - 1: "glasses"}.get(k, "none") if occluders else "none"
         for view in views:
-            rng = np.random.default_rng([seed, k, list(VIEWS).index(view)])
+            rng = np.random.default_rng([seed, k, list(VIEWS).index(view), *([draw] if draw else [])])
             bg, _ = backgrounds.sample(rng, 512)
             pitch, yaw = VIEWS[view]
             photo, lm_true = render_view(transfer, albedo, scan_lmk, pitch, yaw, gamma, bg, distance=distance)
@@ -115,6 +130,10 @@ def main() -> None:
     ap.add_argument("--json", help="write every row and the summary here")
     ap.add_argument("--save-renders", type=Path, help="write the renders here (PNG, for looking at)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--texture-draw", type=int, choices=(0, 1), default=0,
+                    help="which set of held-out skins: 0 at the luminance quantiles k/(K-1), 1 a second set at "
+                         "(k + 1/2)/K with its own backgrounds and occluders (pool both for per-view figures "
+                         "over twice the skins: per_view.py); draw 1's textures are numbered K..2K-1")
     ap.add_argument("--no-occluders", action="store_true",
                     help="render the fringe and glasses textures bare (a diagnostic: what the occluders cost)")
     ap.add_argument("--bare-landmarks", action="store_true",
@@ -148,7 +167,8 @@ def main() -> None:
 
     face = load_face_model("face")
     mean = face.mean.numpy().astype(np.float64)
-    samples, pick, scan, scan_lmk, transfer, backgrounds = scene(face, args.samples, args.textures, args.head)
+    samples, pick, scan, scan_lmk, transfer, backgrounds = scene(face, args.samples, args.textures, args.head,
+                                                                     args.texture_draw)
     options = engine_options(args)
     config = fit_config(args, options["engine"])
     recon = FaceReconstructor(config=config, **options)
@@ -172,10 +192,10 @@ def main() -> None:
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
     renders = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds,
-                                occluders=not args.no_occluders, distance=args.distance)
+                                occluders=not args.no_occluders, distance=args.distance, draw=args.texture_draw)
     # the same renders without occluders, drawn only where --bare-landmarks needs them
     bare = (real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False,
-                              distance=args.distance)
+                              distance=args.distance, draw=args.texture_draw)
             if args.bare_landmarks else itertools.repeat((None,) * 6))
     for (k, smp, occluder, view, photo, lm_true), (*_, bare_photo, _) in zip(renders, bare):
         if args.save_renders:
@@ -198,19 +218,21 @@ def main() -> None:
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)], init=init)[0]
         dt = time.perf_counter() - t0
-        info = dict(view=view, texture=k, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
+        tex = k + args.texture_draw * args.textures  # draws pooled later keep their skins apart
+        info = dict(view=view, texture=tex, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
         r_fit = score(rec.vertices(face), "fit", **info)
         saved["params"].append(rec.params.to_vector()[0].numpy())
         saved["view"].append(view)
-        saved["texture"].append(k)
+        saved["texture"].append(tex)
         r_neu = [float("nan")] * 2
         if not args.no_neutral:
             with torch.no_grad():
                 r_neu = score(face.shape(rec.params.alpha)[0].numpy(), "fit neutral", **info)
-        print(f"t{k} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
+        print(f"t{tex} {view:8s} {occluder:7s} fit {r_fit[0]:.3f}/{r_fit[1]:.3f}  neutral "
               f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
     summary: dict = {"config": asdict(config), "head": args.head, "distance_mm": args.distance, "lens": args.lens,
+                     "texture_draw": args.texture_draw,
                      "surface": surfaces[0],
                      "engine": engine_record(options) or {"engine": "fit"},
                      "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
@@ -240,7 +262,7 @@ def main() -> None:
     if args.save_params:
         np.savez_compressed(args.save_params, params=np.stack(saved["params"]), view=np.array(saved["view"]),
                             texture=np.array(saved["texture"]), textures=np.array(summary["textures"]),
-                            head=np.array(args.head))
+                            head=np.array(args.head), texture_draw=np.array(args.texture_draw))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,48 @@ def test_paired_reads_one_entry_of_a_from_scan_report(tmp_path):
         mod.load(f"{path}#other.npz")
 
 
+def _from_scan_report(path, head: str, rows: list[dict], entry: str = "fits.npz", mean_face=(4.0, 2.0)):
+    path.write_text(json.dumps({"head": head, "ICT mean face": {"rigid": mean_face[0], "scale": mean_face[1]},
+                                entry: {"rows": rows}}))
+    return f"{path}#{entry}"
+
+
+def test_per_view_pools_skins_and_gives_each_view_its_margin_and_interval(tmp_path):
+    mod = load_script("benchmarks/per_view.py")
+    a = _from_scan_report(tmp_path / "a.json", "lps", [
+        {"texture": 0, "view": "front", "rigid": 1.0, "scale": 1.5},
+        {"texture": 1, "view": "front", "rigid": 3.0, "scale": 1.5},
+        {"texture": 0, "view": "yaw+40", "rigid": 4.0, "scale": 2.0}])
+    b = _from_scan_report(tmp_path / "b.json", "lps", [{"texture": 4, "view": "front", "rigid": 2.0, "scale": 1.5}])
+    rows, mean_face, head = mod.pool([a, b])
+    assert len(rows) == 4 and head == "lps" and mean_face == {"rigid": 4.0, "scale": 2.0}
+    got = mod.per_view(rows, mean_face, resamples=2000)
+    front = got["rigid"]["front"]
+    # by hand: front's three skins 1, 3, 2 mm average 2 mm, half the mean face's 4 mm
+    assert front["skins"] == 3 and front["rmse"] == pytest.approx(2.0) and front["margin"] == pytest.approx(0.5)
+    assert 0.25 <= front["lo"] < 0.5 < front["hi"] <= 0.75  # resampled means lie between 1 and 3 mm
+    same = got["scale"]["front"]  # every skin 1.5 mm against 2: 25 % under, no spread at all
+    assert same["margin"] == same["lo"] == same["hi"] == pytest.approx(0.25)
+    assert got["rigid"]["yaw+40"]["margin"] == pytest.approx(0.0)
+    assert mod.verdict(same, 0.15) == "above the target" and mod.verdict(same, 0.3) == "BELOW the target"
+    assert mod.verdict(front, 0.5) == "target inside the interval"
+    with pytest.raises(SystemExit, match="already in an earlier entry"):
+        mod.pool([a, a])
+    other = _from_scan_report(tmp_path / "c.json", "lps-b", [{"texture": 9, "view": "front", "rigid": 2, "scale": 1}])
+    with pytest.raises(SystemExit, match="another head"):
+        mod.pool([a, other])
+
+
+def test_second_texture_draw_is_other_skins_over_the_same_range():
+    pick = load_script("benchmarks/lps_realskin.py").pick_textures
+    first, second = pick(54, 4, 0), pick(54, 4, 1)
+    assert first.tolist() == [0, 18, 35, 53]  # the darkest and the lightest, evenly between
+    assert second.tolist() == [7, 20, 33, 46]  # (k + 1/2) / 4 of the way: between them, none the same
+    assert not set(first) & set(second)
+    with pytest.raises(ValueError, match="draw 2"):
+        pick(54, 4, 2)
+
+
 def _write_pts(path, points) -> None:
     path.write_text("version: 1\nn_points: 68\n{\n" + "".join(f"{x} {y}\n" for x, y in points) + "}\n")
 
