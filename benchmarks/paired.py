@@ -2,6 +2,7 @@
 
     python benchmarks/paired.py A.json B.json [--resamples 2000] [--seed 0]
     python benchmarks/paired.py FS.json#fits1m.npz FS2.json#fits_fit.npz     # from_scan.py reports
+    python benchmarks/paired.py "FS0.json#a.npz,FS1.json#a1.npz" "FS2.json#b.npz,FS3.json#b1.npz"  # pooled draws
     python benchmarks/paired.py N_A.json N_B.json --turned 2 3                # landmark reports
 
 A and B are two runs of one instrument over the same items:
@@ -87,7 +88,19 @@ def paired(a: dict[str, float], b: dict[str, float], resamples: int, seed: int) 
 
 
 def load(spec: str) -> dict:
-    """A JSON file, or the entry ENTRY of FILE for ``FILE#ENTRY``."""
+    """A JSON file, or the entry ENTRY of FILE for ``FILE#ENTRY``; several ``FILE#ENTRY`` joined by
+    commas pool their rows (``from_scan.py`` entries of different skins, e.g. both texture draws)."""
+    if "," in spec:
+        rows: list[dict] = []
+        for part in spec.split(","):
+            doc = load(part)
+            if "#" not in part or "rows" not in doc:
+                raise SystemExit(f"{part}: only FILE#ENTRY entries of from_scan.py reports pool")
+            rows += doc["rows"]
+        keys = [(r["texture"], r["view"]) for r in rows]
+        if len(set(keys)) < len(keys):
+            raise SystemExit(f"{spec}: the pooled entries share renders (texture and view)")
+        return {"rows": rows}
     path, _, entry = spec.partition("#")
     doc = json.loads(Path(path).read_text())
     if entry:
@@ -105,7 +118,7 @@ def show(name: str, r: dict[str, float]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("a", help="a JSON file (FILE#ENTRY for a from_scan.py report)")
+    ap.add_argument("a", help="a JSON file (FILE#ENTRY for a from_scan.py report; FILE#ENTRY,FILE#ENTRY pools them)")
     ap.add_argument("b")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)

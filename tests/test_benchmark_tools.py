@@ -57,6 +57,17 @@ def test_paired_reads_one_entry_of_a_from_scan_report(tmp_path):
         mod.load(f"{path}#other.npz")
 
 
+def test_paired_pools_entries_of_different_skins(tmp_path):
+    mod = _paired()
+    a = _from_scan_report(tmp_path / "a.json", "lps", [{"texture": 0, "view": "front", "rigid": 2.0, "scale": 1.5}])
+    b = _from_scan_report(tmp_path / "b.json", "lps", [{"texture": 4, "view": "front", "rigid": 2.4, "scale": 1.9}])
+    got = mod.measures(mod.load(f"{a},{b}"))
+    assert got == {"from the scan, rigid (mm)": {"0/front": 2.0, "4/front": 2.4},
+                   "from the scan, with scale (mm)": {"0/front": 1.5, "4/front": 1.9}}
+    with pytest.raises(SystemExit, match="share renders"):
+        mod.load(f"{a},{a}")
+
+
 def _from_scan_report(path, head: str, rows: list[dict], entry: str = "fits.npz", mean_face=(4.0, 2.0)):
     path.write_text(json.dumps({"head": head, "ICT mean face": {"rigid": mean_face[0], "scale": mean_face[1]},
                                 entry: {"rows": rows}}))
