@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 #: iBUG-68 indices of the nose (27–35) and mouth (48–67): landmark weight ω = 20 there.
 NOSE_MOUTH = list(range(27, 36)) + list(range(48, 68))
+BROWS = list(range(17, 27))
 
 
 @dataclass
@@ -49,10 +50,11 @@ class LossWeights:
 
 
 def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None,
-                     chin: float | None = None) -> torch.Tensor:
-    """ω (68,): ``nose_mouth`` on nose and mouth points, ``jaw`` on the 17 contour points, 1 elsewhere;
-    ``chin`` (None: ``jaw``) on the chin point, 8, alone."""
+                     chin: float | None = None, brows: float = 1.0) -> torch.Tensor:
+    """ω (68,): ``nose_mouth`` on nose and mouth points, ``jaw`` on the 17 contour points, ``brows`` on
+    the 10 brow points, 1 elsewhere (the eyes); ``chin`` (None: ``jaw``) on the chin point, 8, alone."""
     w = torch.ones(68, device=device)
+    w[BROWS] = brows
     w[NOSE_MOUTH] = nose_mouth
     w[:17] = jaw
     if chin is not None:

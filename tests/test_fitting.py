@@ -484,6 +484,10 @@ def test_landmark_weights_follow_the_config(narrow):
     assert float(Fitter(narrow, config=FitConfig(perceptual=False)).loss.omega[30]) == 20.0  # the paper's
     chin = Fitter(narrow, config=FitConfig(perceptual=False, jaw_weight=0.3, chin_weight=1.5)).loss.omega
     assert float(chin[8]) == 1.5 and float(chin[7]) == float(chin[9]) == pytest.approx(0.3)
+    brows = Fitter(narrow, config=FitConfig(perceptual=False, nose_mouth_weight=5.0, jaw_weight=0.1,
+                                            brow_weight=0.25)).loss.omega
+    want[17:27] = 0.25  # the brows alone; the eyes (36-47) keep 1
+    assert torch.equal(brows.cpu(), want)
 
 
 def _posed_landmarks(fitter: Fitter, pitch: float, yaw: float) -> tuple[FaceParams, torch.Tensor]:

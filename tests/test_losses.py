@@ -106,6 +106,8 @@ def test_landmark_weights_are_20_on_every_nose_and_mouth_point():
     jaw = landmark_weights(jaw=0.5)
     expected[:17] = 0.5  # the 17 contour points 0–16 only
     assert torch.equal(jaw, expected)
+    expected[17:27] = 3.0  # the 10 brow points 17–26 only
+    assert torch.equal(landmark_weights(jaw=0.5, brows=3.0), expected)
 
 
 def test_landmark_loss_is_weighted_mean_of_squared_distances_per_image():

@@ -123,6 +123,10 @@ class FitConfig:
     between the face's surface there and the direction to the camera at the current pose
     (ForwardModel.landmark_facing; 0 where c <= 0): points a turned head hides, whose place a
     detector can only guess, count less, in the pose's start (PnP) and in both stages. 0: off."""
+    brow_weight: float = 1.0
+    """Landmark weight ω of the 10 brow points (17-26). A brow sits on the brow ridge at a height
+    that differs from person to person and moves with expression, and the landmark stage takes the
+    forehead's slope from it."""
     chin_weight: float | None = None
     """Landmark weight ω of the chin point (8) alone (None: ``jaw_weight``). Detectors put the chin
     above the face's own chin point, the more so on turned and tilted heads."""
@@ -342,7 +346,7 @@ class Fitter:
                                  f"the face model has {model.n_id} identity modes")
         self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
                                omega=landmark_weights(cfg.nose_mouth_weight, cfg.jaw_weight, self.device,
-                                                     chin=cfg.chin_weight),
+                                                     chin=cfg.chin_weight, brows=cfg.brow_weight),
                                identity_metric=metric,
                                perceptual_box=cfg.perceptual_box, perceptual_blur=cfg.perceptual_blur)
 
