@@ -221,6 +221,28 @@ def test_stages_run_alone_from_a_given_start(narrow):
     assert fitter.fit(image, lm, init=truth).losses.total < 0.5 * fitter.fit(image, lm).losses.total
 
 
+def test_held_identity_stays_at_the_start_and_the_rest_is_fitted(narrow):
+    """With ``hold_identity`` α stays at the given start's (both stages), while pose, expression,
+    albedo and light are fitted; held at the true α the fit explains the image better than held at
+    the mean face, and without the hold α moves."""
+    truth = _truth(1, seed=7)
+    image, lm = _scene(narrow, truth)
+    cfg = FitConfig(perceptual=False, landmark_steps=20, steps=10)
+    start = Fitter(narrow, config=cfg).init_pose(lm)
+    known = FaceParams(truth.alpha.clone(), start.beta, start.delta, start.gamma, start.angles, start.trans)
+    held = Fitter(narrow, config=replace(cfg, hold_identity=True))
+    at_truth = held.fit(image, lm, init=known)
+    assert torch.equal(at_truth.params.alpha, truth.alpha)
+    assert not torch.equal(at_truth.params.delta, start.delta) and not torch.equal(at_truth.params.gamma, start.gamma)
+    assert (at_truth.params.angles - start.angles).abs().max() > 1e-4
+    at_mean = held.fit(image, lm, init=start)
+    assert torch.equal(at_mean.params.alpha, torch.zeros_like(start.alpha))
+    assert at_truth.losses.photo < at_mean.losses.photo
+    assert at_truth.losses.landmark < 0.7 * at_mean.losses.landmark
+    free = Fitter(narrow, config=cfg).fit(image, lm, init=known)
+    assert (free.params.alpha - truth.alpha).abs().max() > 1e-3
+
+
 def test_skin_attention_keeps_an_occluder_out_of_the_fit(narrow):
     """A dark occluder over the brows (attention 0 there, as a skin classifier gives) must not
     darken the fitted albedo and light: the fit's render of the hidden region matches the

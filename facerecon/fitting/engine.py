@@ -51,6 +51,10 @@ class FitConfig:
     identity: measured worse on the Lee Perry-Smith views)."""
     steps: int = 100
     """Steps of stage 2 (everything, full hybrid loss)."""
+    hold_identity: bool = False
+    """Keep the identity α where the fit starts (a given start's α: a known identity, e.g. from a
+    scan or a fit of the person's other photos; else the prior's centre with ``start_at_prior``,
+    else the mean face) and fit only pose, expression, albedo and light."""
     lr: float = 0.02
     """Adam learning rate for coefficients (α, β, δ, γ)."""
     lr_pose: float = 0.005
@@ -418,7 +422,7 @@ class Fitter:
         forward = self.forward_for(camera)
         landmarks = landmarks.to(dev).float()
         x = _Unknowns(params, group_index(groups, params.batch, dev), dev)
-        coefs = [x.beta, x.alpha] if cfg.landmark_identity else [x.beta]
+        coefs = [x.beta, x.alpha] if cfg.landmark_identity and not cfg.hold_identity else [x.beta]
         for t in (x.angles, x.trans, *coefs):
             t.requires_grad_()
         opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), (coefs, cfg.lr)],
@@ -461,10 +465,11 @@ class Fitter:
         index = group_index(groups, params.batch, dev)
         prior = _detached(prior, dev)
         x = _Unknowns(params, index, dev)
-        for t in x.tensors():
+        coefs = ([] if cfg.hold_identity else [x.alpha]) + [x.beta, x.delta, x.gamma]
+        for t in (x.angles, x.trans, *coefs):
             t.requires_grad_()
         settle = max(int(cfg.settle_steps), 0)
-        opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), ([x.alpha, x.beta, x.delta, x.gamma], cfg.lr)],
+        opt = Adam([([x.angles], cfg.lr_pose), ([x.trans], cfg.lr_trans), (coefs, cfg.lr)],
                    _schedule(cfg.steps, cfg.lr_final, settle, cfg.settle_lr))
         use_per = self.loss.uses_perceptual
         target_emb = None
