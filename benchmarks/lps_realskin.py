@@ -122,6 +122,31 @@ def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], s
             yield k, smp, occluder, view, photo, lm_true
 
 
+def held_identities(spec: str, face, scan, scan_lmk: np.ndarray):
+    """``--identity-at``'s identity for a render, as a function of (texture number, view) giving α
+    (1, n_id): the face model's own 3D fit to the head ("capacity"), its mean ("mean"), or each
+    render's row of a ``--save-params`` file (a SystemExit where the file lacks a render)."""
+    if spec in ("capacity", "mean"):
+        alpha = torch.zeros(1, face.n_id)
+        if spec == "capacity":
+            from lps_capacity import fit_model_to_scan
+
+            alpha = torch.as_tensor(fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none")[1],
+                                    dtype=torch.float32)[None]
+        return lambda texture, view: alpha
+    try:
+        saved = np.load(spec)
+        rows = {(int(t), str(v)): p for t, v, p in zip(saved["texture"], saved["view"], saved["params"])}
+    except (OSError, KeyError, ValueError) as e:
+        raise SystemExit(f"--identity-at {spec}: not capacity, mean or a --save-params file ({e})") from None
+
+    def of_render(texture: int, view: str) -> torch.Tensor:
+        if (texture, view) not in rows:
+            raise SystemExit(f"--identity-at {spec}: no fit of texture {texture}, view {view}")
+        return FaceParams.from_vector(torch.as_tensor(rows[texture, view][None]), FaceParams.zeros(1).sizes()).alpha
+    return of_render
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=Path, default=Path("work/albedo/heldout"))
@@ -160,6 +185,12 @@ def main() -> None:
                     help="score every vertex of the face region (full), its outer surface alone (outer: no "
                          "nostril or lip insides, which no photo or scan shows; facerecon.facemodel.surface), or both")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
+    ap.add_argument("--identity-at", metavar="capacity|mean|FITS.npz",
+                    help="hold the identity at the face model's own 3D fit to the head (capacity: lps_capacity.py's, "
+                         "no scale, no expression; what the model can reach), at its mean face, or at each render's "
+                         "identity in a --save-params file of the same renders, and fit pose, expression, albedo and "
+                         "light alone (a diagnostic: the loss terms each shape leaves; every row records its fit's "
+                         "final terms)")
     add_engine_arguments(ap.add_argument_group("engine"))
     add_fitting_arguments(ap)
     args = ap.parse_args()
@@ -171,6 +202,9 @@ def main() -> None:
                                                                      args.texture_draw)
     options = engine_options(args)
     config = fit_config(args, options["engine"])
+    held = held_identities(args.identity_at, face, scan, scan_lmk) if args.identity_at else None
+    if held is not None:
+        config = replace(config, hold_identity=True)
     recon = FaceReconstructor(config=config, **options)
     faces_np = face.faces.numpy()
     rows: list[dict] = []
@@ -211,15 +245,20 @@ def main() -> None:
             prep, lm_source = on_landmarks(photo, prepare(recon, bare_photo, lm_true)[0].landmarks_photo), "dlib, bare render"
         if args.lens == "true":  # the renders' focal length in photo pixels (render_view's camera)
             prep = replace(prep, focal_photo=render_focal(photo.shape[1], args.distance))
+        tex = k + args.texture_draw * args.textures  # draws pooled later keep their skins apart
         init = None
         if args.scan_pose_start:  # the scan's points in this crop, through the crop's alignment
             lm_crop = torch.as_tensor(apply_affine(np.asarray(prep.M, np.float64), lm_true)[None], dtype=torch.float32)
             init = recon.fitter.init_pose(lm_crop, recon.crop_camera([prep]))
+        if held is not None:  # the default start (PnP on the detected points) with the held identity
+            if init is None:
+                init = recon.fitter.init_pose(torch.as_tensor(prep.landmarks_crop[None]), recon.crop_camera([prep]))
+            init = replace(init, alpha=held(tex, view).clone())
         t0 = time.perf_counter()
         rec = recon.fit_prepared([(photo, prep)], init=init)[0]
         dt = time.perf_counter() - t0
-        tex = k + args.texture_draw * args.textures  # draws pooled later keep their skins apart
-        info = dict(view=view, texture=tex, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt)
+        info = dict(view=view, texture=tex, skin=smp["name"], occluder=occluder, landmarks=lm_source, seconds=dt,
+                    terms=rec.losses)
         r_fit = score(rec.vertices(face), "fit", **info)
         saved["params"].append(rec.params.to_vector()[0].numpy())
         saved["view"].append(view)
@@ -232,7 +271,7 @@ def main() -> None:
               f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
     summary: dict = {"config": asdict(config), "head": args.head, "distance_mm": args.distance, "lens": args.lens,
-                     "texture_draw": args.texture_draw,
+                     "texture_draw": args.texture_draw, "identity_at": args.identity_at,
                      "surface": surfaces[0],
                      "engine": engine_record(options) or {"engine": "fit"},
                      "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},

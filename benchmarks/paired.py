@@ -4,10 +4,12 @@
     python benchmarks/paired.py FS.json#fits1m.npz FS2.json#fits_fit.npz     # from_scan.py reports
     python benchmarks/paired.py "FS0.json#a.npz,FS1.json#a1.npz" "FS2.json#b.npz,FS3.json#b1.npz"  # pooled draws
     python benchmarks/paired.py N_A.json N_B.json --turned 2 3                # landmark reports
+    python benchmarks/paired.py L0.json,L1.json H0.json,H1.json   # lps_realskin.py reports, pooled draws
 
 A and B are two runs of one instrument over the same items:
 * ``lps_realskin.py --json`` files: per render (view × texture), the RMSE to the scan in mm, for
-  the fitted mesh and (where both runs have it) the neutral mesh, rigid and with scale;
+  the fitted mesh and (where both runs have it) the neutral mesh, rigid and with scale, and the
+  fit's final loss terms (photometric, landmark, weighted total; e.g. against ``--identity-at``);
 * ``facerecon evaluate landmarks --json`` reports: per photo, the eye-corner NME in points (%);
 * ``from_scan.py --json`` reports, one entry of it named after ``#`` (the entry's name as printed,
   e.g. ``fits1m.npz`` or ``fits1m.npz α − 0.3 ō``): per render, scan -> prediction RMSE.
@@ -31,6 +33,11 @@ import numpy as np
 from facerecon.imageio.pts import read_pts
 
 
+#: The fitter's final loss terms that ``lps_realskin.py`` rows record, unweighted, and their names here.
+TERMS = {"photo": "final photometric term (RGB distance, [0,1] units)", "landmark": "final landmark term (crop px²)",
+         "total": "final weighted total"}
+
+
 def measures(doc: dict) -> dict[str, dict[str, float]]:
     """{measure: {item: value}} of one instrument's JSON (see the module docstring)."""
     if "rows" in doc and doc["rows"] and "method" not in doc["rows"][0]:  # an entry of a from_scan.py report
@@ -41,6 +48,9 @@ def measures(doc: dict) -> dict[str, dict[str, float]]:
         for r in doc["rows"]:
             if r["method"] == "mean face":
                 continue
+            if r["method"] == "fit" and r.get("terms"):  # the fit's final loss terms (rows since 2026-12-07)
+                for term, label in TERMS.items():
+                    out.setdefault(label, {})[f"{r['texture']}/{r['view']}"] = float(r["terms"][term])
             name = f"real skin, {'neutral mesh' if r['method'] == 'fit neutral' else 'mesh'}, " \
                    f"{'with scale' if r['scale'] else 'rigid'}" \
                    f"{', outer surface' if r.get('surface', 'full') == 'outer' else ''} (mm)"
@@ -88,16 +98,21 @@ def paired(a: dict[str, float], b: dict[str, float], resamples: int, seed: int) 
 
 
 def load(spec: str) -> dict:
-    """A JSON file, or the entry ENTRY of FILE for ``FILE#ENTRY``; several ``FILE#ENTRY`` joined by
-    commas pool their rows (``from_scan.py`` entries of different skins, e.g. both texture draws)."""
+    """A JSON file, or the entry ENTRY of FILE for ``FILE#ENTRY``; several ``FILE#ENTRY`` (or several
+    ``lps_realskin.py`` reports) joined by commas pool their rows (renders of different skins, e.g.
+    both texture draws)."""
     if "," in spec:
         rows: list[dict] = []
-        for part in spec.split(","):
+        parts = spec.split(",")
+        for part in parts:
             doc = load(part)
-            if "#" not in part or "rows" not in doc:
-                raise SystemExit(f"{part}: only FILE#ENTRY entries of from_scan.py reports pool")
-            rows += doc["rows"]
-        keys = [(r["texture"], r["view"]) for r in rows]
+            kind_ok = "rows" in doc and ("#" in parts[0]) == ("#" in part) and (
+                "#" in part or all("method" in r for r in doc["rows"]))
+            if not kind_ok:
+                raise SystemExit(f"{part}: only FILE#ENTRY entries of from_scan.py reports, or lps_realskin.py "
+                                 "reports, pool (one kind at a time)")
+            rows += [r for r in doc["rows"] if r.get("method") != "mean face"]
+        keys = [(r["texture"], r["view"], r.get("method"), r.get("scale"), r.get("surface")) for r in rows]
         if len(set(keys)) < len(keys):
             raise SystemExit(f"{spec}: the pooled entries share renders (texture and view)")
         return {"rows": rows}

@@ -68,6 +68,29 @@ def test_paired_pools_entries_of_different_skins(tmp_path):
         mod.load(f"{a},{a}")
 
 
+def test_paired_reads_the_fits_final_terms_and_pools_real_skin_reports(tmp_path):
+    mod = _paired()
+
+    def report(path, texture: int, photo: float, landmark: float):
+        terms = {"total": 0.1, "photo": photo, "landmark": landmark, "coef": 3.0}
+        rows = [{"method": "mean face", "scale": s, "rmse_mm": 3.0, "view": "-", "texture": "-"} for s in (False, True)]
+        rows += [{"method": "fit", "scale": s, "rmse_mm": 2.0, "view": "front", "texture": texture, "terms": terms}
+                 for s in (False, True)]
+        path.write_text(json.dumps({"rows": rows}))
+        return str(path)
+
+    a, b = report(tmp_path / "a.json", 0, 0.05, 12.0), report(tmp_path / "b.json", 4, 0.07, 9.0)
+    got = mod.measures(mod.load(f"{a},{b}"))  # both mean faces dropped, each render once per measure
+    assert got[mod.TERMS["photo"]] == {"0/front": 0.05, "4/front": 0.07}
+    assert got[mod.TERMS["landmark"]] == {"0/front": 12.0, "4/front": 9.0}
+    assert got["real skin, mesh, with scale (mm)"] == {"0/front": 2.0, "4/front": 2.0}
+    with pytest.raises(SystemExit, match="share renders"):
+        mod.load(f"{a},{a}")
+    fs = _from_scan_report(tmp_path / "fs.json", "lps", [{"texture": 4, "view": "front", "rigid": 2.4, "scale": 1.9}])
+    with pytest.raises(SystemExit, match="one kind at a time"):
+        mod.load(f"{a},{fs}")
+
+
 def _from_scan_report(path, head: str, rows: list[dict], entry: str = "fits.npz", mean_face=(4.0, 2.0)):
     path.write_text(json.dumps({"head": head, "ICT mean face": {"rigid": mean_face[0], "scale": mean_face[1]},
                                 entry: {"rows": rows}}))
@@ -108,6 +131,25 @@ def test_second_texture_draw_is_other_skins_over_the_same_range():
     assert not set(first) & set(second)
     with pytest.raises(ValueError, match="draw 2"):
         pick(54, 4, 2)
+
+
+def test_identity_held_for_each_render_from_a_saved_fit(tmp_path):
+    from facerecon.params import FaceParams
+
+    held_identities = load_script("benchmarks/lps_realskin.py").held_identities
+    sizes = FaceParams.zeros(1).sizes()
+    rows = torch.randn(2, sum(sizes.values()), generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "fits.npz"
+    np.savez(path, params=rows.numpy(), view=np.array(["front", "yaw+40"]), texture=np.array([5, 5]))
+    face = type("Face", (), {"n_id": FaceParams.from_vector(rows[:1], sizes).alpha.shape[1]})()
+    alpha = held_identities(str(path), face, None, None)
+    assert torch.equal(alpha(5, "yaw+40"), FaceParams.from_vector(rows[1:], sizes).alpha)
+    assert torch.equal(alpha(5, "front"), FaceParams.from_vector(rows[:1], sizes).alpha)
+    with pytest.raises(SystemExit, match="no fit of texture 4, view front"):
+        alpha(4, "front")
+    assert torch.equal(held_identities("mean", face, None, None)(0, "front"), torch.zeros(1, face.n_id))
+    with pytest.raises(SystemExit, match="not capacity, mean or a --save-params file"):
+        held_identities(str(tmp_path / "missing.npz"), face, None, None)
 
 
 def _write_pts(path, points) -> None:
