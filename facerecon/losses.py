@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 #: iBUG-68 indices of the nose (27–35) and mouth (48–67): landmark weight ω = 20 there.
 NOSE_MOUTH = list(range(27, 36)) + list(range(48, 68))
+#: iBUG-68 indices of the brows (17–26): landmark weight ω = ``FitConfig.brow_weight`` there (1 by default).
 BROWS = list(range(17, 27))
 
 

@@ -54,7 +54,8 @@ class FitConfig:
     hold_identity: bool = False
     """Keep the identity α where the fit starts (a given start's α: a known identity, e.g. from a
     scan or a fit of the person's other photos; else the prior's centre with ``start_at_prior``,
-    else the mean face) and fit only pose, expression, albedo and light."""
+    else the mean face) and fit only pose, expression, albedo and light. Also a diagnostic: what the
+    loss says of a given shape (BENCHMARKS.md, "What the objective prefers")."""
     lr: float = 0.02
     """Adam learning rate for coefficients (α, β, δ, γ)."""
     lr_pose: float = 0.005
@@ -129,8 +130,9 @@ class FitConfig:
     detector can only guess, count less, in the pose's start (PnP) and in both stages. 0: off."""
     brow_weight: float = 1.0
     """Landmark weight ω of the 10 brow points (17-26). A brow sits on the brow ridge at a height
-    that differs from person to person and moves with expression, and the landmark stage takes the
-    forehead's slope from it."""
+    that differs from person to person and moves with expression; 0, 0.3 and 3 measured within
+    0.02 mm of 1 on the real-skin renders, the forehead unmoved (BENCHMARKS.md, "What the objective
+    prefers")."""
     chin_weight: float | None = None
     """Landmark weight ω of the chin point (8) alone (None: ``jaw_weight``). Detectors put the chin
     above the face's own chin point, the more so on turned and tilted heads."""
