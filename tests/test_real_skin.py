@@ -151,3 +151,83 @@ def test_a_closer_camera_keeps_the_eyes_size_and_shows_more_perspective():
     assert spans[400.0][0] == pytest.approx(spans[1000.0][0], rel=1e-4)
     assert spans[400.0][1] / spans[400.0][0] == pytest.approx(305 / 400, rel=1e-4)
     assert spans[1000.0][1] / spans[1000.0][0] == pytest.approx(905 / 1000, rel=1e-4)
+
+
+def test_registered_reading_follows_an_affine_misfit_exactly():
+    """Where the photo's landmarks are an affine map of the fit's, every point moves by that map
+    (a thin-plate spline reproduces affine motion whatever its smoothing)."""
+    from tests.conftest import load_script
+
+    registered = load_script("tools/albedo_samples.py").registered
+    rng = np.random.default_rng(3)
+    model_lmk = rng.uniform(40, 180, (51, 2))
+    a, b = np.array([[1.03, 0.02], [-0.01, 0.98]]), np.array([2.5, -1.5])
+    xy = rng.uniform(0, 224, (200, 2))
+    moved = registered(xy, model_lmk, model_lmk @ a.T + b)
+    np.testing.assert_allclose(moved, xy @ a.T + b, atol=1e-3)
+    np.testing.assert_allclose(registered(xy, model_lmk, model_lmk), xy, atol=1e-4)
+
+
+def test_registered_samples_read_the_photo_where_its_landmarks_are():
+    """A crop whose red channel is x/448 (blue 0.5, so blue tells each vertex's irradiance): with the
+    photo's landmarks 3 px right of the fit's, each vertex's colour is read 3 px right of where it
+    projects; without them, where it projects."""
+    import torch
+
+    from facerecon.facemodel import load_face_model
+    from facerecon.forward import ForwardModel
+    from facerecon.params import FaceParams
+    from tests.conftest import load_script
+
+    tool = load_script("tools/albedo_samples.py")
+    fwd = ForwardModel(load_face_model("narrow"))
+    p = FaceParams.zeros(1)
+    p.gamma[0, 1] = 0.3  # light from one side: irradiance varies over the face
+    x = np.arange(224, dtype=np.float32)
+    crop = np.zeros((224, 224, 3), np.float32)
+    crop[..., 0], crop[..., 2] = x[None, :] / 448 * 255, 0.5 * 255
+    ids = np.arange(fwd.model.n_vertices)
+    with torch.no_grad():
+        out = fwd(p)
+    xy, lmk = out.xy[0].numpy(), out.landmarks[0].numpy()
+    plain = tool.vertex_samples(fwd, p, crop, np.ones((224, 224), np.float32), ids)
+    moved = tool.vertex_samples(fwd, p, crop, np.ones((224, 224), np.float32), ids,
+                                photo_landmarks=lmk + np.array([3.0, 0.0]))
+    ok = (plain[1] > 0.5) & (xy[:, 0] > 5) & (xy[:, 0] < 215)
+    assert ok.sum() > 1000
+    irr = 0.5 / plain[0][ok, 2]
+    np.testing.assert_allclose(moved[0][ok, 2], plain[0][ok, 2], rtol=1e-4)
+    np.testing.assert_allclose(plain[0][ok, 0] * irr * 448, xy[ok, 0], atol=0.05)
+    np.testing.assert_allclose(moved[0][ok, 0] * irr * 448, xy[ok, 0] + 3.0, atol=0.05)
+
+
+def test_flat_skin_renders_paint_the_median_skin_colour_only():
+    """``lps_realskin.py --flat-skin``: under ambient light every covered pixel is the sample's skin
+    colour whatever its pattern; without it the pattern shows."""
+    from facerecon.params import FaceParams
+    from tests.conftest import load_script
+
+    bench = load_script("benchmarks/lps_realskin.py")
+    ball = trimesh.creation.icosphere(subdivisions=3, radius=60.0)
+    verts = np.asarray(ball.vertices)
+    tr = skin_transfer(ball, verts[:68], verts, verts[:68], subdivisions=0)
+    lmk = np.zeros((68, 3))
+    lmk[36], lmk[45] = [-30, 0, 95], [30, 0, 95]
+    rng = np.random.default_rng(0)
+    ambient = FaceParams.zeros(1).to_vector()[0].numpy()
+    skin = np.array([0.6, 0.45, 0.4])
+    samples = [{"albedo": rng.uniform(0.2, 0.9, (len(verts), 3)), "skin": skin, "params": ambient} for _ in range(2)]
+
+    class Black:
+        def sample(self, rng, size):
+            return np.zeros((size, size, 3)), None
+
+    def covered(flat: bool) -> np.ndarray:
+        (*_, photo, _), = bench.real_skin_renders(samples, np.array([0]), ["front"], 0, tr, lmk, Black(),
+                                                    occluders=False, flat=flat)
+        inner = photo[200:312, 200:312].reshape(-1, 3).astype(float)
+        return inner
+
+    flat, pattern = covered(True), covered(False)
+    np.testing.assert_allclose(flat, np.tile(skin * 255, (len(flat), 1)), atol=1.0)
+    assert pattern.std(0).min() > 10

@@ -59,19 +59,40 @@ def photo_set(name: str) -> list[Path]:
     raise ValueError(f"unknown set {name!r}")
 
 
+def registered(xy: np.ndarray, model_lmk: np.ndarray, photo_lmk: np.ndarray, smoothing: float = 1.0) -> np.ndarray:
+    """``xy`` (N,2, pixels) moved by the thin-plate spline that takes the fit's projected inner
+    landmarks ``model_lmk`` (51,2) onto the photo's own ``photo_lmk`` (51,2): where to read each
+    vertex's colour so that the photo's brows, eyes, nose and lips land on the model's landmark
+    vertices even where the fit missed them (``smoothing`` > 0 lets it miss noisy landmarks
+    slightly)."""
+    from scipy.interpolate import RBFInterpolator
+
+    src = np.asarray(model_lmk, np.float64)
+    warp = RBFInterpolator(src, np.asarray(photo_lmk, np.float64) - src, kernel="thin_plate_spline",
+                           smoothing=smoothing)
+    return (np.asarray(xy, np.float64) + warp(np.asarray(xy, np.float64))).astype(np.float32)
+
+
 def vertex_samples(fwd, params, crop: np.ndarray, attention: np.ndarray, vertex_ids: np.ndarray,
-                   depth_tol_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   depth_tol_mm: float = 2.0, photo_landmarks: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """De-lit colour (N,3), weight (N,) and skin attention (N,) of ``vertex_ids`` of ``fwd.model``
     from one 224 crop and its skin attention (224,224) in [0,1].
 
     ``fwd`` is a :class:`~facerecon.forward.ForwardModel` whose model is the head region the
-    photo was fitted with (its occlusions count), ``params`` the fit (batch 1).
+    photo was fitted with (its occlusions count), ``params`` the fit (batch 1). With the photo's
+    68 landmarks ``photo_landmarks`` (crop pixels) the colours are read where :func:`registered`
+    moves each vertex (visibility and light stay the fit's).
     """
     from facerecon.render import sh_basis
 
     with torch.no_grad():
         out = fwd(params)
         xy = out.xy[0]                                   # (V,2) crop pixels
+        read_xy = xy
+        if photo_landmarks is not None:
+            read_xy = torch.from_numpy(registered(xy.numpy(), out.landmarks[0, 17:].numpy(),
+                                                  np.asarray(photo_landmarks)[17:]))
         z = -out.verts_cam[0, :, 2]                      # depth along the optical axis, mm
         n = out.normals_cam[0]
         view = -out.verts_cam[0] / out.verts_cam[0].norm(dim=1, keepdim=True)
@@ -84,7 +105,7 @@ def vertex_samples(fwd, params, crop: np.ndarray, attention: np.ndarray, vertex_
         inside = (xy[:, 0] >= 0) & (xy[:, 0] <= size - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= size - 1)
         visible = inside & (front > 0) & (z <= front + depth_tol_mm) & (facing > 0.25)
         img = torch.from_numpy(crop).permute(2, 0, 1).float()[None] / 255.0
-        grid = (xy / (size - 1) * 2 - 1)[None, None]     # (1,1,V,2) for grid_sample, x then y
+        grid = (read_xy / (size - 1) * 2 - 1)[None, None]  # (1,1,V,2) for grid_sample, x then y
         col = torch.nn.functional.grid_sample(img, grid, align_corners=True)[0, :, 0].T  # (V,3)
         att = torch.from_numpy(np.asarray(attention, np.float32))[None, None]
         skin = torch.nn.functional.grid_sample(att, grid, align_corners=True)[0, 0, 0]  # (V,)
@@ -101,6 +122,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("work/albedo"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--register", action="store_true",
+                    help="read each vertex's colour where the fit's inner landmarks meet the photo's own "
+                         "(registered(): the photo's brows, eyes and lips land on the model's landmark vertices)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -142,14 +166,16 @@ def main() -> int:
             continue
         recs = rec.fit_prepared([(ph, pf) for _, ph, pf in items])
         for (p, _, prep), r in zip(items, recs):
-            alb, w, sk = vertex_samples(fwd, r.params, prep.crop, prep.attention, local)
+            alb, w, sk = vertex_samples(fwd, r.params, prep.crop, prep.attention, local,
+                                        photo_landmarks=prep.landmarks_crop if args.register else None)
             skin = prep.attention > 0.5
             tmp = out / (p.stem + ".tmp.npz")
             np.savez_compressed(tmp, albedo=alb.astype(np.float16), weight=(w * 255).round().astype(np.uint8),
                                 skin=(sk * 255).round().astype(np.uint8),
                                 params=r.params.to_vector()[0].numpy(), vertex_ids=full_ids.astype(np.int32),
                                 crop_skin_rgb=np.median(prep.crop[skin], 0) if skin.sum() > 50 else np.zeros(3),
-                                source=str(p.relative_to(SHARED)), loss=r.losses["total"])
+                                source=str(p.relative_to(SHARED)), loss=r.losses["total"],
+                                registered=args.register)
             os.replace(tmp, out / (p.stem + ".npz"))
             bar.update(1)
     bar.close()
