@@ -98,19 +98,22 @@ def scene(face, samples_dir: Path, textures: int, head: str = "lps", draw: int =
 
 
 def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], seed: int, transfer, scan_lmk: np.ndarray,
-                      backgrounds: PhotoBackgrounds, occluders: bool = True, distance: float = 1000.0, draw: int = 0):
+                      backgrounds: PhotoBackgrounds, occluders: bool = True, distance: float = 1000.0, draw: int = 0,
+                      flat: bool = False):
     """Every render of the benchmark, texture by texture: ``(k, sample, occluder, view, photo,
     scan landmarks in the photo)``. Texture k of ``len(pick)`` paints ``samples[pick[k]]``, lit by
     the next sample's SH light; the last two wear a fringe and glasses (unless ``occluders`` is
     False: the same renders bare, to tell what the occluders cost). ``draw`` > 0 (the second set of
-    skins, :func:`pick_textures`) also draws its own backgrounds and occluders."""
+    skins, :func:`pick_textures`) also draws its own backgrounds and occluders. ``flat``: every vertex
+    takes the sample's median skin colour (no brows, lips or blemishes; a diagnostic)."""
     textures = len(pick)
     for k, i in enumerate(pick):
         smp = samples[i]
         light = samples[(i + 1) % len(samples)]["params"]
         sizes = FaceParams.zeros(1).sizes()
         gamma = FaceParams.from_vector(torch.tensor(light[None]), sizes).gamma[0].numpy()
-        albedo = paint_scan(transfer, smp["albedo"], smp["skin"])
+        pattern = np.broadcast_to(smp["skin"], smp["albedo"].shape) if flat else smp["albedo"]
+        albedo = paint_scan(transfer, pattern, smp["skin"])
         occluder = {textures - 2: "fringe", textures - 1: "glasses"}.get(k, "none") if occluders else "none"
         for view in views:
             rng = np.random.default_rng([seed, k, list(VIEWS).index(view), *([draw] if draw else [])])
@@ -161,6 +164,9 @@ def main() -> None:
                          "over twice the skins: per_view.py); draw 1's textures are numbered K..2K-1")
     ap.add_argument("--no-occluders", action="store_true",
                     help="render the fringe and glasses textures bare (a diagnostic: what the occluders cost)")
+    ap.add_argument("--flat-skin", action="store_true",
+                    help="paint the whole head each sample's median skin colour, without the photo's pattern (brows, "
+                         "lips, blemishes; a diagnostic: what the skin's pattern does to the fit)")
     ap.add_argument("--bare-landmarks", action="store_true",
                     help="fit the fringe and glasses renders on the landmarks dlib finds on the same render without "
                          "its occluder (a diagnostic: what the detector's displaced points cost)")
@@ -226,7 +232,8 @@ def main() -> None:
     mean_rmse = score(mean, "mean face", view="-", texture="-")
     print(f"mean face: rigid {mean_rmse[0]:.3f} mm, scale {mean_rmse[1]:.3f} mm", flush=True)
     renders = real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds,
-                                occluders=not args.no_occluders, distance=args.distance, draw=args.texture_draw)
+                                occluders=not args.no_occluders, distance=args.distance, draw=args.texture_draw,
+                                flat=args.flat_skin)
     # the same renders without occluders, drawn only where --bare-landmarks needs them
     bare = (real_skin_renders(samples, pick, args.views, args.seed, transfer, scan_lmk, backgrounds, occluders=False,
                               distance=args.distance, draw=args.texture_draw)
@@ -271,7 +278,7 @@ def main() -> None:
               f"{r_neu[0]:.3f}/{r_neu[1]:.3f} mm  ({dt:.1f} s, {lm_source})", flush=True)
 
     summary: dict = {"config": asdict(config), "head": args.head, "distance_mm": args.distance, "lens": args.lens,
-                     "texture_draw": args.texture_draw, "identity_at": args.identity_at,
+                     "texture_draw": args.texture_draw, "identity_at": args.identity_at, "flat_skin": args.flat_skin,
                      "surface": surfaces[0],
                      "engine": engine_record(options) or {"engine": "fit"},
                      "mean_face_rmse_mm": {"rigid": mean_rmse[0], "scale": mean_rmse[1]},
