@@ -150,6 +150,7 @@ class HybridLoss:
     ``omega`` the landmark weights ω (68,) (default: :func:`landmark_weights`); ``perceptual_box``
     the crop (fractions x0, y0, x1, y1) of the image given to FaceNet; ``perceptual_blur`` the
     standard deviation (pixels) of a Gaussian blur of both images before FaceNet (0: none);
+    ``photo_blur`` the same for the photometric term (the render over the photo and the photo);
     ``identity_metric`` (n_id, n_id) a symmetric matrix M for the identity term of a prior centred
     on a prediction, (α − α₀)ᵀ M (α − α₀) (None: ‖α − α₀‖²).
     """
@@ -157,7 +158,8 @@ class HybridLoss:
     def __init__(self, weights: LossWeights, skin_mask: torch.Tensor, *, facenet=None,
                  omega: torch.Tensor | None = None,
                  perceptual_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0),
-                 perceptual_blur: float = 0.0, identity_metric: torch.Tensor | None = None) -> None:
+                 perceptual_blur: float = 0.0, identity_metric: torch.Tensor | None = None,
+                 photo_blur: float = 0.0) -> None:
         self.weights = weights
         self.identity_metric = identity_metric
         self.skin_mask = skin_mask
@@ -165,6 +167,7 @@ class HybridLoss:
         self.omega = omega if omega is not None else landmark_weights(device=skin_mask.device)
         self.perceptual_box = perceptual_box
         self.perceptual_blur = float(perceptual_blur)
+        self.photo_blur = float(photo_blur)
 
     @property
     def uses_perceptual(self) -> bool:
@@ -226,7 +229,8 @@ class HybridLoss:
                     target_embedding = self.embed(images)
             per = perceptual_loss(self.embed(composite), target_embedding)
         # with no photometric weight and no FaceNet term nothing is rendered (the landmark stage)
-        photo = (photo_loss(composite, images, out.mask, attention, self.weights.photo_robust)
+        photo = (photo_loss(gaussian_blur(composite, self.photo_blur), gaussian_blur(images, self.photo_blur),
+                            out.mask, attention, self.weights.photo_robust)
                  if self.weights.photo > 0 or per is not None else landmarks.new_zeros(landmarks.shape[0]))
         return hybrid_loss(
             self.weights, photo=photo,

@@ -326,3 +326,32 @@ def test_visibility_scales_each_photos_landmark_weights():
     torch.testing.assert_close(got, torch.tensor([(80.0 + 4.5) / 68, 9.0 / 68]), atol=1e-4, rtol=1e-4)
     plain = loss.landmarks_only(pred, target, FaceParams.zeros(2)) / LossWeights().landmark
     torch.testing.assert_close(plain, torch.tensor([89.0 / 68, 89.0 / 68]), atol=1e-4, rtol=1e-4)
+
+
+def test_photo_blur_compares_the_broad_pattern_only():
+    """A render that is the photo plus a ±0.1 one-pixel checkerboard over the whole face costs
+    0.1·√3 per pixel unblurred; blurred by σ = 2 px (a period-2 pattern is damped by
+    exp(−2π²σ²/4) ≈ 3e−9) it costs nothing, while a uniform +0.1 offset keeps its 0.1·√3."""
+    from facerecon.losses import HybridLoss, LossWeights
+    from facerecon.params import FaceParams
+
+    photo = torch.full((1, 3, 40, 40), 0.5)
+    yy, xx = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    checker = 0.1 * (1 - 2 * ((yy + xx) % 2)).float()
+    mask = torch.zeros(1, 1, 40, 40)
+    mask[..., 10:30, 10:30] = 1.0
+
+    def term(render: torch.Tensor, blur: float) -> float:
+        class Out:
+            landmarks = torch.zeros(1, 68, 2)
+            albedo = torch.rand(1, 50, 3)
+            image = render * mask
+        Out.mask = mask
+        loss = HybridLoss(LossWeights(perceptual=0.0), torch.ones(50, dtype=torch.bool), photo_blur=blur)
+        return float(loss(Out(), FaceParams.zeros(1), photo, torch.zeros(1, 68, 2)).photo[0])
+
+    assert abs(term(photo + checker, 0.0) - 0.1 * 3 ** 0.5) < 1e-4
+    assert term(photo + checker, 2.0) < 1e-3  # the distance's 1e-4 floor, and the border's bit of checker
+    # a uniform offset inside the face is kept wherever the blur stays within it (the border softens)
+    offset = term(photo + 0.1, 2.0)
+    assert 0.5 * 0.1 * 3 ** 0.5 < offset < 0.1 * 3 ** 0.5

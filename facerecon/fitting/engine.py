@@ -106,6 +106,10 @@ class FitConfig:
     before FaceNet. The z-buffer switches whole pixels as the face moves, and FaceNet reacts to
     single pixels, so its term is rough along the geometry; a blur spreads each switch over its
     neighbours and makes the term smoother (0: no blur)."""
+    photo_blur: float = 0.0
+    """Gaussian blur (standard deviation, pixels of the 224 crop) of the render over the photo and
+    of the photo before the photometric term: compares the shading's broad pattern rather than
+    detail the face model cannot reproduce (skin texture, a scan's fine relief; 0: no blur)."""
     nose_mouth_weight: float = 20.0
     """Landmark weight ω of the 29 nose and mouth points (the paper's 20; eyes and brows: 1). With
     20 they carry 95 % of the landmark term; engine rnet-prior uses 5: LFW identity closer to the
@@ -354,7 +358,8 @@ class Fitter:
                                omega=landmark_weights(cfg.nose_mouth_weight, cfg.jaw_weight, self.device,
                                                      chin=cfg.chin_weight, brows=cfg.brow_weight),
                                identity_metric=metric,
-                               perceptual_box=cfg.perceptual_box, perceptual_blur=cfg.perceptual_blur)
+                               perceptual_box=cfg.perceptual_box, perceptual_blur=cfg.perceptual_blur,
+                               photo_blur=cfg.photo_blur)
 
     @property
     def device(self) -> torch.device:
