@@ -6,7 +6,7 @@ Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane 
 with scale), next to the ICT mean face.
 
     python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
-    python benchmarks/lps_realskin.py [--textures 4] [--texture-draw 0|1] [--head lps|lps-b|lps-c] [--no-neutral]
+    python benchmarks/lps_realskin.py [--textures 4] [--texture-draw 0|1] [--head lps|lps-b|lps-c|lps-model] [--no-neutral]
         [--surface full|outer|both] [--json OUT] [--save-renders DIR] [FitConfig options]
 
 Texture k of K (default 4) is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
@@ -14,7 +14,8 @@ light is the SH light fitted to the next sample in that order; texture K−2 wea
 texture K−1 glasses (every view); ``--texture-draw 1`` paints a second set of K skins at the quantiles
 (k + ½)/K instead (numbered K..2K−1, so that ``per_view.py`` can pool both sets for per-view figures
 over twice the skins). Nothing here reads facerecon's albedo model. ``--head`` renders
-and scores one of the scan's reshaped heads instead (``facerecon.evaluation.scans.HEAD_WARPS``).
+and scores one of the scan's reshaped heads instead (``facerecon.evaluation.scans.HEAD_WARPS``), or
+(``lps-model``) the face model's own head at its 3D fit to the scan (:func:`model_head`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 
 from facerecon.cli import set_cpu_threads
 from facerecon.cli.engine_args import add_engine_arguments, add_fitting_arguments, engine_options, engine_record, fit_config
@@ -81,6 +83,27 @@ def pick_textures(n: int, textures: int, draw: int = 0) -> np.ndarray:
     raise ValueError(f"texture draw {draw}: 0 or 1")
 
 
+#: ``--head`` of the head the face model reaches exactly: ICT's head at its own 3D fit to the scan.
+MODEL_HEAD = "lps-model"
+
+
+def model_head() -> tuple[trimesh.Trimesh, np.ndarray]:
+    """A head the face model can reach exactly, standing in for the scan (mm): ICT's head region
+    (face, scalp and neck, eyeballs) at its own 3D fit to the Lee Perry-Smith scan
+    (``lps_capacity.py``'s, no scale, neutral), and its 68 landmark vertices (68,3). What the
+    renders and fits of it tell, against the scan's, is what the scan's shape beyond the model's
+    reach does to the fit."""
+    from lps_capacity import fit_model_to_scan
+
+    scan, scan_lmk = load_lee_perry_smith("lps")
+    alpha = torch.as_tensor(fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none")[1],
+                            dtype=torch.float32)[None]
+    head = load_face_model("head")
+    with torch.no_grad():
+        verts = head.shape(alpha, torch.zeros(1, head.n_exp))[0].numpy().astype(np.float64)
+    return trimesh.Trimesh(verts, head.faces.numpy(), process=False), verts[head.landmark_idx.numpy()]
+
+
 def scene(face, samples_dir: Path, textures: int, head: str = "lps", draw: int = 0):
     """What the renders need: the held-out samples (sorted dark to light), the ``textures`` picked
     from them (:func:`pick_textures`), the scan (reshaped as ``head`` says) and its landmarks, the
@@ -92,7 +115,7 @@ def scene(face, samples_dir: Path, textures: int, head: str = "lps", draw: int =
         raise SystemExit(f"{samples_dir}: {len(samples)} samples, need {textures + 1} "
                          f"(run tools/albedo_samples.py --set heldout)")
     pick = pick_textures(len(samples), textures, draw)
-    scan, scan_lmk = load_lee_perry_smith(head)
+    scan, scan_lmk = model_head() if head == MODEL_HEAD else load_lee_perry_smith(head)
     transfer = skin_transfer(scan, scan_lmk, mean, mean[face.landmark_idx.numpy()])
     return samples, pick, scan, scan_lmk, transfer, PhotoBackgrounds()
 
@@ -170,9 +193,11 @@ def main() -> None:
     ap.add_argument("--bare-landmarks", action="store_true",
                     help="fit the fringe and glasses renders on the landmarks dlib finds on the same render without "
                          "its occluder (a diagnostic: what the detector's displaced points cost)")
-    ap.add_argument("--head", choices=tuple(HEAD_WARPS), default="lps",
-                    help="the scan as recorded, or the same scan smoothly reshaped into a head of other proportions "
-                         "(facerecon.evaluation.scans.HEAD_WARPS; a stand-in for a second scan)")
+    ap.add_argument("--head", choices=(*HEAD_WARPS, MODEL_HEAD), default="lps",
+                    help="the scan as recorded, the same scan smoothly reshaped into a head of other proportions "
+                         "(facerecon.evaluation.scans.HEAD_WARPS; a stand-in for a second scan), or lps-model: the "
+                         "face model's own head at its 3D fit to the scan (a head the model reaches exactly; a "
+                         "diagnostic: what the scan's shape beyond the model's reach does)")
     ap.add_argument("--distance", type=float, default=1000.0,
                     help="camera distance of the renders (to the head's centre of rotation), mm; the focal length "
                          "follows so the face keeps its size in the image (400: a selfie at arm's length, "

@@ -152,6 +152,34 @@ def test_identity_held_for_each_render_from_a_saved_fit(tmp_path):
         held_identities(str(tmp_path / "missing.npz"), face, None, None)
 
 
+def test_model_head_is_the_face_models_head_at_its_fit_to_the_scan(monkeypatch):
+    """``--head lps-model``: ICT's head region at the α the 3D fit to the scan returns (here a stub
+    returning a known α), its landmarks that mesh's landmark vertices."""
+    import sys
+    import types
+
+    from facerecon.facemodel import load_face_model
+
+    need_shared("scans")
+    head = load_face_model("head")
+    alpha = torch.zeros(1, head.n_id)
+    alpha[0, 0] = 2.0
+    calls = []
+
+    def fit_model_to_scan(scan, scan_lmk, prior, with_scale, expression="free"):
+        calls.append((len(scan.vertices), scan_lmk.shape, prior, with_scale, expression))
+        return None, alpha[0].numpy(), {}
+
+    monkeypatch.setitem(sys.modules, "lps_capacity", types.SimpleNamespace(fit_model_to_scan=fit_model_to_scan))
+    mesh, lmk = load_script("benchmarks/lps_realskin.py").model_head()
+    want = head.shape(alpha, torch.zeros(1, head.n_exp))[0].numpy()
+    assert calls and calls[0][1:] == ((68, 3), 0.01, False, "none") and calls[0][0] > 5_000  # the scan
+    np.testing.assert_allclose(mesh.vertices, want, atol=1e-4)
+    np.testing.assert_array_equal(mesh.faces, head.faces.numpy())
+    np.testing.assert_allclose(lmk, want[head.landmark_idx.numpy()], atol=1e-4)
+    assert np.abs(want - head.mean.numpy()).max() > 0.5  # the α moved the head: not the mean face
+
+
 def _write_pts(path, points) -> None:
     path.write_text("version: 1\nn_points: 68\n{\n" + "".join(f"{x} {y}\n" for x, y in points) + "}\n")
 
