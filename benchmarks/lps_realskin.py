@@ -6,8 +6,8 @@ Scored like ``lps_fit.py`` (95 mm crop around the nose tip, ICP, point-to-plane 
 with scale), next to the ICT mean face.
 
     python tools/albedo_samples.py --set heldout          # once: the held-out skin samples
-    python benchmarks/lps_realskin.py [--textures 4] [--texture-draw 0|1] [--head lps|lps-b|lps-c|lps-model] [--no-neutral]
-        [--surface full|outer|both] [--json OUT] [--save-renders DIR] [FitConfig options]
+    python benchmarks/lps_realskin.py [--textures 4] [--texture-draw 0|1] [--head lps|lps-b|lps-c|lps-model]
+        [--no-neutral] [--surface full|outer|both] [--json OUT] [--save-renders DIR] [FitConfig options]
 
 Texture k of K (default 4) is the held-out sample at luminance quantile k/(K−1) (dark to light skin); its
 light is the SH light fitted to the next sample in that order; texture K−2 wears a hair fringe,
