@@ -3,12 +3,15 @@ real-skin scan renders.
 
     python tools/albedo_samples.py --set train --out work/albedo   # resumable; a file per photo
     python tools/albedo_samples.py --set heldout --out work/albedo
+    python tools/albedo_samples.py --set heldout --register --out work/albedo_reg   # features on the model's points
 
 Each photo is fitted by facerecon's default pipeline (detection, alignment, fit); the fitted head
 is then projected into the 224 px crop, and every front-facing, unoccluded vertex of ICT's face
 part takes the crop's colour divided by the fitted light's SH irradiance at its normal: a de-lit
 albedo sample (RGB in [0,1]), a weight in [0,1] (how squarely the vertex faced the camera) and
-the crop's skin attention at the vertex (hair, background and beard score low).
+the crop's skin attention at the vertex (hair, background and beard score low). ``--register``
+reads each colour where a thin-plate spline takes the fit's inner landmarks onto the photo's own
+(:func:`registered`), so that the photo's brows, eyes and lips sit on the model's landmark vertices.
 Nothing of the model's own albedo enters a sample.
 
 Photo sets are fixed lists (the photo sets are public research data in ../shared/faces, not in
