@@ -83,6 +83,15 @@ def pick_textures(n: int, textures: int, draw: int = 0) -> np.ndarray:
     raise ValueError(f"texture draw {draw}: 0 or 1")
 
 
+def capacity_identity(scan: trimesh.Trimesh, scan_lmk: np.ndarray) -> torch.Tensor:
+    """α (1, n_id) of the face model's own 3D fit to a head (``lps_capacity.py``'s, prior 0.01, no
+    scale, neutral): the closest the model gets to it."""
+    from lps_capacity import fit_model_to_scan
+
+    return torch.as_tensor(fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none")[1],
+                           dtype=torch.float32)[None]
+
+
 #: ``--head`` of the head the face model reaches exactly: ICT's head at its own 3D fit to the scan.
 MODEL_HEAD = "lps-model"
 
@@ -93,11 +102,7 @@ def model_head() -> tuple[trimesh.Trimesh, np.ndarray]:
     (``lps_capacity.py``'s, no scale, neutral), and its 68 landmark vertices (68,3). What the
     renders and fits of it tell, against the scan's, is what the scan's shape beyond the model's
     reach does to the fit."""
-    from lps_capacity import fit_model_to_scan
-
-    scan, scan_lmk = load_lee_perry_smith("lps")
-    alpha = torch.as_tensor(fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none")[1],
-                            dtype=torch.float32)[None]
+    alpha = capacity_identity(*load_lee_perry_smith("lps"))
     head = load_face_model("head")
     with torch.no_grad():
         verts = head.shape(alpha, torch.zeros(1, head.n_exp))[0].numpy().astype(np.float64)
@@ -155,10 +160,7 @@ def held_identities(spec: str, face, scan, scan_lmk: np.ndarray):
     if spec in ("capacity", "mean"):
         alpha = torch.zeros(1, face.n_id)
         if spec == "capacity":
-            from lps_capacity import fit_model_to_scan
-
-            alpha = torch.as_tensor(fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none")[1],
-                                    dtype=torch.float32)[None]
+            alpha = capacity_identity(scan, scan_lmk)
         return lambda texture, view: alpha
     try:
         saved = np.load(spec)
