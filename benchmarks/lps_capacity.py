@@ -45,24 +45,28 @@ EXPRESSION_MODES = ("free", "unit", "none")
 
 
 def fit_to_scan(prior: float, with_scale: bool, exp_weight: float = 10.0, rounds: int = 30,
-                steps: int = 20, expression: str = "free") -> tuple[np.ndarray, dict]:
+                steps: int = 20, expression: str = "free", landmark_weight: float = 0.0) -> tuple[np.ndarray, dict]:
     """Identity+expression vertices (V,3, mm, model space) fitted to the Lee Perry-Smith scan
     (:func:`fit_model_to_scan`) and the fit's figures."""
     scan, scan_lmk = load_lee_perry_smith()
-    verts, _, info = fit_model_to_scan(scan, scan_lmk, prior, with_scale, exp_weight, rounds, steps, expression)
+    verts, _, info = fit_model_to_scan(scan, scan_lmk, prior, with_scale, exp_weight, rounds, steps, expression,
+                                       landmark_weight)
     return verts, info
 
 
 def fit_model_to_scan(scan: trimesh.Trimesh, scan_lmk: np.ndarray, prior: float, with_scale: bool,
-                      exp_weight: float = 10.0, rounds: int = 30, steps: int = 20, expression: str = "free"
-                      ) -> tuple[np.ndarray, np.ndarray, dict]:
+                      exp_weight: float = 10.0, rounds: int = 30, steps: int = 20, expression: str = "free",
+                      landmark_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray, dict]:
     """The face model's identity+expression fitted to a scan's surface (mm; ``scan_lmk`` its 68
     iBUG landmarks, mm, for the start): vertices (V,3, mm, model space), identity α (n_id,) and
-    figures (``beta``: the expression weights, one per blendshape). ``expression``: one of
+    figures (``beta``: the expression weights, one per blendshape; ``landmark_mm``: the mean distance
+    of the model's inner landmark vertices, placed, to the scan's points). ``expression``: one of
     :data:`EXPRESSION_MODES` ("unit" writes β = min(u², 1), u the optimised variable).
 
     Minimises the mean squared point-to-plane distance (mm²) of the face part's vertices within
-    95 mm of the nose tip to the scan, + ``prior`` (‖α‖² + exp_weight ‖β‖²); correspondences
+    95 mm of the nose tip to the scan, + ``landmark_weight`` × the mean squared distance (mm²) of the
+    inner landmark vertices to the scan's points (0: the surface alone, which may slide the model's
+    brows and eyes millimetres along it), + ``prior`` (‖α‖² + exp_weight ‖β‖²); correspondences
     are the exact closest scan points, recomputed each round, pairs farther than 10 mm dropped.
     """
     model = load_face_model("face").double()
@@ -86,12 +90,13 @@ def fit_model_to_scan(scan: trimesh.Trimesh, scan_lmk: np.ndarray, prior: float,
     t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     log_s = torch.zeros((), dtype=torch.float64, requires_grad=True)
     R0t, t0t = torch.tensor(R0), torch.tensor(t0)
+    lmk_target = torch.tensor(scan_lmk[inner])
     s_init = float(s0) if with_scale else 1.0
     params = [alpha, w, t] + ([u] if expression != "none" else []) + ([log_s] if with_scale else [])
     opt = torch.optim.LBFGS(params, lr=1, max_iter=steps, line_search_fn="strong_wolfe")
 
-    def place() -> torch.Tensor:
-        v = model.shape(alpha, expression_weights())[0][keep]
+    def place(ids: np.ndarray = keep) -> torch.Tensor:
+        v = model.shape(alpha, expression_weights())[0][ids]
         s = s_init * torch.exp(log_s) if with_scale else 1.0
         return s * (v @ (_rotation(w) @ R0t).T) + t0t + t
 
@@ -108,6 +113,8 @@ def fit_model_to_scan(scan: trimesh.Trimesh, scan_lmk: np.ndarray, prior: float,
             r = ((place() - q) * n).sum(-1)[ok]
             beta = expression_weights()
             loss = (r * r).mean() + prior * ((alpha ** 2).sum() + exp_weight * (beta ** 2).sum())
+            if landmark_weight:
+                loss = loss + landmark_weight * ((place(lmk_idx[inner]) - lmk_target) ** 2).sum(-1).mean()
             loss.backward()
             return loss
 
@@ -116,6 +123,7 @@ def fit_model_to_scan(scan: trimesh.Trimesh, scan_lmk: np.ndarray, prior: float,
         beta = expression_weights()
         verts = model.shape(alpha, beta)[0].numpy()
         info = {"alpha_norm": float(alpha.norm()), "beta_norm": float(beta.norm()), "beta": beta[0].tolist(),
+                "landmark_mm": float((place(lmk_idx[inner]) - lmk_target).norm(dim=-1).mean()),
                 "placement_scale": float(s_init * torch.exp(log_s)) if with_scale else 1.0}
     return verts, alpha.detach()[0].numpy(), info
 
@@ -144,6 +152,9 @@ def main() -> None:
     parser.add_argument("--expression", choices=EXPRESSION_MODES, nargs="+", default=["free"],
                         help="free: β any value; unit: β in [0, 1] as the photo fitter keeps it; none: identity only")
     parser.add_argument("--rounds", type=int, default=30, help="correspondence rounds of the 3D fit")
+    parser.add_argument("--landmark-weight", type=float, default=0.0,
+                        help="also hold the model's inner landmark vertices to the scan's points, this weight on "
+                             "their mean squared distance (mm²); 0: the surface alone (it slides the brows ~6 mm)")
     parser.add_argument("--regions", action="store_true",
                         help="also split the fit with scale by feature (outer surface, 60 and 95 mm crops), "
                              "next to the ICT mean face")
@@ -177,7 +188,8 @@ def main() -> None:
     for expression in args.expression:
         for prior in args.prior:
             for with_scale in (False, True):
-                verts, info = fit_to_scan(prior, with_scale, rounds=args.rounds, expression=expression)
+                verts, info = fit_to_scan(prior, with_scale, rounds=args.rounds, expression=expression,
+                                          landmark_weight=args.landmark_weight)
                 r = evaluate_scan(trimesh.Trimesh(verts, faces, process=False), scan, verts[lmk_idx], scan_lmk,
                                   allow_scale=with_scale)
                 beta = np.array(info.pop("beta"))

@@ -83,13 +83,20 @@ def pick_textures(n: int, textures: int, draw: int = 0) -> np.ndarray:
     raise ValueError(f"texture draw {draw}: 0 or 1")
 
 
-def capacity_identity(scan: trimesh.Trimesh, scan_lmk: np.ndarray) -> torch.Tensor:
+#: ``--identity-at capacity-landmarks``'s weight on the landmark vertices' squared distance (mm²) to
+#: the head's points: the surface fit moves 0.04-0.08 mm off, its landmarks 4.2 -> 2.6 mm
+#: (BENCHMARKS.md, "the true shape with its features in place").
+CAPACITY_LANDMARK_WEIGHT = 0.1
+
+
+def capacity_identity(scan: trimesh.Trimesh, scan_lmk: np.ndarray, landmark_weight: float = 0.0) -> torch.Tensor:
     """α (1, n_id) of the face model's own 3D fit to a head (``lps_capacity.py``'s, prior 0.01, no
-    scale, neutral): the closest the model gets to it."""
+    scale, neutral): the closest the model gets to its surface, with ``landmark_weight`` > 0 also
+    keeping the model's landmark vertices near the head's points."""
     from lps_capacity import fit_model_to_scan
 
-    return torch.as_tensor(fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none")[1],
-                           dtype=torch.float32)[None]
+    fit = fit_model_to_scan(scan, scan_lmk, 0.01, False, expression="none", landmark_weight=landmark_weight)
+    return torch.as_tensor(fit[1], dtype=torch.float32)[None]
 
 
 #: ``--head`` of the head the face model reaches exactly: ICT's head at its own 3D fit to the scan.
@@ -155,18 +162,20 @@ def real_skin_renders(samples: list[dict], pick: np.ndarray, views: list[str], s
 
 def held_identities(spec: str, face, scan, scan_lmk: np.ndarray):
     """``--identity-at``'s identity for a render, as a function of (texture number, view) giving α
-    (1, n_id): the face model's own 3D fit to the head ("capacity"), its mean ("mean"), or each
-    render's row of a ``--save-params`` file (a SystemExit where the file lacks a render)."""
-    if spec in ("capacity", "mean"):
+    (1, n_id): the face model's own 3D fit to the head's surface ("capacity"; "capacity-landmarks":
+    its landmark vertices also held near the head's points), its mean ("mean"), or each render's
+    row of a ``--save-params`` file (a SystemExit where the file lacks a render)."""
+    if spec in ("capacity", "capacity-landmarks", "mean"):
         alpha = torch.zeros(1, face.n_id)
-        if spec == "capacity":
-            alpha = capacity_identity(scan, scan_lmk)
+        if spec != "mean":
+            alpha = capacity_identity(scan, scan_lmk, CAPACITY_LANDMARK_WEIGHT if spec == "capacity-landmarks" else 0.0)
         return lambda texture, view: alpha
     try:
         saved = np.load(spec)
         rows = {(int(t), str(v)): p for t, v, p in zip(saved["texture"], saved["view"], saved["params"])}
     except (OSError, KeyError, ValueError) as e:
-        raise SystemExit(f"--identity-at {spec}: not capacity, mean or a --save-params file ({e})") from None
+        raise SystemExit(f"--identity-at {spec}: not capacity, capacity-landmarks, mean or a --save-params file "
+                         f"({e})") from None
 
     def of_render(texture: int, view: str) -> torch.Tensor:
         if (texture, view) not in rows:
@@ -218,12 +227,13 @@ def main() -> None:
                     help="score every vertex of the face region (full), its outer surface alone (outer: no "
                          "nostril or lip insides, which no photo or scan shows; facerecon.facemodel.surface), or both")
     ap.add_argument("--save-params", type=Path, help="write every fit's FaceParams (flat, one row per render) here (.npz)")
-    ap.add_argument("--identity-at", metavar="capacity|mean|FITS.npz",
+    ap.add_argument("--identity-at", metavar="capacity|capacity-landmarks|mean|FITS.npz",
                     help="hold the identity at the face model's own 3D fit to the head (capacity: lps_capacity.py's, "
-                         "no scale, no expression; what the model can reach), at its mean face, or at each render's "
-                         "identity in a --save-params file of the same renders, and fit pose, expression, albedo and "
-                         "light alone (a diagnostic: the loss terms each shape leaves; every row records its fit's "
-                         "final terms)")
+                         "no scale, no expression; what the model can reach; capacity-landmarks: the same with "
+                         "the model's landmark vertices held near the head's points), at its mean face, or at each "
+                         "render's identity in a --save-params file of the same renders, and fit pose, expression, "
+                         "albedo and light alone (a diagnostic: the loss terms each shape leaves; every row records "
+                         "its fit's final terms)")
     add_engine_arguments(ap.add_argument_group("engine"))
     add_fitting_arguments(ap)
     args = ap.parse_args()

@@ -148,8 +148,30 @@ def test_identity_held_for_each_render_from_a_saved_fit(tmp_path):
     with pytest.raises(SystemExit, match="no fit of texture 4, view front"):
         alpha(4, "front")
     assert torch.equal(held_identities("mean", face, None, None)(0, "front"), torch.zeros(1, face.n_id))
-    with pytest.raises(SystemExit, match="not capacity, mean or a --save-params file"):
+    with pytest.raises(SystemExit, match="not capacity, capacity-landmarks, mean or a --save-params file"):
         held_identities(str(tmp_path / "missing.npz"), face, None, None)
+
+
+def test_identity_held_at_capacity_with_or_without_the_landmarks(monkeypatch):
+    """``--identity-at capacity`` asks the 3D fit for the surface alone, ``capacity-landmarks`` for
+    the fit with the landmark weight; both hold the α it returns (a stub) for every render."""
+    import sys
+    import types
+
+    mod = load_script("benchmarks/lps_realskin.py")
+    calls = []
+
+    def fit_model_to_scan(scan, scan_lmk, prior, with_scale, expression="free", landmark_weight=0.0):
+        calls.append(landmark_weight)
+        return None, np.full(3, 1.0 + landmark_weight), {}
+
+    monkeypatch.setitem(sys.modules, "lps_capacity", types.SimpleNamespace(fit_model_to_scan=fit_model_to_scan))
+    face = type("Face", (), {"n_id": 3})()
+    surface = mod.held_identities("capacity", face, None, None)
+    features = mod.held_identities("capacity-landmarks", face, None, None)
+    assert calls == [0.0, mod.CAPACITY_LANDMARK_WEIGHT] and mod.CAPACITY_LANDMARK_WEIGHT > 0
+    assert torch.equal(surface(0, "front"), torch.ones(1, 3))
+    assert torch.equal(features(7, "yaw+40"), torch.full((1, 3), 1.0 + mod.CAPACITY_LANDMARK_WEIGHT))
 
 
 def test_model_head_is_the_face_models_head_at_its_fit_to_the_scan(monkeypatch):
@@ -166,14 +188,14 @@ def test_model_head_is_the_face_models_head_at_its_fit_to_the_scan(monkeypatch):
     alpha[0, 0] = 2.0
     calls = []
 
-    def fit_model_to_scan(scan, scan_lmk, prior, with_scale, expression="free"):
-        calls.append((len(scan.vertices), scan_lmk.shape, prior, with_scale, expression))
+    def fit_model_to_scan(scan, scan_lmk, prior, with_scale, expression="free", landmark_weight=0.0):
+        calls.append((len(scan.vertices), scan_lmk.shape, prior, with_scale, expression, landmark_weight))
         return None, alpha[0].numpy(), {}
 
     monkeypatch.setitem(sys.modules, "lps_capacity", types.SimpleNamespace(fit_model_to_scan=fit_model_to_scan))
     mesh, lmk = load_script("benchmarks/lps_realskin.py").model_head()
     want = head.shape(alpha, torch.zeros(1, head.n_exp))[0].numpy()
-    assert calls and calls[0][1:] == ((68, 3), 0.01, False, "none") and calls[0][0] > 5_000  # the scan
+    assert calls and calls[0][1:] == ((68, 3), 0.01, False, "none", 0.0) and calls[0][0] > 5_000  # the scan
     np.testing.assert_allclose(mesh.vertices, want, atol=1e-4)
     np.testing.assert_array_equal(mesh.faces, head.faces.numpy())
     np.testing.assert_allclose(lmk, want[head.landmark_idx.numpy()], atol=1e-4)
@@ -496,6 +518,35 @@ def test_capacity_fit_keeps_expression_in_its_range():
     assert np.abs(got["none"][1]).max() > 0.5  # the identity still moves
     with pytest.raises(ValueError, match="expression"):
         fit(scan, scan_lmk, 0.01, True, rounds=1, expression="any")
+
+
+def test_capacity_fit_landmark_weight_keeps_features_on_the_scans_points():
+    """lps_capacity.fit_model_to_scan with landmark_weight > 0: the fitted shape's inner landmark
+    vertices, aligned rigidly (Umeyama, computed here) onto the scan's points, lie much closer to
+    them than the surface-only fit's, and the reported distance falls with them."""
+    import numpy as np
+
+    need_shared("scans", "lee-perry-smith")
+
+    from facerecon.evaluation.scan import umeyama
+    from facerecon.evaluation.scans import load_lee_perry_smith
+    from facerecon.facemodel import load_face_model
+
+    fit = load_script("benchmarks/lps_capacity.py").fit_model_to_scan
+    scan, scan_lmk = load_lee_perry_smith()
+    lmk_idx = load_face_model("face").landmark_idx.numpy()
+    inner = np.arange(17, 68)
+
+    def aligned_distance(verts):
+        src, dst = verts[lmk_idx[inner]], scan_lmk[inner]
+        _, rot, t = umeyama(src, dst, with_scale=False)
+        return np.linalg.norm(src @ rot.T + t - dst, axis=1).mean()
+
+    free = fit(scan, scan_lmk, 0.01, False, rounds=3, steps=10, expression="none")
+    held = fit(scan, scan_lmk, 0.01, False, rounds=3, steps=10, expression="none", landmark_weight=1.0)
+    assert aligned_distance(held[0]) < 0.75 * aligned_distance(free[0])
+    assert 0 < held[2]["landmark_mm"] < 0.75 * free[2]["landmark_mm"]
+    assert np.abs(held[1]).max() > 0.5  # the identity moved: not the mean face
 
 
 def test_rescore_moves_only_identity_along_the_offset():
