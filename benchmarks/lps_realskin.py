@@ -84,7 +84,7 @@ def pick_textures(n: int, textures: int, draw: int = 0) -> np.ndarray:
 
 
 #: ``--identity-at capacity-landmarks``'s weight on the landmark vertices' squared distance (mm²) to
-#: the head's points: the surface fit moves 0.04-0.08 mm off, its landmarks 4.2 -> 2.6 mm
+#: the head's points: the surface fit moves 0.03-0.08 mm off, its landmarks 4.2 -> 2.6 mm
 #: (BENCHMARKS.md, "the true shape with its features in place").
 CAPACITY_LANDMARK_WEIGHT = 0.1
 
