@@ -452,6 +452,25 @@ def test_overlay_changes_only_the_face(head, scene):
     assert posed.verts_cam.shape[0] == head.n_vertices
 
 
+def _painted_reach(image: np.ndarray, points: np.ndarray) -> float:
+    """Largest distance (pixels) from a pixel painted at least half strength to the nearest point."""
+    ys, xs = np.nonzero(image.max(-1) >= 128)
+    d = np.hypot(xs[:, None] - points[None, :, 0], ys[:, None] - points[None, :, 1]).min(1)
+    return float(d.max())
+
+
+def test_landmark_dots_shrink_with_a_small_face():
+    from facerecon.export.overlay import draw_landmarks
+    # a face 24 px across in a 40 px photo: dots the size of a large photo's would cover it
+    g = np.stack(np.meshgrid(np.linspace(8, 32, 9), np.linspace(8, 32, 8)), -1).reshape(-1, 2)[:68]
+    small = draw_landmarks(np.zeros((40, 40, 3), np.uint8), g, (0, 255, 0))
+    assert _painted_reach(small, g) < 1.2  # radius 0.5 (1.5, the old size, reaches 1.9)
+    assert (small.max(-1) >= 128).mean() < 0.2
+    # a large photo with a large face keeps dots of 1/250 of its side (4 px)
+    big = draw_landmarks(np.zeros((1000, 1000, 3), np.uint8), g * 20, (0, 255, 0))
+    assert 3.5 < _painted_reach(big, g * 20) < 5.0
+
+
 # ---------------------------------------------------------------------------------------------
 # the reconstruction folder
 # ---------------------------------------------------------------------------------------------

@@ -73,10 +73,18 @@ def render_over_photo(photo: np.ndarray, verts_cam: np.ndarray, faces: np.ndarra
 
 def draw_landmarks(image: np.ndarray, points: np.ndarray, color: tuple[int, int, int], radius: float | None = None) -> np.ndarray:
     """Draw (N,2) photo-pixel points as anti-aliased dots on an RGB uint8 image (in place;
-    returned). ``radius`` in pixels defaults to about 1/250 of the image's smaller side."""
+    returned). ``radius`` in pixels defaults to about 1/250 of the image's smaller side (at least
+    1.5), but at most 1/50 of the points' extent (at least 0.5): on a small face, where 68 dots
+    of the image-wide size would cover it, the dots shrink with the face."""
     h, w = image.shape[:2]
-    r = max(1.5, min(h, w) / 250.0) if radius is None else float(radius)
-    for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2):
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if radius is None:
+        finite = pts[np.isfinite(pts).all(axis=1)]
+        extent = float(np.ptp(finite, axis=0).max()) if len(finite) > 1 else float("inf")
+        r = min(max(1.5, min(h, w) / 250.0), max(0.5, extent / 50.0))
+    else:
+        r = float(radius)
+    for x, y in pts:
         if np.isfinite(x) and np.isfinite(y):
             cv2.circle(image, (int(round(x * 16)), int(round(y * 16))), int(round(r * 16)), color, -1, cv2.LINE_AA, 4)
     return image
