@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from facerecon.cli import main
 from tests.conftest import need_shared
@@ -85,8 +86,10 @@ def test_threads_option(capsys, monkeypatch):
 def test_reconstruct_writes_outputs_and_reports_failures(tmp_path, photo, capsys):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")
+    small = tmp_path / "small.png"  # the same face 45 px wide: fitted, with a note
+    Image.open(photo).resize((45, 45), Image.LANCZOS).save(small)
     out = tmp_path / "out"
-    code = main(["reconstruct", str(photo), str(bad), str(tmp_path / "missing.png"), "-o", str(out), *FAST])
+    code = main(["reconstruct", str(photo), str(bad), str(tmp_path / "missing.png"), str(small), "-o", str(out), *FAST])
     assert code == 0  # something succeeded
     folder = out / "Aaron_Peirsol_0001"
     for name in ("face.obj", "face.mtl", "face_texture.png", "face.ply", "face.glb", "overlay.png",
@@ -97,9 +100,13 @@ def test_reconstruct_writes_outputs_and_reports_failures(tmp_path, photo, capsys
     assert status["Aaron_Peirsol_0001.jpg"]["status"] == "ok"
     assert status["notes.jpg"]["status"] == "failed" and "notes.jpg" in status["notes.jpg"]["reason"]
     assert status["missing.png"]["status"] == "failed"
-    assert report["summary"] == {"ok": 1, "failed": 2}
+    assert report["summary"] == {"ok": 2, "failed": 2}
+    assert "notes" not in status["Aaron_Peirsol_0001.jpg"]["outputs"][0]
+    (note,) = status["small.png"]["outputs"][0]["notes"]
+    assert note.startswith("small face: outer eye corners")
     err = capsys.readouterr().err
     assert "2 failed" in err and "Traceback" not in err
+    assert f"1 note:\n  {out / 'small'}: small face" in err
     params = json.loads((folder / "params.json").read_text())
     assert "jawOpen" in json.dumps(params)
     # a second run must not overwrite the first without --overwrite

@@ -146,3 +146,21 @@ def test_cli_bench_input_survives_bad_files(tmp_path, photo, capsys):
     assert f"{tmp_path / 'empty.jpg'}: empty file" in out
     row = next(line for line in out.splitlines() if line.startswith(tmp_path.name))
     assert "50.0%" in row  # 2 loaded photos, 1 with a face
+
+
+def test_small_face_note_speaks_only_for_an_enlarged_face():
+    import math
+
+    def face(scale: float) -> PreparedFace:
+        c, s = math.cos(0.2), math.sin(0.2)
+        M = np.array([[scale * c, -scale * s, 3.0], [scale * s, scale * c, 1.0]])  # photo -> crop
+        lm = np.zeros((68, 2), np.float32)
+        lm[36], lm[45] = (10.0, 20.0), (26.0, 32.0)  # outer eye corners 20 px apart (a 12-16-20 triangle)
+        return PreparedFace(None, (60, 60), np.zeros((224, 224, 3), np.uint8), lm, lm,
+                            np.zeros((224, 224), np.float32), M, M, (0, 0, 1, 1), 1.0)
+
+    assert face(4.0).upsampling == pytest.approx(4.0)
+    note = face(4.0).small_face_note()
+    assert note is not None and "20 px apart" in note and "4.0x" in note
+    assert face(1.4).small_face_note() is None  # LFW's 250 px photos
+    assert face(4.0).small_face_note(limit=5.0) is None

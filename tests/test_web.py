@@ -121,6 +121,24 @@ def test_upload_reports_progress_then_a_result(done):
     assert set(f) >= {"yaw_deg", "pitch_deg", "roll_deg", "landmark_error_px", "fit_seconds", "total_seconds"}
     assert 0 < f["landmark_error_px"] < 15 and abs(f["yaw_deg"]) < 45
     assert 0 < f["fit_seconds"] <= f["total_seconds"] <= f["since_upload_seconds"]
+    assert f["note"] is None  # a 250 px photo: no small-face note
+
+
+def test_fit_figures_note_a_small_face():
+    from types import SimpleNamespace
+
+    from facerecon.imageio import PreparedFace
+    from facerecon.params import FaceParams
+    from facerecon.web.worker import fit_figures
+
+    lm = np.zeros((68, 2), np.float32)
+    lm[36], lm[45] = (10.0, 20.0), (19.0, 20.0)
+    M = np.array([[8.0, 0.0, 0.0], [0.0, 8.0, 0.0]])  # the photo enlarged 8 times for the crop
+    prepared = PreparedFace(None, (40, 40), np.zeros((224, 224, 3), np.uint8), lm, lm,
+                            np.zeros((224, 224), np.float32), M, M, (0, 0, 1, 1), 1.0)
+    rec = SimpleNamespace(params=FaceParams.zeros(1, 100, 53, 80), prepared=prepared, landmarks_fit=lm,
+                          losses={"photo": 0.1}, photo=np.zeros((40, 40, 3), np.uint8))
+    assert fit_figures(rec)["note"].startswith("small face: outer eye corners 9 px apart")
 
 
 def test_every_file_downloads(client, done):

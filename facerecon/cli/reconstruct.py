@@ -27,7 +27,8 @@ def register(subparsers) -> None:
         description="Fit the face model to each photo and write one folder per photo into OUT: "
                     "face.obj/.mtl/_texture.png, face.ply, face.glb, overlay.png, params.json, "
                     "landmarks.json; and OUT/report.json listing every input (ok/failed) with its "
-                    "output folder. A photo given directly goes to OUT/<stem>/; a photo found in a "
+                    "output folder and any notes (a face too small in the photo for detail). A photo "
+                    "given directly goes to OUT/<stem>/; a photo found in a "
                     "folder goes to OUT/<its path below that folder, without suffix>/ (photos/alice/"
                     "frame.jpg given as photos/ -> OUT/alice/frame/). Names that still collide get "
                     "-2, -3, ... in input order; further faces (--all-faces) go to <name>_face2/, ... "
@@ -261,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
     if record is not None:
         report["engine"] = record
     entries: dict[int, dict] = {}
+    notes: list[str] = []  # one line per face worth a word (a small face), printed at the end
     folder_failures = [{"input": str(f.given), "status": "failed", "reason": f.summary()} for f in empty]
     for e in folder_failures:
         print(f"facerecon reconstruct: {e['reason']}", file=sys.stderr)
@@ -325,6 +327,10 @@ def run(args: argparse.Namespace) -> int:
                                            "output_folder": str(out_root / names[i]), "outputs": []})
                 e["outputs"].append({"folder": str(folder), "files": sorted(Path(p).name for p in written.values()),
                                      "seconds": round(seconds, 3), "losses": rec.losses})
+                note = rec.prepared.small_face_note()
+                if note:
+                    e["outputs"][-1]["notes"] = [note]
+                    notes.append(f"{folder}: {note}")
                 if k == 1:
                     bar.update(1)
     report["inputs"] = folder_failures + [entries[i] for i in sorted(entries)]
@@ -334,6 +340,10 @@ def run(args: argparse.Namespace) -> int:
     report_name = "report.json" if shard is None else f"report-shard-{shard[0]}-of-{shard[1]}.json"
     atomic_write_json(out_root / report_name, report, indent=2)
     print(f"reconstructed {ok} of {len(inputs)} photos into {out_root}", file=sys.stderr)
+    if notes:
+        print(f"{len(notes)} note{'s' if len(notes) > 1 else ''}:", file=sys.stderr)
+        for n in notes:
+            print(f"  {n}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} failed:", file=sys.stderr)
         for e in failed:

@@ -30,6 +30,12 @@ __all__ = [
 ]
 
 
+#: :meth:`PreparedFace.small_face_note` speaks above this enlargement of the photo (crop pixels per
+#: photo pixel): the aligned crop's outer eye corners are about 80 px apart, so above 3 they are
+#: under about 27 px apart in the photo (LFW's 250 px photos: 1.3–1.5).
+SMALL_FACE_UPSAMPLING = 3.0
+
+
 @dataclass
 class PreparedFace:
     """One face of one photo, ready for fitting (pixel coordinates: x right, y down)."""
@@ -51,12 +57,27 @@ class PreparedFace:
     """(68,) float32, crop pixels: each landmark's spread over the detector's jittered boxes (how
     unsure the detector is of it); None: unknown (landmarks given, not detected)."""
 
+    @property
+    def upsampling(self) -> float:
+        """Crop pixels per photo pixel: how far the alignment enlarged the face (about 1.4 on
+        LFW's 250 px photos, below 1 on larger ones)."""
+        return float(np.sqrt(abs(np.linalg.det(np.asarray(self.M, np.float64)[:, :2]))))
+
+    def small_face_note(self, limit: float = SMALL_FACE_UPSAMPLING) -> str | None:
+        """A one-line note when the face is too small in the photo for detail: the crop enlarges
+        it more than ``limit`` times, so the shape leans on the model's prior; None otherwise."""
+        if self.upsampling <= limit:
+            return None
+        eyes = float(np.linalg.norm(self.landmarks_photo[45] - self.landmarks_photo[36]))
+        return (f"small face: outer eye corners {eyes:.0f} px apart in the photo, enlarged "
+                f"{self.upsampling:.1f}x for the fit; the shape is coarse and leans on the model's average")
+
     def crop_focal(self, default: float) -> float:
         """The camera's focal length in crop pixels: :attr:`focal_photo` scaled by the alignment,
         or ``default`` (the fitter's camera, a face about 1 m away) when it is unknown."""
         if self.focal_photo is None:
             return float(default)
-        return float(self.focal_photo) * float(np.sqrt(abs(np.linalg.det(np.asarray(self.M, np.float64)[:, :2]))))
+        return float(self.focal_photo) * self.upsampling
 
     def to_photo(self, points: np.ndarray) -> np.ndarray:
         """Map crop-pixel points (..., 2) to photo pixels."""

@@ -35,7 +35,8 @@ class Cancelled(Exception):
 
 
 def fit_figures(rec: Any) -> dict[str, Any]:
-    """Key figures of one :class:`~facerecon.pipeline.Reconstruction`: pose and landmark error."""
+    """Key figures of one :class:`~facerecon.pipeline.Reconstruction`: pose and landmark error, and a
+    note when the face is too small in the photo for detail."""
     pitch, yaw, roll = (math.degrees(float(a)) for a in rec.params.angles[0])
     detected = np.asarray(rec.prepared.landmarks_photo, np.float64).reshape(68, 2)
     fitted = np.asarray(rec.landmarks_fit, np.float64).reshape(68, 2)
@@ -47,6 +48,7 @@ def fit_figures(rec: Any) -> dict[str, Any]:
         "landmark_error_eye_pct": round(100.0 * err / eyes, 1) if eyes > 0 else None,
         "photo_loss": round(float(rec.losses.get("photo", float("nan"))), 4),
         "photo_size": [int(rec.photo.shape[1]), int(rec.photo.shape[0])],
+        "note": rec.prepared.small_face_note(),  # None, or a face too small in the photo for detail
     }
 
 

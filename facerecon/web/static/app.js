@@ -256,6 +256,7 @@ const FIGURES = [
   ['Fitting time', (f) => `${f.fit_seconds} s`],
   ['Upload to result', (f) => `${f.since_upload_seconds} s`],
   ['Photo', (f) => `${f.photo_size[0]} × ${f.photo_size[1]} px`],
+  ['Note', (f) => f.note],  // only when there is one (a small face)
 ];
 
 // A formatter may return several lines (an array). `j` is the job, for what is not in its figures.
@@ -285,6 +286,7 @@ const DOWNLOADS = [
 function figureRows(rows, j) {
   return rows.flatMap(([label, fmt]) => {
     const value = fmt(j.figures, j);
+    if (value == null) return [];  // a row with nothing to say is left out
     const dd = el('dd');
     if (Array.isArray(value)) dd.replaceChildren(...value.map((line) => el('div', 'line', line)));
     else dd.textContent = value;
