@@ -11,6 +11,10 @@ Write a config as a dataclass with a docstring under each field::
 ``from_args(FitConfig, namespace)`` builds the instance back; ``from_args(FitConfig, namespace,
 base=other)`` takes the options not given on the command line from ``other`` instead (a
 configuration whose defaults depend on another option, such as the engine).
+
+A config checks its own values in ``__post_init__`` (:func:`at_least`, :class:`ConfigError`);
+``from_args`` renames the field in the error to its option, so ``--steps -1`` reads
+``--steps must be at least 0 (got -1)``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value out of its range: ``field`` (a field name, or the option ``from_args`` built
+    it from) and why, in one line."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field, self.reason = field, reason
+
+
+def at_least(config: Any, minimum: float, *names: str) -> None:
+    """Raise :class:`ConfigError` for the first field of ``names`` below ``minimum`` (or NaN;
+    None values are skipped)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not value >= minimum:
+            raise ConfigError(name, f"must be at least {minimum:g} (got {value})")
 
 
 @lru_cache(maxsize=None)
@@ -157,4 +179,7 @@ def from_args(cls: type[T], ns: argparse.Namespace, prefix: str = "", base: T | 
             if isinstance(v, list) and (isinstance(f.default, tuple) or _is_tuple(hints[f.name])):
                 v = tuple(v)
             values[f.name] = v
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:  # name the option the value came from
+        raise ConfigError(_flag(prefix, exc.field), exc.reason) from None

@@ -9,10 +9,12 @@ people (the paper's training), each with the same :class:`LossWeights`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import torch
+
+from facerecon.config import at_least
 
 if TYPE_CHECKING:
     from facerecon.forward import ForwardOutput
@@ -48,6 +50,9 @@ class LossWeights:
     """Robust photometric term: pixels whose colour residual r (RGB distance, [0,1] units) is large
     count with weight 1/(1+(r/τ)²), τ this value (0: off, the paper's plain L2,1). Hair, beards,
     glasses and highlights the model cannot explain then stop pulling the shape."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 0.0, *(f.name for f in fields(self)))  # a negative weight rewards the error
 
 
 def landmark_weights(nose_mouth: float = 20.0, jaw: float = 1.0, device=None,

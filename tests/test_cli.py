@@ -116,6 +116,26 @@ def test_reconstruct_writes_outputs_and_reports_failures(tmp_path, photo, capsys
     assert "already exists" in capsys.readouterr().err
 
 
+def test_options_out_of_range_and_an_output_that_is_a_file_get_one_line(tmp_path, photo, capsys):
+    afile = tmp_path / "out.txt"
+    afile.write_text("the user's file")
+    assert main(["reconstruct", str(photo), "-o", str(afile), *FAST]) == 2
+    assert capsys.readouterr().err == f"facerecon reconstruct: error: -o {afile}: exists and is not a folder\n"
+    assert afile.read_text() == "the user's file"
+    out = str(tmp_path / "o")
+    for option, says in ((["--steps", "-1"], "--steps must be at least 0 (got -1)"),
+                         (["--perceptual-every", "0"], "--perceptual-every must be at least 1 (got 0)"),
+                         (["--weights-landmark=-1e-3"], "--weights-landmark must be at least 0 (got -0.001)")):
+        assert main(["reconstruct", str(photo), "-o", out, *FAST, *option]) == 2
+        assert capsys.readouterr().err == f"facerecon reconstruct: error: {says}\n"
+    for option, says in ((["--batch-size", "0"], "argument --batch-size: must be at least 1 (got 0)"),
+                         (["--texture-size", "8"], "argument --texture-size: must be at least 64 (got 8)")):
+        with pytest.raises(SystemExit) as stop:
+            main(["reconstruct", str(photo), "-o", out, *FAST, *option])
+        assert stop.value.code == 2 and says in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_reconstruct_nothing_succeeds(tmp_path):
     bad = tmp_path / "empty.png"
     bad.write_bytes(b"")

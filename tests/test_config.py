@@ -85,3 +85,36 @@ def test_options_given_to_a_subcommand_are_remembered():
     assert from_args(Outer, parser.parse_args(["go", "--no-flag", "--steps", "10"]), base=base) == Outer(
         steps=10, flag=False)
     assert from_args(Outer, parser.parse_args(["go", "--flag"]), base=base) == Outer(steps=30, flag=True)
+
+
+def test_values_out_of_range_name_their_option():
+    import math
+
+    import pytest
+
+    from facerecon.config import ConfigError
+    from facerecon.fitting.engine import FitConfig
+    from facerecon.losses import LossWeights
+
+    with pytest.raises(ConfigError, match=r"^steps must be at least 0 \(got -1\)$"):
+        FitConfig(steps=-1)
+    with pytest.raises(ConfigError, match="^perceptual_every must be at least 1"):
+        FitConfig(perceptual_every=0)
+    with pytest.raises(ConfigError, match="^lr must be at least 0"):
+        FitConfig(lr=-0.01)
+    with pytest.raises(ConfigError, match="^chin_weight must be at least 0 .got nan"):
+        FitConfig(chin_weight=math.nan)  # NaN is no weight
+    with pytest.raises(ConfigError, match="^perceptual_box must be x0 y0 x1 y1"):
+        FitConfig(perceptual_box=(0.5, 0.1, 0.4, 0.9))
+    with pytest.raises(ConfigError, match="^facing_cos must be a cosine"):
+        FitConfig(facing_cos=2.0)
+    with pytest.raises(ConfigError, match="^texture must be at least 0"):
+        LossWeights(texture=-5.0)
+    FitConfig(steps=0, landmark_steps=0, lr_pose=0.0, chin_weight=None, facing_cos=-1.0)  # edges are fine
+    # from the command line the error names the option, nested ones included
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, FitConfig)
+    with pytest.raises(ConfigError, match=r"^--steps must be at least 0 \(got -2\)$"):
+        from_args(FitConfig, parser.parse_args(["--steps", "-2"]))
+    with pytest.raises(ConfigError, match=r"^--weights-photo must be at least 0 \(got -1.0\)$"):
+        from_args(FitConfig, parser.parse_args(["--weights-photo", "-1"]))

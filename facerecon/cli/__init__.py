@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from facerecon import __version__
+from facerecon.config import ConfigError
 from facerecon.cpus import available_cpus
 
 COMMANDS: dict[str, str] = {
@@ -31,6 +32,19 @@ COMMANDS: dict[str, str] = {
 
 class UserError(Exception):
     """A problem with the user's input: printed as one line, no traceback."""
+
+
+def int_at_least(minimum: int):
+    """An argparse ``type``: a whole number no smaller than ``minimum`` (argparse prints the error)."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError reads "invalid int value"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum} (got {value})")
+        return value
+
+    parse.__name__ = "int"
+    return parse
 
 
 def chosen_command(argv: list[str]) -> str | None:
@@ -85,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         set_cpu_threads(args.threads)
         return int(args.func(args) or 0)
-    except UserError as exc:
+    except (UserError, ConfigError) as exc:  # ConfigError: an option out of its range
         print(f"facerecon {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facerecon.cli import COMMANDS
+from facerecon.cli import COMMANDS, int_at_least
 from facerecon.cli.engine_args import add_fitting_arguments, fit_config
 from facerecon.fitting.engine import FitConfig
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("shards", type=Path, metavar="SHARDS", help="shards folder")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="LABELS", help="labels folder")
-    p.add_argument("--batch-size", type=int, default=8, help="photos fitted together (one chunk each)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8, help="photos fitted together (one chunk each)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="this job fits only batches I, I+N, I+2N, … (N jobs together fit them all)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N photos of SHARDS")

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-from facerecon.cli import COMMANDS, multi
+from facerecon.cli import COMMANDS, int_at_least, multi
 from facerecon.cli.engine_args import (add_engine_arguments, add_fitting_arguments, engine_options, engine_record,
                                        fit_config, lens_option)
 from facerecon.fitting.engine import FitConfig
@@ -41,10 +41,10 @@ def register(subparsers) -> None:
                         f"({' '.join(sorted(IMAGE_SUFFIXES))}; hidden files and folders skipped)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=8, help="faces fitted together")
+    p.add_argument("--batch-size", type=int_at_least(1), default=8, help="faces fitted together")
     p.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the largest")
     p.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
-    p.add_argument("--texture-size", type=int, default=1024, help="UV texture size, pixels")
+    p.add_argument("--texture-size", type=int_at_least(64), default=1024, help="UV texture size, pixels (64 or more)")
     p.add_argument("--units", choices=("m", "mm"), default="m",
                    help="length unit of face.obj and face.ply (Blender and three.js read metres; face.glb is always m)")
     p.add_argument("--up", choices=("y", "z"), default="y",
@@ -202,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but torch sees no CUDA device")
     out_root: Path = args.out
+    if out_root.exists() and not out_root.is_dir():
+        raise UserError(f"-o {out_root}: exists and is not a folder")
     shard = _shard_spec(args.shard)
     options = engine_options(args)
     config = fit_config(args, options["engine"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facerecon.cli import COMMANDS, UserError
+from facerecon.cli import COMMANDS, UserError, int_at_least
 
 
 def register(subparsers) -> None:
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
                         "(default: all from about 1 m, the pipeline's camera)")
     p.add_argument("--no-mesh", action="store_true", help="do not write the per-sample PLY meshes")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1 ...)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int_at_least(1), default=16)
     p.set_defaults(func=run)
 
 

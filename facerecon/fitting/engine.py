@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from facerecon.assets import resource_path
+from facerecon.config import ConfigError, at_least
 from facerecon.facemodel.model import FaceModel
 from facerecon.fitting.adam import Adam
 from facerecon.forward import ForwardModel
@@ -180,6 +181,19 @@ class FitConfig:
     2D landmark error — and the FaceNet term at twice the paper's (0.4): LFW identity AUC 0.908
     against 0.897, the same distance to the real-skin scan (0.8 was further), at a larger batch
     dependence (BENCHMARKS.md, "The FaceNet weight")."""
+
+    def __post_init__(self) -> None:
+        at_least(self, 0, "landmark_steps", "steps", "settle_steps", "average_steps")
+        at_least(self, 1, "perceptual_every", "contour_every")
+        at_least(self, 0.0, "lr", "lr_pose", "lr_trans", "lr_final", "settle_lr", "perceptual_blur", "photo_blur",
+                 "nose_mouth_weight", "contour_back_mm", "contour_lower_back_mm", "jaw_weight", "brow_weight",
+                 "chin_weight", "landmark_spread_px")
+        if not -1.0 <= self.facing_cos <= 1.0:
+            raise ConfigError("facing_cos", f"must be a cosine, from -1 to 1 (got {self.facing_cos})")
+        box = tuple(self.perceptual_box)
+        if len(box) != 4 or not (0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3] <= 1.0):
+            raise ConfigError("perceptual_box", f"must be x0 y0 x1 y1 with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
+                              f"(got {' '.join(map(str, box))})")
 
 
 @dataclass
