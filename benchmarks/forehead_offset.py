@@ -6,11 +6,10 @@ The real-skin fits of the Lee Perry-Smith scan leave their largest error above t
 every alignment and with any landmarks (BENCHMARKS.md, "Two settings re-measured under today's
 default"). This tool asks whether that forehead is an unusual one, and how much of it a single
 photo's fit recovers. Each identity α (ICT's head at α, no expression) is aligned to the mean face
-by a similarity fitted on the inner face alone (vertices below the brows, within 60 mm of the
-nose tip, facing the camera), so the forehead does not pull the alignment. Its *forehead offset*
-is then the mean displacement along the mean face's normals (mm; + = forward) over the forehead:
-vertices 5 mm or more above the highest brow point, within 95 mm of the nose tip, facing the
-camera.
+by a similarity fitted on the inner face alone, so the forehead does not pull the alignment; its
+*forehead offset* is then the mean displacement along the mean face's normals (mm; + = forward)
+over the forehead (:mod:`facerecon.facemodel.forehead`, which the fitter's
+``forehead_stiffness`` uses).
 
 It prints the offset for ICT's population (α ~ N(0, I), its spread is what "unusual" means), the
 face model's own 3D fit to the scan (``lps_realskin.capacity_identity`` with its landmarks held,
@@ -28,49 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facerecon.evaluation.scan import umeyama
 from facerecon.facemodel import load_face_model
-from facerecon.geometry import vertex_normals_np
+from facerecon.facemodel.forehead import ForeheadDepth
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def regions(mean: np.ndarray, normals: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(forehead, inner) vertex masks of a mean face (mm, y up, +z towards the viewer) with its
-    68 landmarks: the forehead 5 mm or more above the highest brow point within 95 mm of the nose
-    tip, the inner face below the lowest brow point within 60 mm of it, both facing the camera
-    (normal z > 0.3)."""
-    dist = np.linalg.norm(mean - landmarks[30], axis=1)
-    facing = normals[:, 2] > 0.3
-    forehead = (mean[:, 1] > landmarks[17:27, 1].max() + 5.0) & (dist < 95.0) & facing
-    inner = (mean[:, 1] < landmarks[17:27, 1].min()) & (dist < 60.0) & facing
-    return forehead, inner
-
-
-def forehead_offset(verts: np.ndarray, mean: np.ndarray, normals: np.ndarray, forehead: np.ndarray,
-                    inner: np.ndarray) -> float:
-    """Mean displacement (mm, along ``normals``) of ``verts``' forehead from ``mean``'s, after the
-    similarity that best takes ``verts``' inner face onto ``mean``'s."""
-    s, R, t = umeyama(verts[inner], mean[inner])
-    moved = s * verts @ R.T + t
-    return float(((moved - mean)[forehead] * normals[forehead]).sum(1).mean())
-
-
-class Offsets:
-    """:func:`forehead_offset` of identities α of a face model (its head, mm)."""
-
-    def __init__(self, model) -> None:
-        self.mean = model.mean.reshape(-1, 3).double().numpy()
-        self.basis = model.id_basis.double().numpy().reshape(model.id_basis.shape[0], -1, 3)
-        self.normals = vertex_normals_np(self.mean, model.faces.numpy())
-        self.forehead, self.inner = regions(self.mean, self.normals, self.mean[model.landmark_idx.numpy()])
-
-    def __call__(self, alpha: np.ndarray) -> float:
-        alpha = np.asarray(alpha, np.float64).ravel()
-        verts = self.mean + np.tensordot(alpha, self.basis[: len(alpha)], 1)
-        return forehead_offset(verts, self.mean, self.normals, self.forehead, self.inner)
 
 
 def main() -> None:
@@ -83,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
 
     model = load_face_model("narrow", albedo="learned", landmarks="300w-photo")
-    off = Offsets(model)
+    off = ForeheadDepth(model)
     n_id = model.id_basis.shape[0]
     out: dict = {"forehead_vertices": int(off.forehead.sum()), "inner_vertices": int(off.inner.sum())}
     rng = np.random.default_rng(0)

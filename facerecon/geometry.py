@@ -1,4 +1,5 @@
-"""Triangle-mesh geometry shared by every layer: face and vertex normals (batched torch).
+"""Triangle-mesh geometry shared by every layer: face and vertex normals (batched torch), and the
+similarity that best takes one point set onto another (:func:`umeyama`).
 
 The one place normals are computed: the face model, the forward model, synthesis, scan renders,
 the scan evaluator and the mesh writers all call these (numpy callers through
@@ -72,3 +73,38 @@ def mirror_vertices(verts: np.ndarray, normals: np.ndarray | None = None, normal
         tree, query = cKDTree(np.concatenate([v, n], 1)), np.concatenate([v * FLIP, n * FLIP], 1)
     _, idx = tree.query(query)
     return idx.astype(np.int64), np.linalg.norm(v[idx] - v * FLIP, axis=1)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True
+            ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares similarity (or rigid) transform taking ``src`` points onto ``dst``.
+
+    Minimises ``sum ||s R src_i + t - dst_i||^2`` over rotations R (det +1), translation t and,
+    when ``with_scale``, one scale s (Umeyama 1991). Rows with a NaN in either set are ignored.
+
+    Args:
+        src, dst: (N,3) corresponding points, N >= 3 after dropping NaN rows, same units.
+
+    Returns:
+        (s, R (3,3), t (3,)) with s = 1 when ``with_scale`` is False.
+    """
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 3:
+        raise ValueError(f"umeyama: need two (N,3) arrays of equal shape, got {src.shape}, {dst.shape}")
+    ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1)
+    src, dst = src[ok], dst[ok]
+    if len(src) < 3:
+        raise ValueError("umeyama: fewer than 3 valid point pairs")
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    e = np.ones(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        e[2] = -1.0
+    rot = u @ np.diag(e) @ vt
+    var_s = (a ** 2).sum() / len(src)
+    s = float((d * e).sum() / var_s) if with_scale and var_s > 0 else 1.0
+    t = mu_d - s * rot @ mu_s
+    return s, rot, t

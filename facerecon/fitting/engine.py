@@ -28,6 +28,7 @@ import torch
 
 from facerecon.assets import resource_path
 from facerecon.config import ConfigError, at_least
+from facerecon.facemodel.forehead import ForeheadDepth
 from facerecon.facemodel.model import FaceModel
 from facerecon.fitting.adam import Adam
 from facerecon.forward import ForwardModel
@@ -90,6 +91,12 @@ class FitConfig:
     prediction (engine rnet-prior), its identity term is (α − α₀)ᵀ M (α − α₀) instead of
     ‖α − α₀‖², so it can be stiff where the regressor is reliable and loose where it is not
     (tools/identity_metric.py; empty: the plain norm)."""
+    forehead_stiffness: float = 1.0
+    """Where the prior is centred on a prediction (engine rnet-prior): its identity term's stiffness
+    along the one identity direction that moves the forehead forward or back against the inner face
+    (facerecon.facemodel.forehead), as a fraction of its stiffness elsewhere. No landmark lies on
+    the forehead, so a stiff prior keeps it where the regressor put it, which is where photos of
+    people usually have it (1: as stiff as elsewhere; 0: free, only the photo sets it)."""
     average_steps: int = 0
     """Return the mean of the unknowns over the last N steps of stage 2 (Polyak averaging)
     instead of the last step's: at a constant rate the fit hops around its optimum, and the mean
@@ -185,8 +192,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         at_least(self, 0, "landmark_steps", "steps", "settle_steps", "average_steps")
         at_least(self, 1, "perceptual_every", "contour_every")
-        at_least(self, 0.0, "lr", "lr_pose", "lr_trans", "lr_final", "settle_lr", "perceptual_blur", "photo_blur",
-                 "nose_mouth_weight", "contour_back_mm", "contour_lower_back_mm", "jaw_weight", "brow_weight",
+        at_least(self, 0.0, "forehead_stiffness", "lr", "lr_pose", "lr_trans", "lr_final", "settle_lr",
+                 "perceptual_blur", "photo_blur", "nose_mouth_weight", "contour_back_mm", "contour_lower_back_mm", "jaw_weight", "brow_weight",
                  "chin_weight", "landmark_spread_px")
         if not -1.0 <= self.facing_cos <= 1.0:
             raise ConfigError("facing_cos", f"must be a cosine, from -1 to 1 (got {self.facing_cos})")
@@ -194,6 +201,18 @@ class FitConfig:
         if len(box) != 4 or not (0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3] <= 1.0):
             raise ConfigError("perceptual_box", f"must be x0 y0 x1 y1 with 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
                               f"(got {' '.join(map(str, box))})")
+
+
+def forehead_metric(model: FaceModel, stiffness: float, metric: torch.Tensor | None = None) -> torch.Tensor:
+    """The identity prior's metric M (n_id, n_id) with its stiffness along the forehead's direction û
+    (:meth:`~facerecon.facemodel.forehead.ForeheadDepth.direction`) scaled by ``stiffness``:
+    P M P with P = I − (1 − √stiffness) ûûᵀ, so that from the plain norm (``metric`` None: I)
+    M = I − (1 − stiffness) ûûᵀ."""
+    u = torch.as_tensor(ForeheadDepth(model).direction(), dtype=torch.float32, device=model.mean.device)
+    u = u / u.norm()
+    eye = torch.eye(model.n_id, device=u.device)
+    P = eye - (1.0 - float(stiffness) ** 0.5) * torch.outer(u, u)
+    return P @ (eye if metric is None else metric.to(u)) @ P
 
 
 @dataclass
@@ -368,6 +387,8 @@ class Fitter:
             if metric.shape != (model.n_id, model.n_id):
                 raise ValueError(f"{cfg.identity_metric}: identity metric of shape {tuple(metric.shape)}, "
                                  f"the face model has {model.n_id} identity modes")
+        if cfg.forehead_stiffness != 1.0:
+            metric = forehead_metric(model, cfg.forehead_stiffness, metric)
         self.loss = HybridLoss(cfg.weights, model.skin_mask, facenet=facenet if cfg.perceptual else None,
                                omega=landmark_weights(cfg.nose_mouth_weight, cfg.jaw_weight, self.device,
                                                      chin=cfg.chin_weight, brows=cfg.brow_weight),
