@@ -60,22 +60,21 @@ class ForeheadDepth:
         change that moves the forehead most. Linearised: each mode's displacement, less the
         infinitesimal similarity (3 translations, 3 rotations, a scale) that best matches it on
         the inner face, averaged along the normals over the forehead."""
-        inner = self.mean[self.inner]
-        c = inner - inner.mean(0)
-        n = len(c)
-        gen = np.zeros((n, 3, 7))
-        gen[:, :, :3] = np.eye(3)  # translations
-        for axis in range(3):  # rotations: e_axis × (v − centre)
-            gen[:, :, 3 + axis] = np.cross(np.eye(3)[axis], c)
-        gen[:, :, 6] = c  # scale
-        G = gen.reshape(3 * n, 7)
-        D = self.basis[:, self.inner].reshape(len(self.basis), 3 * n)  # (n_id, 3n)
-        coef = np.linalg.lstsq(G, D.T, rcond=None)[0]  # (7, n_id)
-        fore = self.mean[self.forehead] - inner.mean(0)
-        gen_f = np.zeros((len(fore), 3, 7))
-        gen_f[:, :, :3] = np.eye(3)
-        for axis in range(3):
-            gen_f[:, :, 3 + axis] = np.cross(np.eye(3)[axis], fore)
-        gen_f[:, :, 6] = fore
+        centre = self.mean[self.inner].mean(0)
+        G = _similarity_generators(self.mean[self.inner] - centre).reshape(-1, 7)
+        D = self.basis[:, self.inner].reshape(len(self.basis), -1)  # (n_id, 3 × inner)
+        coef = np.linalg.lstsq(G, D.T, rcond=None)[0]  # (7, n_id): each mode's best similarity
+        gen_f = _similarity_generators(self.mean[self.forehead] - centre)
         rest = self.basis[:, self.forehead] - np.einsum("fij,jk->kfi", gen_f, coef)  # (n_id, F, 3)
         return (rest * self.normals[self.forehead]).sum(-1).mean(-1)
+
+
+def _similarity_generators(points: np.ndarray) -> np.ndarray:
+    """(N,3,7): how each of N points (relative to the centre) moves under the 7 infinitesimal
+    similarities: translations along x, y, z, rotations about them, and a scale."""
+    gen = np.zeros((len(points), 3, 7))
+    gen[:, :, :3] = np.eye(3)
+    for axis in range(3):
+        gen[:, :, 3 + axis] = np.cross(np.eye(3)[axis], points)
+    gen[:, :, 6] = points
+    return gen

@@ -96,7 +96,9 @@ class FitConfig:
     along the one identity direction that moves the forehead forward or back against the inner face
     (facerecon.facemodel.forehead), as a fraction of its stiffness elsewhere. No landmark lies on
     the forehead, so a stiff prior keeps it where the regressor put it, which is where photos of
-    people usually have it (1: as stiff as elsewhere; 0: free, only the photo sets it)."""
+    people usually have it (1: as stiff as elsewhere; 0: free, only the photo sets it). 0.03 measured
+    0.03 mm closer to the real-skin scan with scale but LFW identity AUC 0.011 lower (BENCHMARKS.md,
+    "The prior loosened along the forehead")."""
     average_steps: int = 0
     """Return the mean of the unknowns over the last N steps of stage 2 (Polyak averaging)
     instead of the last step's: at a constant rate the fit hops around its optimum, and the mean
