@@ -606,3 +606,34 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_contour_distances_are_pixels_to_the_outline_and_to_depth_jumps():
+    """A 6×8 raster: columns 0-5 covered (7 and 8 off the mesh), a 20 mm step between columns 2
+    and 3. Distances by hand: to the silhouette, column 5 is 1 px from column 6; to the jump,
+    columns 2 and 3 are on it (0) and column 5 is 2 px away (OpenCV's 3×3 L2 mask steps 0.955 px
+    along a row: within 5 %). With no jump (a flat plane) nothing
+    is further than the raster's size, never OpenCV's FLT_MAX, which overflowed the weights."""
+    from facerecon.export.texture import _contour_distance
+
+    class Raster:
+        def __init__(self, depth):
+            self._d = depth
+
+        def depth(self):
+            return self._d
+
+    depth = np.full((6, 8), np.inf, np.float32)
+    depth[:, :6] = 500.0
+    depth[:, 3:6] = 520.0
+    d_sil, d_jump = _contour_distance(Raster(depth), jump_mm=10.0)
+    row = 3
+    assert d_sil[row, 5] == pytest.approx(1.0, rel=0.05) and d_sil[row, 6] == 0
+    assert d_jump[row, 2] == 0 and d_jump[row, 3] == 0
+    assert d_jump[row, 5] == pytest.approx(2.0, rel=0.05)
+    flat = np.full((6, 8), 500.0, np.float32)
+    with np.errstate(over="raise"):
+        d_sil, d_jump = _contour_distance(Raster(flat), jump_mm=10.0)
+        (d_jump / np.float32(1e-6)).sum()  # the weights divide it by a width in pixels
+    assert np.isfinite(d_jump).all() and d_jump.max() <= 6 + 8
+    assert d_sil[0, 0] == pytest.approx(1.0, rel=0.05)  # beyond the border counts as off the mesh

@@ -589,7 +589,9 @@ def _contour_distance(ras, jump_mm: float) -> tuple[np.ndarray, np.ndarray]:
 
     def distance(edge: np.ndarray, border: int) -> np.ndarray:
         padded = np.pad((~edge).astype(np.uint8), 1, constant_values=border)
-        return cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
+        # with no edge at all OpenCV answers FLT_MAX, which overflows any later division:
+        # no pixel lies further from an edge than the raster's size
+        return np.minimum(cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1], np.float32(h + w))
 
     return distance(~covered, 0), distance(jump, 1)
 
