@@ -301,3 +301,33 @@ def test_compare_image(written):
     # the overlay panel is the photo panel but for the face in the middle
     diff = np.abs(over_p.astype(int) - photo_p).max(-1) > 8
     assert diff[160:352, 160:352].mean() > 0.5 and diff[40:80].mean() < 0.02 and diff[-40:].mean() < 0.02
+
+
+def test_compare_overlay_stays_on_the_photo(head):
+    """A photo cut through the face (its top third gone): the overlay panel blends the face only
+    where there is photo, and beyond the photo's edge it is the photo panel's grey, as the model
+    panel is; below the cut the face is drawn as before."""
+    from facerecon.export.overlay import PANEL_BACKGROUND, compare_image
+    from facerecon.export.photo import project_to_photo
+
+    scene = Scene(head)
+    cut = 200  # photo rows kept from here down; the face spans rows ~120-420 of the 568-row photo
+    photo = np.ascontiguousarray(scene.photo[cut:])
+    M_inv = scene.M_inv - np.array([[0, 0, 0], [0, 0, cut]], np.float64)
+    inner = np.full((68, 2), 300.0)  # landmarks drawn inside the photo, away from the check
+    img = compare_image(photo, head, scene.params, M_inv, scene.camera, fitted_landmarks=inner, labels=False)
+    photo_p, over_p = img[:, :512].astype(int), img[:, 1032:].astype(int)
+    grey = (photo_p == PANEL_BACKGROUND).all(-1)
+    # the panel's rows above the photo: grey in the photo panel, and now in the overlay too
+    rows = np.where(grey.all(1))[0]
+    assert len(rows) > 40
+    above = rows[rows < 256]
+    face_cols = slice(150, 362)
+    assert (over_p[above][:, face_cols] == PANEL_BACKGROUND).all()
+    # the face still drawn on the photo below the cut
+    below = slice(above.max() + 40, above.max() + 140)
+    assert (np.abs(over_p[below, face_cols] - photo_p[below, face_cols]).max(-1) > 8).mean() > 0.5
+    # (the mesh does project above the cut: otherwise this checks nothing)
+    used = torch.as_tensor(posed_mesh(head, scene.params, scene.camera).verts_cam, dtype=torch.float32)[None]
+    xy, _ = project_to_photo(used, scene.camera, M_inv)
+    assert (xy[0, :, 1] < -20).sum() > 1000

@@ -157,7 +157,7 @@ def compare_image(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarra
     grey) and the overlay (``overlay_faces``
     blended over the photo, landmarks drawn), all cut to the same square around the drawn face
     (``overlay_faces``, else the whole mesh; ``margin`` of its size added on each side; grey
-    beyond the photo) and scaled to ``height`` pixels, the renders rasterized at that size."""
+    beyond the photo, where the overlay draws no face either) and scaled to ``height`` pixels, the renders rasterized at that size."""
     camera = camera or Camera()
     posed = posed or posed_mesh(model, params, camera)
     M_inv = np.asarray(M_inv, dtype=np.float64)
@@ -189,6 +189,11 @@ def compare_image(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarra
     feather_px = 0.0 if feather is None else face_feather_px(posed, M_panel, feather)
     over, _ = render_over_photo(panel, posed.verts_cam, f, posed.color, M_panel, camera, alpha=alpha,
                                 feather_px=feather_px)
+    if any(pad):  # the overlay shows the fit on the photo: beyond the photo's edge the panel stays grey
+        inside = cv2.copyMakeBorder(np.ones((h_img, w_img), np.uint8), *pad, cv2.BORDER_CONSTANT, value=0)
+        inside = inside[y0 + pad[0]:y0 + pad[0] + n, x0 + pad[2]:x0 + pad[2] + n].astype(np.float32)
+        keep = cv2.resize(inside, (height, height), interpolation=cv2.INTER_AREA)[..., None]
+        over = np.clip(keep * over + (1.0 - keep) * panel, 0, 255).round().astype(np.uint8)
     to_panel = lambda p: np.asarray(p, dtype=np.float64) @ A[:2, :2].T + A[:2, 2]  # noqa: E731
     if detected_landmarks is not None:
         draw_landmarks(over, to_panel(detected_landmarks), DETECTED_COLOR)
