@@ -743,3 +743,31 @@ def test_from_scan_reports_the_size_it_aligned_and_its_per_view_mean():
     got = mod.summarise(rows, {"rigid": 2.5, "scale": 1.8})
     assert got["per_view_icp_scale"] == pytest.approx({"front": 1.07, "yaw+40": 1.10})
     assert got["icp_scale"] == pytest.approx(3.24 / 3)
+
+
+def test_texture_hue_counts_the_green_and_blue_skin_texels(ict_archive, tmp_path):
+    """Three exported textures: skin colour everywhere (0 %), a blue shirt everywhere (100 %), and
+    blue on the texture's top half only: the share is the skin texels in rows 0–511 (counted from
+    the raster's own pixel indices), whatever lies outside the skin parts."""
+    import cv2
+
+    from facerecon.export.atlas import model_atlas
+    from facerecon.export.uvraster import PART_NAMES, texel_geometry
+    from facerecon.facemodel import load_face_model
+
+    mod = load_script("benchmarks/texture_hue.py")
+    head = load_face_model("head", albedo="learned", landmarks="300w-photo")
+    geo = texel_geometry(head, model_atlas(head), mod.SIZE)
+    skin = (geo.part == PART_NAMES.index("face")) | (geo.part == PART_NAMES.index("head_neck"))
+    skin_rgb, blue = (168, 120, 97), (50, 75, 150)
+    half = np.full((1024, 1024, 3), skin_rgb, np.uint8)
+    half[:512] = blue
+    for name, img in (("skin", np.full((1024, 1024, 3), skin_rgb, np.uint8)),
+                      ("blue", np.full((1024, 1024, 3), blue, np.uint8)), ("half", half)):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "face_texture.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    shares = mod.cool_shares(tmp_path, geo, skin)
+    assert shares["skin"] == [0.0, 0.0] and shares["blue"] == [1.0, 1.0]
+    top = (geo.raster.pix // 1024 < 512)[skin].mean()
+    assert 0.05 < top < 0.95
+    assert shares["half"] == pytest.approx([top, top])

@@ -357,6 +357,41 @@ def test_background_along_the_far_side_and_a_white_collar_are_not_copied(model):
     assert np.median(err_face) < 20 / 255 and np.median(err_chin) < 20 / 255
 
 
+@pytest.mark.parametrize("band, kept", [((40, 70, 150), False), ((95, 95, 95), True)])
+def test_a_blue_shirt_under_the_chin_gives_way_to_skin_a_grey_beard_stays(model, band, kept):
+    """The neck below the chin shows a band no brighter than the face (so the white-collar rule
+    does not see it): a blue shirt, greener and bluer than any skin, gives way to the skin fill;
+    a grey beard, level in red, green and blue, keeps the photo's colour."""
+    from facerecon.export.texture import sample_photo
+
+    skin = np.array([0.66, 0.47, 0.38])
+    params = face_params(model, 10.0)
+    photo, M_inv = render_photo(model, params, np.tile(skin, (model.n_vertices, 1)))
+    face_px = np.abs(photo.astype(int) - (skin * 255)).max(-1) < 30
+    from facerecon.export.photo import posed_mesh
+
+    posed = posed_mesh(model, params)
+    xy = posed.verts_cam[:, :2] / -posed.verts_cam[:, 2:] * 1015.0 * np.array([1, -1]) * 2 + 224 + np.array([40, 60])
+    chin_y = xy[model.landmark_idx.numpy()][8, 1]
+    rows = np.arange(photo.shape[0])[:, None]
+    photo[face_px & (rows > chin_y + 12)] = band
+    bake = bake_texture_maps(model, params, photo, M_inv, size=256, eyes=False)
+    raw = sample_photo(model, params, photo, M_inv, size=256)
+    geo = texel_geometry(model, bake.atlas, 256)
+    tex = bake.texture.reshape(-1, 3)[geo.raster.pix] / 255.0
+    shown = raw.visible & (np.abs(raw.color - np.array(band) / 255).max(1) < 0.03)
+    under = shown & (geo.position[:, 1] < model.mean[model.landmark_idx[8], 1].item() - 10)
+    assert under.sum() > 50
+    to_skin = np.median(np.abs(tex[under] - skin).max(1))
+    to_band = np.median(np.abs(tex[under] - np.array(band) / 255).max(1))
+    print(f"band {band} under the chin: texture {255 * to_skin:.0f}/255 from skin, "
+          f"{255 * to_band:.0f}/255 from the band")
+    if kept:  # (the band's edge blends with the fill over the neck's fade: a few /255)
+        assert to_band < 25 / 255 and to_band < to_skin / 2
+    else:
+        assert to_skin < 20 / 255 and to_skin < to_band / 4
+
+
 # ---------------------------------------------------------------------------------------------
 # several photos
 # ---------------------------------------------------------------------------------------------

@@ -238,6 +238,34 @@ def bright_outlier_weight(color: np.ndarray, weight: np.ndarray, skin_rgb: np.nd
     return np.where(where, weight * trust, weight).astype(np.float32)
 
 
+def coolness(rgb: np.ndarray) -> np.ndarray:
+    """How far green or blue outweighs red, per unit of brightness: ``(max(G, B) − R) / (Y + 0.1)``
+    of RGB colours (…,3) in [0, 1], Y their Rec. 601 luma. Skin of every tone, lips, hair and
+    beards, brown to grey, lie at or below 0 (red leads or all three are level); green, blue and
+    cyan walls and clothes well above (a pale cyan wall 0.4, a blue shirt 1; near-black
+    0.1 at most, however its noise leans)."""
+    rgb = np.asarray(rgb, np.float32)
+    luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    return (np.maximum(rgb[..., 1], rgb[..., 2]) - rgb[..., 0]) / (luma + np.float32(0.1))
+
+
+def cool_outlier_weight(color: np.ndarray, weight: np.ndarray, skin_rgb: np.ndarray | None, where: np.ndarray,
+                        margin: float = 0.15, scale: float = 0.1) -> np.ndarray:
+    """Photo weights (N,) lowered on texels of ``where`` that are much greener or bluer than skin:
+    ``w · exp(−(max(c − c_skin − margin, 0)/scale)²)`` with c the :func:`coolness` and c_skin the
+    skin colour's, if above 0 (a photo with a cool cast).
+
+    The companion of :func:`bright_outlier_weight` for what lies next to the head without being
+    brighter than the face (a green or pale cyan wall, a blue shirt), which a fit samples along the
+    jaw and neck and the completion would copy to both sides. Hair and beards keep their weight
+    (grey lies at c = 0, so a grey-blue cast costs them little)."""
+    if skin_rgb is None or not where.any():
+        return weight
+    excess = coolness(color) - max(float(coolness(np.asarray(skin_rgb, np.float32))), 0.0)
+    trust = np.exp(-(np.maximum(excess - margin, 0.0) / scale) ** 2)
+    return np.where(where, weight * trust, weight).astype(np.float32)
+
+
 _EYE_CACHE: dict[tuple, dict] = {}
 
 
@@ -267,4 +295,5 @@ def paint_eyes(model, geo: TexelGeometry, out: np.ndarray, color: np.ndarray, we
 
 
 __all__ = ["INNER_COLORS", "skin_color", "skin_field", "fill_colors", "complete_texels", "mirror_relight",
-           "mirror_consistent_weight", "bright_outlier_weight", "paint_eyes"]
+           "mirror_consistent_weight", "bright_outlier_weight", "coolness", "cool_outlier_weight",
+           "paint_eyes"]
