@@ -51,7 +51,8 @@ def make_photo(out: Path) -> None:
     rendered = Renderer(Camera().scaled(224 * scale))(torch.from_numpy(posed.verts_cam)[None], model.faces, colors,
                                                       background=0.3)
     photo = np.full((448 + 2 * py, 448 + 2 * px, 3), 77, np.uint8)
-    photo[py:py + 448, px:px + 448] = (rendered.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    shown = rendered.image[0].permute(1, 2, 0).clamp(0, 1).numpy()  # shading past 1 would wrap in uint8
+    photo[py:py + 448, px:px + 448] = (shown * 255).round().astype(np.uint8)
     out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     M_inv = [[scale, 0.0, px - 0.5], [0.0, scale, py - 0.5]]

@@ -176,6 +176,27 @@ def test_demo_model_gallery(tmp_path):
         assert ((c.max(1) >= 0.999) | (c.min(1) <= 0.001)).mean() <= 0.01
         tones.append(float((c @ [0.299, 0.587, 0.114]).mean()))
     assert max(tones) - min(tones) >= 0.12
+    # the render grid: shading past 1 is clipped, not wrapped round in uint8 (a red channel past
+    # 1 came out near 0: teal specks on the lips and brows, eye whites turned blue)
+    import cv2
+
+    grid = cv2.cvtColor(cv2.imread(str(tmp_path / "gallery.png")), cv2.COLOR_BGR2RGB).astype(int)
+    head_px = ~(grid == 255).all(-1)
+    cool = ((grid[..., 1] > grid[..., 0] + 40) | (grid[..., 2] > grid[..., 0] + 40)) & head_px
+    assert head_px.sum() > 100_000 and cool.sum() <= 20
+    # the eyes painted as in the exports: a dark pupil, a brown iris and a white sclera per eye
+    from facerecon.facemodel import load_face_model
+    from facerecon.facemodel.ict import PARTS
+
+    ids = np.asarray(load_face_model("head").vertex_ids)
+    c = np.asarray(trimesh.load(tmp_path / "mean.ply", process=False).visual.vertex_colors)[:, :3] / 255.0
+    for side in ("left", "right"):
+        lo, hi = PARTS[f"eyeball_{side}"]
+        eye = c[(ids >= lo) & (ids < hi)]
+        luma = eye @ [0.299, 0.587, 0.114]
+        iris = (luma > 0.1) & (luma < 0.4)
+        assert (luma < 0.06).sum() >= 5 and (luma > 0.8).mean() > 0.3
+        assert iris.sum() >= 20 and (eye[iris, 0] > eye[iris, 1]).all() and (eye[iris, 1] > eye[iris, 2]).all()
 
 
 # -- inputs, names, batches, faces, overwrite ------------------------------------------------------

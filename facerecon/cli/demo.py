@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facerecon.cli import COMMANDS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: LFW photos reconstructed by the demo when the shared data is present.
 LFW_DEMO = ("Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Serena_Williams/Serena_Williams_0001.jpg",
@@ -49,28 +53,57 @@ def model_gallery(out: Path, seed: int = 0, albedo: str = "learned") -> list[Pat
     ex = model.expression_names
     params.beta[4, [ex.index("mouthSmile_L"), ex.index("mouthSmile_R")]] = 1.0
     params.beta[5, ex.index("jawOpen")] = 0.7
-    params.beta[6, [ex.index("browInnerUp_L"), ex.index("browInnerUp_R"), ex.index("browOuterUp_L"), ex.index("browOuterUp_R")]] = 1.0
+    brows_up = ["browInnerUp_L", "browInnerUp_R", "browOuterUp_L", "browOuterUp_R"]
+    params.beta[6, [ex.index(n) for n in brows_up]] = 1.0
     params.delta[1:4] = torch.randn(3, model.n_tex, generator=g)
     params.gamma = ambient_gamma(len(names), 0.75)
     params.gamma[:, 2], params.gamma[:, 1] = 0.45, 0.15
     params.trans = default_translation(len(names)) * 1.25
     forward = ForwardModel(model, Camera(size=320))
     faces = model.faces.numpy()
+    eyes = _painted_eyes(model)  # {vertex index: colour}: iris, pupil and sclera, as the exports paint them
     written = []
     with torch.no_grad():
         renders = []
         for yaw in (0.0, 0.6):
             params.angles[:, 1] = yaw
-            res = forward(params, background=1.0)
-            renders.append(res.image)
+            res = forward(params, render=False)
+            colors = res.colors.clone()
+            if eyes:
+                idx = torch.as_tensor(list(eyes))
+                paint = torch.as_tensor(np.stack(list(eyes.values())), dtype=colors.dtype)
+                # the eyes' own shading (colour ÷ albedo) kept: the eyeball's albedo is one grey
+                colors[:, idx] = paint * colors[:, idx] / res.albedo[:, idx].clamp(min=1e-3)
+            renders.append(forward.renderer(res.verts_cam, model.faces, colors, 1.0).image)
         for i, name in enumerate(names):
-            v, c = res.verts[i].numpy(), res.albedo[i].numpy()
+            v, c = res.verts[i].numpy(), res.albedo[i].numpy().copy()
+            for k, col in eyes.items():
+                c[k] = col
             written.extend(write_obj(out / f"{name}.obj", v, faces).values())
             written.append(write_ply(out / f"{name}.ply", v, faces, c))
         grid = torch.cat([torch.cat(list(r), 2) for r in renders], 1).permute(1, 2, 0).numpy()
-        atomic_write_bytes(out / "gallery.png", encode_png((grid * 255).round().astype(np.uint8)))
+        # shading can take a colour past 1: clipped, else it wraps round in uint8 (a red past 1 turns teal)
+        atomic_write_bytes(out / "gallery.png", encode_png((grid.clip(0, 1) * 255).round().astype(np.uint8)))
     written.append(out / "gallery.png")
     return written
+
+
+def _painted_eyes(model) -> dict[int, "np.ndarray"]:
+    """{vertex index: RGB in [0,1]} for the model's eyeball vertices: pupil, a brown iris and the
+    sclera (:func:`facerecon.export.eyes.eye_colors`); empty for a model without eyeballs."""
+    import numpy as np
+
+    from facerecon.export.eyes import DEFAULT_IRIS, eye_colors, eye_geometry
+    from facerecon.facemodel.ict import PARTS
+
+    ids = np.asarray(model.vertex_ids)
+    mean = model.mean.detach().cpu().numpy().astype(np.float64)
+    out: dict[int, np.ndarray] = {}
+    for name, eye in eye_geometry(model).items():
+        lo, hi = PARTS[name]  # the iris part lies inside the eyeball's range
+        sel = np.nonzero((ids >= lo) & (ids < hi))[0]
+        out.update(zip(sel.tolist(), eye_colors(eye, mean[sel], DEFAULT_IRIS)))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
