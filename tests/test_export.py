@@ -637,3 +637,24 @@ def test_contour_distances_are_pixels_to_the_outline_and_to_depth_jumps():
         (d_jump / np.float32(1e-6)).sum()  # the weights divide it by a width in pixels
     assert np.isfinite(d_jump).all() and d_jump.max() <= 6 + 8
     assert d_sil[0, 0] == pytest.approx(1.0, rel=0.05)  # beyond the border counts as off the mesh
+
+
+def test_model_views_frame_and_light_a_known_plate():
+    """A 100 × 100 mm square facing the viewer, painted red, from the front and turned 60°. By
+    hand: framed to 90 % of a 200 px panel, it spans 180 px from the front; turned 60° it spans
+    cos 60° of that across (90 px) and is lit by 0.35 + 0.65 cos 60° = 0.675 of its colour (the
+    front: 1). Beyond it the panel is grey; the panels sit side by side with a 4 px white gap."""
+    from facerecon.export.overlay import PANEL_BACKGROUND, model_views
+
+    verts = np.array([[-50.0, -50, 0], [50, -50, 0], [50, 50, 0], [-50, 50, 0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    colors = np.tile([0.8, 0.1, 0.1], (4, 1))
+    img = model_views(verts, faces, colors, size=200, yaws_deg=(0.0, 60.0), labels=None)
+    assert img.shape == (200, 404, 3) and (img[:, 200:204] == 255).all()
+    front, turned = img[:, :200].astype(int), img[:, 204:].astype(int)
+    for panel, shade, width in ((front, 1.0, 180), (turned, 0.675, 90)):
+        red = (np.abs(panel - PANEL_BACKGROUND).max(-1) > 30)
+        cols = np.nonzero(red[100])[0]
+        assert abs(len(cols) - width) <= 3 and abs(cols.mean() - 99.5) <= 2
+        assert np.abs(panel[100, 100] - np.array([0.8, 0.1, 0.1]) * 255 * shade).max() <= 3
+        assert (panel[2, 2] == PANEL_BACKGROUND).all()

@@ -238,8 +238,18 @@ def test_cli_multi_people_folders(tmp_path, capsys, ict_archive):
     assert [f["input"].endswith("broken.jpg") for f in people["Tony_Blair"]["failed"]] == [True]
     for name in people:
         folder = out / name
-        assert {"face.obj", "face.glb", "face.ply", "params.json", "members.json", "landmarks.json"} <= {
-            p.name for p in folder.iterdir()}
+        assert {"face.obj", "face.glb", "face.ply", "params.json", "members.json", "landmarks.json",
+                "preview.png"} <= {p.name for p in folder.iterdir()}
+        # the preview: the person's textured face from two sides, each panel the texture's colours
+        import cv2
+        import trimesh
+
+        preview = cv2.imread(str(folder / "preview.png"))
+        assert preview.shape == (512, 1028, 3)
+        ply = np.asarray(trimesh.load(folder / "face.ply", process=False).visual.vertex_colors)[:, :3]
+        centre = preview[200:300, 206:306].reshape(-1, 3)[:, ::-1].mean(0)  # the front panel's face, RGB
+        hue = lambda c: c / c.sum()  # noqa: E731 - shading scales a colour, keeps its proportions
+        assert np.abs(hue(centre) - hue(ply.mean(0))).max() < 0.05
         members = json.loads((folder / "members.json").read_text())
         assert [m["source"].rsplit("/", 1)[1] for m in members["members"]] == [f"{name}_0001.jpg", f"{name}_0002.jpg"]
         assert sorted(p.name for p in (folder / "overlays").iterdir()) == [f"{name}_0001.png", f"{name}_0002.png"]

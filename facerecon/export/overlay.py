@@ -207,5 +207,45 @@ def compare_image(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarra
     return np.concatenate([panels[0], gap, panels[1], gap, panels[2]], 1)
 
 
-__all__ = ["render_over_photo", "draw_landmarks", "face_feather_px", "overlay", "compare_image", "FITTED_COLOR",
-           "DETECTED_COLOR", "PANEL_BACKGROUND"]
+def model_views(verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, *, size: int = 512,
+                yaws_deg: tuple[float, ...] = (0.0, 35.0), labels: tuple[str, ...] | None = ("front", "35 deg")
+                ) -> np.ndarray:
+    """The mesh alone from a few sides, panels side by side on grey: (size, n·size + 4·(n−1), 3)
+    uint8, for a face no single photo shows (a person's, from several).
+
+    ``verts`` (V,3) model space, mm (y up, +z towards the viewer), ``colors`` (V,3) in [0,1]
+    (e.g. the texture at each vertex), lit by a soft light from the viewer: × (0.35 + 0.65 cos θ)
+    with θ between the normal and the view. Each panel turns the mesh by its yaw (degrees, about
+    the vertical axis through the mesh's centre) and frames it to 90 % of the panel height."""
+    from facerecon.geometry import vertex_normals_np
+
+    v = np.asarray(verts, np.float64)
+    f = np.asarray(faces)
+    centre = 0.5 * (v.min(0) + v.max(0))
+    extent = float((v.max(0) - v.min(0))[:2].max())
+    distance = 1000.0
+    focal = 0.9 * size * distance / max(extent, 1e-6)
+    camera = Camera(focal=focal, size=size)
+    grey = np.empty((size, size, 3), np.uint8)
+    grey[:] = PANEL_BACKGROUND
+    normals = vertex_normals_np(v, f)
+    panels = []
+    for k, yaw in enumerate(yaws_deg):
+        c, s_ = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
+        rot = np.array([[c, 0.0, s_], [0.0, 1.0, 0.0], [-s_, 0.0, c]])
+        vc = (v - centre) @ rot.T + np.array([0.0, 0.0, -distance])
+        facing = np.clip((normals @ rot.T)[:, 2], 0.0, 1.0)  # the view looks down −z: towards it is +z
+        shaded = np.asarray(colors, np.float64) * (0.35 + 0.65 * facing)[:, None]
+        panel, _ = render_over_photo(grey, vc, f, shaded, np.array([[1.0, 0, 0], [0, 1.0, 0]]), camera, alpha=1.0)
+        if labels is not None and k < len(labels):
+            _label(panel, labels[k])
+        panels.append(panel)
+    gap = np.full((size, 4, 3), 255, np.uint8)
+    out = [panels[0]]
+    for panel in panels[1:]:
+        out += [gap, panel]
+    return np.concatenate(out, 1)
+
+
+__all__ = ["render_over_photo", "draw_landmarks", "face_feather_px", "overlay", "compare_image", "model_views",
+           "FITTED_COLOR", "DETECTED_COLOR", "PANEL_BACKGROUND"]

@@ -3,8 +3,8 @@
 ``face.obj``/``face.mtl``/``face_texture.png``, ``face.ply``, ``face.glb`` — the person's neutral
 face (aggregated identity, no expression) with a texture fused from all their photos;
 ``params.json`` — the person's coefficients; ``landmarks.json`` — the 68 landmarks on the mesh
-(mm); ``overlays/<photo>.png`` — the person's face posed, lit and expressed as in each photo, over
-it; ``members.json`` — which photos formed the face, with each photo's parameters, weight and
+(mm); ``preview.png`` — the textured face alone, from the front and turned 35°; ``overlays/<photo>.png``
+— the person's face posed, lit and expressed as in each photo, over it; ``members.json`` — which photos formed the face, with each photo's parameters, weight and
 quality figures. All files are staged and appear together.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from facerecon.atomic import AtomicFiles
 from facerecon.export.atlas import model_atlas
 from facerecon.export.mesh import encode_png, write_glb, write_obj, write_ply
-from facerecon.export.overlay import overlay
+from facerecon.export.overlay import model_views, overlay
 from facerecon.export.photo import posed_mesh
 from facerecon.export.reconstruction import _json_bytes, _num, params_document, region_faces
 from facerecon.export.headmesh import export_model
@@ -118,6 +118,7 @@ def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: lis
     faces_drawn = None if overlay_region is None else region_faces(model, overlay_region)
     overlays = {m.name: overlay(m.photo, model, m.params, m.M_inv, m.camera or camera, faces=faces_drawn,
                                 detected_landmarks=m.landmarks_photo) for m in members}
+    preview = model_views(posed.verts, faces, ply_colors)
 
     pdoc = params_document(neutral, model, camera, extra={"aggregate": method, "photos": len(members),
                                                           **(extra or {})})
@@ -146,6 +147,7 @@ def write_person(out_dir: str | os.PathLike, *, person: FaceParams, members: lis
         written["params"] = files.write_bytes(out / "params.json", _json_bytes(pdoc))
         written["landmarks"] = files.write_bytes(out / "landmarks.json", _json_bytes(ldoc))
         written["members"] = files.write_bytes(out / "members.json", _json_bytes(mdoc))
+        written["preview"] = files.write_bytes(out / "preview.png", encode_png(preview))
         for name, img in overlays.items():
             written[f"overlay:{name}"] = files.write_bytes(out / "overlays" / f"{name}.png", encode_png(img))
     return written
