@@ -3,8 +3,9 @@
 ``face.obj``/``face.mtl``/``face_texture.png``, ``face.ply``, ``face.glb`` — the person's neutral
 face (aggregated identity, no expression) with a texture fused from all their photos;
 ``params.json`` — the person's coefficients; ``landmarks.json`` — the 68 landmarks on the mesh
-(mm); ``preview.png`` — the textured face alone, from the front and turned 35°; ``overlays/<photo>.png``
-— the person's face posed, lit and expressed as in each photo, over it; ``members.json`` — which photos formed the face, with each photo's parameters, weight and
+(mm); ``preview.png`` — the textured face alone, from the front and turned 35°;
+``overlays/<photo>.png`` — the person's face posed, lit and expressed as in each photo, over it;
+``members.json`` — which photos formed the face, with each photo's parameters, weight and
 quality figures. All files are staged and appear together.
 """
 
