@@ -270,7 +270,7 @@ def test_page_fits_one_person_from_several_photos(server, browser, tmp_path):
     figures = drv.find_element(By.ID, "figures").text
     assert "2 of 4" in figures and "broken.jpg" in figures and "notes.txt" in figures and "joint" in figures
     kinds = {a.get_attribute("data-file") for a in drv.find_elements(By.CSS_SELECTOR, "#downloads a")}
-    assert {"glb", "obj", "mtl", "texture", "ply", "params", "members", "zip"} <= kinds
+    assert {"glb", "obj", "mtl", "texture", "ply", "params", "members", "preview", "zip"} <= kinds
     link = drv.find_element(By.CSS_SELECTOR, "#downloads a[data-file='members']").get_attribute("href")
     doc = json.loads(urllib.request.urlopen(link, timeout=30).read())
     assert [m["source"] for m in doc["members"]] == [PHOTO[-1], PHOTO_SAME[-1]]

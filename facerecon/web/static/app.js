@@ -279,6 +279,7 @@ const DOWNLOADS = [
   ['params', 'params.json — every coefficient and the pose'],
   ['landmarks', 'landmarks.json'],
   ['members', 'members.json — which photos formed the face, each one\'s fit and weight'],
+  ['preview', 'preview.png — the face alone, from the front and turned 35°'],
   ['compare', 'compare.png'], ['overlay', 'overlay.png'],
   ['zip', 'all of them (zip)'],
 ];
