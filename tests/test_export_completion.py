@@ -392,6 +392,37 @@ def test_a_blue_shirt_under_the_chin_gives_way_to_skin_a_grey_beard_stays(model,
         assert to_skin < 20 / 255 and to_skin < to_band / 4
 
 
+def test_a_blue_fringe_over_the_forehead_stays(model):
+    """Dyed hair is what the photo shows: a blue band over the top of the forehead (above the
+    brows, where the texture takes the photo less surely than in the inner face) keeps its colour,
+    though the same blue under the chin gives way to the skin (the test above)."""
+    from facerecon.export.photo import posed_mesh
+    from facerecon.export.texture import sample_photo
+
+    skin, band = np.array([0.66, 0.47, 0.38]), (40, 70, 150)
+    params = face_params(model, 10.0)
+    photo, M_inv = render_photo(model, params, np.tile(skin, (model.n_vertices, 1)))
+    face_px = np.abs(photo.astype(int) - (skin * 255)).max(-1) < 30
+    posed = posed_mesh(model, params)
+    xy = posed.verts_cam[:, :2] / -posed.verts_cam[:, 2:] * 1015.0 * np.array([1, -1]) * 2 + 224 + np.array([40, 60])
+    brow_y = xy[model.landmark_idx.numpy()][17:27, 1].min()
+    rows = np.arange(photo.shape[0])[:, None]
+    photo[face_px & (rows < brow_y - 25)] = band
+    bake = bake_texture_maps(model, params, photo, M_inv, size=256, eyes=False)
+    raw = sample_photo(model, params, photo, M_inv, size=256)
+    geo = texel_geometry(model, bake.atlas, 256)
+    tex = bake.texture.reshape(-1, 3)[geo.raster.pix] / 255.0
+    from facerecon.facemodel.ict import PARTS
+
+    shown = raw.visible & (np.abs(raw.color - np.array(band) / 255).max(1) < 0.03) & (raw.weight > 0.5)
+    # where the rules act: beyond the inner face (ICT's narrow face), or where the photo is doubted
+    shown &= (geo.ict_id >= PARTS["face_narrow"][1]) | (raw.weight < 0.9)
+    assert shown.sum() > 50
+    to_band = np.median(np.abs(tex[shown] - np.array(band) / 255).max(1))
+    print(f"blue fringe: texture {255 * to_band:.0f}/255 from the band")
+    assert to_band < 20 / 255
+
+
 # ---------------------------------------------------------------------------------------------
 # several photos
 # ---------------------------------------------------------------------------------------------

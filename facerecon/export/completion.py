@@ -258,7 +258,8 @@ def cool_outlier_weight(color: np.ndarray, weight: np.ndarray, skin_rgb: np.ndar
     The companion of :func:`bright_outlier_weight` for what lies next to the head without being
     brighter than the face (a green or pale cyan wall, a blue shirt), which a fit samples along the
     jaw and neck and the completion would copy to both sides. Hair and beards keep their weight
-    (grey lies at c = 0, so a grey-blue cast costs them little)."""
+    (grey lies at c = 0, so a grey-blue cast costs them little); the caller leaves out the
+    forehead, where green or blue is dyed hair the photo shows."""
     if skin_rgb is None or not where.any():
         return weight
     excess = coolness(color) - max(float(coolness(np.asarray(skin_rgb, np.float32))), 0.0)

@@ -19,8 +19,8 @@ Where the photo weight is below 1 the texel is *completed* (:mod:`facerecon.expo
    colours were first evened out by part of the fitted light (:func:`delight`), the rest of the
    light's difference between the two texels is applied to the copy,
    and texels that disagree with a partner seen better (background sampled along the far jaw)
-   or, around the face, are far brighter than its skin (a white collar) or much greener or bluer
-   (a green wall, a blue shirt) lose photo weight;
+   or, around the face, are far brighter than its skin (a white collar) or, below the nose, much
+   greener or bluer (a green wall, a blue shirt) lose photo weight;
 2. what neither saw takes a *fill* colour: the model's template albedo (skin, with darker brows
    and reddish lips where the face has them) scaled per channel so that its skin is the skin
    colour of the photo (median over the fully seen cheeks, forehead and nose), and fixed colours
@@ -366,7 +366,11 @@ def finish_bake(model, atlas: UVAtlas, size: int, color: np.ndarray, weight: np.
         # slant): the inner face seen squarely keeps its highlights
         skin_part = (geo.part == PART_NAMES.index("face")) | (geo.part == PART_NAMES.index("head_neck"))
         around = skin_part & ((geo.ict_id >= PARTS["face_narrow"][1]) | (weight < 0.9))
-        weight = cool_outlier_weight(color, bright_outlier_weight(color, weight, skin, around), skin, around)
+        weight = bright_outlier_weight(color, weight, skin, around)
+        # green or blue below the nose is a wall or a shirt beside the jaw and neck; above it, it
+        # may be dyed hair over the forehead, which the photo shows and the texture keeps
+        below_nose = geo.position[:, 1] < float(model.mean[int(model.landmark_idx[33]), 1])
+        weight = cool_outlier_weight(color, weight, skin, around & below_nose)
         # what the photo shows, directly or through the mirror (the fill continues it)
         zero = np.zeros_like(color)
         seen, mirror_w = complete_texels(color, weight, zero, mirror.partner, usable, relight)
