@@ -81,6 +81,12 @@ def render_photo(model, params: FaceParams, colors: np.ndarray, scale: int = 2, 
     return photo, np.array([[scale, 0, px + c], [0, scale, py + c]], dtype=np.float64)
 
 
+def photo_px(posed) -> np.ndarray:
+    """(V,2) where :func:`render_photo` (scale 2, pad (40, 60)) draws each vertex of a posed
+    mesh, photo pixels (x right, y down)."""
+    return posed.verts_cam[:, :2] / -posed.verts_cam[:, 2:] * 1015.0 * np.array([1, -1]) * 2 + 224 + np.array([40, 60])
+
+
 def vertex_texels(model, atlas, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(V,2) texel of each vertex and (V,) whether that texel lies in one of the vertex's own
     triangles (elsewhere a texel cannot stand for the vertex)."""
@@ -328,7 +334,7 @@ def test_background_along_the_far_side_and_a_white_collar_are_not_copied(model):
     params = face_params(model, 35.0)
     photo, M_inv = render_photo(model, params, np.tile(skin, (model.n_vertices, 1)))
     posed = posed_mesh(model, params)
-    xy = posed.verts_cam[:, :2] / -posed.verts_cam[:, 2:] * 1015.0 * np.array([1, -1]) * 2 + 224 + np.array([40, 60])
+    xy = photo_px(posed)
     face_px = (np.abs(photo.astype(int) - (skin * 255)).max(-1) < 30).astype(np.uint8)
     inside = cv2.distanceTransform(face_px, cv2.DIST_L2, 3)
     lm = xy[model.landmark_idx.numpy()]
@@ -371,7 +377,7 @@ def test_a_blue_shirt_under_the_chin_gives_way_to_skin_a_grey_beard_stays(model,
     from facerecon.export.photo import posed_mesh
 
     posed = posed_mesh(model, params)
-    xy = posed.verts_cam[:, :2] / -posed.verts_cam[:, 2:] * 1015.0 * np.array([1, -1]) * 2 + 224 + np.array([40, 60])
+    xy = photo_px(posed)
     chin_y = xy[model.landmark_idx.numpy()][8, 1]
     rows = np.arange(photo.shape[0])[:, None]
     photo[face_px & (rows > chin_y + 12)] = band
@@ -404,7 +410,7 @@ def test_a_blue_fringe_over_the_forehead_stays(model):
     photo, M_inv = render_photo(model, params, np.tile(skin, (model.n_vertices, 1)))
     face_px = np.abs(photo.astype(int) - (skin * 255)).max(-1) < 30
     posed = posed_mesh(model, params)
-    xy = posed.verts_cam[:, :2] / -posed.verts_cam[:, 2:] * 1015.0 * np.array([1, -1]) * 2 + 224 + np.array([40, 60])
+    xy = photo_px(posed)
     brow_y = xy[model.landmark_idx.numpy()][17:27, 1].min()
     rows = np.arange(photo.shape[0])[:, None]
     photo[face_px & (rows < brow_y - 25)] = band
