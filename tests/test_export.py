@@ -649,7 +649,7 @@ def test_model_views_frame_and_light_a_known_plate():
     verts = np.array([[-50.0, -50, 0], [50, -50, 0], [50, 50, 0], [-50, 50, 0]])
     faces = np.array([[0, 1, 2], [0, 2, 3]])
     colors = np.tile([0.8, 0.1, 0.1], (4, 1))
-    img = model_views(verts, faces, colors, size=200, yaws_deg=(0.0, 60.0), labels=None)
+    img = model_views(verts, faces, colors, size=200, yaws_deg=(0.0, 60.0), labels=False)
     assert img.shape == (200, 404, 3) and (img[:, 200:204] == 255).all()
     front, turned = img[:, :200].astype(int), img[:, 204:].astype(int)
     for panel, shade, width in ((front, 1.0, 180), (turned, 0.675, 90)):

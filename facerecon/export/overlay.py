@@ -157,7 +157,8 @@ def compare_image(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarra
     grey) and the overlay (``overlay_faces``
     blended over the photo, landmarks drawn), all cut to the same square around the drawn face
     (``overlay_faces``, else the whole mesh; ``margin`` of its size added on each side; grey
-    beyond the photo, where the overlay draws no face either) and scaled to ``height`` pixels, the renders rasterized at that size."""
+    beyond the photo, where the overlay draws no face either) and scaled to ``height`` pixels, the
+    renders rasterized at that size."""
     camera = camera or Camera()
     posed = posed or posed_mesh(model, params, camera)
     M_inv = np.asarray(M_inv, dtype=np.float64)
@@ -208,15 +209,15 @@ def compare_image(photo: np.ndarray, model, params: FaceParams, M_inv: np.ndarra
 
 
 def model_views(verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, *, size: int = 512,
-                yaws_deg: tuple[float, ...] = (0.0, 35.0), labels: tuple[str, ...] | None = ("front", "35 deg")
-                ) -> np.ndarray:
+                yaws_deg: tuple[float, ...] = (0.0, 35.0), labels: bool = True) -> np.ndarray:
     """The mesh alone from a few sides, panels side by side on grey: (size, n·size + 4·(n−1), 3)
     uint8, for a face no single photo shows (a person's, from several).
 
     ``verts`` (V,3) model space, mm (y up, +z towards the viewer), ``colors`` (V,3) in [0,1]
     (e.g. the texture at each vertex), lit by a soft light from the viewer: × (0.35 + 0.65 cos θ)
     with θ between the normal and the view. Each panel turns the mesh by its yaw (degrees, about
-    the vertical axis through the mesh's centre) and frames it to 90 % of the panel height."""
+    the vertical axis through the mesh's centre) and frames it to 90 % of the panel height;
+    ``labels`` writes each panel's view in its corner ("front", "35 deg")."""
     from facerecon.geometry import vertex_normals_np
 
     v = np.asarray(verts, np.float64)
@@ -230,15 +231,15 @@ def model_views(verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, *, siz
     grey[:] = PANEL_BACKGROUND
     normals = vertex_normals_np(v, f)
     panels = []
-    for k, yaw in enumerate(yaws_deg):
+    for yaw in yaws_deg:
         c, s_ = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
         rot = np.array([[c, 0.0, s_], [0.0, 1.0, 0.0], [-s_, 0.0, c]])
         vc = (v - centre) @ rot.T + np.array([0.0, 0.0, -distance])
         facing = np.clip((normals @ rot.T)[:, 2], 0.0, 1.0)  # the view looks down −z: towards it is +z
         shaded = np.asarray(colors, np.float64) * (0.35 + 0.65 * facing)[:, None]
         panel, _ = render_over_photo(grey, vc, f, shaded, np.array([[1.0, 0, 0], [0, 1.0, 0]]), camera, alpha=1.0)
-        if labels is not None and k < len(labels):
-            _label(panel, labels[k])
+        if labels:
+            _label(panel, "front" if yaw == 0 else f"{yaw:g} deg")
         panels.append(panel)
     gap = np.full((size, 4, 3), 255, np.uint8)
     out = [panels[0]]
