@@ -21,7 +21,12 @@ the repository):
   0–4 (every 7th such file in name order) and the first 60 photos of 300-W train;
 * ``heldout`` — textures of the real-skin scan renders, disjoint people: UTKFace aged 18–60,
   6 photos per race label 0–4 (other files: every 7th starting at the 4th) and the first 24 photos
-  of 300-W test.
+  of 300-W test;
+* ``large`` — a larger training set (the forty-eighth session): UTKFace aged 18–60, 60 photos per
+  race label from each of the offsets 0 and 1 (every 7th file; ``train``'s UTKFace photos are
+  among them, ``heldout``'s offset 3 is not) and the first 200 photos of 300-W train. With 150
+  photos, PCA modes beyond the tenth held mostly single photos' shadows and misplaced features:
+  random draws came out blotchy. Made with ``--engine default --register``.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ def photo_set(name: str) -> list[Path]:
     """The fixed photo list of a set (see the module docstring)."""
     if name == "train":
         return utk_photos(24, 0) + sorted((SHARED / "faces" / "300w" / "train").glob("*.jpg"))[:60]
+    if name == "large":
+        return (utk_photos(60, 0) + utk_photos(60, 1)
+                + sorted((SHARED / "faces" / "300w" / "train").glob("*.jpg"))[:200])
     if name == "heldout":
         return utk_photos(6, 3) + sorted((SHARED / "faces" / "300w" / "test").glob("*.jpg"))[:24]
     raise ValueError(f"unknown set {name!r}")
@@ -121,15 +129,20 @@ def vertex_samples(fwd, params, crop: np.ndarray, attention: np.ndarray, vertex_
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", choices=["train", "heldout"], required=True)
+    ap.add_argument("--set", choices=["train", "heldout", "large"], required=True)
     ap.add_argument("--out", type=Path, default=Path("work/albedo"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--register", action="store_true",
                     help="read each vertex's colour where the fit's inner landmarks meet the photo's own "
                          "(registered(): the photo's brows, eyes and lips land on the model's landmark vertices)")
+    ap.add_argument("--engine", choices=["fit-ict", "default"], default="fit-ict",
+                    help="fit-ict: engine fit with ICT's landmark vertices (what sets train and heldout were "
+                         "made with); default: the pipeline's default engine (faster, closer on 300-W)")
+    ap.add_argument("--shard", default="0/1", help="i/n: do every n-th photo from the i-th (parallel runs)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
 
     from facerecon.facemodel import load_face_model
     from facerecon.facemodel.model import _part_ids, region_vertex_ids
@@ -139,12 +152,14 @@ def main() -> int:
     out = args.out / args.set
     out.mkdir(parents=True, exist_ok=True)
     photos = photo_set(args.set)[: args.limit]
-    todo = [p for p in photos if not (out / (p.stem + ".npz")).exists() and not (out / (p.stem + ".failed")).exists()]
+    todo = [p for p in photos[shard::n_shards]
+            if not (out / (p.stem + ".npz")).exists() and not (out / (p.stem + ".failed")).exists()]
     print(f"{len(photos)} photos in set {args.set}, {len(todo)} to do", file=sys.stderr)
     from facerecon.fitting.engine import FitConfig
 
     # the engine and landmark set the samples (the albedo model, the real-skin renders) were made with
-    rec = FaceReconstructor(engine="fit", config=FitConfig(landmarks="ict"))
+    rec = (FaceReconstructor(engine="fit", config=FitConfig(landmarks="ict")) if args.engine == "fit-ict"
+           else FaceReconstructor())
     head = load_face_model("head")
     fwd = ForwardModel(head, rec.camera)
     full_ids = _part_ids("face")                          # full-mesh ids of ICT's face part
@@ -178,7 +193,7 @@ def main() -> int:
                                 params=r.params.to_vector()[0].numpy(), vertex_ids=full_ids.astype(np.int32),
                                 crop_skin_rgb=np.median(prep.crop[skin], 0) if skin.sum() > 50 else np.zeros(3),
                                 source=str(p.relative_to(SHARED)), loss=r.losses["total"],
-                                registered=args.register)
+                                registered=args.register, engine=args.engine)
             os.replace(tmp, out / (p.stem + ".npz"))
             bar.update(1)
     bar.close()

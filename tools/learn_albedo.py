@@ -47,16 +47,13 @@ def smoothing_operator(faces: np.ndarray, ids: np.ndarray):
     return sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, default=Path("work/albedo/train"))
-    ap.add_argument("--modes", type=int, default=80)
-    ap.add_argument("--min-trusted", type=float, default=0.25,
-                    help="skip samples with fewer trusted face vertices than this fraction")
-    ap.add_argument("--smooth", type=int, default=2,
-                    help="1-ring averaging passes over each sample (per-vertex photo noise)")
-    ap.add_argument("--out", type=Path, default=resource_path(LEARNED_FILE))
-    args = ap.parse_args()
+def sample_rows(folder: Path, smooth_passes: int = 2, min_trusted: float = 0.25, symmetric: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Completed, smoothed samples of every ``*.npz`` in ``folder``: (rows (N,V,3) in [0.02, 0.98],
+    the full-mesh vertex ids (V,) they cover — ICT's face part, then its head and neck —, the
+    sources used, the sources skipped: too little trusted skin, or a colour cast). ``symmetric``:
+    each face part averaged with its mirror image (a photo's side light, one brow hidden by a
+    turned head, a shadow on one cheek are not the person's albedo)."""
     full = load_face_model("full")
     face_ids = np.arange(*ict.PARTS["face"])
     head_ids = np.arange(*ict.PARTS["head_neck"])
@@ -65,22 +62,42 @@ def main() -> int:
     ids = np.concatenate([face_ids, head_ids])
     smooth = smoothing_operator(full.faces.numpy(), ids)
     rows, used, skipped = [], [], []
-    for f in sorted(args.samples.glob("*.npz")):
+    for f in sorted(Path(folder).glob("*.npz")):
         x, info = completed(f, partner, features, len(head_ids))
-        ok = info["trusted"] >= args.min_trusted and info["skin_gamut"]
+        ok = info["trusted"] >= min_trusted and info["skin_gamut"]
         (used if ok else skipped).append(info["source"])
         if ok:
-            for _ in range(args.smooth):
+            for _ in range(smooth_passes):
                 x = smooth @ x
-            rows.append(np.clip(x, 0.02, 0.98))
+            x = np.clip(x, 0.02, 0.98)
+            if symmetric:
+                x[: len(face_ids)] = 0.5 * (x[: len(face_ids)] + x[partner])
+            rows.append(x)
+    return np.stack(rows) if rows else np.zeros((0, len(ids), 3)), ids, used, skipped
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=Path, default=Path("work/albedo/train"))
+    ap.add_argument("--modes", type=int, default=80)
+    ap.add_argument("--min-trusted", type=float, default=0.25,
+                    help="skip samples with fewer trusted face vertices than this fraction")
+    ap.add_argument("--smooth", type=int, default=2,
+                    help="1-ring averaging passes over each sample (per-vertex photo noise)")
+    ap.add_argument("--symmetric", action="store_true",
+                    help="average each sample's face with its mirror image before PCA")
+    ap.add_argument("--out", type=Path, default=resource_path(LEARNED_FILE))
+    args = ap.parse_args()
+    rows, ids, used, skipped = sample_rows(args.samples, args.smooth, args.min_trusted, args.symmetric)
     if len(rows) < 10:
         print(f"{args.samples}: {len(rows)} usable samples, need at least 10", file=sys.stderr)
         return 2
-    mean, basis, std = pca_albedo(np.stack(rows), args.modes)
+    mean, basis, std = pca_albedo(rows, args.modes)
     info = {"photos": len(rows), "skipped": skipped, "sources": used, "modes": int(len(std)),
             "made_by": "tools/learn_albedo.py", "date": datetime.date.today().isoformat(),
             "licence_note": "learned from UTKFace and 300-W photos (non-commercial research use)"}
     info["smoothing_passes"] = args.smooth
+    info["symmetric"] = args.symmetric
     save_learned_albedo(args.out, ids, mean, basis, std, info)
     print(f"{args.out}: {len(rows)} photos, {len(std)} modes, std {std[0]:.3f} .. {std[-1]:.4f}, "
           f"{args.out.stat().st_size / 2**20:.1f} MiB; first 5 modes hold "
