@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facerecon.facemodel import FaceModel, load_face_model
+from facerecon.facemodel.albedo import learned_albedo_sha256
 from facerecon.fitting.engine import FitConfig, FitResult, Fitter, group_index, rnet_prior
 from facerecon.imageio import ImageError, NoFaceError, PreparedFace, Preparer
 from facerecon.imageio.load import ImageSource, describe_source
@@ -226,7 +227,8 @@ def rnet_layout_problem(net: RNet, model: FaceModel, rgb_light: bool, trained: d
 
     Compares the flat output layout (sizes of α, β, δ, γ, pose) with the face model's and the
     light model, and the albedo model and region the network was trained with (``trained``: the
-    checkpoint's ``train_config``, when it has one) with the face model's.
+    checkpoint's ``train_config``, when it has one) with the face model's; a network that records
+    its learned albedo model's fingerprint (``albedo_sha256``) must match the installed one.
     """
     want = {"alpha": model.n_id, "beta": model.n_exp, "delta": model.n_tex, "gamma": 27 if rgb_light else 9,
             "angles": 3, "trans": 3}
@@ -239,6 +241,10 @@ def rnet_layout_problem(net: RNet, model: FaceModel, rgb_light: bool, trained: d
         theirs = trained.get(key)
         if theirs is not None and theirs != ours:
             return f"it was trained with {key} {theirs!r}, the fitter uses {ours!r} (--{key} {theirs})"
+    sha = trained.get("albedo_sha256")
+    if model.albedo_kind == "learned" and sha is not None and sha != learned_albedo_sha256():
+        return (f"its albedo outputs belong to another learned albedo model (sha256 {sha[:12]}…, installed "
+                f"{learned_albedo_sha256()[:12]}…): carry it over with tools/remap_rnet_albedo.py")
     return None
 
 

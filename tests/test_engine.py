@@ -81,6 +81,8 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
                                     {"train_config": {"albedo": "spectral", "region": "narrow"}}),
         "fit_region": save_checkpoint(d / "fit_region.pt", RNet(RNetConfig(trunk="resnet18")),
                                       {"train_config": {"albedo": "learned", "region": "fit"}}),
+        "other_albedo": save_checkpoint(d / "other_albedo.pt", RNet(RNetConfig(trunk="resnet18")),
+                                        {"train_config": {**fitter_like, "albedo_sha256": "0" * 64}}),
     }
 
 
@@ -429,6 +431,7 @@ def test_the_shipped_offset_is_the_mean_of_the_committed_populations_people():
     ("rgb", "gamma 27 vs 9"),
     ("spectral", "trained with albedo 'spectral', the fitter uses 'learned'"),
     ("fit_region", "trained with region 'fit', the fitter uses 'narrow'"),
+    ("other_albedo", "albedo outputs belong to another learned albedo model (sha256 000000000000…"),
 ])
 def test_a_checkpoint_that_does_not_fit_is_refused(fit_recon, checkpoints, name, words):
     with pytest.raises(ValueError) as info:

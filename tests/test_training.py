@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from facerecon.facemodel.albedo import learned_albedo_sha256
 from facerecon.nets.rnet import RNet, RNetConfig, load_checkpoint
 from facerecon.synthesis import SynthConfig, generate_batches
 from facerecon.training import TrainConfig, Trainer
@@ -165,6 +166,8 @@ def test_a_resumed_run_takes_the_same_steps_as_an_uninterrupted_one(data, face_m
         assert torch.equal(a, b)
     _, extra = load_checkpoint(tmp_path / "b" / "run" / "last.pt")
     assert extra["step"] == 5 and extra["train_config"]["steps"] == 5 and "optimizer" in extra and extra["rng"]
+    # which learned albedo model the net's δ outputs belong to (the pipeline refuses another's)
+    assert extra["train_config"]["albedo_sha256"] == learned_albedo_sha256()
 
 
 def test_lr_warms_up_then_decays_to_the_final_fraction():

@@ -46,6 +46,16 @@ class AlbedoBasis:
 LEARNED_FILE = "albedo_pca.npz"
 
 
+def learned_albedo_sha256() -> str:
+    """SHA-256 (hex) of the installed learned albedo model's file: which model an R-Net's albedo
+    coefficients δ belong to (a network records it; another model's δ paint another face)."""
+    import hashlib
+
+    from facerecon.assets import resource_path
+
+    return hashlib.sha256(resource_path(LEARNED_FILE).read_bytes()).hexdigest()
+
+
 def trusted_samples(weight: np.ndarray, skin: np.ndarray, inner: np.ndarray, min_weight: float = 0.3,
                     min_skin: float = 0.5, colour_ok: np.ndarray | None = None) -> np.ndarray:
     """(M,) bool: samples to keep — seen squarely enough (``weight``) and either on the inner face

@@ -45,6 +45,7 @@ from facerecon.atomic import atomic_write_json, atomic_write_text
 from facerecon.cpus import available_cpus
 from facerecon.data.shards import photos_to_float
 from facerecon.facemodel import FaceModel, load_face_model
+from facerecon.facemodel.albedo import learned_albedo_sha256
 from facerecon.forward import ForwardModel
 from facerecon.losses import HybridLoss, landmark_weights
 from facerecon.nets.rnet import RNet, load_checkpoint, save_checkpoint
@@ -292,6 +293,14 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out / "last.pt"
 
+    def train_record(self) -> dict[str, Any]:
+        """The run's config as stored in its checkpoints, with the fingerprint of the learned albedo
+        model the network's albedo outputs belong to (``albedo_sha256``)."""
+        record = self.config.record()
+        if self.config.albedo == "learned":
+            record["albedo_sha256"] = learned_albedo_sha256()
+        return record
+
     def save_checkpoint(self) -> Path | None:
         """Write ``OUT/last.pt`` (rank 0; every process must call this: the RNG states of all of
         them are gathered). Returns the path on rank 0, None elsewhere."""
@@ -304,7 +313,7 @@ class Trainer:
             return None
         extra = {"step": self.step, "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                 "rng": states, "world_size": self.dist.world, "train_config": self.config.record(),
+                 "rng": states, "world_size": self.dist.world, "train_config": self.train_record(),
                  "metrics": dict(self.last_metrics)}
         path = save_checkpoint(self.checkpoint_path, self.net, extra)
         self._append_log({"event": "checkpoint", "step": self.step, "rank": self.dist.rank, "file": path.name})
