@@ -1,7 +1,10 @@
 """Learn facerecon's statistical albedo model from de-lit real photos (issue 10, item 2).
 
-    python tools/albedo_samples.py --set train            # the samples (resumable, ~6 s a photo)
-    python tools/learn_albedo.py [--samples work/albedo/train] [--modes 80]
+    python tools/albedo_samples.py --set large --engine default --register [--shard I/2]   # resumable, ~2 s a photo
+    python tools/learn_albedo.py --samples work/albedo/large --symmetric [--modes 80]     # the shipped model
+    python tools/remap_rnet_albedo.py --old PREVIOUS_albedo_pca.npz   # carry the shipped R-Nets over
+
+(The first model, 2026-12-02, was ``--set train`` without registration or symmetry: 150 photos.)
 
 Each sample (one photo, per-vertex de-lit colours of ICT's face part) is completed where the photo
 could not be trusted (not seen squarely; hair or background at the face's border: see
