@@ -13,9 +13,11 @@ face part (the head and neck of a sample are its one skin colour):
   per-vertex RGB distance to the nearest held-out texture: draws that look like real skin lie near
   some real texture.
 
-Also: blotchiness (mean RGB distance between a texture's 2-pass and 32-pass 1-ring averages,
-8-bit levels: patches of about 0.5–2 cm; real textures have them at brows, eyes and lips) of the draws next to the held-out textures' own, and off-skin-hue vertices
-(not R > G > B − 0.03). The model's mean alone (every draw the mean) is the first row.
+Also, for the draws next to the held-out textures' own: blotchiness (mean RGB distance between a
+texture's 2-pass and 32-pass 1-ring averages, 8-bit levels: patches of about 0.5–2 cm; real
+textures have them at brows, eyes and lips), off-skin-hue vertices (not R > G > B − 0.03) and the
+skin's chroma spread (rg chromaticity of the skin, brows, eyes, nostrils and lips left out: mean
+distance from its median, ×100). The model's mean alone (every draw the mean) is the first row.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def main() -> int:
     print(f"{len(x)} held-out textures ({args.heldout}), {n_face} face-part vertices; "
           f"their blotchiness {rough(x):.2f}, off-hue {off_hue(x):.1%}, skin chroma spread "
           f"{np.median(chroma_spread(x)):.2f} (median; 90th percentile {np.percentile(chroma_spread(x), 90):.2f})")
-    print("| model | modes | generalisation k=10 / 40 / all | specificity | blotchiness of draws | off-hue | skin chroma spread, median / 90th pct |")
+    print("| model | modes | generalisation k=10 / 40 / all | specificity | blotchiness of draws | off-hue "
+          "| skin chroma spread, median / 90th pct |")
     print("|---|---|---|---|---|---|---|")
     for i, path in enumerate(args.models):
         vid, mean, basis = load(path)
