@@ -162,8 +162,8 @@ def main() -> int:
     rec = (FaceReconstructor(engine="fit", config=FitConfig(landmarks="ict")) if args.engine == "fit-ict"
            else FaceReconstructor())
     # the landmark vertices the fit used: ``--register`` puts the photo's features on them (the
-    # head's own default, ICT's points, lie 2.7 mm from the default fitter's on average, 6.4 at
-    # the mouth: an albedo registered there pulled the fitted points off 300-W's annotations)
+    # head's own default, ICT's points, lie 2.7 mm from the default fitter's on average, up to 6.4
+    # on the inner lip: an albedo registered there pulled the fitted points off 300-W's annotations)
     head = load_face_model("head", landmarks=rec.model.landmark_set)
     fwd = ForwardModel(head, rec.camera)
     full_ids = _part_ids("face")                          # full-mesh ids of ICT's face part
