@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from facerecon.facemodel import load_face_model
+from facerecon.facemodel.albedo import off_skin_hue
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             a = m.albedo(torch.randn(args.draws, m.n_tex, generator=g)).clamp(0, 1).numpy()[:, :11248]
-        off = ~((a[..., 0] > a[..., 1]) & (a[..., 1] > a[..., 2] - 0.03))
+        off = off_skin_hue(a)
         clip = (a.max(-1) >= 0.999) | (a.min(-1) <= 0.001)
         luma = (a @ np.array([0.299, 0.587, 0.114])).mean(1)
         print(f"| {kind} | {off.mean():.1%} | {np.mean(off.mean(1) > 0.02):.1%} | {clip.mean():.1%} | "

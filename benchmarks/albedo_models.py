@@ -70,7 +70,7 @@ def main() -> int:
     n_face = hi - lo                                  # the rows start with the face part
     x = rows[:, :n_face]
     smooth = smoothing_operator(load_face_model("full").faces.numpy(), ids[:n_face])
-    from facerecon.facemodel.albedo import sample_layout
+    from facerecon.facemodel.albedo import off_skin_hue, sample_layout
 
     def rough(t: np.ndarray) -> float:
         fine = t.copy()
@@ -92,7 +92,7 @@ def main() -> int:
         return np.linalg.norm(c - np.median(c, axis=1, keepdims=True), axis=2).mean(1) * 100
 
     def off_hue(t: np.ndarray) -> float:
-        return float((~((t[..., 0] > t[..., 1]) & (t[..., 1] > t[..., 2] - 0.03))).mean())
+        return float(off_skin_hue(t).mean())
 
     print(f"{len(x)} held-out textures ({args.heldout}), {n_face} face-part vertices; "
           f"their blotchiness {rough(x):.2f}, off-hue {off_hue(x):.1%}, skin chroma spread "

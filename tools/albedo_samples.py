@@ -28,6 +28,9 @@ the repository):
   photos, PCA modes beyond the tenth held mostly single photos' shadows and misplaced features:
   random draws came out blotchy. Made with ``--engine default --register`` (registered onto the
   default fitter's own landmark vertices, "300w-photo").
+* ``xlarge`` — ``large`` and more (the forty-ninth session): UTKFace aged 18–60, 60 photos per race
+  label from each of the offsets 0, 1, 2, 4, 5 and 6 (every 7th file; ``heldout``'s offset 3 left
+  out) and the first 400 photos of 300-W train: 2,200 photos, ``large``'s among them.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ def photo_set(name: str) -> list[Path]:
     if name == "large":
         return (utk_photos(60, 0) + utk_photos(60, 1)
                 + sorted((SHARED / "faces" / "300w" / "train").glob("*.jpg"))[:200])
+    if name == "xlarge":
+        return ([f for o in (0, 1, 2, 4, 5, 6) for f in utk_photos(60, o)]
+                + sorted((SHARED / "faces" / "300w" / "train").glob("*.jpg"))[:400])
     if name == "heldout":
         return utk_photos(6, 3) + sorted((SHARED / "faces" / "300w" / "test").glob("*.jpg"))[:24]
     raise ValueError(f"unknown set {name!r}")
@@ -130,7 +136,7 @@ def vertex_samples(fwd, params, crop: np.ndarray, attention: np.ndarray, vertex_
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--set", choices=["train", "heldout", "large"], required=True)
+    ap.add_argument("--set", choices=["train", "heldout", "large", "xlarge"], required=True)
     ap.add_argument("--out", type=Path, default=Path("work/albedo"))
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, default=None)

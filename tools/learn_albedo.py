@@ -26,7 +26,8 @@ import numpy as np
 
 from facerecon.assets import resource_path
 from facerecon.facemodel import ict, load_face_model
-from facerecon.facemodel.albedo import LEARNED_FILE, pca_albedo, read_albedo_sample, sample_layout, save_learned_albedo
+from facerecon.facemodel.albedo import (LEARNED_FILE, off_skin_hue, pca_albedo, read_albedo_sample, sample_layout,
+                                       save_learned_albedo)
 
 
 def completed(path: Path, partner: np.ndarray, features: np.ndarray, n_head: int) -> tuple[np.ndarray, dict]:
@@ -50,11 +51,12 @@ def smoothing_operator(faces: np.ndarray, ids: np.ndarray):
     return sp.diags(1.0 / np.asarray(a.sum(1)).ravel()) @ a
 
 
-def sample_rows(folder: Path, smooth_passes: int = 2, min_trusted: float = 0.25, symmetric: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+def sample_rows(folder: Path, smooth_passes: int = 2, min_trusted: float = 0.25, symmetric: bool = False,
+                max_off_hue: float = 1.0) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Completed, smoothed samples of every ``*.npz`` in ``folder``: (rows (N,V,3) in [0.02, 0.98],
     the full-mesh vertex ids (V,) they cover — ICT's face part, then its head and neck —, the
-    sources used, the sources skipped: too little trusted skin, or a colour cast). ``symmetric``:
+    sources used, the sources skipped: too little trusted skin, a colour cast, or more than
+    ``max_off_hue`` of the face part off skin hue (:func:`off_skin_hue`)). ``symmetric``:
     each face part averaged with its mirror image (a photo's side light, one brow hidden by a
     turned head, a shadow on one cheek are not the person's albedo)."""
     full = load_face_model("full")
@@ -68,13 +70,15 @@ def sample_rows(folder: Path, smooth_passes: int = 2, min_trusted: float = 0.25,
     for f in sorted(Path(folder).glob("*.npz")):
         x, info = completed(f, partner, features, len(head_ids))
         ok = info["trusted"] >= min_trusted and info["skin_gamut"]
-        (used if ok else skipped).append(info["source"])
         if ok:
             for _ in range(smooth_passes):
                 x = smooth @ x
             x = np.clip(x, 0.02, 0.98)
             if symmetric:
                 x[: len(face_ids)] = 0.5 * (x[: len(face_ids)] + x[partner])
+            ok = off_skin_hue(x[: len(face_ids)]).mean() <= max_off_hue
+        (used if ok else skipped).append(info["source"])
+        if ok:
             rows.append(x)
     return np.stack(rows) if rows else np.zeros((0, len(ids), 3)), ids, used, skipped
 
@@ -89,9 +93,13 @@ def main() -> int:
                     help="1-ring averaging passes over each sample (per-vertex photo noise)")
     ap.add_argument("--symmetric", action="store_true",
                     help="average each sample's face with its mirror image before PCA")
+    ap.add_argument("--max-off-hue", type=float, default=1.0,
+                    help="skip samples with more than this fraction of face vertices off skin hue (not R > G > "
+                         "B - 0.03: a coloured light left in, stubble de-lit to blue-grey); 1: keep all")
     ap.add_argument("--out", type=Path, default=resource_path(LEARNED_FILE))
     args = ap.parse_args()
-    rows, ids, used, skipped = sample_rows(args.samples, args.smooth, args.min_trusted, args.symmetric)
+    rows, ids, used, skipped = sample_rows(args.samples, args.smooth, args.min_trusted, args.symmetric,
+                                           args.max_off_hue)
     if len(rows) < 10:
         print(f"{args.samples}: {len(rows)} usable samples, need at least 10", file=sys.stderr)
         return 2
@@ -101,6 +109,7 @@ def main() -> int:
             "licence_note": "learned from UTKFace and 300-W photos (non-commercial research use)"}
     info["smoothing_passes"] = args.smooth
     info["symmetric"] = args.symmetric
+    info["max_off_hue"] = args.max_off_hue
     save_learned_albedo(args.out, ids, mean, basis, std, info)
     print(f"{args.out}: {len(rows)} photos, {len(std)} modes, std {std[0]:.3f} .. {std[-1]:.4f}, "
           f"{args.out.stat().st_size / 2**20:.1f} MiB; first 5 modes hold "

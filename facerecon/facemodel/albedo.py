@@ -56,6 +56,12 @@ def learned_albedo_sha256() -> str:
     return hashlib.sha256(resource_path(LEARNED_FILE).read_bytes()).hexdigest()
 
 
+def off_skin_hue(rgb: np.ndarray) -> np.ndarray:
+    """Which colours (..., 3) in [0, 1] lie off skin's hue order R > G > B − 0.03: green, blue,
+    grey-blue or purple (de-lighting under a coloured light, stubble turned blue-grey)."""
+    return ~((rgb[..., 0] > rgb[..., 1]) & (rgb[..., 1] > rgb[..., 2] - 0.03))
+
+
 def trusted_samples(weight: np.ndarray, skin: np.ndarray, inner: np.ndarray, min_weight: float = 0.3,
                     min_skin: float = 0.5, colour_ok: np.ndarray | None = None) -> np.ndarray:
     """(M,) bool: samples to keep — seen squarely enough (``weight``) and either on the inner face
