@@ -182,7 +182,7 @@ def test_demo_model_gallery(tmp_path):
     # and no patchier than real skin: the spread of the skin's rg chromaticity (brows, eyes, nostrils
     # and lips left out) stays under 1.16 (×100), the 90th percentile of 40 held-out de-lit real
     # textures (BENCHMARKS.md, "Albedo models"). The 150-photo model drew 1.08 / 0.83 / 1.20 here,
-    # today's 0.66 / 1.09 / 0.93.
+    # the 706-photo one 0.68 / 1.11 / 0.96, today's (1,824 photos) 0.79 / 0.93 / 0.88.
     n_face = PARTS["face"][1]  # ICT's face part comes first
     full = load_face_model("full")
     mean = full.mean.numpy().astype(np.float64)

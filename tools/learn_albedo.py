@@ -1,10 +1,12 @@
 """Learn facerecon's statistical albedo model from de-lit real photos (issue 10, item 2).
 
-    python tools/albedo_samples.py --set large --engine default --register [--shard I/2]   # resumable, ~2 s a photo
-    python tools/learn_albedo.py --samples work/albedo/large --symmetric [--modes 80]     # the shipped model
+    python tools/albedo_samples.py --set xlarge --engine default --register [--shard I/2]   # resumable, ~2 s a photo
+    python tools/learn_albedo.py --samples work/albedo/xlarge --symmetric --max-off-hue 0.02   # the shipped model
     python tools/remap_rnet_albedo.py --old PREVIOUS_albedo_pca.npz   # carry the shipped R-Nets over
 
-(The first model, 2026-12-02, was ``--set train`` without registration or symmetry: 150 photos.)
+(The first model, 2026-12-02, was ``--set train`` without registration or symmetry: 150 photos;
+the forty-eighth session's ``--set large --symmetric``: 706 photos; the forty-ninth session's, shipped,
+1,824 of ``xlarge``'s 2,200.)
 
 Each sample (one photo, per-vertex de-lit colours of ICT's face part) is completed where the photo
 could not be trusted (not seen squarely; hair or background at the face's border: see
@@ -85,7 +87,7 @@ def sample_rows(folder: Path, smooth_passes: int = 2, min_trusted: float = 0.25,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, default=Path("work/albedo/train"))
+    ap.add_argument("--samples", type=Path, default=Path("work/albedo/xlarge"))
     ap.add_argument("--modes", type=int, default=80)
     ap.add_argument("--min-trusted", type=float, default=0.25,
                     help="skip samples with fewer trusted face vertices than this fraction")

@@ -166,7 +166,7 @@ class FitConfig:
     rgb_light: bool = False
     """27 RGB light coefficients instead of the paper's 9 monochromatic ones."""
     albedo: Literal["spectral", "learned"] = "learned"
-    """Albedo model the face model is loaded with: "learned" (PCA of 706 de-lit real photos,
+    """Albedo model the face model is loaded with: "learned" (PCA of 1,824 de-lit real photos,
     facerecon/resources/albedo_pca.npz; measured closer to the scan on real-skin renders) or
     "spectral" (smooth modes built from the geometry; no research-only data behind it)."""
     landmarks: Literal["ict", "300w", "300w-photo"] = "300w-photo"
